@@ -1,0 +1,28 @@
+"""Locating the package's installed data files (config/, launch/, models) in any install layout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+PACKAGE_NAME = "semantic_recon_ros"
+
+
+def share_file(relative: str) -> Path:
+    """Path of ``relative`` (e.g. ``config/classes.yaml``) in the package's share directory.
+
+    Looks in the source tree (editable installs, tests), then ``<prefix>/share/semantic_recon_ros``
+    for pip and colcon installs. Raises FileNotFoundError listing every place tried.
+    """
+    package_dir = Path(__file__).resolve().parents[1]
+    candidates = [
+        package_dir.parent / relative,
+        Path(sys.prefix) / "share" / PACKAGE_NAME / relative,
+        # colcon: <install>/<pkg>/lib/pythonX.Y/site-packages/<pkg> -> <install>/<pkg>/share/<pkg>
+        package_dir.parents[2] / "share" / PACKAGE_NAME / relative,
+    ]
+    for path in candidates:
+        if path.exists():
+            return path
+    tried = ", ".join(str(p) for p in candidates)
+    raise FileNotFoundError(f"{relative} not found; looked in: {tried}")
