@@ -1,0 +1,481 @@
+"""The block-sparse semantic TSDF volume: storage, frame integration, memory bound, save/load.
+
+Voxel grid convention: voxel ``g = (i, j, k)`` (integers, world frame) has its centre at
+``g * voxel_size``. Block ``b`` holds voxels ``b * block_size + l`` with local coordinates
+``l in [0, block_size)^3``, stored flattened as ``(l_x * B + l_y) * B + l_z``.
+
+Per voxel layers (``V = block_size**3`` voxels per block, ``K`` classes, ``F`` feature channels):
+
+=================  ===================  ==============================================================
+layer              pool shape           meaning
+=================  ===================  ==============================================================
+``tsdf``           (slots, V)           truncated signed distance / truncation, in [-1, 1] (+ = free)
+``weight``         (slots, V)           fusion weight, 0 = never observed, capped at ``max_weight``
+``color``          (slots, V, 3)        running-average RGB, 0..255 float
+``semantic``       (slots, V, K)        accumulated class votes (one-hot labels or probabilities)
+``features``       (slots, V, F)        running-average back-projected 2D features (F may be 0)
+``feature_weight`` (slots, V)           number of views averaged into ``features``
+=================  ===================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .block_index import BlockIndex, pack_coords, unique_coords_keys, unpack_keys
+from .camera import PinholeCamera, check_rigid, invert_rigid
+from .config_fields import config_from_dict
+from .volume_config import VolumeConfig
+
+FILE_FORMAT = "semantic_recon_ros/volume"
+FILE_VERSION = 1
+LAYER_NAMES = ("tsdf", "weight", "color", "semantic", "features", "feature_weight")
+
+
+@dataclass
+class IntegrationStats:
+    """What one :meth:`SemanticTSDFVolume.integrate` call did."""
+
+    valid_pixels: int = 0
+    blocks_in_view: int = 0
+    blocks_allocated: int = 0
+    blocks_dropped: int = 0
+    blocks_refused: int = 0  # new blocks not allocated because of max_blocks
+    voxels_updated: int = 0
+
+
+@dataclass
+class FrameTensors:
+    """Validated inputs of one integration, on the volume's device (see :meth:`SemanticTSDFVolume.integrate`)."""
+
+    depth: torch.Tensor  # (H, W) float32 metres, invalid = 0
+    color: torch.Tensor | None  # (H, W, 3) float32 0..255
+    labels: torch.Tensor | None  # (H, W) int64, -1 = unlabeled
+    class_probs: torch.Tensor | None  # (H, W, K) float32
+    features: torch.Tensor | None  # (H, W, F) float32
+    T_world_cam: np.ndarray  # (4, 4) float64
+
+
+def _pad(image: torch.Tensor, value: float) -> torch.Tensor:
+    """(H, W) -> (H + 2, W + 2) with a one-pixel border of ``value``."""
+    return torch.nn.functional.pad(image[None], (1, 1, 1, 1), value=value)[0]
+
+
+def _unpad_index(padded_pixel: torch.Tensor, width: int) -> torch.Tensor:
+    """Flat pixel index in an image padded by :func:`_pad` -> flat index in the original (H, W) image."""
+    row, col = padded_pixel // (width + 2), padded_pixel % (width + 2)
+    return (row - 1) * width + (col - 1)
+
+
+def _as_tensor(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    if isinstance(array, torch.Tensor):
+        return array.to(device)
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+class SemanticTSDFVolume:
+    """Sparse voxel-block TSDF + color + semantic (+ feature) map on a torch device.
+
+    Args:
+        config: fusion parameters.
+        class_names: the semantic classes; votes are kept per class in this order.
+        device: torch device for all storage and computation (e.g. ``"cuda"`` or ``"cpu"``).
+    """
+
+    def __init__(self, config: VolumeConfig, class_names: Sequence[str], device: torch.device | str):
+        self.config = config
+        self.class_names = tuple(class_names)
+        self.device = torch.device(device)
+        self.index = BlockIndex(self.device)
+        self.block_coords = torch.zeros((0, 3), dtype=torch.int64, device=self.device)  # per slot
+        self.layers: dict[str, torch.Tensor] = {
+            name: torch.zeros((0, *shape), dtype=torch.float32, device=self.device)
+            for name, shape in self._layer_shapes().items()
+        }
+        self._free_slots = torch.zeros(0, dtype=torch.int64, device=self.device)
+        self._slots_in_use = 0  # high-water mark of the pools
+        B = config.block_size
+        l = torch.arange(B, device=self.device)
+        self._local_offsets = torch.stack(torch.meshgrid(l, l, l, indexing="ij"), dim=-1).reshape(-1, 3)
+        self._ray_cache: dict[PinholeCamera, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ storage
+    def _layer_shapes(self) -> dict[str, tuple[int, ...]]:
+        V, K, F = self.config.voxels_per_block, len(self.class_names), self.config.feature_dim
+        return {"tsdf": (V,), "weight": (V,), "color": (V, 3), "semantic": (V, K),
+                "features": (V, F), "feature_weight": (V,)}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.index)
+
+    @property
+    def capacity(self) -> int:
+        return int(self.block_coords.shape[0])
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the block pools (allocated capacity, not only blocks in use)."""
+        tensors = [*self.layers.values(), self.block_coords]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def _grow(self, needed: int) -> None:
+        capacity = min(max(needed, 2 * self.capacity, 64), max(self.config.max_blocks, needed))
+        extra = capacity - self.capacity
+        self.block_coords = torch.cat((self.block_coords, self.block_coords.new_zeros((extra, 3))))
+        for name, tensor in self.layers.items():
+            self.layers[name] = torch.cat((tensor, tensor.new_zeros((extra, *tensor.shape[1:]))))
+
+    def _take_slots(self, count: int) -> torch.Tensor:
+        reused = self._free_slots[:count]
+        self._free_slots = self._free_slots[count:]
+        fresh_count = count - reused.numel()
+        if self._slots_in_use + fresh_count > self.capacity:
+            self._grow(self._slots_in_use + fresh_count)
+        fresh = torch.arange(self._slots_in_use, self._slots_in_use + fresh_count, device=self.device)
+        self._slots_in_use += fresh_count
+        slots = torch.cat((reused, fresh))
+        for name, tensor in self.layers.items():
+            tensor[slots] = 1.0 if name == "tsdf" else 0.0
+        return slots
+
+    def _add_blocks(self, keys: torch.Tensor) -> torch.Tensor:
+        slots = self._take_slots(keys.numel())
+        self.block_coords[slots] = unpack_keys(keys)
+        self.index.insert(keys, slots)
+        return slots
+
+    def _drop_blocks(self, drop: torch.Tensor) -> int:
+        """Remove index entries where the (num_blocks,) mask ``drop`` is true; returns how many."""
+        count = int(drop.sum())
+        if count:
+            self._free_slots = torch.cat((self._free_slots, self.index.slots[drop]))
+            self.index.remove(~drop)
+        return count
+
+    def block_centers(self, slots: torch.Tensor) -> torch.Tensor:
+        """(N,) slots -> (N, 3) world-frame centres of those blocks in metres."""
+        B, vs = self.config.block_size, self.config.voxel_size
+        return (self.block_coords[slots].float() * B + (B - 1) / 2) * vs
+
+    def clear(self) -> None:
+        """Forget every block (the pools keep their capacity)."""
+        self._drop_blocks(torch.ones(self.num_blocks, dtype=torch.bool, device=self.device))
+
+    # ------------------------------------------------------------------ integration
+    def integrate(
+        self,
+        depth: np.ndarray | torch.Tensor,
+        camera: PinholeCamera,
+        T_world_cam: np.ndarray | torch.Tensor,
+        color: np.ndarray | torch.Tensor | None = None,
+        labels: np.ndarray | torch.Tensor | None = None,
+        class_probs: np.ndarray | torch.Tensor | None = None,
+        features: np.ndarray | torch.Tensor | None = None,
+    ) -> IntegrationStats:
+        """Fuse one registered frame.
+
+        Args:
+            depth: (H, W) float z-depth in metres; 0, NaN, inf and values outside
+                ``[min_depth, max_depth]`` are ignored.
+            camera: intrinsics of all images, ``(H, W) == camera.shape``.
+            T_world_cam: (4, 4) rigid camera-to-world pose.
+            color: optional (H, W, 3) uint8 RGB.
+            labels: optional (H, W) integer class ids; values outside ``[0, K)`` are unlabeled.
+            class_probs: optional (H, W, K) float class probabilities (instead of ``labels``).
+            features: optional (H, W, F) float features, ``F == config.feature_dim``.
+        Returns:
+            IntegrationStats. Bad inputs raise ValueError before the volume is modified.
+        """
+        frame = self._check_inputs(depth, camera, T_world_cam, color, labels, class_probs, features)
+        stats = IntegrationStats(valid_pixels=int((frame.depth > 0).sum()))
+        if stats.valid_pixels == 0:
+            return stats
+        T_world_cam_np = frame.T_world_cam
+        camera_position = torch.tensor(T_world_cam_np[:3, 3], dtype=torch.float32, device=self.device)
+        keys = self._keys_in_truncation_band(frame.depth, camera, T_world_cam_np)
+        slots = self._ensure_blocks(keys, camera_position, stats)
+        stats.blocks_in_view = int(slots.numel())
+        stats.voxels_updated = self._update_voxels(slots, frame, camera)
+        if self.config.clearing_radius > 0:
+            far = (self.block_centers(self.index.slots) - camera_position).norm(dim=1) > self.config.clearing_radius
+            stats.blocks_dropped += self._drop_blocks(far)
+        return stats
+
+    def _check_inputs(self, depth, camera, T_world_cam, color, labels, class_probs, features) -> FrameTensors:
+        shape = camera.shape
+        if depth.ndim != 2 or tuple(depth.shape) != shape:
+            raise ValueError(f"depth must be {shape} (camera size), got {tuple(depth.shape)}")
+        if depth.dtype not in (np.float32, np.float64, torch.float32, torch.float64):
+            raise ValueError(f"depth must be float metres (float32/float64), got {depth.dtype}")
+        T = check_rigid(T_world_cam, "T_world_cam")
+        out = FrameTensors(depth=_as_tensor(depth, self.device).float(), color=None, labels=None,
+                           class_probs=None, features=None, T_world_cam=T)
+        if color is not None:
+            if tuple(color.shape) != (*shape, 3) or color.dtype not in (np.uint8, torch.uint8):
+                raise ValueError(f"color must be {shape + (3,)} uint8 RGB, got {tuple(color.shape)} {color.dtype}")
+            out.color = _as_tensor(color, self.device).float()
+        if labels is not None and class_probs is not None:
+            raise ValueError("give either labels or class_probs, not both")
+        if labels is not None:
+            integer = np.issubdtype(labels.dtype, np.integer) if isinstance(labels, np.ndarray) else (
+                not labels.dtype.is_floating_point and labels.dtype != torch.bool)
+            if tuple(labels.shape) != shape or not integer:
+                raise ValueError(f"labels must be {shape} integer class ids, got {tuple(labels.shape)} {labels.dtype}")
+            lab = _as_tensor(labels, self.device).to(torch.int64)
+            out.labels = torch.where((lab >= 0) & (lab < self.num_classes), lab, torch.full_like(lab, -1))
+        if class_probs is not None:
+            if tuple(class_probs.shape) != (*shape, self.num_classes):
+                raise ValueError(f"class_probs must be {shape + (self.num_classes,)}, got {tuple(class_probs.shape)}")
+            probs = _as_tensor(class_probs, self.device).float()
+            if not torch.isfinite(probs).all() or (probs < 0).any():
+                raise ValueError("class_probs must be finite and non-negative")
+            out.class_probs = probs
+        if features is not None:
+            F = self.config.feature_dim
+            if F == 0:
+                raise ValueError("features given but the volume has feature_dim = 0")
+            if tuple(features.shape) != (*shape, F):
+                raise ValueError(f"features must be {shape + (F,)}, got {tuple(features.shape)}")
+            out.features = _as_tensor(features, self.device).float()
+        d = out.depth
+        valid = torch.isfinite(d) & (d >= self.config.min_depth) & (d <= self.config.max_depth)
+        out.depth = torch.where(valid, d, torch.zeros_like(d))
+        return out
+
+    def _pixel_rays(self, camera: PinholeCamera) -> torch.Tensor:
+        rays = self._ray_cache.get(camera)
+        if rays is None:
+            rays = self._ray_cache[camera] = camera.pixel_rays(self.device)
+        return rays
+
+    def _keys_in_truncation_band(self, depth: torch.Tensor, camera: PinholeCamera, T_world_cam: np.ndarray):
+        """Sorted unique keys of the blocks within truncation (+1 voxel) of the observed surface."""
+        cfg = self.config
+        s = cfg.allocation_stride
+        d = depth[::s, ::s]
+        valid = d > 0
+        rays = self._pixel_rays(camera)[::s, ::s][valid]  # (P, 3), z = 1
+        d = d[valid]
+        band = cfg.truncation + cfg.voxel_size
+        steps = int(np.ceil(2 * band / (0.5 * cfg.block_length))) + 1
+        offsets = torch.linspace(-band, band, steps, device=self.device)
+        z = (d[:, None] + offsets[None, :]).clamp_(min=1e-3)  # (P, S)
+        # block coordinate (continuous) of world point R @ (ray * z) + t, in block units
+        scale = 1.0 / cfg.block_length
+        R = torch.tensor(T_world_cam[:3, :3] * scale, dtype=torch.float32, device=self.device)
+        t = torch.tensor(T_world_cam[:3, 3] * scale + 0.5 / cfg.block_size, dtype=torch.float32, device=self.device)
+        coords = torch.addcmul(t, (rays @ R.T)[:, None, :], z[..., None]).floor_().reshape(-1, 3).to(torch.int64)
+        return unique_coords_keys(coords)
+
+    def _ensure_blocks(self, keys: torch.Tensor, camera_position: torch.Tensor, stats: IntegrationStats):
+        """Slots for ``keys``, allocating missing blocks within the ``max_blocks`` bound."""
+        slots = self.index.lookup(keys)
+        missing = slots < 0
+        new_keys = keys[missing]
+        overflow = self.num_blocks + new_keys.numel() - self.config.max_blocks
+        if overflow > 0:
+            # drop the farthest blocks that this frame does not see
+            seen = torch.zeros(self.num_blocks, dtype=torch.bool, device=self.device)
+            seen[torch.searchsorted(self.index.keys, keys[~missing])] = True
+            distance = (self.block_centers(self.index.slots) - camera_position).norm(dim=1)
+            distance[seen] = -1.0
+            order = torch.argsort(distance, descending=True)[:overflow]
+            drop = torch.zeros_like(seen)
+            drop[order[distance[order] >= 0]] = True
+            stats.blocks_dropped += self._drop_blocks(drop)
+            room = self.config.max_blocks - self.num_blocks
+            if new_keys.numel() > room:
+                # keep the new blocks nearest to the camera
+                B, vs = self.config.block_size, self.config.voxel_size
+                centers = (unpack_keys(new_keys).float() * B + (B - 1) / 2) * vs
+                nearest = torch.argsort((centers - camera_position).norm(dim=1))[:room]
+                stats.blocks_refused = new_keys.numel() - room
+                keep = torch.zeros(new_keys.numel(), dtype=torch.bool, device=self.device)
+                keep[nearest] = True
+                refused = missing.clone()
+                refused[missing] = ~keep
+                new_keys = new_keys[keep]
+                slots, missing, keys = slots[~refused], missing[~refused], keys[~refused]
+        if new_keys.numel():
+            slots[missing] = self._add_blocks(new_keys)
+            stats.blocks_allocated = int(new_keys.numel())
+        return slots
+
+    def _update_voxels(self, slots: torch.Tensor, frame: FrameTensors, camera: PinholeCamera) -> int:
+        """Projective TSDF/color/semantic/feature update of every voxel of the blocks ``slots``."""
+        cfg = self.config
+        V, H, W = cfg.voxels_per_block, camera.height, camera.width
+        T_cam_world = invert_rigid(frame.T_world_cam)
+        # Projection is affine per block: K @ (R @ (origin + offset) + t) = K @ (R @ origin + t) + K @ R @ offset
+        KR = torch.tensor(camera.K @ T_cam_world[:3, :3], dtype=torch.float32, device=self.device)
+        Kt = torch.tensor(camera.K @ T_cam_world[:3, 3], dtype=torch.float32, device=self.device)
+        origins = self.block_coords[slots].float() * (cfg.block_size * cfg.voxel_size)  # (n, 3)
+        block_proj = torch.addmm(Kt, origins, KR.T)  # (n, 3): (u*z, v*z, z) of each block's voxel 0
+        voxel_proj = (self._local_offsets.float() * cfg.voxel_size) @ KR.T  # (V, 3): offsets within a block
+        z = block_proj[:, 2:3] + voxel_proj[:, 2]  # (n, V)
+        # Pixels are looked up in images padded by one invalid pixel on every side: clamping a
+        # projection onto the padding marks it "outside" without separate bound checks.
+        u = (block_proj[:, 0:1] + voxel_proj[:, 0]).div_(z).round_().clamp_(-1, W).add_(1)
+        v = (block_proj[:, 1:2] + voxel_proj[:, 1]).div_(z).round_().clamp_(-1, H).add_(1)
+        padded_pixel = v.mul_(W + 2).add_(u).to(torch.int64).view(-1)  # (n * V,)
+        depth = _pad(frame.depth, 0.0).view(-1).index_select(0, padded_pixel)
+        sdf = depth.sub_(z.view(-1))
+        update = (z.view(-1) > 0) & (depth > 0) & (sdf >= -cfg.truncation)
+
+        flat = update.nonzero().squeeze(1)  # (M,) indices into the (n * V) candidates
+        voxel = slots.index_select(0, flat // V) * V + flat % V  # (M,) flat pool indices
+        sdf = sdf.index_select(0, flat)
+        pixel = _unpad_index(padded_pixel.index_select(0, flat), W)
+        self._fuse_geometry_and_color(voxel, sdf, pixel, frame)
+        if frame.labels is not None or frame.class_probs is not None:
+            near = sdf.abs() < cfg.truncation
+            self._fuse_semantics(voxel[near], pixel[near], frame)
+        if frame.features is not None:
+            inside = _pad(torch.ones_like(frame.depth), 0.0).view(-1).index_select(0, padded_pixel) > 0
+            flat = ((z.view(-1) > 0) & inside).nonzero().squeeze(1)
+            voxel = slots.index_select(0, flat // V) * V + flat % V
+            self._fuse_features(voxel, _unpad_index(padded_pixel.index_select(0, flat), W), frame.features)
+        return int(voxel.numel())
+
+    def _fuse_geometry_and_color(self, voxel, sdf, pixel, frame: FrameTensors) -> None:
+        cfg = self.config
+        tsdf_pool = self.layers["tsdf"].view(-1)
+        weight_pool = self.layers["weight"].view(-1)
+        w_old = weight_pool.index_select(0, voxel)
+        w_sum = w_old + 1.0
+        observed = (sdf / cfg.truncation).clamp_(max=1.0)
+        tsdf = tsdf_pool.index_select(0, voxel).mul_(w_old).add_(observed).div_(w_sum)
+        tsdf_pool.index_copy_(0, voxel, tsdf)
+        weight_pool.index_copy_(0, voxel, w_sum.clamp(max=cfg.max_weight))
+        if frame.color is not None:
+            color_pool = self.layers["color"].view(-1, 3)
+            rgb = frame.color.view(-1, 3).index_select(0, pixel)
+            color = color_pool.index_select(0, voxel).mul_(w_old[:, None]).add_(rgb).div_(w_sum[:, None])
+            color_pool.index_copy_(0, voxel, color)
+
+    def _fuse_semantics(self, voxel, pixel, frame: FrameTensors) -> None:
+        K = self.num_classes
+        pool = self.layers["semantic"].view(-1, K)
+        if frame.labels is not None:
+            label = frame.labels.reshape(-1)[pixel]
+            labeled = label >= 0
+            voxel, label = voxel[labeled], label[labeled]
+            votes = pool[voxel]
+            votes[torch.arange(voxel.numel(), device=self.device), label] += 1.0
+        else:
+            votes = pool[voxel] + frame.class_probs.reshape(-1, K)[pixel]
+        total = votes.sum(dim=1, keepdim=True)
+        pool[voxel] = votes * (self.config.max_weight / total).clamp_(max=1.0)
+
+    def _fuse_features(self, voxel, pixel, features: torch.Tensor) -> None:
+        F = features.shape[-1]
+        feat_pool = self.layers["features"].view(-1, F)
+        weight_pool = self.layers["feature_weight"].view(-1)
+        w_old = weight_pool[voxel]
+        feat_pool[voxel] = (feat_pool[voxel] * w_old[:, None] + features.reshape(-1, F)[pixel]) / (w_old[:, None] + 1)
+        weight_pool[voxel] = (w_old + 1).clamp_(max=self.config.max_weight)
+
+    # ------------------------------------------------------------------ voxel access
+    def _voxel_slots(self, voxels: torch.Tensor, allocate: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3) global voxel coords -> (N,) flat pool indices (-1 where the block is absent) and block keys."""
+        B = self.config.block_size
+        voxels = voxels.to(self.device, torch.int64)
+        block = torch.div(voxels, B, rounding_mode="floor")
+        keys = pack_coords(block)
+        slots = self.index.lookup(keys)
+        if allocate and (slots < 0).any():
+            new_keys = torch.unique(keys[slots < 0])
+            if self.num_blocks + new_keys.numel() > self.config.max_blocks:
+                raise ValueError(f"writing these voxels needs {new_keys.numel()} new blocks, over max_blocks")
+            self._add_blocks(new_keys)
+            slots = self.index.lookup(keys)
+        local = voxels - block * B
+        flat = slots * self.config.voxels_per_block + (local[:, 0] * B + local[:, 1]) * B + local[:, 2]
+        return torch.where(slots >= 0, flat, torch.full_like(flat, -1)), keys
+
+    def read_voxels(self, voxels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Layer values at (N, 3) global voxel coords; absent voxels read tsdf 1, everything else 0.
+
+        Returns ``{layer name: (N, ...) tensor}`` plus ``"allocated"``: (N,) bool.
+        """
+        flat, _ = self._voxel_slots(voxels, allocate=False)
+        allocated = flat >= 0
+        out = {"allocated": allocated}
+        for name, pool in self.layers.items():
+            values = pool.view(-1, *pool.shape[2:])[flat.clamp(min=0)].clone()
+            values[~allocated] = 1.0 if name == "tsdf" else 0.0
+            out[name] = values
+        return out
+
+    def write_voxels(self, voxels: torch.Tensor, **values: torch.Tensor) -> None:
+        """Set layers at (N, 3) global voxel coords, allocating blocks as needed.
+
+        Example: ``volume.write_voxels(coords, tsdf=t, weight=w)`` with ``t``, ``w`` of shape (N,).
+        Layers not given keep their values.
+        """
+        unknown = set(values) - set(self.layers)
+        if unknown:
+            raise ValueError(f"unknown layers {sorted(unknown)}; layers are {list(self.layers)}")
+        flat, _ = self._voxel_slots(voxels, allocate=True)
+        for name, value in values.items():
+            pool = self.layers[name]
+            pool.view(-1, *pool.shape[2:])[flat] = value.to(self.device, pool.dtype)
+
+    # ------------------------------------------------------------------ persistence
+    def state(self) -> dict:
+        """Everything needed to rebuild the map, as CPU tensors and plain values, blocks in key order."""
+        slots = self.index.slots
+        return {
+            "format": FILE_FORMAT,
+            "version": FILE_VERSION,
+            "config": dataclasses.asdict(self.config),
+            "class_names": list(self.class_names),
+            "block_coords": unpack_keys(self.index.keys).cpu(),
+            **{name: tensor[slots].cpu() for name, tensor in self.layers.items()},
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write every layer to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(self.state(), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str) -> "SemanticTSDFVolume":
+        """Read a file written by :meth:`save` onto ``device``."""
+        try:
+            state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # torch raises several types for corrupt files
+            raise ValueError(f"{path}: not a readable volume file ({err})") from None
+        if not isinstance(state, dict) or state.get("format") != FILE_FORMAT:
+            raise ValueError(f"{path}: not a semantic_recon_ros volume file")
+        if state["version"] != FILE_VERSION:
+            raise ValueError(f"{path}: volume file version {state['version']}, this code reads {FILE_VERSION}")
+        volume = cls(config_from_dict(VolumeConfig, state["config"], str(path)), state["class_names"], device)
+        coords = state["block_coords"].to(volume.device)
+        slots = volume._add_blocks(pack_coords(coords))
+        for name in LAYER_NAMES:
+            volume.layers[name][slots] = state[name].to(volume.device)
+        return volume
