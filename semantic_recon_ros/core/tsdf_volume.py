@@ -330,7 +330,7 @@ class SemanticTSDFVolume:
         v = (block_proj[:, 1:2] + voxel_proj[:, 1]).div_(z).round_().clamp_(-1, H).add_(1)
         padded_pixel = v.mul_(W + 2).add_(u).to(torch.int64).view(-1)  # (n * V,)
         depth = _pad(frame.depth, 0.0).view(-1).index_select(0, padded_pixel)
-        sdf = depth.sub_(z.view(-1))
+        sdf = depth - z.view(-1)
         update = (z.view(-1) > 0) & (depth > 0) & (sdf >= -cfg.truncation)
 
         flat = update.nonzero().squeeze(1)  # (M,) indices into the (n * V) candidates
@@ -413,7 +413,7 @@ class SemanticTSDFVolume:
         allocated = flat >= 0
         out = {"allocated": allocated}
         for name, pool in self.layers.items():
-            values = pool.view(-1, *pool.shape[2:])[flat.clamp(min=0)].clone()
+            values = pool.flatten(0, 1)[flat.clamp(min=0)].clone()
             values[~allocated] = 1.0 if name == "tsdf" else 0.0
             out[name] = values
         return out
@@ -430,7 +430,7 @@ class SemanticTSDFVolume:
         flat, _ = self._voxel_slots(voxels, allocate=True)
         for name, value in values.items():
             pool = self.layers[name]
-            pool.view(-1, *pool.shape[2:])[flat] = value.to(self.device, pool.dtype)
+            pool.flatten(0, 1)[flat] = value.to(self.device, pool.dtype)
 
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict:
