@@ -1,13 +1,15 @@
 """Marching cubes over the whole sparse volume, seamless across block borders.
 
 Every cube between 8 neighbouring voxel centres is meshed, including cubes that straddle block
-borders (their corners are gathered from up to 8 blocks). Vertices live on cube edges and are
-identified by the global edge (lower voxel + axis), so a vertex shared by cubes of different blocks
-exists once: the mesh has no duplicate vertices and no cracks. Blocks are visited in key order, so
-the same volume always gives the same mesh, vertex for vertex.
+borders (their corners come from up to 8 blocks). Vertices live on cube edges and are identified
+by their global edge (lower voxel + axis), so a vertex shared by cubes of different blocks exists
+once: the mesh has no duplicate vertices and no cracks. Blocks are visited in key order, so the
+same volume always gives the same mesh, vertex for vertex.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 
@@ -17,13 +19,42 @@ from .mesh import SemanticMesh
 from .tsdf_volume import SemanticTSDFVolume
 
 
-def _extended_block_layout(B: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """For the (B+1)^3 corner grid of a block: which neighbour block (bit code 0..7) and local index."""
-    r = torch.arange(B + 1, device=device)
-    i, j, k = (g.reshape(-1) for g in torch.meshgrid(r, r, r, indexing="ij"))
-    neighbour = (i == B).long() | (j == B).long() << 1 | (k == B).long() << 2
-    local = ((i % B) * B + (j % B)) * B + (k % B)
-    return neighbour, local
+def _gather_extended(pool: torch.Tensor, neighbour_slots: torch.Tensor, fill: float) -> torch.Tensor:
+    """(slots, B, B, B) pool -> (n, B+1, B+1, B+1): each block plus the first voxel layer of its
+    +x/+y/+z neighbours (faces, edges and corner), ``fill`` where a neighbour is absent.
+
+    ``neighbour_slots`` is (n, 8): slot of the block offset by (code & 1, code >> 1 & 1, code >> 2 & 1).
+    """
+    n, B = neighbour_slots.shape[0], pool.shape[1]
+    ext = pool.new_full((n, B + 1, B + 1, B + 1), fill)
+    ext[:, :B, :B, :B] = pool[neighbour_slots[:, 0]]
+    for code in range(1, 8):
+        slots = neighbour_slots[:, code]
+        has = (slots >= 0).nonzero().squeeze(1)
+        if has.numel() == 0:
+            continue
+        # along an axis where the neighbour is offset: target index B, source index 0
+        target = tuple(B if code >> axis & 1 else slice(0, B) for axis in range(3))
+        source = tuple(0 if code >> axis & 1 else slice(None) for axis in range(3))
+        ext[(has, *target)] = pool[(slots[has], *source)]
+    return ext
+
+
+def _cube_cases(inside: torch.Tensor) -> torch.Tensor:
+    """(n, B+1, B+1, B+1) uint8 0/1 corner flags -> (n, B, B, B) uint8 case = sum of flag << corner.
+
+    Built separably: corner bit = dx + 2 dy + 4 dz, combined one axis at a time.
+    """
+    z = inside[..., :-1] | inside[..., 1:] << 4
+    y = z[:, :, :-1] | z[:, :, 1:] << 2
+    return y[:, :-1] | y[:, 1:] << 1
+
+
+def _cube_all(flags: torch.Tensor) -> torch.Tensor:
+    """(n, B+1, B+1, B+1) bool -> (n, B, B, B): true where all 8 corners of the cube are true."""
+    z = flags[..., :-1] & flags[..., 1:]
+    y = z[:, :, :-1] & z[:, :, 1:]
+    return y[:, :-1] & y[:, 1:]
 
 
 def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0) -> SemanticMesh:
@@ -38,35 +69,33 @@ def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0) -> Semanti
         -1 where no votes) and confidence (winning share of the votes).
     """
     device, cfg = volume.device, volume.config
-    B, V, K = cfg.block_size, cfg.voxels_per_block, volume.num_classes
-    n = volume.num_blocks
-    if n == 0:
+    B, K = cfg.block_size, volume.num_classes
+    if volume.num_blocks == 0:
         return SemanticMesh.empty()
-    coords = volume.block_coords[volume.index.slots]  # (n, 3), key order
-    codes = torch.arange(8, device=device)
-    offsets = torch.stack((codes & 1, codes >> 1 & 1, codes >> 2 & 1), dim=1)
-    neighbour_slots = volume.index.lookup(pack_coords((coords[:, None, :] + offsets).reshape(-1, 3))).view(n, 8)
+    slots = volume.index.slots
+    coords = volume.block_coords[slots]  # (n, 3), key order
+    offsets = torch.tensor(list(itertools.product((0, 1), repeat=3)), device=device).flip(1)  # code order
+    neighbours = volume.index.lookup(pack_coords((coords[:, None, :] + offsets).reshape(-1, 3))).view(-1, 8)
 
-    ext_neighbour, ext_local = _extended_block_layout(B, device)
-    ext_slot = neighbour_slots[:, ext_neighbour]  # (n, E)
-    ext_voxel = torch.where(ext_slot >= 0, ext_slot * V + ext_local, torch.full_like(ext_slot, -1))
-    present = ext_voxel >= 0
-    safe = ext_voxel.clamp(min=0).view(-1)
-    tsdf = volume.layers["tsdf"].view(-1)[safe].view(n, B + 1, B + 1, B + 1)
-    observed = (volume.layers["weight"].view(-1)[safe] > min_weight).view(n, B + 1, B + 1, B + 1)
-    observed &= present.view(n, B + 1, B + 1, B + 1)
+    pool_shape = (-1, B, B, B)
+    tsdf = _gather_extended(volume.layers["tsdf"].view(pool_shape), neighbours, 1.0)
+    observed = _gather_extended(volume.layers["weight"].view(pool_shape), neighbours, 0.0) > min_weight
+    inside = (tsdf < 0) & observed
+    outside = (tsdf >= 0) & observed
+    # only blocks with both signs among observed corners can hold surface
+    flat_in, flat_out = inside.view(len(slots), -1), outside.view(len(slots), -1)
+    keep = (flat_in.any(dim=1) & flat_out.any(dim=1)).nonzero().squeeze(1)
+    if keep.numel() == 0:
+        return SemanticMesh.empty()
+    coords, inside, observed = coords[keep], inside[keep], observed[keep]
 
-    case = torch.zeros((n, B, B, B), dtype=torch.int64, device=device)
-    valid = torch.ones((n, B, B, B), dtype=torch.bool, device=device)
-    for corner, (dx, dy, dz) in enumerate(CORNER_OFFSETS.tolist()):
-        view = (slice(None), slice(dx, dx + B), slice(dy, dy + B), slice(dz, dz + B))
-        case |= (tsdf[view] < 0).long() << corner
-        valid &= observed[view]
+    case = _cube_cases(inside.to(torch.uint8))
+    valid = _cube_all(observed)
     case = torch.where(valid, case, torch.zeros_like(case)).view(-1)
     cube = ((case != 0) & (case != 255)).nonzero().squeeze(1)
     if cube.numel() == 0:
         return SemanticMesh.empty()
-    case = case[cube]
+    case = case[cube].long()
 
     # one row per triangle: its cube and its three edge ids
     table = torch.as_tensor(TRIANGLE_EDGES, device=device)
@@ -76,38 +105,31 @@ def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0) -> Semanti
     tri_edges = table[case[tri_cube], torch.arange(tri_cube.numel(), device=device) - first[tri_cube]]  # (T, 3)
 
     # global edge ids -> unique vertices
-    block, local = cube // (B ** 3), cube % (B ** 3)
-    cube_xyz = torch.stack((local // (B * B), local // B % B, local % B), dim=1)  # within block
-    cube_voxel = coords[block] * B + cube_xyz  # (A, 3) global voxel of corner 0
+    block, local = cube // B ** 3, cube % B ** 3
+    cube_voxel = coords[block] * B + torch.stack((local // (B * B), local // B % B, local % B), dim=1)  # (A, 3)
     edge_lower = torch.as_tensor(CORNER_OFFSETS[EDGE_CORNERS[:, 0]], device=device)  # (12, 3)
-    edge_axis = torch.as_tensor(EDGE_AXIS, device=device)
-    corner_voxel = cube_voxel[tri_cube][:, None, :] + edge_lower[tri_edges]  # (T, 3, 3)
-    low = corner_voxel.view(-1, 3).amin(dim=0)
-    extent = corner_voxel.view(-1, 3).amax(dim=0) - low + 1
-    rel = corner_voxel - low
-    edge_key = (((rel[..., 0] * extent[1] + rel[..., 1]) * extent[2] + rel[..., 2]) * 3 + edge_axis[tri_edges])
+    lower_voxel = cube_voxel[tri_cube][:, None, :] + edge_lower[tri_edges]  # (T, 3, 3)
+    low = lower_voxel.view(-1, 3).amin(dim=0)
+    extent = lower_voxel.view(-1, 3).amax(dim=0) - low + 1
+    rel = lower_voxel - low
+    edge_key = ((rel[..., 0] * extent[1] + rel[..., 1]) * extent[2] + rel[..., 2]) * 3 + torch.as_tensor(
+        EDGE_AXIS, device=device)[tri_edges]
     unique_keys, vertex_of = torch.unique(edge_key.view(-1), return_inverse=True)
-    num_vertices = unique_keys.numel()
-    slot_index = torch.arange(edge_key.numel(), device=device)
-    first_use = torch.full((num_vertices,), edge_key.numel(), device=device).scatter_reduce_(
-        0, vertex_of, slot_index, reduce="amin")
 
-    # interpolate along each vertex's edge
-    v_cube = tri_cube[first_use // 3]
-    v_edge = tri_edges.view(-1)[first_use]
-    corner_a = torch.as_tensor(EDGE_CORNERS, device=device)[v_edge]  # (N, 2) cube corners
-    corner_xyz = torch.as_tensor(CORNER_OFFSETS, device=device)[corner_a]  # (N, 2, 3)
-    ext_index = ((cube_xyz[v_cube][:, None, :] + corner_xyz) * torch.tensor(
-        [(B + 1) ** 2, B + 1, 1], device=device)).sum(-1)  # (N, 2) position in the (B+1)^3 grid
-    voxel = ext_voxel[block[v_cube][:, None], ext_index]  # (N, 2) pool indices
-    s = volume.layers["tsdf"].view(-1)[voxel]  # (N, 2)
+    # each vertex interpolates between the two voxels of its edge
+    axis = unique_keys % 3
+    cell = unique_keys // 3
+    start = torch.stack((cell // (extent[1] * extent[2]), cell // extent[2] % extent[1], cell % extent[2]), 1) + low
+    end = start + torch.nn.functional.one_hot(axis, 3)
+    both = torch.stack((start, end), dim=1).view(-1, 3)  # (2N, 3)
+    layers = volume.read_voxels(both)
+    s = layers["tsdf"].view(-1, 2)
     t = (s[:, 0] / (s[:, 0] - s[:, 1])).clamp_(0.0, 1.0)
-    p0 = cube_voxel[v_cube] + corner_xyz[:, 0]
-    positions = (p0.float() + t[:, None] * (corner_xyz[:, 1] - corner_xyz[:, 0]).float()) * cfg.voxel_size
-
-    color = volume.layers["color"].view(-1, 3)[voxel]  # (N, 2, 3)
+    positions = (start.float() + t[:, None] * (end - start).float()) * cfg.voxel_size
+    color = layers["color"].view(-1, 2, 3)
     rgb = torch.lerp(color[:, 0], color[:, 1], t[:, None]).round_().clamp_(0, 255).to(torch.uint8)
-    votes = torch.lerp(*volume.layers["semantic"].view(-1, K)[voxel].unbind(1), t[:, None])  # (N, K)
+    votes = layers["semantic"].view(-1, 2, K)
+    votes = torch.lerp(votes[:, 0], votes[:, 1], t[:, None])  # (N, K)
     total = votes.sum(dim=1)
     best, label = votes.max(dim=1)
     labeled = total > 0

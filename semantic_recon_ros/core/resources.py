@@ -15,12 +15,10 @@ def share_file(relative: str) -> Path:
     for pip and colcon installs. Raises FileNotFoundError listing every place tried.
     """
     package_dir = Path(__file__).resolve().parents[1]
-    candidates = [
-        package_dir.parent / relative,
-        Path(sys.prefix) / "share" / PACKAGE_NAME / relative,
+    candidates = [package_dir.parent / relative, Path(sys.prefix) / "share" / PACKAGE_NAME / relative]
+    if len(package_dir.parents) > 3:
         # colcon: <install>/<pkg>/lib/pythonX.Y/site-packages/<pkg> -> <install>/<pkg>/share/<pkg>
-        package_dir.parents[2] / "share" / PACKAGE_NAME / relative,
-    ]
+        candidates.append(package_dir.parents[3] / "share" / PACKAGE_NAME / relative)
     for path in candidates:
         if path.exists():
             return path

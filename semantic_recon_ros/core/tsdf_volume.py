@@ -56,7 +56,8 @@ class FrameTensors:
     """Validated inputs of one integration, on the volume's device (see :meth:`SemanticTSDFVolume.integrate`)."""
 
     depth: torch.Tensor  # (H, W) float32 metres, invalid = 0
-    color: torch.Tensor | None  # (H, W, 3) float32 0..255
+    padded_depth: torch.Tensor  # (H + 2, W + 2) float32 metres, invalid and border = -inf
+    color: torch.Tensor | None  # (H, W, 3) uint8
     labels: torch.Tensor | None  # (H, W) int64, -1 = unlabeled
     class_probs: torch.Tensor | None  # (H, W, K) float32
     features: torch.Tensor | None  # (H, W, F) float32
@@ -104,7 +105,7 @@ class SemanticTSDFVolume:
         B = config.block_size
         l = torch.arange(B, device=self.device)
         self._local_offsets = torch.stack(torch.meshgrid(l, l, l, indexing="ij"), dim=-1).reshape(-1, 3)
-        self._ray_cache: dict[PinholeCamera, torch.Tensor] = {}
+        self._ray_cache: dict[tuple[PinholeCamera, int], torch.Tensor] = {}
 
     # ------------------------------------------------------------------ storage
     def _layer_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -219,12 +220,15 @@ class SemanticTSDFVolume:
         if depth.dtype not in (np.float32, np.float64, torch.float32, torch.float64):
             raise ValueError(f"depth must be float metres (float32/float64), got {depth.dtype}")
         T = check_rigid(T_world_cam, "T_world_cam")
-        out = FrameTensors(depth=_as_tensor(depth, self.device).float(), color=None, labels=None,
+        d = _as_tensor(depth, self.device).float()
+        valid = (d >= self.config.min_depth) & (d <= self.config.max_depth)  # false for NaN too
+        out = FrameTensors(depth=torch.where(valid, d, 0.0), padded_depth=_pad(torch.where(valid, d, -torch.inf), -torch.inf),
+                           color=None, labels=None,
                            class_probs=None, features=None, T_world_cam=T)
         if color is not None:
             if tuple(color.shape) != (*shape, 3) or color.dtype not in (np.uint8, torch.uint8):
                 raise ValueError(f"color must be {shape + (3,)} uint8 RGB, got {tuple(color.shape)} {color.dtype}")
-            out.color = _as_tensor(color, self.device).float()
+            out.color = _as_tensor(color, self.device)
         if labels is not None and class_probs is not None:
             raise ValueError("give either labels or class_probs, not both")
         if labels is not None:
@@ -248,15 +252,14 @@ class SemanticTSDFVolume:
             if tuple(features.shape) != (*shape, F):
                 raise ValueError(f"features must be {shape + (F,)}, got {tuple(features.shape)}")
             out.features = _as_tensor(features, self.device).float()
-        d = out.depth
-        valid = torch.isfinite(d) & (d >= self.config.min_depth) & (d <= self.config.max_depth)
-        out.depth = torch.where(valid, d, torch.zeros_like(d))
         return out
 
-    def _pixel_rays(self, camera: PinholeCamera) -> torch.Tensor:
-        rays = self._ray_cache.get(camera)
+    def _pixel_rays(self, camera: PinholeCamera, stride: int) -> torch.Tensor:
+        """(H / stride, W / stride, 3) rays (z = 1) of every stride-th pixel, cached per camera."""
+        rays = self._ray_cache.get((camera, stride))
         if rays is None:
-            rays = self._ray_cache[camera] = camera.pixel_rays(self.device)
+            rays = camera.pixel_rays(self.device)[::stride, ::stride].contiguous()
+            self._ray_cache = {(camera, stride): rays}  # one camera at a time: no unbounded growth
         return rays
 
     def _keys_in_truncation_band(self, depth: torch.Tensor, camera: PinholeCamera, T_world_cam: np.ndarray):
@@ -265,7 +268,7 @@ class SemanticTSDFVolume:
         s = cfg.allocation_stride
         d = depth[::s, ::s]
         valid = d > 0
-        rays = self._pixel_rays(camera)[::s, ::s][valid]  # (P, 3), z = 1
+        rays = self._pixel_rays(camera, s)[valid]  # (P, 3), z = 1
         d = d[valid]
         band = cfg.truncation + cfg.voxel_size
         steps = int(np.ceil(2 * band / (0.5 * cfg.block_length))) + 1
@@ -315,37 +318,43 @@ class SemanticTSDFVolume:
     def _update_voxels(self, slots: torch.Tensor, frame: FrameTensors, camera: PinholeCamera) -> int:
         """Projective TSDF/color/semantic/feature update of every voxel of the blocks ``slots``."""
         cfg = self.config
-        V, H, W = cfg.voxels_per_block, camera.height, camera.width
+        V, W = cfg.voxels_per_block, camera.width
         T_cam_world = invert_rigid(frame.T_world_cam)
+        # Pixels are looked up in images padded by one invalid pixel on every side, so a projection
+        # clamped onto the padding reads "invalid" without separate bound checks. The padding (+1)
+        # and the rounding (+0.5, then truncation) are folded into the principal point.
+        K = camera.K.copy()
+        K[:2, 2] += 1.5
+        KR = torch.tensor(K @ T_cam_world[:3, :3], dtype=torch.float32, device=self.device)
+        Kt = torch.tensor(K @ T_cam_world[:3, 3], dtype=torch.float32, device=self.device)
         # Projection is affine per block: K @ (R @ (origin + offset) + t) = K @ (R @ origin + t) + K @ R @ offset
-        KR = torch.tensor(camera.K @ T_cam_world[:3, :3], dtype=torch.float32, device=self.device)
-        Kt = torch.tensor(camera.K @ T_cam_world[:3, 3], dtype=torch.float32, device=self.device)
         origins = self.block_coords[slots].float() * (cfg.block_size * cfg.voxel_size)  # (n, 3)
         block_proj = torch.addmm(Kt, origins, KR.T)  # (n, 3): (u*z, v*z, z) of each block's voxel 0
         voxel_proj = (self._local_offsets.float() * cfg.voxel_size) @ KR.T  # (V, 3): offsets within a block
         z = block_proj[:, 2:3] + voxel_proj[:, 2]  # (n, V)
-        # Pixels are looked up in images padded by one invalid pixel on every side: clamping a
-        # projection onto the padding marks it "outside" without separate bound checks.
-        u = (block_proj[:, 0:1] + voxel_proj[:, 0]).div_(z).round_().clamp_(-1, W).add_(1)
-        v = (block_proj[:, 1:2] + voxel_proj[:, 1]).div_(z).round_().clamp_(-1, H).add_(1)
-        padded_pixel = v.mul_(W + 2).add_(u).to(torch.int64).view(-1)  # (n * V,)
-        depth = _pad(frame.depth, 0.0).view(-1).index_select(0, padded_pixel)
-        sdf = depth - z.view(-1)
-        update = (z.view(-1) > 0) & (depth > 0) & (sdf >= -cfg.truncation)
+        u = (block_proj[:, 0:1] + voxel_proj[:, 0]).div_(z).clamp_(0, W + 1.5).to(torch.int32)
+        v = (block_proj[:, 1:2] + voxel_proj[:, 1]).div_(z).clamp_(0, camera.height + 1.5).to(torch.int32)
+        padded_pixel = torch.add(u, v, alpha=W + 2).view(-1)  # (n * V,)
+        depth = frame.padded_depth.view(-1).index_select(0, padded_pixel)  # -inf where invalid
+        sdf = depth.sub_(z.view(-1))
+        update = sdf >= -cfg.truncation
+        behind = block_proj[:, 2] + voxel_proj[:, 2].min() <= 0  # blocks reaching behind the camera
+        if behind.any():
+            update.view(-1, V)[behind] &= z[behind] > 0
 
         flat = update.nonzero().squeeze(1)  # (M,) indices into the (n * V) candidates
         voxel = slots.index_select(0, flat // V) * V + flat % V  # (M,) flat pool indices
         sdf = sdf.index_select(0, flat)
-        pixel = _unpad_index(padded_pixel.index_select(0, flat), W)
+        pixel = _unpad_index(padded_pixel.index_select(0, flat).long(), W)
         self._fuse_geometry_and_color(voxel, sdf, pixel, frame)
         if frame.labels is not None or frame.class_probs is not None:
             near = sdf.abs() < cfg.truncation
             self._fuse_semantics(voxel[near], pixel[near], frame)
         if frame.features is not None:
-            inside = _pad(torch.ones_like(frame.depth), 0.0).view(-1).index_select(0, padded_pixel) > 0
-            flat = ((z.view(-1) > 0) & inside).nonzero().squeeze(1)
+            in_image = (u >= 1) & (u <= W) & (v >= 1) & (v <= camera.height) & (z > 0)
+            flat = in_image.view(-1).nonzero().squeeze(1)
             voxel = slots.index_select(0, flat // V) * V + flat % V
-            self._fuse_features(voxel, _unpad_index(padded_pixel.index_select(0, flat), W), frame.features)
+            self._fuse_features(voxel, _unpad_index(padded_pixel.index_select(0, flat).long(), W), frame.features)
         return int(voxel.numel())
 
     def _fuse_geometry_and_color(self, voxel, sdf, pixel, frame: FrameTensors) -> None:
@@ -360,7 +369,7 @@ class SemanticTSDFVolume:
         weight_pool.index_copy_(0, voxel, w_sum.clamp(max=cfg.max_weight))
         if frame.color is not None:
             color_pool = self.layers["color"].view(-1, 3)
-            rgb = frame.color.view(-1, 3).index_select(0, pixel)
+            rgb = frame.color.view(-1, 3).index_select(0, pixel).float()
             color = color_pool.index_select(0, voxel).mul_(w_old[:, None]).add_(rgb).div_(w_sum[:, None])
             color_pool.index_copy_(0, voxel, color)
 

@@ -1,0 +1,170 @@
+"""Benchmark: our sparse volume vs Open3D's VoxelBlockGrid on the same frames and device.
+
+Integrates the same preloaded 640x480 RGB-D frames (real 7-Scenes, and a synthetic scene) at 4 cm
+and 2 cm into both, then meshes both. Every (dataset, voxel size, method) case runs in its own
+subprocess so that peak memory (max RSS above the process' RSS once frames are loaded) is not
+polluted by the other cases. Prints a markdown table; numbers are medians over the frames after
+warm-up.
+
+    .venv/bin/python bench/bench_fusion.py [--frames 150] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SEVEN_SCENES = REPO.parent / "shared" / "data" / "7scenes-redkitchen"
+SYNTHETIC = REPO / "bench" / "results" / "synthetic-scene"
+WARMUP = 5
+
+
+def load_frames(dataset: str, count: int):
+    from semantic_recon_ros.core.datasets import open_sequence
+
+    path = SEVEN_SCENES if dataset == "7scenes" else SYNTHETIC
+    sequence = open_sequence(path)
+    sequence = sequence.subset(stride=max(1, len(sequence) // count), max_frames=count)
+    return [sequence[i] for i in range(len(sequence))]
+
+
+def ensure_synthetic(frames: int) -> None:
+    if (SYNTHETIC / "pose").is_dir() and len(list((SYNTHETIC / "pose").iterdir())) >= frames:
+        return
+    from semantic_recon_ros.core.synthetic import write_synthetic_scene
+
+    write_synthetic_scene(SYNTHETIC, seed=7, num_frames=frames)
+
+
+def max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def run_ours(frames, voxel_size: float, device: str) -> dict:
+    import torch
+
+    from semantic_recon_ros.core.meshing import extract_mesh
+    from semantic_recon_ros.core.tsdf_volume import SemanticTSDFVolume
+    from semantic_recon_ros.core.volume_config import VolumeConfig
+
+    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=voxel_size, max_depth=5.0), ["c"] * 13, device)
+    times = []
+    for frame in frames:
+        depth = torch.from_numpy(frame.depth).to(device)
+        color = torch.from_numpy(frame.color).to(device)
+        sync(device)
+        start = time.perf_counter()
+        volume.integrate(depth, frame.camera, frame.T_world_cam, color=color)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    mesh_times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        mesh = extract_mesh(volume)
+        mesh_times.append(time.perf_counter() - start)
+    return {"times": times, "mesh_times": mesh_times, "triangles": mesh.num_triangles, "blocks": volume.num_blocks}
+
+
+def run_open3d(frames, voxel_size: float, device: str) -> dict:
+    import open3d as o3d
+    import open3d.core as o3c
+
+    o3d_device = o3c.Device("CUDA:0" if device.startswith("cuda") else "CPU:0")
+    grid = o3d.t.geometry.VoxelBlockGrid(
+        attr_names=("tsdf", "weight", "color"), attr_dtypes=(o3c.float32, o3c.float32, o3c.float32),
+        attr_channels=((1), (1), (3)), voxel_size=voxel_size, block_resolution=8, block_count=40000,
+        device=o3d_device)
+    times = []
+    for frame in frames:
+        depth_mm = np.where(np.isfinite(frame.depth), frame.depth * 1000.0, 0).astype(np.uint16)
+        depth = o3d.t.geometry.Image(o3c.Tensor(depth_mm)).to(o3d_device)
+        color = o3d.t.geometry.Image(o3c.Tensor(frame.color)).to(o3d_device)
+        K = o3c.Tensor(frame.camera.K)
+        extrinsic = o3c.Tensor(np.linalg.inv(frame.T_world_cam))
+        start = time.perf_counter()
+        # same truncation as ours: 4 voxels
+        blocks = grid.compute_unique_block_coordinates(depth, K, extrinsic, 1000.0, 5.0, 4.0)
+        grid.integrate(blocks, depth, color, K, extrinsic, 1000.0, 5.0, 4.0)
+        times.append(time.perf_counter() - start)
+    mesh_times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        mesh = grid.extract_triangle_mesh(weight_threshold=0.5)  # every observed voxel, as ours
+        mesh_times.append(time.perf_counter() - start)
+    return {"times": times, "mesh_times": mesh_times, "triangles": int(mesh.triangle.indices.shape[0]),
+            "blocks": int(grid.hashmap().size())}
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def run_case(dataset: str, voxel_size: float, method: str, count: int, device: str) -> dict:
+    frames = load_frames(dataset, count)
+    baseline = current_rss_mb()
+    result = (run_ours if method == "ours" else run_open3d)(frames, voxel_size, device)
+    return {
+        "ms_per_frame": 1000 * statistics.median(result["times"][WARMUP:]),
+        "mesh_ms": 1000 * statistics.median(result["mesh_times"]),
+        "peak_mb": max_rss_mb() - baseline,
+        "triangles": result["triangles"],
+        "blocks": result["blocks"],
+        "frames": len(frames),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--datasets", nargs="+", default=["7scenes", "synthetic"])
+    parser.add_argument("--case", nargs=3, metavar=("DATASET", "VOXEL", "METHOD"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        dataset, voxel, method = args.case
+        print(json.dumps(run_case(dataset, float(voxel), method, args.frames, args.device)))
+        return 0
+    if "synthetic" in args.datasets:
+        ensure_synthetic(args.frames)
+    rows = []
+    for dataset in args.datasets:
+        for voxel in (0.04, 0.02):
+            result = {}
+            for method in ("ours", "open3d"):
+                out = subprocess.run([sys.executable, __file__, "--frames", str(args.frames), "--device", args.device,
+                                      "--case", dataset, str(voxel), method], check=True, capture_output=True, text=True)
+                result[method] = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append((dataset, voxel, result))
+            print(f"done {dataset} {voxel}", file=sys.stderr)
+    print(f"\nIntegration and meshing, {args.device}, 640x480, median ms (ratio = ours / Open3D; below 1 = faster)\n")
+    print("| data | voxel | frames | ours ms/frame | Open3D ms/frame | ratio | ours mesh ms | Open3D mesh ms | ratio "
+          "| ours peak MB | Open3D peak MB | triangles ours / Open3D |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for dataset, voxel, r in rows:
+        o, t = r["ours"], r["open3d"]
+        print(f"| {dataset} | {voxel * 100:g} cm | {o['frames']} | {o['ms_per_frame']:.1f} | {t['ms_per_frame']:.1f} "
+              f"| {o['ms_per_frame'] / t['ms_per_frame']:.2f} | {o['mesh_ms']:.0f} | {t['mesh_ms']:.0f} "
+              f"| {o['mesh_ms'] / t['mesh_ms']:.2f} | {o['peak_mb']:.0f} | {t['peak_mb']:.0f} "
+              f"| {o['triangles']} / {t['triangles']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
