@@ -1,7 +1,7 @@
 """Benchmark: our sparse volume vs Open3D's VoxelBlockGrid on the same frames and device.
 
-Integrates the same preloaded 640x480 RGB-D frames (real 7-Scenes, and a synthetic scene) at 4 cm
-and 2 cm into both, then meshes both. Every (dataset, voxel size, method) case runs in its own
+Integrates the same preloaded 640x480 RGB-D frames (real 7-Scenes, a synthetic room, and a synthetic
+16 m x 16 m x 3 m floor scanned with 8 m depth range) at 4 cm and 2 cm into both, then meshes both. Every (dataset, voxel size, method) case runs in its own
 subprocess so that peak memory (max RSS above the process' RSS once frames are loaded) is not
 polluted by the other cases. Prints a markdown table; numbers are medians over the frames after
 warm-up.
@@ -24,25 +24,33 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SEVEN_SCENES = REPO.parent / "shared" / "data" / "7scenes-redkitchen"
-SYNTHETIC = REPO / "bench" / "results" / "synthetic-scene"
+RESULTS = REPO / "bench" / "results"
 WARMUP = 5
+# dataset -> (voxel sizes, max depth in metres)
+DATASETS = {"7scenes": ((0.04, 0.02), 5.0), "synthetic": ((0.04, 0.02), 5.0), "floor16m": ((0.04,), 8.0)}
 
 
 def load_frames(dataset: str, count: int):
     from semantic_recon_ros.core.datasets import open_sequence
 
-    path = SEVEN_SCENES if dataset == "7scenes" else SYNTHETIC
-    sequence = open_sequence(path)
+    sequence = open_sequence(SEVEN_SCENES if dataset == "7scenes" else RESULTS / dataset)
     sequence = sequence.subset(stride=max(1, len(sequence) // count), max_frames=count)
     return [sequence[i] for i in range(len(sequence))]
 
 
-def ensure_synthetic(frames: int) -> None:
-    if (SYNTHETIC / "pose").is_dir() and len(list((SYNTHETIC / "pose").iterdir())) >= frames:
-        return
-    from semantic_recon_ros.core.synthetic import write_synthetic_scene
+def ensure_synthetic(dataset: str, frames: int) -> None:
+    """Render the synthetic benchmark scenes once (cached under bench/results/)."""
+    from semantic_recon_ros.core.synthetic import CameraPathConfig, RoomConfig, write_synthetic_scene
 
-    write_synthetic_scene(SYNTHETIC, seed=7, num_frames=frames)
+    folder = RESULTS / dataset
+    if (folder / "pose").is_dir() and len(list((folder / "pose").iterdir())) >= frames:
+        return
+    if dataset == "synthetic":
+        write_synthetic_scene(folder, seed=7, num_frames=frames)
+    else:  # a 16 m x 16 m x 3 m hall scanned along a loop two metres from the walls
+        room = RoomConfig(size_x=(16.0, 16.0), size_y=(16.0, 16.0), height=(3.0, 3.0), num_extra_furniture=(25, 30))
+        write_synthetic_scene(folder, seed=3, num_frames=frames, room_config=room,
+                              path_config=CameraPathConfig(wall_margin=2.0, loops=1.0))
 
 
 def max_rss_mb() -> float:
@@ -54,14 +62,14 @@ def current_rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def run_ours(frames, voxel_size: float, device: str) -> dict:
+def run_ours(frames, voxel_size: float, max_depth: float, device: str) -> dict:
     import torch
 
     from semantic_recon_ros.core.meshing import extract_mesh
     from semantic_recon_ros.core.tsdf_volume import SemanticTSDFVolume
     from semantic_recon_ros.core.volume_config import VolumeConfig
 
-    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=voxel_size, max_depth=5.0), ["c"] * 13, device)
+    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=voxel_size, max_depth=max_depth), ["c"] * 13, device)
     times = []
     for frame in frames:
         depth = torch.from_numpy(frame.depth).to(device)
@@ -79,14 +87,14 @@ def run_ours(frames, voxel_size: float, device: str) -> dict:
     return {"times": times, "mesh_times": mesh_times, "triangles": mesh.num_triangles, "blocks": volume.num_blocks}
 
 
-def run_open3d(frames, voxel_size: float, device: str) -> dict:
+def run_open3d(frames, voxel_size: float, max_depth: float, device: str) -> dict:
     import open3d as o3d
     import open3d.core as o3c
 
     o3d_device = o3c.Device("CUDA:0" if device.startswith("cuda") else "CPU:0")
     grid = o3d.t.geometry.VoxelBlockGrid(
         attr_names=("tsdf", "weight", "color"), attr_dtypes=(o3c.float32, o3c.float32, o3c.float32),
-        attr_channels=((1), (1), (3)), voxel_size=voxel_size, block_resolution=8, block_count=40000,
+        attr_channels=((1), (1), (3)), voxel_size=voxel_size, block_resolution=8, block_count=60000,
         device=o3d_device)
     times = []
     for frame in frames:
@@ -97,8 +105,8 @@ def run_open3d(frames, voxel_size: float, device: str) -> dict:
         extrinsic = o3c.Tensor(np.linalg.inv(frame.T_world_cam))
         start = time.perf_counter()
         # same truncation as ours: 4 voxels
-        blocks = grid.compute_unique_block_coordinates(depth, K, extrinsic, 1000.0, 5.0, 4.0)
-        grid.integrate(blocks, depth, color, K, extrinsic, 1000.0, 5.0, 4.0)
+        blocks = grid.compute_unique_block_coordinates(depth, K, extrinsic, 1000.0, max_depth, 4.0)
+        grid.integrate(blocks, depth, color, K, extrinsic, 1000.0, max_depth, 4.0)
         times.append(time.perf_counter() - start)
     mesh_times = []
     for _ in range(3):
@@ -119,7 +127,8 @@ def sync(device: str) -> None:
 def run_case(dataset: str, voxel_size: float, method: str, count: int, device: str) -> dict:
     frames = load_frames(dataset, count)
     baseline = current_rss_mb()
-    result = (run_ours if method == "ours" else run_open3d)(frames, voxel_size, device)
+    max_depth = DATASETS[dataset][1]
+    result = (run_ours if method == "ours" else run_open3d)(frames, voxel_size, max_depth, device)
     return {
         "ms_per_frame": 1000 * statistics.median(result["times"][WARMUP:]),
         "mesh_ms": 1000 * statistics.median(result["mesh_times"]),
@@ -134,18 +143,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--datasets", nargs="+", default=["7scenes", "synthetic"])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--case", nargs=3, metavar=("DATASET", "VOXEL", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         dataset, voxel, method = args.case
         print(json.dumps(run_case(dataset, float(voxel), method, args.frames, args.device)))
         return 0
-    if "synthetic" in args.datasets:
-        ensure_synthetic(args.frames)
+    for dataset in args.datasets:
+        if dataset != "7scenes":
+            ensure_synthetic(dataset, args.frames)
     rows = []
     for dataset in args.datasets:
-        for voxel in (0.04, 0.02):
+        for voxel in DATASETS[dataset][0]:
             result = {}
             for method in ("ours", "open3d"):
                 out = subprocess.run([sys.executable, __file__, "--frames", str(args.frames), "--device", args.device,

@@ -11,9 +11,8 @@
 # `pip install -e . --no-deps`. A stamp file records a hash of every input; when nothing changed,
 # the script only checks the stamp and exits.
 #
-# torch: requirements.txt pins torch==2.13.0; the CPU build 2.13.0+cpu satisfies it. Where no local
-# wheel is configured, set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu to avoid the
-# CUDA build from PyPI.
+# torch: requirements.txt pins torch==2.13.0; the CPU build 2.13.0+cpu satisfies it (a looser pin would
+# pull a multi-GB CUDA build).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

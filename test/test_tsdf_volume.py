@@ -179,3 +179,23 @@ def test_features_running_average():
     assert seen.sum() > 1000
     assert torch.allclose(vol.layers["features"][vol.index.slots][seen], torch.tensor(2.0))
     assert torch.all(vol.layers["feature_weight"][vol.index.slots][seen] == 2)
+
+
+def test_rgb_only_feature_backprojection_fills_the_frustum():
+    vol = SemanticTSDFVolume(VolumeConfig(voxel_size=0.05, feature_dim=3), CLASSES, "cpu")
+    features = np.zeros((*CAMERA.shape, 3), np.float32)
+    features[:, :40, 0] = 1.0  # left half of the image: feature (1, 0, 0); right half (0, 0, 0)
+    stats = vol.integrate_features(features, CAMERA, np.eye(4), max_range=2.0)
+    assert stats.blocks_allocated > 0 and stats.voxels_updated > 10000
+    assert float(vol.layers["weight"].sum()) == 0.0  # geometry untouched
+    # sample voxel centres: inside the frustum and range -> the pixel's feature, one view
+    voxels = torch.tensor([[-4, 0, 20], [4, 0, 20], [-10, 3, 36], [0, 0, 44], [0, 0, -10]])
+    got = vol.read_voxels(voxels)
+    assert got["feature_weight"].tolist() == [1, 1, 1, 0, 0]  # z = 2.2 m beyond range, z < 0 behind
+    assert got["features"][:, 0].tolist() == [1, 0, 1, 0, 0]
+    # a second view averages
+    vol.integrate_features(np.ones((*CAMERA.shape, 3), np.float32), CAMERA, np.eye(4), max_range=2.0)
+    got = vol.read_voxels(voxels[:2])
+    assert torch.allclose(got["features"], torch.tensor([[1.0, 0.5, 0.5], [0.5, 0.5, 0.5]]))
+    with pytest.raises(ValueError, match="max_range"):
+        vol.integrate_features(features, CAMERA, np.eye(4), max_range=50.0)

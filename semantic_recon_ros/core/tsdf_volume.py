@@ -213,6 +213,58 @@ class SemanticTSDFVolume:
             stats.blocks_dropped += self._drop_blocks(far)
         return stats
 
+    def integrate_features(
+        self,
+        features: np.ndarray | torch.Tensor,
+        camera: PinholeCamera,
+        T_world_cam: np.ndarray | torch.Tensor,
+        max_range: float | None = None,
+    ) -> IntegrationStats:
+        """Back-project per-pixel features without depth (RGB-only mapping, as in Atlas).
+
+        Every voxel whose centre lies in the camera frustum with ``min_depth <= z <= max_range`` takes
+        the feature of the pixel it projects to, averaged over views with binary weights
+        (``feature_weight`` counts the views). Blocks in that frustum are allocated (within
+        ``max_blocks``); TSDF, weight, color and semantics are left untouched.
+
+        Args:
+            features: (H, W, F) float, ``F == config.feature_dim``.
+            camera: intrinsics, ``(H, W) == camera.shape``.
+            T_world_cam: (4, 4) rigid camera-to-world pose.
+            max_range: farthest z to fill in metres (default ``config.max_depth``).
+        """
+        cfg = self.config
+        max_range = cfg.max_depth if max_range is None else float(max_range)
+        if not cfg.min_depth < max_range <= cfg.max_depth:
+            raise ValueError(f"max_range must be in ({cfg.min_depth}, {cfg.max_depth}], got {max_range}")
+        if features is None:
+            raise ValueError("features are required")
+        no_depth = np.zeros(camera.shape, np.float32)
+        frame = self._check_inputs(no_depth, camera, T_world_cam, None, None, None, features)
+        camera_position = torch.tensor(frame.T_world_cam[:3, 3], dtype=torch.float32, device=self.device)
+        stats = IntegrationStats()
+        keys = self._keys_in_frustum(camera, frame.T_world_cam, max_range)
+        slots = self._ensure_blocks(keys, camera_position, stats)
+        stats.blocks_in_view = int(slots.numel())
+        stats.voxels_updated = self._update_voxels(slots, frame, camera, feature_range=max_range)
+        return stats
+
+    def _keys_in_frustum(self, camera: PinholeCamera, T_world_cam: np.ndarray, max_range: float) -> torch.Tensor:
+        """Sorted unique keys of the blocks the frustum ``min_depth <= z <= max_range`` passes through."""
+        cfg = self.config
+        step = 0.5 * cfg.block_length
+        # pixel spacing whose footprint at max_range stays below half a block
+        stride = max(1, int(step * min(camera.fx, camera.fy) / max_range))
+        rows = torch.arange(0, camera.height + stride, stride, device=self.device).clamp_(max=camera.height - 1)
+        cols = torch.arange(0, camera.width + stride, stride, device=self.device).clamp_(max=camera.width - 1)
+        rays = camera.pixel_rays(self.device)[rows][:, cols].reshape(-1, 3)
+        z = torch.arange(cfg.min_depth, max_range + step, step, device=self.device).clamp_(max=max_range)
+        scale = 1.0 / cfg.block_length
+        R = torch.tensor(T_world_cam[:3, :3] * scale, dtype=torch.float32, device=self.device)
+        t = torch.tensor(T_world_cam[:3, 3] * scale + 0.5 / cfg.block_size, dtype=torch.float32, device=self.device)
+        coords = torch.addcmul(t, (rays @ R.T)[:, None, :], z[None, :, None]).floor_().reshape(-1, 3)
+        return unique_coords_keys(coords.to(torch.int64))
+
     def _check_inputs(self, depth, camera, T_world_cam, color, labels, class_probs, features) -> FrameTensors:
         shape = camera.shape
         if depth.ndim != 2 or tuple(depth.shape) != shape:
@@ -315,8 +367,13 @@ class SemanticTSDFVolume:
             stats.blocks_allocated = int(new_keys.numel())
         return slots
 
-    def _update_voxels(self, slots: torch.Tensor, frame: FrameTensors, camera: PinholeCamera) -> int:
-        """Projective TSDF/color/semantic/feature update of every voxel of the blocks ``slots``."""
+    def _update_voxels(self, slots: torch.Tensor, frame: FrameTensors, camera: PinholeCamera,
+                       feature_range: float | None = None) -> int:
+        """Projective TSDF/color/semantic/feature update of every voxel of the blocks ``slots``.
+
+        Features go to every voxel projecting into the image with ``min_depth <= z <= feature_range``
+        (default ``max_depth``). Returns the number of voxels whose TSDF (or, without depth, features) changed.
+        """
         cfg = self.config
         V, W = cfg.voxels_per_block, camera.width
         T_cam_world = invert_rigid(frame.T_world_cam)
@@ -332,14 +389,16 @@ class SemanticTSDFVolume:
         block_proj = torch.addmm(Kt, origins, KR.T)  # (n, 3): (u*z, v*z, z) of each block's voxel 0
         voxel_proj = (self._local_offsets.float() * cfg.voxel_size) @ KR.T  # (V, 3): offsets within a block
         z = block_proj[:, 2:3] + voxel_proj[:, 2]  # (n, V)
-        u = (block_proj[:, 0:1] + voxel_proj[:, 0]).div_(z).clamp_(0, W + 1.5).to(torch.int32)
-        v = (block_proj[:, 1:2] + voxel_proj[:, 1]).div_(z).clamp_(0, camera.height + 1.5).to(torch.int32)
+        behind = block_proj[:, 2] + voxel_proj[:, 2].min() <= 0  # blocks reaching behind the camera
+        any_behind = bool(behind.any())
+        divisor = z.clamp(min=1e-6) if any_behind else z  # no NaN from 0 / 0; behind voxels masked below
+        u = (block_proj[:, 0:1] + voxel_proj[:, 0]).div_(divisor).clamp_(0, W + 1.5).to(torch.int32)
+        v = (block_proj[:, 1:2] + voxel_proj[:, 1]).div_(divisor).clamp_(0, camera.height + 1.5).to(torch.int32)
         padded_pixel = torch.add(u, v, alpha=W + 2).view(-1)  # (n * V,)
         depth = frame.padded_depth.view(-1).index_select(0, padded_pixel)  # -inf where invalid
         sdf = depth.sub_(z.view(-1))
         update = sdf >= -cfg.truncation
-        behind = block_proj[:, 2] + voxel_proj[:, 2].min() <= 0  # blocks reaching behind the camera
-        if behind.any():
+        if any_behind:
             update.view(-1, V)[behind] &= z[behind] > 0
 
         flat = update.nonzero().squeeze(1)  # (M,) indices into the (n * V) candidates
@@ -350,12 +409,15 @@ class SemanticTSDFVolume:
         if frame.labels is not None or frame.class_probs is not None:
             near = sdf.abs() < cfg.truncation
             self._fuse_semantics(voxel[near], pixel[near], frame)
+        updated = int(voxel.numel())
         if frame.features is not None:
-            in_image = (u >= 1) & (u <= W) & (v >= 1) & (v <= camera.height) & (z > 0)
+            far = cfg.max_depth if feature_range is None else feature_range
+            in_image = (u >= 1) & (u <= W) & (v >= 1) & (v <= camera.height) & (z >= cfg.min_depth) & (z <= far)
             flat = in_image.view(-1).nonzero().squeeze(1)
             voxel = slots.index_select(0, flat // V) * V + flat % V
             self._fuse_features(voxel, _unpad_index(padded_pixel.index_select(0, flat).long(), W), frame.features)
-        return int(voxel.numel())
+            updated = updated or int(voxel.numel())
+        return updated
 
     def _fuse_geometry_and_color(self, voxel, sdf, pixel, frame: FrameTensors) -> None:
         cfg = self.config
