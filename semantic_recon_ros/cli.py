@@ -9,6 +9,8 @@ import sys
 # subcommand name -> module under semantic_recon_ros.commands exposing add_arguments(parser) and run(args) -> int
 SUBCOMMANDS = {
     "map": "map",
+    "make-bag": "make_bag",
+    "play-bag": "play_bag",
     "params": "params",
     "synth": "synth",
 }

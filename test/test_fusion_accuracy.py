@@ -19,7 +19,7 @@ VOXEL = 0.04
 @pytest.fixture(scope="module")
 def fused(tmp_path_factory):
     scene_dir = write_synthetic_scene(tmp_path_factory.mktemp("scene") / "room", seed=11, num_frames=48,
-                                      camera=DEFAULT_CAMERA.scaled(320, 240), progress=False)
+                                      camera=DEFAULT_CAMERA.scaled(320, 240))
     frames = list(open_sequence(scene_dir))
     volume = SemanticTSDFVolume(VolumeConfig(voxel_size=VOXEL), load_class_set().names, "cpu")
     for frame in frames:

@@ -1,6 +1,7 @@
 """Map a posed RGB-D sequence into a colored, semantic mesh and a saved volume.
 
-Reads a 7-Scenes, TUM RGB-D or ScanNet-style folder (synthetic scenes use the ScanNet layout), fuses
+Reads a 7-Scenes, TUM RGB-D or ScanNet-style folder (synthetic scenes use the ScanNet layout) or a ROS 2 bag
+(color, depth, camera_info and /tf, as written by `semantic-recon make-bag`; read directly, no DDS), fuses
 every frame into the sparse TSDF volume (fusing 2D labels when the dataset has them) and writes to
 the output folder: mesh_rgb.ply, mesh_semantic.ply (both keep the class label per vertex),
 volume.pt (every layer; reload with SemanticTSDFVolume.load), preview.png and summary.json.
@@ -29,7 +30,7 @@ from ..core.volume_config import VolumeConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sequence", type=Path, help="dataset folder")
+    parser.add_argument("sequence", type=Path, help="dataset folder or ROS 2 bag folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="dataset layout")
     parser.add_argument("--params-file", type=Path, default=None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from .rosbag_sequence import RosbagSequence
 from .scannet_style import INTRINSIC_DEPTH, ScanNetStyleSequence, ScanNetStyleWriter
 from .sequence import FrameSequence, SequenceView
 from .seven_scenes import SevenScenesSequence
@@ -17,6 +18,7 @@ from .tum import TUMSequence
 __all__ = [
     "FORMATS",
     "FrameSequence",
+    "RosbagSequence",
     "ScanNetStyleSequence",
     "ScanNetStyleWriter",
     "SequenceView",
@@ -30,6 +32,7 @@ FORMATS: dict[str, Callable[..., FrameSequence]] = {
     "7scenes": SevenScenesSequence,
     "tum": TUMSequence,
     "scannet": ScanNetStyleSequence,
+    "rosbag": RosbagSequence,
 }
 
 # What auto-detection looks for, per format (also shown in its error message).
@@ -40,6 +43,8 @@ _SIGNATURES: dict[str, tuple[str, Callable[[Path], bool]]] = {
     "scannet": (f"{INTRINSIC_DEPTH.as_posix()}, or depth/ and pose/ folders",
                 lambda root: (root / INTRINSIC_DEPTH).is_file()
                 or ((root / "depth").is_dir() and (root / "pose").is_dir())),
+    "rosbag": ("a ROS 2 bag folder (metadata.yaml) with color, depth, camera_info and /tf topics",
+               lambda root: (root / "metadata.yaml").is_file()),
 }
 
 
@@ -69,7 +74,7 @@ def open_sequence(path: str | Path, format: str = "auto", **reader_options) -> F
 
     Args:
         path: the sequence folder.
-        format: "auto" (detect from the layout) or one of "7scenes", "tum", "scannet".
+        format: "auto" (detect from the layout) or one of "7scenes", "tum", "scannet", "rosbag".
         **reader_options: keyword options of the reader class (e.g. ``frame_rate`` for 7scenes/scannet,
             ``camera`` / ``max_time_difference`` for tum).
     """

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,30 +126,36 @@ class RosbagSequence(FrameSequence):
             raise ValueError(f"bag {self.path} has no topic {topic}; topics in the bag: {available}")
         return connections
 
-    def _scan(self, topic: str, required: bool) -> list[_IndexedMessage]:
-        """Index every message of ``topic`` (messages are deserialized one at a time, not kept), by header stamp."""
+    def _scan(
+        self, topic: str, required: bool, convert: Callable[[Any], Any] | None = None
+    ) -> list[tuple[_IndexedMessage, Any]]:
+        """Index every message of ``topic``, sorted by header stamp: (entry, ``convert(msg)`` or None).
+
+        Messages are deserialized one at a time and not kept (only what ``convert`` returns).
+        """
         connections = self._connections(topic, required)
         if not connections:  # rosbags reads every topic when given no connections
             return []
         entries = []
         for connection, log_time, raw in self._reader.messages(connections=connections):
-            header = TYPESTORE.deserialize_cdr(raw, connection.msgtype).header
-            entries.append(_IndexedMessage(connection, log_time, stamp_to_ns(header.stamp), header.frame_id))
-        entries.sort(key=lambda entry: entry.stamp_ns)
+            msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
+            entry = _IndexedMessage(connection, log_time, stamp_to_ns(msg.header.stamp), msg.header.frame_id)
+            entries.append((entry, convert(msg) if convert is not None else None))
+        entries.sort(key=lambda pair: pair[0].stamp_ns)
         return entries
 
     def _index(self, world_frame: str | None, max_difference_ns: int) -> None:
-        colors = self._scan(self.topics.color, required=True)
-        depths = self._scan(self.topics.depth, required=True)
-        labels = self._scan(self.topics.semantic, required=False)
-        infos = self._scan(self.topics.camera_info, required=True)
+        colors = [entry for entry, _ in self._scan(self.topics.color, required=True)]
+        depths = [entry for entry, _ in self._scan(self.topics.depth, required=True)]
+        labels = [entry for entry, _ in self._scan(self.topics.semantic, required=False)]
+        infos = self._scan(self.topics.camera_info, required=True, convert=camera_from_camera_info)
         if not colors or not depths or not infos:
             raise ValueError(
                 f"bag {self.path} has {len(colors)} color, {len(depths)} depth and {len(infos)} camera_info "
                 "messages; need at least one of each"
             )
-        self._info_stamps = [entry.stamp_ns for entry in infos]
-        self._cameras = [camera_from_camera_info(self._read(entry)) for entry in infos]
+        self._info_stamps = [entry.stamp_ns for entry, _ in infos]
+        self._cameras = [camera for _, camera in infos]
         self.camera = self._cameras[0]
         self._tree = self._read_tf()
 

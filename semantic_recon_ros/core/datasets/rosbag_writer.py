@@ -148,13 +148,13 @@ def _camera_info(camera: PinholeCamera, stamp_ns: int, frame_id: str):
 
 
 def _tf_message(T_parent_child: np.ndarray, stamp_ns: int, parent: str, child: str):
-    translation, quaternion = translation_quaternion_from_rigid(T_parent_child)
+    (tx, ty, tz), (qx, qy, qz, qw) = (values.tolist() for values in translation_quaternion_from_rigid(T_parent_child))
     transform = _T["geometry_msgs/msg/TransformStamped"](
         header=_header(stamp_ns, parent),
         child_frame_id=child,
         transform=_T["geometry_msgs/msg/Transform"](
-            translation=_T["geometry_msgs/msg/Vector3"](x=float(translation[0]), y=float(translation[1]), z=float(translation[2])),
-            rotation=_T["geometry_msgs/msg/Quaternion"](x=float(quaternion[0]), y=float(quaternion[1]), z=float(quaternion[2]), w=float(quaternion[3])),
+            translation=_T["geometry_msgs/msg/Vector3"](x=tx, y=ty, z=tz),
+            rotation=_T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw),
         ),
     )
     return _T["tf2_msgs/msg/TFMessage"](transforms=[transform])
@@ -216,7 +216,8 @@ class RosbagWriter:
         stamp_ns = self._stamp(frame)
         names, topics = self.config.frames, self.config.topics
         if self.frames_written == 0:
-            self._write(self._tf_static, _tf_message(optical_in_link(), stamp_ns, names.camera_link, names.optical), stamp_ns)
+            static = _tf_message(optical_in_link(), stamp_ns, names.camera_link, names.optical)
+            self._write(self._tf_static, static, stamp_ns)
         T_world_link = frame.T_world_cam @ invert_rigid(optical_in_link())
         self._write(self._tf, _tf_message(T_world_link, stamp_ns, names.world, names.camera_link), stamp_ns)
         self._write(self._camera_info, _camera_info(frame.camera, stamp_ns, names.optical), stamp_ns)
