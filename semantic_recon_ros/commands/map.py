@@ -25,6 +25,7 @@ from ..core.meshing import extract_mesh
 from ..core.parameter_file import load_section
 from ..core.ply import write_semantic_ply
 from ..core.resources import share_file
+from ..core.segmentation import DeepLabADE20K
 from ..core.tsdf_volume import SemanticTSDFVolume
 from ..core.volume_config import VolumeConfig
 
@@ -40,8 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, default=1, help="use every n-th frame")
     parser.add_argument("--start", type=int, default=0, help="first frame")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    parser.add_argument("--labels", choices=["auto", "none"], default="auto",
-                        help="auto: fuse the dataset's 2D labels when it has them")
+    parser.add_argument("--labels", choices=["auto", "none", "segmenter"], default="auto",
+                        help="auto: fuse the dataset's 2D labels when it has them; segmenter: fuse the class "
+                             "probabilities of the 2D segmenter given by --segmenter")
+    parser.add_argument("--segmenter", type=Path, default=None,
+                        help="folder of the ADE20K DeepLabV3 TFLite model (model.tflite + labels.txt)")
     parser.add_argument("--classes", type=Path, default=None, help="class list YAML (default config/classes.yaml)")
     parser.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu, cuda, cuda:1")
 
@@ -66,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
         start=args.start, stride=args.stride, max_frames=args.max_frames)
     if len(sequence) == 0:
         raise ValueError(f"{args.sequence}: no frames selected")
+    segmenter = None
+    if args.labels == "segmenter":
+        if args.segmenter is None:
+            raise ValueError("--labels segmenter needs --segmenter MODEL_DIR")
+        segmenter = DeepLabADE20K(args.segmenter, classes.names)
     volume = SemanticTSDFVolume(config, classes.names, device)
     poses, skipped, labeled = [], [], 0
     integrate_seconds = 0.0
@@ -78,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"skipping frame {i}: {err}")
             continue
         labels = frame.labels if args.labels == "auto" else None
-        labeled += labels is not None
+        probs = segmenter.predict(frame.color) if segmenter is not None else None
+        labeled += labels is not None or probs is not None
         start = time.perf_counter()
-        volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color, labels=labels)
+        volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color, labels=labels,
+                         class_probs=probs)
         integrate_seconds += time.perf_counter() - start
         poses.append(frame.T_world_cam)
         progress.set_postfix(blocks=volume.num_blocks, ms=f"{1000 * integrate_seconds / len(poses):.1f}")
