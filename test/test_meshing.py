@@ -88,7 +88,7 @@ def test_meshing_is_deterministic_and_block_order_independent():
     local = torch.stack(torch.meshgrid(*[torch.arange(B)] * 3, indexing="ij"), -1).reshape(-1, 3)
     for i in order.tolist():  # insert blocks in a random order
         voxels = state["block_coords"][i] * B + local
-        loaded.write_voxels(voxels, **{n: state[n][i] for n in ("tsdf", "weight", "color", "semantic")})
+        loaded.write_voxels(voxels, **{n: state["layers"][n][i] for n in ("tsdf", "weight", "color", "semantic")})
     b = extract_mesh(loaded)
     assert np.array_equal(a.vertices, b.vertices) and np.array_equal(a.triangles, b.triangles)
 

@@ -23,13 +23,18 @@ def wall_frame(distance: float) -> np.ndarray:
 
 
 def snapshot(volume: SemanticTSDFVolume) -> dict:
-    return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in volume.state().items()}
+    state = volume.state()
+    return {**state, "layers": {name: values.clone() for name, values in state["layers"].items()}}
 
 
 def assert_same_state(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
-        if isinstance(a[key], torch.Tensor):
+        if key == "layers":
+            assert a[key].keys() == b[key].keys()
+            for name in a[key]:
+                assert torch.equal(a[key][name], b[key][name]), name
+        elif isinstance(a[key], torch.Tensor):
             assert torch.equal(a[key], b[key]), key
         else:
             assert a[key] == b[key], key
@@ -104,6 +109,32 @@ def test_save_load_round_trip_gives_identical_mesh(tmp_path, seven_scenes):
     assert a.num_triangles > 1000
     for field in ("vertices", "triangles", "colors", "labels", "confidence"):
         assert np.array_equal(getattr(a, field), getattr(b, field)), field
+
+
+def test_extra_layers_are_saved_and_loaded(tmp_path):
+    vol = SemanticTSDFVolume(VolumeConfig(voxel_size=0.05), CLASSES, "cpu")
+    vol.add_layer("pred_tsdf", (vol.config.voxels_per_block,), 1.0)
+    vol.integrate(wall_frame(1.0), CAMERA, np.eye(4))
+    assert torch.all(vol.layers["pred_tsdf"][vol.index.slots] == 1.0)  # new blocks get the fill value
+    vol.layers["pred_tsdf"][vol.index.slots[:3]] = -0.5
+    loaded = SemanticTSDFVolume.load(vol.save(tmp_path / "map.pt"), "cpu")
+    assert loaded.layer_fill["pred_tsdf"] == 1.0
+    assert torch.equal(loaded.layers["pred_tsdf"][loaded.index.slots], vol.layers["pred_tsdf"][vol.index.slots])
+    with pytest.raises(ValueError, match="exists"):
+        vol.add_layer("tsdf", (8,), 0.0)
+
+
+def test_block_versions_mark_what_changed():
+    vol = SemanticTSDFVolume(VolumeConfig(voxel_size=0.05), CLASSES, "cpu")
+    vol.integrate(wall_frame(1.0), CAMERA, np.eye(4))
+    first = vol.index.slots.clone()
+    assert vol.version == 1 and torch.all(vol.block_version[first] == 1)
+    shifted = np.eye(4)
+    shifted[0, 3] = 3.0  # look at a wall 3 m to the side: other blocks
+    vol.integrate(wall_frame(1.0), CAMERA, shifted)
+    assert vol.version == 2
+    assert torch.all(vol.block_version[first] == 1)  # untouched blocks keep their version
+    assert int((vol.block_version[vol.index.slots] == 2).sum()) == vol.num_blocks - len(first)
 
 
 def test_load_rejects_foreign_or_corrupt_files(tmp_path):

@@ -16,6 +16,10 @@ layer              pool shape           meaning
 ``features``       (slots, V, F)        running-average back-projected 2D features (F may be 0)
 ``feature_weight`` (slots, V)           number of views averaged into ``features``
 =================  ===================  ==============================================================
+
+More layers can be added with :meth:`SemanticTSDFVolume.add_layer` (the completion network stores
+its predictions that way); every layer is saved and loaded. ``block_version`` (per slot, not saved)
+holds the integration count at which each block last changed, so consumers can tell what is new.
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ from .volume_config import VolumeConfig
 
 FILE_FORMAT = "semantic_recon_ros/volume"
 FILE_VERSION = 1
-LAYER_NAMES = ("tsdf", "weight", "color", "semantic", "features", "feature_weight")
 
 
 @dataclass
@@ -96,10 +99,15 @@ class SemanticTSDFVolume:
         self.device = torch.device(device)
         self.index = BlockIndex(self.device)
         self.block_coords = torch.zeros((0, 3), dtype=torch.int64, device=self.device)  # per slot
-        self.layers: dict[str, torch.Tensor] = {
-            name: torch.zeros((0, *shape), dtype=torch.float32, device=self.device)
-            for name, shape in self._layer_shapes().items()
-        }
+        self.block_version = torch.zeros(0, dtype=torch.int64, device=self.device)  # per slot
+        self.version = 0  # incremented by every integration that changes blocks
+        self.layers: dict[str, torch.Tensor] = {}
+        self.layer_fill: dict[str, float] = {}
+        V, K = config.voxels_per_block, len(self.class_names)
+        for name, shape, fill in (("tsdf", (V,), 1.0), ("weight", (V,), 0.0), ("color", (V, 3), 0.0),
+                                  ("semantic", (V, K), 0.0), ("features", (V, config.feature_dim), 0.0),
+                                  ("feature_weight", (V,), 0.0)):
+            self.add_layer(name, shape, fill)
         self._free_slots = torch.zeros(0, dtype=torch.int64, device=self.device)
         self._slots_in_use = 0  # high-water mark of the pools
         B = config.block_size
@@ -108,10 +116,12 @@ class SemanticTSDFVolume:
         self._ray_cache: dict[tuple[PinholeCamera, int], torch.Tensor] = {}
 
     # ------------------------------------------------------------------ storage
-    def _layer_shapes(self) -> dict[str, tuple[int, ...]]:
-        V, K, F = self.config.voxels_per_block, len(self.class_names), self.config.feature_dim
-        return {"tsdf": (V,), "weight": (V,), "color": (V, 3), "semantic": (V, K),
-                "features": (V, F), "feature_weight": (V,)}
+    def add_layer(self, name: str, shape: tuple[int, ...], fill: float) -> None:
+        """Add a float32 per-voxel layer of per-block shape ``shape`` (e.g. ``(V, 3)``), ``fill`` everywhere."""
+        if name in self.layers:
+            raise ValueError(f"layer {name!r} exists already")
+        self.layers[name] = torch.full((self.capacity, *shape), fill, dtype=torch.float32, device=self.device)
+        self.layer_fill[name] = float(fill)
 
     @property
     def num_classes(self) -> int:
@@ -125,6 +135,10 @@ class SemanticTSDFVolume:
     def capacity(self) -> int:
         return int(self.block_coords.shape[0])
 
+    def _mark_changed(self, slots: torch.Tensor) -> None:
+        self.version += 1
+        self.block_version[slots] = self.version
+
     def memory_bytes(self) -> int:
         """Bytes held by the block pools (allocated capacity, not only blocks in use)."""
         tensors = [*self.layers.values(), self.block_coords]
@@ -134,6 +148,7 @@ class SemanticTSDFVolume:
         capacity = min(max(needed, 2 * self.capacity, 64), max(self.config.max_blocks, needed))
         extra = capacity - self.capacity
         self.block_coords = torch.cat((self.block_coords, self.block_coords.new_zeros((extra, 3))))
+        self.block_version = torch.cat((self.block_version, self.block_version.new_zeros(extra)))
         for name, tensor in self.layers.items():
             self.layers[name] = torch.cat((tensor, tensor.new_zeros((extra, *tensor.shape[1:]))))
 
@@ -147,7 +162,8 @@ class SemanticTSDFVolume:
         self._slots_in_use += fresh_count
         slots = torch.cat((reused, fresh))
         for name, tensor in self.layers.items():
-            tensor[slots] = 1.0 if name == "tsdf" else 0.0
+            tensor[slots] = self.layer_fill[name]
+        self.block_version[slots] = 0
         return slots
 
     def _add_blocks(self, keys: torch.Tensor) -> torch.Tensor:
@@ -208,6 +224,7 @@ class SemanticTSDFVolume:
         slots = self._ensure_blocks(keys, camera_position, stats)
         stats.blocks_in_view = int(slots.numel())
         stats.voxels_updated = self._update_voxels(slots, frame, camera)
+        self._mark_changed(slots)
         if self.config.clearing_radius > 0:
             far = (self.block_centers(self.index.slots) - camera_position).norm(dim=1) > self.config.clearing_radius
             stats.blocks_dropped += self._drop_blocks(far)
@@ -247,6 +264,7 @@ class SemanticTSDFVolume:
         slots = self._ensure_blocks(keys, camera_position, stats)
         stats.blocks_in_view = int(slots.numel())
         stats.voxels_updated = self._update_voxels(slots, frame, camera, feature_range=max_range)
+        self._mark_changed(slots)
         return stats
 
     def _keys_in_frustum(self, camera: PinholeCamera, T_world_cam: np.ndarray, max_range: float) -> torch.Tensor:
@@ -458,8 +476,11 @@ class SemanticTSDFVolume:
         weight_pool[voxel] = (w_old + 1).clamp_(max=self.config.max_weight)
 
     # ------------------------------------------------------------------ voxel access
-    def _voxel_slots(self, voxels: torch.Tensor, allocate: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, 3) global voxel coords -> (N,) flat pool indices (-1 where the block is absent) and block keys."""
+    def voxel_indices(self, voxels: torch.Tensor, allocate: bool = False) -> torch.Tensor:
+        """(N, 3) global voxel coords -> (N,) flat indices into ``layer.flatten(0, 1)`` (-1 where absent).
+
+        With ``allocate``, missing blocks are allocated first (ValueError beyond ``max_blocks``).
+        """
         B = self.config.block_size
         voxels = voxels.to(self.device, torch.int64)
         block = torch.div(voxels, B, rounding_mode="floor")
@@ -473,19 +494,19 @@ class SemanticTSDFVolume:
             slots = self.index.lookup(keys)
         local = voxels - block * B
         flat = slots * self.config.voxels_per_block + (local[:, 0] * B + local[:, 1]) * B + local[:, 2]
-        return torch.where(slots >= 0, flat, torch.full_like(flat, -1)), keys
+        return torch.where(slots >= 0, flat, torch.full_like(flat, -1))
 
     def read_voxels(self, voxels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Layer values at (N, 3) global voxel coords; absent voxels read tsdf 1, everything else 0.
+        """Layer values at (N, 3) global voxel coords; absent voxels read each layer's fill value.
 
         Returns ``{layer name: (N, ...) tensor}`` plus ``"allocated"``: (N,) bool.
         """
-        flat, _ = self._voxel_slots(voxels, allocate=False)
+        flat = self.voxel_indices(voxels)
         allocated = flat >= 0
         out = {"allocated": allocated}
         for name, pool in self.layers.items():
             values = pool.flatten(0, 1)[flat.clamp(min=0)].clone()
-            values[~allocated] = 1.0 if name == "tsdf" else 0.0
+            values[~allocated] = self.layer_fill[name]
             out[name] = values
         return out
 
@@ -498,7 +519,7 @@ class SemanticTSDFVolume:
         unknown = set(values) - set(self.layers)
         if unknown:
             raise ValueError(f"unknown layers {sorted(unknown)}; layers are {list(self.layers)}")
-        flat, _ = self._voxel_slots(voxels, allocate=True)
+        flat = self.voxel_indices(voxels, allocate=True)
         for name, value in values.items():
             pool = self.layers[name]
             pool.flatten(0, 1)[flat] = value.to(self.device, pool.dtype)
@@ -513,7 +534,8 @@ class SemanticTSDFVolume:
             "config": dataclasses.asdict(self.config),
             "class_names": list(self.class_names),
             "block_coords": unpack_keys(self.index.keys).cpu(),
-            **{name: tensor[slots].cpu() for name, tensor in self.layers.items()},
+            "layer_fill": dict(self.layer_fill),
+            "layers": {name: tensor[slots].cpu() for name, tensor in self.layers.items()},
         }
 
     def save(self, path: str | Path) -> Path:
@@ -545,8 +567,11 @@ class SemanticTSDFVolume:
         if state["version"] != FILE_VERSION:
             raise ValueError(f"{path}: volume file version {state['version']}, this code reads {FILE_VERSION}")
         volume = cls(config_from_dict(VolumeConfig, state["config"], str(path)), state["class_names"], device)
+        for name, fill in state["layer_fill"].items():
+            if name not in volume.layers:
+                volume.add_layer(name, tuple(state["layers"][name].shape[1:]), fill)
         coords = state["block_coords"].to(volume.device)
         slots = volume._add_blocks(pack_coords(coords))
-        for name in LAYER_NAMES:
-            volume.layers[name][slots] = state[name].to(volume.device)
+        for name, values in state["layers"].items():
+            volume.layers[name][slots] = values.to(volume.device)
         return volume
