@@ -61,3 +61,30 @@ def test_bad_arguments_fail_with_a_clear_message(tmp_path, args, message):
     result = semantic_recon(*args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_completes_the_map_with_a_checkpoint(tmp_path):
+    import torch
+
+    from semantic_recon_ros.core.classes import load_class_set
+    from semantic_recon_ros.core.models import S4RNet, S4RNetConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    network = S4RNet(S4RNetConfig(num_classes=load_class_set().num_classes, base_width=2, fusion_blocks=0))
+    checkpoint = tmp_path / "net.pt"
+    save_checkpoint(checkpoint, network, load_class_set().names, voxel_size=0.08, truncation=0.32)
+    params = tmp_path / "params.yaml"
+    params.write_text("volume: {voxel_size: 0.08}\ncompletion: {chunk_size: 32, chunk_margin: 8}\n")
+    out = tmp_path / "out"
+    result = semantic_recon("map", SEVEN_SCENES, "--out", out, "--stride", "60", "--params-file", params,
+                            "--checkpoint", checkpoint)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completion_chunks"] > 0
+    completed, _ = read_semantic_ply(out / "mesh_completed.ply")
+    assert completed.num_triangles == summary["completed_triangles"] > 0
+    assert (completed.labels >= 0).mean() > 0.5  # network labels where it predicted
+    # a checkpoint made for another voxel size is refused with a clear message
+    result = semantic_recon("map", SEVEN_SCENES, "--out", out, "--stride", "60", "--checkpoint", checkpoint)
+    assert result.returncode == 2 and "voxel size" in result.stderr and "Traceback" not in result.stderr
+    assert "mapping" not in result.stderr  # refused before fusing a single frame

@@ -91,6 +91,18 @@ class CompletionEngine:
         self.input_blocks = config.chunk_size // B
         self._done: dict[int, int] = {}  # chunk key -> newest block version it was run with
 
+    @classmethod
+    def from_checkpoint(cls, path, volume: SemanticTSDFVolume, config: CompletionConfig) -> "CompletionEngine":
+        """Load an S4R checkpoint (ValueError when it does not fit the map's classes, voxel size, truncation)."""
+        from .models import load_checkpoint  # the models package is only needed with a network
+
+        network, info = load_checkpoint(path, volume.device, expected_class_names=volume.class_names,
+                                        expected_voxel_size=volume.config.voxel_size,
+                                        expected_truncation=volume.config.truncation)
+        if info.model not in ("s4r", "s4r_colorblind"):
+            raise ValueError(f"{path}: a {info.model!r} model cannot complete a fused RGB-D map (needs s4r)")
+        return cls(network, volume, config, use_color=info.model == "s4r")
+
     def reset(self) -> None:
         """Forget which chunks were run (after the map was cleared or reloaded)."""
         self._done.clear()
