@@ -1,0 +1,154 @@
+"""Model checkpoints: one plain ``torch.save`` file that loads with ``weights_only=True``.
+
+Contents (a dict of plain types and tensors)::
+
+    {"state_dict": {name: tensor}, "config": {field: value}, "class_names": [str, ...],
+     "voxel_size": float (metres), "truncation": float (metres), "model": "s4r" | "s4r_colorblind" | "atlas",
+     "version": CHECKPOINT_VERSION}
+
+The voxel size and truncation are the map settings the network was trained for (it sees TSDF
+values normalized by the truncation, at that voxel size); :func:`load_checkpoint` refuses a
+checkpoint that does not fit the map it is loaded for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..config_fields import config_from_dict
+from .atlas_net import AtlasNet
+from .fast_conv import fast_cpu_path_available, set_fast_cpu_convolutions
+from .model_config import AtlasNetConfig, S4RNetConfig
+from .s4r_unet import S4RNet
+
+CHECKPOINT_VERSION = 1
+CHECKPOINT_KEYS = ("state_dict", "config", "class_names", "voxel_size", "truncation", "model", "version")
+MODEL_KINDS = ("s4r", "s4r_colorblind", "atlas")
+MAP_SETTING_TOLERANCE = 1e-6  # relative
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Everything in a checkpoint besides the weights."""
+
+    model: str
+    config: S4RNetConfig | AtlasNetConfig
+    class_names: tuple[str, ...]
+    voxel_size: float
+    truncation: float
+    version: int
+
+
+def model_kind(model: nn.Module) -> str:
+    """``"s4r"``, ``"s4r_colorblind"`` or ``"atlas"``."""
+    if isinstance(model, S4RNet):
+        return "s4r" if model.config.use_color else "s4r_colorblind"
+    if isinstance(model, AtlasNet):
+        return "atlas"
+    raise ValueError(f"no checkpoint format for {type(model).__name__}; expected S4RNet or AtlasNet")
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, class_names: Sequence[str], voxel_size: float,
+                    truncation: float) -> None:
+    """Write ``model`` with its config and the map settings it was trained for (atomic replace)."""
+    kind = model_kind(model)
+    class_names = [str(name) for name in class_names]
+    if len(class_names) != model.config.num_classes:
+        raise ValueError(f"{len(class_names)} class names for a model with num_classes = {model.config.num_classes}")
+    if not (voxel_size > 0 and truncation > 0):
+        raise ValueError(f"voxel_size and truncation must be positive, got {voxel_size}, {truncation}")
+    state = {
+        "state_dict": {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()},
+        "config": dataclasses.asdict(model.config),
+        "class_names": class_names,
+        "voxel_size": float(voxel_size),
+        "truncation": float(truncation),
+        "model": kind,
+        "version": CHECKPOINT_VERSION,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(state, f)
+        os.replace(temp_name, path)
+    except BaseException:
+        os.unlink(temp_name)
+        raise
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str, expected_class_names: Sequence[str] | None = None,
+                    expected_voxel_size: float | None = None, expected_truncation: float | None = None,
+                    fast_cpu: bool = True) -> tuple[nn.Module, CheckpointInfo]:
+    """Rebuild the model of a checkpoint on ``device``, in eval mode.
+
+    Raises FileNotFoundError for a missing file and ValueError naming the file when it is not a
+    readable checkpoint (corrupted, missing keys, wrong version, weights that do not fit the config)
+    or does not fit the map (``expected_*`` given and different; voxel sizes and truncations are
+    compared with a relative tolerance of 1e-6). With ``fast_cpu`` the 3D convolutions use the
+    oneDNN path (:mod:`.fast_conv`) when this build has it; it only acts on CPU tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    info = _check_contents(path, state)
+    _check_fits_map(path, info, expected_class_names, expected_voxel_size, expected_truncation)
+    model = S4RNet(info.config) if info.model in ("s4r", "s4r_colorblind") else AtlasNet(info.config)
+    try:
+        model.load_state_dict(state["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit the {info.model} config {info.config}: {err}") from None
+    model = model.to(device).eval()
+    if fast_cpu and fast_cpu_path_available():
+        set_fast_cpu_convolutions(model, True)
+    return model, info
+
+
+def _check_contents(path: Path, state: object) -> CheckpointInfo:
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: checkpoint must be a dict, got {type(state).__name__}")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks keys {missing} (has {sorted(state)})")
+    if state["version"] != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint version {state['version']!r}, this code reads {CHECKPOINT_VERSION}")
+    kind = state["model"]
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"{path}: unknown model {kind!r}; known: {MODEL_KINDS}")
+    config_class = AtlasNetConfig if kind == "atlas" else S4RNetConfig
+    try:
+        config = config_from_dict(config_class, state["config"], source=str(path))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: invalid {config_class.__name__}: {err}") from None
+    if kind != "atlas" and config.use_color != (kind == "s4r"):
+        raise ValueError(f"{path}: model {kind!r} contradicts config use_color = {config.use_color}")
+    class_names = tuple(state["class_names"])
+    if len(class_names) != config.num_classes:
+        raise ValueError(f"{path}: {len(class_names)} class names but num_classes = {config.num_classes}")
+    return CheckpointInfo(kind, config, class_names, float(state["voxel_size"]), float(state["truncation"]),
+                          int(state["version"]))
+
+
+def _check_fits_map(path: Path, info: CheckpointInfo, class_names: Sequence[str] | None, voxel_size: float | None,
+                    truncation: float | None) -> None:
+    if class_names is not None and tuple(class_names) != info.class_names:
+        raise ValueError(f"{path}: trained for classes {list(info.class_names)}, the map uses {list(class_names)}")
+    for name, expected, actual in (("voxel size", voxel_size, info.voxel_size),
+                                   ("truncation", truncation, info.truncation)):
+        if expected is not None and not math.isclose(expected, actual, rel_tol=MAP_SETTING_TOLERANCE):
+            raise ValueError(f"{path}: trained for {name} {actual} m, the map uses {expected} m")

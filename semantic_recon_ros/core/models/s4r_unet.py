@@ -1,0 +1,87 @@
+"""S4R-style 3D U-Net: complete TSDF, color and semantics of a dense voxel chunk.
+
+A geometry encoder (TSDF + observed mask) and a color encoder (RGB) each reduce the chunk four
+times by stride-2 convolutions; a conv bank fuses the two bottleneck codes; three decoders (TSDF,
+color, semantics) climb back to full resolution, each adding the skip features of BOTH encoders at
+every level. With ``use_color = False`` (the color-blind variant) the color encoder and decoder do
+not exist. Chunk dims must be multiples of 16 (e.g. 64 x 64 x 128 -> a 4 x 4 x 8 bottleneck with
+``16 * base_width`` channels: 128 at base width 8, 192 at the default 12).
+
+Residual blocks sit at levels 1-4 and in the decoders' levels 3-1; the full-resolution level has a
+single conv in each encoder and decoder, because it dominates the cost (see bench/bench_models.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .conv3d_blocks import (NUM_LEVELS, ConvNormAct3d, ResidualBlock3d, UNetDecoder3d, UNetEncoder3d,
+                            check_grid_dims, level_widths)
+from .fast_conv import Conv3d
+from .model_config import S4RNetConfig
+
+
+class S4RNet(nn.Module):
+    """Two encoders, a fusion bank and three decoders (one encoder and two decoders when color-blind)."""
+
+    def __init__(self, config: S4RNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths = level_widths(config.base_width)
+        encoders = 2 if config.use_color else 1
+        self.geometry_encoder = UNetEncoder3d(2, config.base_width)
+        self.color_encoder = UNetEncoder3d(3, config.base_width) if config.use_color else None
+        self.fusion = nn.Sequential(
+            ConvNormAct3d(encoders * widths[NUM_LEVELS], widths[NUM_LEVELS], kernel_size=1),
+            *(ResidualBlock3d(widths[NUM_LEVELS]) for _ in range(config.fusion_blocks)),
+        )
+        self.tsdf_decoder = UNetDecoder3d(config.base_width)
+        self.tsdf_head = Conv3d(widths[0], 1, 1)
+        self.color_decoder = UNetDecoder3d(config.base_width) if config.use_color else None
+        self.color_head = Conv3d(widths[0], 3, 1) if config.use_color else None
+        self.semantic_decoder = UNetDecoder3d(config.base_width)
+        self.semantic_head = Conv3d(widths[0], config.num_classes, 1)
+
+    def forward(self, tsdf: torch.Tensor, observed: torch.Tensor,
+                color: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Complete one batch of chunks.
+
+        Args:
+            tsdf: (B, 1, X, Y, Z) truncated signed distance divided by the truncation, in [-1, 1].
+            observed: (B, 1, X, Y, Z) bool or {0, 1}: voxel was observed. TSDF and color of
+                unobserved voxels are ignored (zeroed before the encoders).
+            color: (B, 3, X, Y, Z) RGB in [0, 1]; required with color, must be None color-blind.
+        Returns:
+            ``{"tsdf": (B, 1, X, Y, Z) in (-1, 1) (tanh), "color": (B, 3, X, Y, Z) in (0, 1)
+            (sigmoid; absent when color-blind), "semantic_logits": (B, K, X, Y, Z)}``.
+        """
+        observed = self._check_inputs(tsdf, observed, color)
+        geometry = self.geometry_encoder(torch.cat((tsdf * observed, observed), dim=1))
+        skips = geometry[:NUM_LEVELS]
+        codes = [geometry[NUM_LEVELS]]
+        if self.color_encoder is not None:
+            color_features = self.color_encoder(color * observed)
+            skips = [g + c for g, c in zip(skips, color_features)]  # computed once, shared by the decoders
+            codes.append(color_features[NUM_LEVELS])
+        bottleneck = self.fusion(torch.cat(codes, dim=1))
+        out = {"tsdf": torch.tanh(self.tsdf_head(self.tsdf_decoder(bottleneck, skips)[-1]))}
+        if self.color_decoder is not None:
+            out["color"] = torch.sigmoid(self.color_head(self.color_decoder(bottleneck, skips)[-1]))
+        out["semantic_logits"] = self.semantic_head(self.semantic_decoder(bottleneck, skips)[-1])
+        return out
+
+    def _check_inputs(self, tsdf: torch.Tensor, observed: torch.Tensor, color: torch.Tensor | None) -> torch.Tensor:
+        if tsdf.dim() != 5 or tsdf.shape[1] != 1:
+            raise ValueError(f"tsdf must be (B, 1, X, Y, Z), got {tuple(tsdf.shape)}")
+        check_grid_dims(tsdf.shape[2:], "S4RNet input chunk")
+        if tuple(observed.shape) != tuple(tsdf.shape):
+            raise ValueError(f"observed must match tsdf {tuple(tsdf.shape)}, got {tuple(observed.shape)}")
+        if self.config.use_color:
+            expected = (tsdf.shape[0], 3, *tsdf.shape[2:])
+            if color is None or tuple(color.shape) != expected:
+                got = None if color is None else tuple(color.shape)
+                raise ValueError(f"color must be {expected} for the color S4RNet, got {got}")
+        elif color is not None:
+            raise ValueError("the color-blind S4RNet (use_color = False) takes no color input")
+        return observed.to(tsdf.dtype)
