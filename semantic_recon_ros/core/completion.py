@@ -109,7 +109,8 @@ class CompletionEngine:
 
     # ------------------------------------------------------------------ scheduling
     def chunk_versions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Chunks whose input box holds observed blocks: ((m,) keys sorted, (m,) newest block version)."""
+        """Chunks whose core holds observed blocks: ((m,) keys sorted, (m,) newest block version in
+        their whole input box, margins included)."""
         vol = self.volume
         slots = vol.index.slots
         version = vol.block_version[slots]
@@ -132,7 +133,10 @@ class CompletionEngine:
         keys, versions = torch.cat(keys), torch.cat(versions)
         unique, inverse = torch.unique(keys, return_inverse=True)
         newest = torch.zeros_like(unique).scatter_reduce_(0, inverse, versions, reduce="amax")
-        return unique, newest
+        # run only chunks whose core holds observations (a margin alone is context, not work)
+        cores = torch.unique(pack_coords(torch.div(blocks, cb, rounding_mode="floor")))
+        active = torch.isin(unique, cores)
+        return unique[active], newest[active]
 
     def plan(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Dirty chunks, most recently changed first: ((d, 3) chunk coords, (d,) versions)."""
