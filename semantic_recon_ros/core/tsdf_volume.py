@@ -60,7 +60,7 @@ class FrameTensors:
 
     depth: torch.Tensor  # (H, W) float32 metres, invalid = 0
     padded_depth: torch.Tensor  # (H + 2, W + 2) float32 metres, invalid and border = -inf
-    color: torch.Tensor | None  # (H, W, 3) uint8
+    padded_color: torch.Tensor | None  # (H + 2, W + 2, 3) uint8, border 0
     labels: torch.Tensor | None  # (H, W) int64, -1 = unlabeled
     class_probs: torch.Tensor | None  # (H, W, K) float32
     features: torch.Tensor | None  # (H, W, F) float32
@@ -68,8 +68,8 @@ class FrameTensors:
 
 
 def _pad(image: torch.Tensor, value: float) -> torch.Tensor:
-    """(H, W) -> (H + 2, W + 2) with a one-pixel border of ``value``."""
-    return torch.nn.functional.pad(image[None], (1, 1, 1, 1), value=value)[0]
+    """(..., H, W) -> (..., H + 2, W + 2) with a one-pixel border of ``value``."""
+    return torch.nn.functional.pad(image, (1, 1, 1, 1), value=value)
 
 
 def _unpad_index(padded_pixel: torch.Tensor, width: int) -> torch.Tensor:
@@ -292,13 +292,14 @@ class SemanticTSDFVolume:
         T = check_rigid(T_world_cam, "T_world_cam")
         d = _as_tensor(depth, self.device).float()
         valid = (d >= self.config.min_depth) & (d <= self.config.max_depth)  # false for NaN too
-        out = FrameTensors(depth=torch.where(valid, d, 0.0), padded_depth=_pad(torch.where(valid, d, -torch.inf), -torch.inf),
-                           color=None, labels=None,
-                           class_probs=None, features=None, T_world_cam=T)
+        out = FrameTensors(depth=torch.where(valid, d, 0.0),
+                           padded_depth=_pad(torch.where(valid, d, -torch.inf), -torch.inf),
+                           padded_color=None, labels=None, class_probs=None, features=None, T_world_cam=T)
         if color is not None:
             if tuple(color.shape) != (*shape, 3) or color.dtype not in (np.uint8, torch.uint8):
                 raise ValueError(f"color must be {shape + (3,)} uint8 RGB, got {tuple(color.shape)} {color.dtype}")
-            out.color = _as_tensor(color, self.device)
+            rgb = _as_tensor(color, self.device)
+            out.padded_color = _pad(rgb.permute(2, 0, 1), 0).permute(1, 2, 0).contiguous()
         if labels is not None and class_probs is not None:
             raise ValueError("give either labels or class_probs, not both")
         if labels is not None:
@@ -422,11 +423,11 @@ class SemanticTSDFVolume:
         flat = update.nonzero().squeeze(1)  # (M,) indices into the (n * V) candidates
         voxel = slots.index_select(0, flat // V) * V + flat % V  # (M,) flat pool indices
         sdf = sdf.index_select(0, flat)
-        pixel = _unpad_index(padded_pixel.index_select(0, flat).long(), W)
-        self._fuse_geometry_and_color(voxel, sdf, pixel, frame)
+        padded = padded_pixel.index_select(0, flat).long()
+        self._fuse_geometry_and_color(voxel, sdf, padded, frame)
         if frame.labels is not None or frame.class_probs is not None:
             near = sdf.abs() < cfg.truncation
-            self._fuse_semantics(voxel[near], pixel[near], frame)
+            self._fuse_semantics(voxel[near], _unpad_index(padded[near], W), frame)
         updated = int(voxel.numel())
         if frame.features is not None:
             far = cfg.max_depth if feature_range is None else feature_range
@@ -437,7 +438,7 @@ class SemanticTSDFVolume:
             updated = updated or int(voxel.numel())
         return updated
 
-    def _fuse_geometry_and_color(self, voxel, sdf, pixel, frame: FrameTensors) -> None:
+    def _fuse_geometry_and_color(self, voxel, sdf, padded_pixel, frame: FrameTensors) -> None:
         cfg = self.config
         tsdf_pool = self.layers["tsdf"].view(-1)
         weight_pool = self.layers["weight"].view(-1)
@@ -447,9 +448,9 @@ class SemanticTSDFVolume:
         tsdf = tsdf_pool.index_select(0, voxel).mul_(w_old).add_(observed).div_(w_sum)
         tsdf_pool.index_copy_(0, voxel, tsdf)
         weight_pool.index_copy_(0, voxel, w_sum.clamp(max=cfg.max_weight))
-        if frame.color is not None:
+        if frame.padded_color is not None:
             color_pool = self.layers["color"].view(-1, 3)
-            rgb = frame.color.view(-1, 3).index_select(0, pixel).float()
+            rgb = frame.padded_color.view(-1, 3).index_select(0, padded_pixel).float()
             color = color_pool.index_select(0, voxel).mul_(w_old[:, None]).add_(rgb).div_(w_sum[:, None])
             color_pool.index_copy_(0, voxel, color)
 
