@@ -112,7 +112,8 @@ class SemanticTSDFVolume:
         self._slots_in_use = 0  # high-water mark of the pools
         B = config.block_size
         l = torch.arange(B, device=self.device)
-        self._local_offsets = torch.stack(torch.meshgrid(l, l, l, indexing="ij"), dim=-1).reshape(-1, 3)
+        # (V, 3) float local coordinates of a block's voxels, in storage order
+        self._local_offsets = torch.stack(torch.meshgrid(l, l, l, indexing="ij"), dim=-1).reshape(-1, 3).float()
         self._ray_cache: dict[tuple[PinholeCamera, int], torch.Tensor] = {}
 
     # ------------------------------------------------------------------ storage
@@ -298,8 +299,8 @@ class SemanticTSDFVolume:
         if color is not None:
             if tuple(color.shape) != (*shape, 3) or color.dtype not in (np.uint8, torch.uint8):
                 raise ValueError(f"color must be {shape + (3,)} uint8 RGB, got {tuple(color.shape)} {color.dtype}")
-            rgb = _as_tensor(color, self.device)
-            out.padded_color = _pad(rgb.permute(2, 0, 1), 0).permute(1, 2, 0).contiguous()
+            out.padded_color = torch.zeros((shape[0] + 2, shape[1] + 2, 3), dtype=torch.uint8, device=self.device)
+            out.padded_color[1:-1, 1:-1] = _as_tensor(color, self.device)
         if labels is not None and class_probs is not None:
             raise ValueError("give either labels or class_probs, not both")
         if labels is not None:
@@ -406,7 +407,7 @@ class SemanticTSDFVolume:
         # Projection is affine per block: K @ (R @ (origin + offset) + t) = K @ (R @ origin + t) + K @ R @ offset
         origins = self.block_coords[slots].float() * (cfg.block_size * cfg.voxel_size)  # (n, 3)
         block_proj = torch.addmm(Kt, origins, KR.T)  # (n, 3): (u*z, v*z, z) of each block's voxel 0
-        voxel_proj = (self._local_offsets.float() * cfg.voxel_size) @ KR.T  # (V, 3): offsets within a block
+        voxel_proj = (self._local_offsets * cfg.voxel_size) @ KR.T  # (V, 3): offsets within a block
         z = block_proj[:, 2:3] + voxel_proj[:, 2]  # (n, V)
         behind = block_proj[:, 2] + voxel_proj[:, 2].min() <= 0  # blocks reaching behind the camera
         any_behind = bool(behind.any())
@@ -423,7 +424,7 @@ class SemanticTSDFVolume:
         flat = update.nonzero().squeeze(1)  # (M,) indices into the (n * V) candidates
         voxel = slots.index_select(0, flat // V) * V + flat % V  # (M,) flat pool indices
         sdf = sdf.index_select(0, flat)
-        padded = padded_pixel.index_select(0, flat).long()
+        padded = padded_pixel.index_select(0, flat)  # int32: index_select takes it as is
         self._fuse_geometry_and_color(voxel, sdf, padded, frame)
         if frame.labels is not None or frame.class_probs is not None:
             near = sdf.abs() < cfg.truncation
@@ -434,7 +435,7 @@ class SemanticTSDFVolume:
             in_image = (u >= 1) & (u <= W) & (v >= 1) & (v <= camera.height) & (z >= cfg.min_depth) & (z <= far)
             flat = in_image.view(-1).nonzero().squeeze(1)
             voxel = slots.index_select(0, flat // V) * V + flat % V
-            self._fuse_features(voxel, _unpad_index(padded_pixel.index_select(0, flat).long(), W), frame.features)
+            self._fuse_features(voxel, _unpad_index(padded_pixel.index_select(0, flat), W), frame.features)
             updated = updated or int(voxel.numel())
         return updated
 
