@@ -53,6 +53,9 @@ class BagPlayerConfig:
         wait_for_subscribers: seconds to wait, before the first message, until every topic has at
             least one subscriber (0 = start at once, like ``ros2 bag play``).
         ack_timeout: seconds to wait at the end for reliable subscribers to acknowledge everything.
+        settle_time: after every topic has a subscriber, wait this long before the first message. DDS
+            discovery completes on the publisher's side first: a subscriber may not yet accept data for a
+            moment after the publisher sees it, and volatile messages sent in that moment are lost.
     """
 
     rate: float = 1.0
@@ -62,6 +65,7 @@ class BagPlayerConfig:
     queue_depth: int = 100
     wait_for_subscribers: float = 0.0
     ack_timeout: float = 5.0
+    settle_time: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
@@ -186,9 +190,12 @@ class BagPlayer:
         """
         stop = stop or threading.Event()
         config = self.config
-        if config.wait_for_subscribers > 0 and not self.wait_for_subscribers(config.wait_for_subscribers, stop):
-            missing = ", ".join(self._unsubscribed_topics())
-            self.node.get_logger().warning(f"starting without subscribers on: {missing}")
+        if config.wait_for_subscribers > 0:
+            if self.wait_for_subscribers(config.wait_for_subscribers, stop):
+                stop.wait(config.settle_time)
+            else:
+                missing = ", ".join(self._unsubscribed_topics())
+                self.node.get_logger().warning(f"starting without subscribers on: {missing}")
         clock_period = 1.0 / config.clock_frequency
         start_wall, bag_start = None, None
         count = 0
