@@ -46,6 +46,7 @@ setup(
     entry_points={
         "console_scripts": [
             "semantic-recon = semantic_recon_ros.cli:main",
+            "mapping_node = semantic_recon_ros.ros.mapping_node:main",
         ],
     },
 )

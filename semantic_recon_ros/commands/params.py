@@ -9,19 +9,30 @@ from __future__ import annotations
 import argparse
 
 from ..core.config_fields import parameter_rows
+from ..core.mapping_node_config import MappingNodeConfig
+from ..core.completion_config import CompletionConfig
 from ..core.volume_config import VolumeConfig
 
-# section name (ROS parameter prefix and YAML key) -> config dataclass
+# section name (ROS parameter prefix and YAML key; "" = top-level node parameters) -> config dataclass
 SECTIONS = {
+    "": MappingNodeConfig,
     "volume": VolumeConfig,
+    "completion": CompletionConfig,
 }
+
+
+def parameter_name(section: str, name: str) -> str:
+    """Full ROS parameter name of field ``name`` of ``section`` (``volume.voxel_size``, ``world_frame``)."""
+    return f"{section}.{name}" if section else name
 
 
 def markdown_table() -> str:
     lines = ["| parameter | default | description | range |", "|---|---|---|---|"]
     for section, cls in SECTIONS.items():
         for name, default, description, valid in parameter_rows(cls):
-            lines.append(f"| `{section}.{name}` | `{default}` | {description} | {valid} |")
+            shown = '""' if default == "" else default  # an empty code span would not render
+            valid = valid.replace("|", "\\|")  # choices are listed as "a | b": escape the table separator
+            lines.append(f"| `{parameter_name(section, name)}` | `{shown}` | {description} | {valid} |")
     return "\n".join(lines)
 
 

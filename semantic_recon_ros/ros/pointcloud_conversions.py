@@ -1,0 +1,109 @@
+"""The voxel map -> ``sensor_msgs/PointCloud2``, built from the bytes of a numpy structured array.
+
+One point per observed voxel near the fused surface, at the voxel centre (world frame), with fields
+
+=============  ==========  ======  ==============================================================
+field          datatype    offset  meaning
+=============  ==========  ======  ==============================================================
+``x y z``      FLOAT32     0 4 8   voxel centre, metres
+``rgb``        FLOAT32     12      fused color packed as ``0x00RRGGBB`` in the float's bits (PCL/RViz convention)
+``label``      INT32       16      argmax of the fused class votes, -1 = unlabeled
+``confidence`` FLOAT32     20      winning share of the votes (0 when unlabeled)
+``observed``   UINT8       24      1 = seen by the sensor; 0 is reserved for voxels completed by the network
+=============  ==========  ======  ==============================================================
+
+``point_step`` is 28 bytes (3 bytes of padding), little-endian, ``height`` 1, ``is_dense`` true.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sensor_msgs.msg import PointCloud2, PointField
+
+from ..core.tsdf_volume import SemanticTSDFVolume
+from .header_conversions import header_msg
+
+VOXEL_POINT_DTYPE = np.dtype({
+    "names": ["x", "y", "z", "rgb", "label", "confidence", "observed"],
+    "formats": ["<f4", "<f4", "<f4", "<u4", "<i4", "<f4", "u1"],
+    "offsets": [0, 4, 8, 12, 16, 20, 24],
+    "itemsize": 28,
+})
+_DATATYPES = {"x": PointField.FLOAT32, "y": PointField.FLOAT32, "z": PointField.FLOAT32, "rgb": PointField.FLOAT32,
+              "label": PointField.INT32, "confidence": PointField.FLOAT32, "observed": PointField.UINT8}
+_NUMPY_TYPES = {PointField.INT8: "i1", PointField.UINT8: "u1", PointField.INT16: "<i2", PointField.UINT16: "<u2",
+                PointField.INT32: "<i4", PointField.UINT32: "<u4", PointField.FLOAT32: "<f4", PointField.FLOAT64: "<f8"}
+
+
+def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float) -> np.ndarray:
+    """(N,) :data:`VOXEL_POINT_DTYPE` points of the observed voxels within ``max_distance_voxels`` of the surface.
+
+    A voxel qualifies when its fusion weight is positive and ``|tsdf| * truncation <= max_distance_voxels *
+    voxel_size``. Points come in block key order, voxels in their storage order within a block.
+    """
+    cfg = volume.config
+    points = np.zeros(0, VOXEL_POINT_DTYPE)
+    if volume.num_blocks == 0:
+        return points
+    V, B, K = cfg.voxels_per_block, cfg.block_size, volume.num_classes
+    slots = volume.index.slots
+    weight = volume.layers["weight"].index_select(0, slots)
+    tsdf = volume.layers["tsdf"].index_select(0, slots)
+    keep = (weight > 0) & (tsdf.abs() <= max_distance_voxels / cfg.truncation_voxels)
+    block, local = keep.nonzero(as_tuple=True)
+    flat = slots[block] * V + local
+    offsets = torch.stack((local // (B * B), local // B % B, local % B), dim=1)
+    centers = ((volume.block_coords[slots[block]] * B + offsets).double() * cfg.voxel_size).float()
+    rgb = volume.layers["color"].view(-1, 3)[flat].round_().clamp_(0, 255).to(torch.int64)
+    votes = volume.layers["semantic"].view(-1, K)[flat]
+    total = votes.sum(dim=1)
+    best, label = votes.max(dim=1)
+    labeled = total > 0
+
+    points = np.zeros(len(flat), VOXEL_POINT_DTYPE)
+    xyz = centers.cpu().numpy()
+    points["x"], points["y"], points["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+    points["rgb"] = packed.cpu().numpy().astype(np.uint32)
+    points["label"] = torch.where(labeled, label, torch.full_like(label, -1)).cpu().numpy()
+    points["confidence"] = torch.where(labeled, best / total.clamp(min=1e-12), torch.zeros_like(best)).cpu().numpy()
+    points["observed"] = 1
+    return points
+
+
+def voxel_points_to_pointcloud2(points: np.ndarray, frame_id: str, stamp_ns: int) -> PointCloud2:
+    """(N,) :data:`VOXEL_POINT_DTYPE` array -> PointCloud2 (one row, fields as in the module docstring)."""
+    if points.dtype != VOXEL_POINT_DTYPE or points.ndim != 1:
+        raise ValueError(f"expected a 1-D VOXEL_POINT_DTYPE array, got {points.dtype} with shape {points.shape}")
+    fields = [PointField(name=name, offset=VOXEL_POINT_DTYPE.fields[name][1], datatype=_DATATYPES[name], count=1)
+              for name in VOXEL_POINT_DTYPE.names]
+    msg = PointCloud2(header=header_msg(stamp_ns, frame_id), height=1, width=len(points), fields=fields,
+                      is_bigendian=False, point_step=VOXEL_POINT_DTYPE.itemsize,
+                      row_step=VOXEL_POINT_DTYPE.itemsize * len(points), is_dense=True)
+    msg.data = points.tobytes()
+    return msg
+
+
+def pointcloud2_to_array(msg: PointCloud2) -> np.ndarray:
+    """Any little-endian PointCloud2 -> (height * width,) structured array with its fields (by name and datatype).
+
+    Raises ValueError for big-endian clouds, array fields (count > 1), unknown datatypes or a data
+    length that disagrees with ``row_step * height``.
+    """
+    if msg.is_bigendian:
+        raise ValueError("big-endian PointCloud2 is not supported")
+    names, formats, offsets = [], [], []
+    for f in msg.fields:
+        if f.count != 1 or f.datatype not in _NUMPY_TYPES:
+            raise ValueError(f"PointCloud2 field {f.name!r}: datatype {f.datatype} with count {f.count} is not supported")
+        names.append(f.name)
+        formats.append(_NUMPY_TYPES[f.datatype])
+        offsets.append(f.offset)
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if len(data) != msg.row_step * msg.height or msg.row_step < msg.point_step * msg.width:
+        raise ValueError(f"PointCloud2 data has {len(data)} bytes; row_step {msg.row_step} x height {msg.height} "
+                         f"with width {msg.width} x point_step {msg.point_step} expected")
+    rows = data.reshape(msg.height, msg.row_step)[:, : msg.point_step * msg.width]
+    return np.ascontiguousarray(rows).view(dtype).reshape(-1)

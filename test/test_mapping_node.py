@@ -1,0 +1,601 @@
+"""The mapping node as a separate process over real DDS, fed by bags played from another process.
+
+One node process (the shipped config/mapping.yaml plus a few -p overrides: sim time, labels, reliable
+input QoS, fast status/mesh rates, a temp output_dir, save on shutdown) serves every test of this
+module, in order: parameters, a synthetic room with exact ground truth (geometry and labels), a late
+mesh subscriber, the save and reset services, a 7-Scenes bag (geometry), bad inputs and a flood,
+and finally the save on Ctrl-C. The test process receives mesh, voxel_map, class_legend and ~/status
+and calls the services. ROS_DOMAIN_ID is a free id in 100-199; FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import open3d as o3d
+import pytest
+import torch
+
+rclpy = pytest.importorskip("rclpy")
+
+from rcl_interfaces.srv import DescribeParameters, GetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from scipy.spatial import cKDTree  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
+
+from semantic_recon_ros.commands.params import SECTIONS, parameter_name  # noqa: E402
+from semantic_recon_ros.core.camera import PinholeCamera  # noqa: E402
+from semantic_recon_ros.core.classes import load_class_set  # noqa: E402
+from semantic_recon_ros.core.config_fields import parameter_rows  # noqa: E402
+from semantic_recon_ros.core.datasets import open_sequence  # noqa: E402
+from semantic_recon_ros.core.datasets.rosbag_writer import RosbagWriter, RosbagWriterConfig  # noqa: E402
+from semantic_recon_ros.core.frame import RGBDFrame  # noqa: E402
+from semantic_recon_ros.core.meshing import extract_mesh  # noqa: E402
+from semantic_recon_ros.core.ply import read_semantic_ply  # noqa: E402
+from semantic_recon_ros.core.synthetic import DEFAULT_CAMERA, load_ground_truth, union_sdf, write_synthetic_scene  # noqa: E402
+from semantic_recon_ros.core.tsdf_volume import SemanticTSDFVolume  # noqa: E402
+from semantic_recon_ros.core.volume_config import VolumeConfig  # noqa: E402
+from semantic_recon_ros.ros.camera_info_conversions import camera_to_camera_info_msg  # noqa: E402
+from semantic_recon_ros.ros.header_conversions import time_msg  # noqa: E402
+from semantic_recon_ros.ros.image_conversions import (  # noqa: E402
+    color_to_image_msg,
+    depth_to_image_msg,
+    labels_to_image_msg,
+)
+from semantic_recon_ros.ros.mapping_node import LATCHED_QOS, MESH_QOS  # noqa: E402
+from semantic_recon_ros.ros.mesh_conversions import DELETE, DELETEALL  # noqa: E402
+from semantic_recon_ros.ros.pointcloud_conversions import pointcloud2_to_array  # noqa: E402
+from semantic_recon_ros.ros.transform_conversions import matrix_to_transform_stamped  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config" / "mapping.yaml"
+SEC = 1_000_000_000
+SYNTHETIC_START = 1_700_000_000 * SEC  # each data source gets its own stretch of (sim) time
+KITCHEN_START = SYNTHETIC_START + 1000 * SEC
+BAD_INPUT_START = SYNTHETIC_START + 2000 * SEC
+VOXEL = 0.04
+CLASSES = load_class_set()
+CAMERA_TOPICS = {"color": "/camera/color/image_raw", "depth": "/camera/depth/image_raw",
+                 "info": "/camera/color/camera_info", "labels": "/camera/semantic/image_raw"}
+NODE_OVERRIDES = {
+    "use_sim_time": "true", "use_labels": "true", "mesh_color_mode": "semantic", "input_qos": "reliable",
+    "status_period": "0.5", "mesh_rate": "2.0", "voxel_map_rate": "2.0", "queue_size": "10",
+    "save_on_shutdown": "true",
+}
+PLAYER = ("import argparse, sys; from semantic_recon_ros.commands import play_bag; p = argparse.ArgumentParser(); "
+          "play_bag.add_arguments(p); sys.exit(play_bag.run(p.parse_args(sys.argv[1:])))")
+
+
+# ------------------------------------------------------------------ DDS environment and processes
+def free_domain_id() -> int:
+    """A ROS domain id in [100, 200) on which no other participant shows up for 0.5 s."""
+    for domain_id in np.random.default_rng().permutation(np.arange(100, 200))[:10]:
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=int(domain_id))
+        try:
+            node = rclpy.create_node("domain_probe", context=context)
+            time.sleep(0.5)
+            if node.get_node_names() == ["domain_probe"]:
+                return int(domain_id)
+        finally:
+            rclpy.try_shutdown(context=context)
+    pytest.fail("no free ROS domain id in 100-199")
+
+
+@pytest.fixture(scope="module")
+def dds(tmp_path_factory):
+    """(environment for child processes, rclpy context of this process) on an isolated domain."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY"):
+            patch.delenv(name, raising=False)
+        patch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+        domain_id = free_domain_id()
+        patch.setenv("ROS_DOMAIN_ID", str(domain_id))
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain_id)
+        try:
+            yield env, context
+        finally:
+            rclpy.try_shutdown(context=context)
+
+
+@pytest.fixture(scope="module")
+def output_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("maps")
+
+
+@pytest.fixture(scope="module")
+def node_process(dds, output_dir, tmp_path_factory):
+    """The mapping node, started like `mapping_node --ros-args --params-file config/mapping.yaml ...`."""
+    env, _ = dds
+    logs = tmp_path_factory.mktemp("node_logs")
+    args = [sys.executable, "-m", "semantic_recon_ros.ros.mapping_node", "--ros-args", "--params-file", str(CONFIG)]
+    for name, value in {**NODE_OVERRIDES, "output_dir": str(output_dir)}.items():
+        args += ["-p", f"{name}:={value}"]
+    for key, topic in CAMERA_TOPICS.items():
+        relative = {"color": "color/image_raw", "depth": "depth/image_raw", "info": "color/camera_info",
+                    "labels": "semantic/image_raw"}[key]
+        args += ["-r", f"{relative}:={topic}"]
+    with open(logs / "stdout.txt", "w") as stdout, open(logs / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen(args, env=env, stdout=stdout, stderr=stderr, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process.logs = logs
+    yield process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def node_log(process) -> str:
+    return (process.logs / "stdout.txt").read_text() + (process.logs / "stderr.txt").read_text()
+
+
+def play(bag: Path, env: dict, rate: float) -> None:
+    """Play ``bag`` from another process with /clock, after every topic has a subscriber."""
+    player = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", PLAYER, str(bag), "--clock", "--rate", str(rate),
+                               "--wait-for-subscribers", "30"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        stdout, stderr = player.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        player.send_signal(signal.SIGABRT)  # faulthandler prints where it hangs
+        stdout, stderr = player.communicate()
+        pytest.fail(f"the bag player hung:\n{stdout}\n{stderr}")
+    assert player.returncode == 0, stderr
+    assert "starting without subscribers" not in stderr
+
+
+# ------------------------------------------------------------------ the test process's view of the node
+class MapListener:
+    """Subscribes to the node's outputs in this process and keeps what a viewer would show.
+
+    ``shown`` maps (ns, id) -> (frame_id, stamp ns, (3T, 3) points, (3T, 3) uint8 colors) after applying
+    ADD / DELETE / DELETEALL like RViz.
+    """
+
+    def __init__(self, context, name: str = "map_listener", mesh_qos: QoSProfile = MESH_QOS) -> None:
+        self.node = rclpy.create_node(name, context=context)
+        self.lock = threading.RLock()
+        self.shown: dict = {}
+        self.mesh_messages = 0
+        self.voxel_map: PointCloud2 | None = None
+        self.legend: MarkerArray | None = None
+        self.status: dict | None = None
+        self.status_count = 0
+        self.node.create_subscription(MarkerArray, "/mesh", self._on_mesh, mesh_qos)
+        self.node.create_subscription(PointCloud2, "/voxel_map", self._on_voxel_map, LATCHED_QOS)
+        self.node.create_subscription(MarkerArray, "/class_legend", self._on_legend, LATCHED_QOS)
+        self.node.create_subscription(String, "/mapping_node/status", self._on_status, 10)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        while not self.stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _on_mesh(self, msg: MarkerArray) -> None:
+        with self.lock:
+            self.mesh_messages += 1
+            for marker in msg.markers:
+                if marker.action == DELETEALL:
+                    self.shown = {key: m for key, m in self.shown.items() if key[0] != marker.ns}
+                elif marker.action == DELETE:
+                    self.shown.pop((marker.ns, marker.id), None)
+                else:
+                    points = np.array([(p.x, p.y, p.z) for p in marker.points]).reshape(-1, 3)
+                    colors = np.round(np.array([(c.r, c.g, c.b) for c in marker.colors]).reshape(-1, 3) * 255)
+                    stamp = marker.header.stamp.sec * SEC + marker.header.stamp.nanosec
+                    self.shown[(marker.ns, marker.id)] = (marker.header.frame_id, stamp, points, colors.astype(np.uint8))
+
+    def _on_voxel_map(self, msg: PointCloud2) -> None:
+        with self.lock:
+            self.voxel_map = msg
+
+    def _on_legend(self, msg: MarkerArray) -> None:
+        with self.lock:
+            self.legend = msg
+
+    def _on_status(self, msg: String) -> None:
+        with self.lock:
+            self.status = json.loads(msg.data)
+            self.status_count += 1
+
+    def mesh(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(3T, 3) triangle corners, (3T, 3) uint8 colors and the newest marker stamp (ns) of the shown mesh."""
+        with self.lock:
+            markers = list(self.shown.values())
+        if not markers:
+            return np.zeros((0, 3)), np.zeros((0, 3), np.uint8), 0
+        return (np.concatenate([m[2] for m in markers]), np.concatenate([m[3] for m in markers]),
+                max(m[1] for m in markers))
+
+    def wait_for(self, predicate, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:  # reentrant: predicates may call mesh()
+                value = predicate(self)
+            if value:
+                return value
+            time.sleep(0.05)
+        pytest.fail(f"timed out after {timeout} s waiting for {what}; last status: {self.status}")
+
+    def fresh_status(self, timeout: float) -> dict:
+        """A status message the node produced after this call started."""
+        seen = self.status_count
+        self.wait_for(lambda listener: listener.status_count >= seen + 2, timeout, "a fresh status message")
+        with self.lock:
+            return self.status
+
+    def wait_until_idle(self, timeout: float = 60.0) -> dict:
+        """Wait until every received frame is processed, twice in a row, and the mesh shows the newest map."""
+        def idle(s: dict) -> bool:
+            done = s["frames_in"] == s["integrated"] + sum(s["dropped"].values())
+            return done and not s["queue"] and s["mesh_stamp_ns"] == s["map_stamp_ns"]
+
+        deadline = time.monotonic() + timeout
+        previous = None
+        while True:
+            status = self.fresh_status(timeout)
+            if idle(status) and previous is not None and status["frames_in"] == previous["frames_in"]:
+                break
+            previous = status if idle(status) else None
+            if time.monotonic() > deadline:
+                pytest.fail(f"the node did not become idle within {timeout} s; last status: {status}")
+        if status["map_stamp_ns"]:
+            self.wait_for(lambda listener: listener.mesh()[2] == status["map_stamp_ns"], timeout, "the newest mesh")
+        return status
+
+    def call(self, service: str, srv_type=Trigger, request=None, timeout: float = 30.0):
+        client = self.node.create_client(srv_type, service)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout), f"service {service} not available"
+            future = client.call_async(request if request is not None else srv_type.Request())
+            deadline = time.monotonic() + timeout
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert future.done(), f"no answer from {service} within {timeout} s"
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture(scope="module")
+def listener(dds, node_process):
+    _, context = dds
+    listener = MapListener(context)
+    listener.wait_for(lambda l: l.status, 60, "the first status message of the node")
+    yield listener
+    listener.close()
+
+
+# ------------------------------------------------------------------ data
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """A synthetic room (30 frames, 320x240, exact labels) and its bag."""
+    root = tmp_path_factory.mktemp("synthetic")
+    scene = write_synthetic_scene(root / "room", seed=5, num_frames=30, camera=DEFAULT_CAMERA.scaled(320, 240))
+    frames = list(open_sequence(scene))
+    with RosbagWriter(root / "bag", RosbagWriterConfig(start_time_ns=SYNTHETIC_START)) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return frames, load_ground_truth(scene), root / "bag"
+
+
+def unlabeled(frame: RGBDFrame) -> RGBDFrame:
+    """The frame with an all-unlabeled label image (the node subscribes to labels; 7-Scenes has none)."""
+    labels = np.full(frame.depth.shape, 255, np.int64)
+    return RGBDFrame(frame.color, frame.depth, frame.camera, frame.T_world_cam, frame.timestamp, labels, frame.name)
+
+
+@pytest.fixture(scope="module")
+def kitchen(seven_scenes, tmp_path_factory):
+    """20 real 7-Scenes frames (640x480, every 10th), their bag, and their mesh fused offline by the core."""
+    frames = [unlabeled(frame) for frame in seven_scenes.subset(stride=10, max_frames=20)]
+    bag = tmp_path_factory.mktemp("kitchen") / "bag"
+    with RosbagWriter(bag, RosbagWriterConfig(start_time_ns=KITCHEN_START, depth_encoding="16UC1")) as writer:
+        for frame in frames:
+            writer.write(frame)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the node does: far faster on a shared 2-core machine
+    try:
+        volume = SemanticTSDFVolume(VolumeConfig(), CLASSES.names, "cpu")
+        for frame in frames:
+            volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color, labels=frame.labels)
+        offline = extract_mesh(volume)
+    finally:
+        torch.set_num_threads(threads)
+    return frames, bag, offline
+
+
+def vertex_labels(colors: np.ndarray) -> np.ndarray:
+    """Semantic mesh colors -> class ids (-1 for the unlabeled color)."""
+    palette = np.concatenate([CLASSES.colors, np.array([CLASSES.unlabeled_color], np.uint8)])
+    match = (colors[:, None, :] == palette[None, :, :]).all(axis=2)
+    assert match.any(axis=1).all(), "a mesh color is not in the class palette"
+    labels = match.argmax(axis=1)
+    return np.where(labels == CLASSES.num_classes, -1, labels)
+
+
+# ------------------------------------------------------------------ tests, in order
+def test_parameters_are_declared_from_the_table(listener, output_dir):
+    names = [parameter_name(section, name) for section, cls in SECTIONS.items() for name, *_ in parameter_rows(cls)]
+    described = listener.call("/mapping_node/describe_parameters", DescribeParameters,
+                              DescribeParameters.Request(names=names)).descriptors
+    rows = [row for cls in SECTIONS.values() for row in parameter_rows(cls)]
+    for descriptor, (name, default, description, valid) in zip(described, rows):
+        assert descriptor.description == description and descriptor.read_only, descriptor.name
+        if valid.startswith("["):
+            bounds = descriptor.floating_point_range or descriptor.integer_range
+            assert f"[{bounds[0].from_value:g}, {bounds[0].to_value:g}]" == valid, descriptor.name
+        elif valid:
+            assert descriptor.additional_constraints == "one of: " + valid.replace(" | ", ", "), descriptor.name
+    values = listener.call("/mapping_node/get_parameters", GetParameters,
+                           GetParameters.Request(names=["volume.voxel_size", "use_labels", "output_dir", "queue_size"]))
+    assert [v.double_value for v in values.values[:1]] == [VOXEL]  # from the shipped YAML
+    assert values.values[1].bool_value and values.values[2].string_value == str(output_dir)  # -p overrides
+    assert values.values[3].integer_value == int(NODE_OVERRIDES["queue_size"])
+
+
+def test_synthetic_bag_gives_the_true_geometry_and_labels(dds, listener, synthetic):
+    env, _ = dds
+    frames, truth, bag = synthetic
+    play(bag, env, rate=0.5)
+    status = listener.wait_until_idle()
+    print(f"\nsynthetic bag: {status}")
+    assert status["frames_in"] >= 25 and status["integrated"] >= 20, status  # reliable QoS: nearly every frame
+    assert SYNTHETIC_START <= status["map_stamp_ns"] < SYNTHETIC_START + SEC
+
+    points, colors, _ = listener.mesh()
+    with listener.lock:
+        assert {m[0] for m in listener.shown.values()} == {"world"}
+        assert len(listener.shown) == status["mesh_regions"] > 1
+    distance, nearest = union_sdf(points, truth.scene.box_arrays)
+    distance = np.abs(distance)
+    labels = vertex_labels(colors)
+    labeled = labels >= 0
+    accuracy = float((labels[labeled] == truth.scene.class_ids[nearest][labeled]).mean())
+    print(f"mesh: {len(points) // 3} triangles, distance to the true surface median {np.median(distance) * 1000:.1f} mm,"
+          f" p90 {np.percentile(distance, 90) * 1000:.1f} mm; labeled {labeled.mean():.3f}, accuracy {accuracy:.3f}")
+    assert len(points) // 3 > 5000
+    assert np.median(distance) < VOXEL / 4 and np.percentile(distance, 90) < VOXEL
+    assert labeled.mean() > 0.95 and accuracy > 0.9
+
+    def newest_voxel_map(l):
+        stamp = l.voxel_map.header.stamp if l.voxel_map is not None else None
+        return stamp is not None and stamp.sec * SEC + stamp.nanosec == status["map_stamp_ns"] and l.voxel_map
+
+    cloud = pointcloud2_to_array(listener.wait_for(newest_voxel_map, 10, "the voxel map of the newest frame"))
+    legend = listener.legend
+    xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1).astype(np.float64)
+    distance, nearest = union_sdf(xyz, truth.scene.box_arrays)
+    labeled = cloud["label"] >= 0
+    accuracy = float((cloud["label"][labeled] == truth.scene.class_ids[nearest][labeled]).mean())
+    print(f"voxel map: {len(cloud)} voxels, |distance| p95 {np.percentile(np.abs(distance), 95) * 1000:.1f} mm, "
+          f"labeled {labeled.mean():.3f}, accuracy {accuracy:.3f}")
+    assert len(cloud) > 5000 and (cloud["observed"] == 1).all()
+    assert np.percentile(np.abs(distance), 95) < 1.5 * VOXEL  # voxel centres within one voxel of the fused surface
+    assert labeled.mean() > 0.9 and accuracy > 0.85
+    assert (cloud["rgb"].view(np.uint32) > 0).mean() > 0.99  # fused colors (the rooms have no pure black)
+
+    assert legend is not None
+    assert [m.text for m in legend.markers] == [f"{i} {n}" for i, n in enumerate(CLASSES.names)] + ["unlabeled"]
+
+
+def test_a_late_mesh_subscriber_receives_the_whole_mesh(dds, listener):
+    _, context = dds
+    late = MapListener(context, "late_listener", mesh_qos=LATCHED_QOS)  # depth 1: skips most of the mesh history
+    try:
+        expected = listener.mesh()
+        late.wait_for(lambda l: len(l.mesh()[0]) == len(expected[0]), 30, "the whole mesh at the late subscriber")
+        points, colors, stamp = late.mesh()
+        order, expected_order = np.lexsort(points.T), np.lexsort(expected[0].T)
+        np.testing.assert_array_equal(points[order], expected[0][expected_order])
+        np.testing.assert_array_equal(colors[order], expected[1][expected_order])
+        assert stamp == expected[2]
+    finally:
+        late.close()
+
+
+def test_save_and_reset_services(listener, output_dir):
+    status = listener.wait_until_idle()
+    response = listener.call("/mapping_node/save_map")
+    assert response.success, response.message
+    saved = json.loads(response.message)
+    assert sorted(p.name for p in output_dir.iterdir()) == ["mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"]  # no temp files
+    assert {saved[k] for k in ("mesh_rgb", "mesh_semantic", "volume")} == {str(p) for p in output_dir.iterdir()}
+    volume = SemanticTSDFVolume.load(saved["volume"], "cpu")
+    assert volume.num_blocks == saved["blocks"] == status["blocks"] and volume.class_names == CLASSES.names
+    semantic, names = read_semantic_ply(saved["mesh_semantic"])
+    rgb, _ = read_semantic_ply(saved["mesh_rgb"])
+    assert names == list(CLASSES.names) and semantic.num_triangles == rgb.num_triangles == saved["triangles"]
+    assert 3 * saved["triangles"] == len(listener.mesh()[0])  # the published mesh is the saved one
+    np.testing.assert_array_equal(semantic.colors, CLASSES.colorize(semantic.labels))
+    np.testing.assert_array_equal(rgb.labels, semantic.labels)
+    assert saved["map_stamp_ns"] == status["map_stamp_ns"]
+
+    response = listener.call("/mapping_node/reset_map")
+    assert response.success and f"{status['blocks']} blocks cleared" in response.message, response.message
+    listener.wait_for(lambda l: l.status["blocks"] == 0 and not l.shown and l.voxel_map.width == 0, 10,
+                      "an empty map, mesh and voxel map")
+
+
+def test_seven_scenes_bag_gives_the_offline_surface(dds, listener, kitchen):
+    env, _ = dds
+    frames, bag, offline = kitchen
+    before = listener.status["integrated"]
+    play(bag, env, rate=0.5)
+    status = listener.wait_until_idle()
+    print(f"\n7-Scenes bag: {status}")
+    assert status["integrated"] - before >= 15  # of 20
+    assert KITCHEN_START <= status["map_stamp_ns"] < KITCHEN_START + SEC
+
+    points, colors, _ = listener.mesh()
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(offline.vertices.astype(np.float32), offline.triangles.astype(np.uint32))
+    to_offline = scene.compute_distance(o3d.core.Tensor(points.astype(np.float32))).numpy()
+    to_node, _ = cKDTree(points).query(offline.vertices)
+    print(f"mesh: {len(points) // 3} triangles (offline {offline.num_triangles}); distance to the offline mesh "
+          f"median {np.median(to_offline) * 1000:.2f} mm, p90 {np.percentile(to_offline, 90) * 1000:.1f} mm; "
+          f"offline vertices within 1 voxel {(to_node < VOXEL).mean():.3f}")
+    assert len(points) // 3 > 0.7 * offline.num_triangles
+    assert np.median(to_offline) < 0.002 and np.percentile(to_offline, 90) < VOXEL / 2
+    assert (to_node < VOXEL).mean() > 0.9
+    assert (vertex_labels(colors) == -1).all()  # the 7-Scenes label images are all "unlabeled"
+
+
+def uncalibrated(camera: PinholeCamera, stamp_ns: int) -> CameraInfo:
+    """The CameraInfo of an uncalibrated camera driver: right size, all-zero K."""
+    info = camera_to_camera_info_msg(camera, stamp_ns, "test_camera")
+    info.k = [0.0] * 9
+    return info
+
+
+class FramePublisher:
+    """Publishes frames (images, camera_info, /tf, /clock) from this process the way a camera driver would."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+        qos = QoSProfile(depth=100)
+        self.publishers = {key: node.create_publisher(CameraInfo if key == "info" else Image, topic, qos)
+                           for key, topic in CAMERA_TOPICS.items()}
+        self.tf = node.create_publisher(TFMessage, "/tf", qos)
+        self.clock = node.create_publisher(Clock, "/clock", qos)
+
+    def wait_for_node(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        publishers = [*self.publishers.values(), self.tf, self.clock]
+        while any(p.get_subscription_count() == 0 for p in publishers):
+            assert time.monotonic() < deadline, "the mapping node did not subscribe in time"
+            time.sleep(0.05)
+
+    def publish(self, frame: RGBDFrame, stamp_ns: int, *, clock_ns: int | None = None, frame_id: str = "test_camera",
+                pose: bool = True, color: Image | None = None, depth: Image | None = None,
+                info_camera: PinholeCamera | None = None, info: CameraInfo | None = None) -> None:
+        """One frame; ``color`` / ``depth`` / ``info`` replace the messages, ``info_camera`` the intrinsics."""
+        self.clock.publish(Clock(clock=time_msg(clock_ns or stamp_ns)))
+        if pose:
+            self.tf.publish(TFMessage(transforms=[matrix_to_transform_stamped(frame.T_world_cam, stamp_ns, "world", frame_id)]))
+        self.publishers["info"].publish(info or camera_to_camera_info_msg(info_camera or frame.camera, stamp_ns, frame_id))
+        self.publishers["color"].publish(color or color_to_image_msg(frame.color, stamp_ns, frame_id))
+        self.publishers["depth"].publish(depth or depth_to_image_msg(frame.depth, stamp_ns, frame_id))
+        self.publishers["labels"].publish(labels_to_image_msg(frame.labels, stamp_ns, frame_id))
+
+
+def test_bad_inputs_are_counted_and_mapping_goes_on(listener, synthetic, node_process):
+    frames, _, _ = synthetic
+    listener.call("/mapping_node/reset_map")
+    before = listener.wait_until_idle()
+    publisher = FramePublisher(listener.node)
+    publisher.wait_for_node()
+    stamp = BAD_INPUT_START
+    publisher.clock.publish(Clock(clock=time_msg(stamp)))  # the node's sim time jumps to the new stretch first
+    time.sleep(0.5)
+    good, half = frames[0], frames[1]
+
+    def next_stamp() -> int:
+        nonlocal stamp
+        stamp += SEC // 10
+        return stamp
+
+    small = good.camera.scaled(160, 120)
+    nan_depth = np.full_like(good.depth, np.nan)
+    half_nan = half.depth.copy()
+    half_nan[:, : half.camera.width // 2] = np.nan
+    s = next_stamp()
+    yuv = color_to_image_msg(good.color, s, "test_camera")
+    yuv.encoding = "yuv422"
+    bad = [  # (expected reason, publish arguments)
+        ("encoding", dict(stamp_ns=s, color=yuv)),
+        ("encoding", dict(stamp_ns=next_stamp(), depth=color_to_image_msg(good.color, stamp, "test_camera"))),
+        ("malformed", dict(stamp_ns=next_stamp(), color=Image(header=color_to_image_msg(good.color, stamp, "test_camera").header,
+                                                                height=240, width=320, encoding="rgb8", step=960,
+                                                                data=bytes(1000)))),
+        ("size_mismatch", dict(stamp_ns=next_stamp(), depth=depth_to_image_msg(good.depth[::2, ::2], stamp, "test_camera"))),
+        ("size_mismatch", dict(stamp_ns=next_stamp(), info_camera=small)),
+        ("camera_info", dict(stamp_ns=next_stamp(), info=uncalibrated(good.camera, stamp))),
+        ("no_valid_depth", dict(stamp_ns=next_stamp(), depth=depth_to_image_msg(nan_depth, stamp, "test_camera"))),
+        ("tf", dict(stamp_ns=next_stamp(), frame_id="camera_without_tf", pose=False)),
+        # older stamps than the last synchronized set never reach the node (the synchronizer drops them),
+        # so "stale" is a new stamp behind a clock that ran ahead, "future" a stamp ahead of the clock
+        ("stale", dict(stamp_ns=next_stamp(), clock_ns=stamp + 60 * SEC)),
+        ("future", dict(stamp_ns=next_stamp() + 60 * SEC, clock_ns=stamp)),
+    ]
+    stamp += 60 * SEC  # later frames come after the future one
+    for _, arguments in bad:
+        publisher.publish(good, **arguments)
+        time.sleep(0.05)
+    publisher.publish(RGBDFrame(half.color, half_nan, half.camera, half.T_world_cam, 0.0, half.labels), next_stamp())
+    for frame in frames[2:6]:
+        publisher.publish(frame, next_stamp())
+        time.sleep(0.05)
+    status = listener.wait_until_idle()
+    expected: dict[str, int] = {}
+    for reason, _ in bad:
+        expected[reason] = expected.get(reason, 0) + 1
+    dropped = {reason: status["dropped"].get(reason, 0) - before["dropped"].get(reason, 0) for reason in expected}
+    print(f"\nbad inputs: dropped {dropped}; {status}")
+    assert dropped == expected
+    assert status["integrated"] - before["integrated"] == 5  # the half-NaN frame and the 4 good ones
+    assert node_process.poll() is None
+    log = node_log(node_process)
+    for reason in expected:
+        assert f"[{reason}; counted" in log, f"no warning for {reason}"
+
+    # frames faster than processing: while the worker waits tf_timeout for the pose of each frame (a stalled
+    # localization), frames keep coming; the bounded queue drops its oldest and everything is accounted for
+    flood = 3 * status["queue_size"]
+    for i in range(flood):
+        publisher.publish(frames[i % len(frames)], next_stamp(), frame_id="stalled_camera", pose=False)
+    flooded = listener.wait_until_idle()
+    new = {reason: flooded["dropped"].get(reason, 0) - status["dropped"].get(reason, 0) for reason in ("queue_full", "tf")}
+    print(f"flood of {flood} frames: {flooded['frames_in'] - status['frames_in']} in, dropped {new}")
+    assert flooded["frames_in"] - status["frames_in"] == new["queue_full"] + new["tf"] > 0.8 * flood
+    assert new["queue_full"] >= status["queue_size"] and new["tf"] >= 1
+    assert "[queue_full; counted" in node_log(node_process) and node_process.poll() is None
+
+    for frame in frames[6:9]:  # still mapping afterwards
+        publisher.publish(frame, next_stamp())
+        time.sleep(0.05)
+    after = listener.wait_until_idle()
+    assert after["integrated"] == flooded["integrated"] + 3
+    assert after["map_stamp_ns"] == stamp and listener.mesh()[2] == stamp
+
+
+def test_ctrl_c_saves_the_map_and_exits_cleanly(listener, node_process, output_dir):
+    status = listener.wait_until_idle()
+    interrupted = time.time()
+    node_process.send_signal(signal.SIGINT)
+    assert node_process.wait(timeout=60) == 0, node_log(node_process)
+    log = node_log(node_process)
+    assert "Traceback" not in log and "saved the map on shutdown" in log
+    volume_file = output_dir / "volume.pt"
+    assert volume_file.stat().st_mtime >= interrupted
+    assert SemanticTSDFVolume.load(volume_file, "cpu").num_blocks == status["blocks"]
+    mesh, _ = read_semantic_ply(output_dir / "mesh_rgb.ply")
+    assert mesh.num_triangles > 0 and sorted(p.name for p in output_dir.iterdir()) == [
+        "mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"]
