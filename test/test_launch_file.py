@@ -32,7 +32,7 @@ def test_launch_defaults_are_the_installed_config_files_the_tests_use():
     text = LAUNCH.read_text()
     assert '"config", "mapping.yaml"' in text and '"config", "mapping.rviz"' in text
     params = yaml.safe_load((REPO / "config" / "mapping.yaml").read_text())
-    assert "mapping_node" in params and 'NODE_NAME = "mapping_node"' in text
+    assert any(key.split("/")[-1] == "mapping_node" for key in params) and 'NODE_NAME = "mapping_node"' in text
     assert (REPO / "config" / "mapping.rviz").is_file()
 
 
