@@ -7,10 +7,14 @@ latched; --clock publishes the bag time on /clock for nodes with use_sim_time. C
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import threading
 
 from tqdm import tqdm
 
 _DEFAULT_RATE = 1.0
+TEARDOWN_TIMEOUT_S = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,14 +50,29 @@ def run(args: argparse.Namespace) -> int:
               f"on {', '.join(player.topics)}", flush=True)
         with tqdm(total=player.message_count, desc=f"playing {args.bag}", unit="msg") as progress:
             count = player.play(on_message=lambda topic: progress.update())
-        print(f"published {count} messages on {len(player.topics)} topics")
-        return 0
+        print(f"published {count} messages on {len(player.topics)} topics", flush=True)
+        code = 0
     except KeyboardInterrupt:
         published = sum(player.published.values()) if player is not None else 0
-        print(f"playback stopped (Ctrl-C) after {published} messages")
-        return 130
+        print(f"playback stopped (Ctrl-C) after {published} messages", flush=True)
+        code = 130
     finally:
-        if player is not None:
-            player.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        # DDS teardown can block on a slow reliable subscriber; everything is published by now, so
+        # a player must not hang here: give the teardown a bounded time, then exit anyway.
+        teardown = threading.Thread(target=_close, args=(player, node), daemon=True)
+        teardown.start()
+        teardown.join(TEARDOWN_TIMEOUT_S)
+    if teardown.is_alive():
+        print(f"warning: DDS teardown did not finish within {TEARDOWN_TIMEOUT_S:g} s; exiting anyway",
+              file=sys.stderr, flush=True)
+        os._exit(code)
+    return code
+
+
+def _close(player, node) -> None:
+    import rclpy
+
+    if player is not None:
+        player.close()
+    node.destroy_node()
+    rclpy.try_shutdown()
