@@ -12,7 +12,7 @@ rate), plays the bag from another process with /clock, and watches from this pro
 Prints a markdown table. Target at 4 cm on the 2-core machine: >= 15 frames/s integrated, memory
 bounded, no growing backlog (the queue does not stay full).
 
-    .venv/bin/python bench/bench_node.py [--frames 300] [--voxel-size 0.04] [--qos sensor_data] [--mesh-rate 1]
+    .venv/bin/python bench/bench_node.py [--frames 600] [--voxel-size 0.04] [--qos sensor_data] [--mesh-rate 1]
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def summarize(args, statuses, latencies, samples, start, end, received_images) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=300, help="7-Scenes frames in the bag (30 Hz stamps)")
+    parser.add_argument("--frames", type=int, default=600, help="7-Scenes frames in the bag (30 Hz stamps)")
     parser.add_argument("--rate", type=float, default=1.0, help="playback rate (1 = 30 Hz)")
     parser.add_argument("--voxel-size", type=float, default=0.04)
     parser.add_argument("--qos", default="sensor_data", choices=["sensor_data", "reliable", "system_default"])

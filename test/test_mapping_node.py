@@ -1,11 +1,13 @@
 """The mapping node as a separate process over real DDS, fed by bags played from another process.
 
-One node process (the shipped config/mapping.yaml plus a few -p overrides: sim time, labels, reliable
-input QoS, fast status/mesh rates, a temp output_dir, save on shutdown) serves every test of this
-module, in order: parameters, a synthetic room with exact ground truth (geometry and labels), a late
-mesh subscriber, the save and reset services, a 7-Scenes bag (geometry), bad inputs and a flood,
-and finally the save on Ctrl-C. The test process receives mesh, voxel_map, class_legend and ~/status
-and calls the services. ROS_DOMAIN_ID is a free id in 100-199; FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA.
+One node process (the shipped config/mapping.yaml plus -p overrides: sim time, labels, reliable input
+QoS so that a busy machine cannot lose best-effort frames, fast status and mesh rates, a temp
+output_dir, save on shutdown) serves the tests of this module in order: parameters, a synthetic room
+with exact ground truth (geometry and labels), a late mesh subscriber, the save and reset services, a
+7-Scenes bag (same surface as the core fusing offline), bad inputs and a flood, the save on Ctrl-C; a
+second node process then checks the RGB-only mode. The test process receives mesh, voxel_map,
+class_legend and ~/status and calls the services. ROS_DOMAIN_ID is a free id in 100-199;
+FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA. The default best-effort input QoS is exercised by bench/bench_node.py.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ VOXEL = 0.04
 CLASSES = load_class_set()
 CAMERA_TOPICS = {"color": "/camera/color/image_raw", "depth": "/camera/depth/image_raw",
                  "info": "/camera/color/camera_info", "labels": "/camera/semantic/image_raw"}
+NODE_TOPICS = {"color": "color/image_raw", "depth": "depth/image_raw", "info": "color/camera_info",
+               "labels": "semantic/image_raw"}  # the node's relative input names
 NODE_OVERRIDES = {
     "use_sim_time": "true", "use_labels": "true", "mesh_color_mode": "semantic", "input_qos": "reliable",
     "status_period": "0.5", "mesh_rate": "2.0", "voxel_map_rate": "2.0", "queue_size": "10",
@@ -120,22 +124,24 @@ def output_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("maps")
 
 
-@pytest.fixture(scope="module")
-def node_process(dds, output_dir, tmp_path_factory):
-    """The mapping node, started like `mapping_node --ros-args --params-file config/mapping.yaml ...`."""
-    env, _ = dds
-    logs = tmp_path_factory.mktemp("node_logs")
+def start_node(env: dict, logs: Path, overrides: dict[str, str]) -> subprocess.Popen:
+    """The mapping node, started like `mapping_node --ros-args --params-file config/mapping.yaml -p ... -r ...`."""
     args = [sys.executable, "-m", "semantic_recon_ros.ros.mapping_node", "--ros-args", "--params-file", str(CONFIG)]
-    for name, value in {**NODE_OVERRIDES, "output_dir": str(output_dir)}.items():
+    for name, value in overrides.items():
         args += ["-p", f"{name}:={value}"]
     for key, topic in CAMERA_TOPICS.items():
-        relative = {"color": "color/image_raw", "depth": "depth/image_raw", "info": "color/camera_info",
-                    "labels": "semantic/image_raw"}[key]
-        args += ["-r", f"{relative}:={topic}"]
+        args += ["-r", f"{NODE_TOPICS[key]}:={topic}"]
     with open(logs / "stdout.txt", "w") as stdout, open(logs / "stderr.txt", "w") as stderr:
         process = subprocess.Popen(args, env=env, stdout=stdout, stderr=stderr, text=True,
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     process.logs = logs
+    return process
+
+
+@pytest.fixture(scope="module")
+def node_process(dds, output_dir, tmp_path_factory):
+    env, _ = dds
+    process = start_node(env, tmp_path_factory.mktemp("node_logs"), {**NODE_OVERRIDES, "output_dir": str(output_dir)})
     yield process
     if process.poll() is None:
         process.kill()
@@ -245,8 +251,8 @@ class MapListener:
         with self.lock:
             return self.status
 
-    def wait_until_idle(self, timeout: float = 60.0) -> dict:
-        """Wait until every received frame is processed, twice in a row, and the mesh shows the newest map."""
+    def wait_until_idle(self, timeout: float = 60.0, mesh: bool = True) -> dict:
+        """Wait until every received frame is processed, twice in a row, and (``mesh``) the mesh shows the newest map."""
         def idle(s: dict) -> bool:
             done = s["frames_in"] == s["integrated"] + sum(s["dropped"].values())
             return done and not s["queue"] and s["mesh_stamp_ns"] == s["map_stamp_ns"]
@@ -260,7 +266,7 @@ class MapListener:
             previous = status if idle(status) else None
             if time.monotonic() > deadline:
                 pytest.fail(f"the node did not become idle within {timeout} s; last status: {status}")
-        if status["map_stamp_ns"]:
+        if mesh and status["map_stamp_ns"]:
             self.wait_for(lambda listener: listener.mesh()[2] == status["map_stamp_ns"], timeout, "the newest mesh")
         return status
 
@@ -486,9 +492,10 @@ class FramePublisher:
         self.tf = node.create_publisher(TFMessage, "/tf", qos)
         self.clock = node.create_publisher(Clock, "/clock", qos)
 
-    def wait_for_node(self, timeout: float = 20.0) -> None:
+    def wait_for_node(self, inputs=tuple(CAMERA_TOPICS), timeout: float = 20.0) -> None:
+        """Wait until the node subscribes to the ``inputs`` (keys of CAMERA_TOPICS), /tf and /clock."""
         deadline = time.monotonic() + timeout
-        publishers = [*self.publishers.values(), self.tf, self.clock]
+        publishers = [*(self.publishers[key] for key in inputs), self.tf, self.clock]
         while any(p.get_subscription_count() == 0 for p in publishers):
             assert time.monotonic() < deadline, "the mapping node did not subscribe in time"
             time.sleep(0.05)
@@ -599,3 +606,45 @@ def test_ctrl_c_saves_the_map_and_exits_cleanly(listener, node_process, output_d
     mesh, _ = read_semantic_ply(output_dir / "mesh_rgb.ply")
     assert mesh.num_triangles > 0 and sorted(p.name for p in output_dir.iterdir()) == [
         "mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"]
+
+
+def test_rgb_only_mode_fills_the_feature_volume_like_the_core(dds, synthetic, tmp_path):
+    """No depth subscription; the saved feature layer equals the core's integrate_features of the same frames."""
+    env, context = dds
+    frames = synthetic[0][:4]
+    overrides = {"use_sim_time": "true", "rgb_only": "true", "volume.feature_dim": "3", "input_qos": "reliable",
+                 "status_period": "0.5", "output_dir": str(tmp_path / "maps"), "queue_size": "10"}
+    process = start_node(env, tmp_path, overrides)
+    listener = MapListener(context, "rgb_only_listener")
+    try:
+        listener.wait_for(lambda l: l.status, 60, "the first status of the RGB-only node")
+        publisher = FramePublisher(listener.node)
+        publisher.wait_for_node(inputs=("color", "info"))
+        assert publisher.publishers["depth"].get_subscription_count() == 0
+        stamps = [BAD_INPUT_START + 100 * SEC + i * SEC // 10 for i in range(len(frames))]
+        for frame, stamp in zip(frames, stamps):
+            publisher.publish(frame, stamp)
+            time.sleep(0.1)
+        status = listener.wait_until_idle(mesh=False)
+        assert status["integrated"] == len(frames) and status["blocks"] > 0, status
+        saved = json.loads(listener.call("/mapping_node/save_map").message)
+        assert saved["triangles"] == 0  # no depth, no surface
+        volume = SemanticTSDFVolume.load(saved["volume"], "cpu")
+    finally:
+        listener.close()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0, node_log(process)
+
+    reference = SemanticTSDFVolume(VolumeConfig(feature_dim=3), CLASSES.names, "cpu")
+    for frame in frames:
+        reference.integrate_features(frame.color.astype(np.float32) / 255, frame.camera, frame.T_world_cam, max_range=3.0)
+    assert volume.num_blocks == reference.num_blocks
+    coords = volume.block_coords[volume.index.slots]
+    np.testing.assert_array_equal(coords.numpy(), reference.block_coords[reference.index.slots].numpy())
+    for layer in ("features", "feature_weight"):
+        np.testing.assert_allclose(volume.layers[layer][volume.index.slots].numpy(),
+                                   reference.layers[layer][reference.index.slots].numpy(), atol=1e-5)
+    assert (volume.layers["weight"][volume.index.slots] == 0).all()  # no TSDF without depth
+    observed = volume.layers["feature_weight"][volume.index.slots] > 0
+    print(f"\nRGB-only: {volume.num_blocks} blocks, {int(observed.sum())} voxels with features")
+    assert int(observed.sum()) > 10000

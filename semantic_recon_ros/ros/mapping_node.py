@@ -15,7 +15,8 @@ name                       type                                   role
 ``class_legend``           visualization_msgs/MarkerArray         out, latched: one text marker per class
 ``~/status``               std_msgs/String                        out: the status line's numbers as JSON
 ``~/save_map``             std_srvs/Trigger                       writes mesh_rgb.ply, mesh_semantic.ply,
-                                                                  volume.pt into output_dir (paths: JSON)
+                                                                  volume.pt into output_dir (paths: JSON);
+                                                                  inputs wait meanwhile (DDS queues them)
 ``~/reset_map``            std_srvs/Trigger                       empties the map
 =========================  =====================================  =========================================
 
@@ -31,7 +32,7 @@ Every frame that is not fused is counted under a reason (``status`` lists them) 
 throttled per reason: ``stale`` / ``future`` (stamp farther than max_frame_age from the clock),
 ``encoding``, ``malformed``, ``camera_info``, ``size_mismatch``, ``no_frame_id``, ``queue_full``,
 ``tf``, ``no_valid_depth``, ``invalid_frame``, ``reset`` (queued before a reset), ``error``
-(unexpected exception; the worker keeps running).
+(an unexpected exception, logged; the node keeps running).
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ WARNING_PERIOD_S = 5.0  # per drop reason
 MAX_MESH_TIME_SHARE = 1 / 3  # meshing (which holds the volume) may take at most this share of the time
 LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
-# Mesh updates are incremental, so none may be lost: a history of 10 gives slow subscribers (use depth >= 10)
-# 10 updates of slack. Late subscribers get that history, then a full resend (DELETEALL + every region).
+# Mesh updates are incremental, so none may be lost: the publisher keeps the last 10 for slow subscribers
+# (which should subscribe with depth >= 10). Late subscribers get that history, then a full resend
+# (DELETEALL + every region).
 MESH_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -299,7 +301,10 @@ class MappingNode(Node):
         check_mode(self.config, volume_config)
         if self.config.torch_threads > 0:
             torch.set_num_threads(self.config.torch_threads)
-        self.classes = load_class_set(self.config.classes_file or None)
+        try:
+            self.classes = load_class_set(self.config.classes_file or None)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"classes_file: {error}") from None
         self.volume = SemanticTSDFVolume(volume_config, self.classes.names, resolve_device(self.config.device))
         self.volume_lock = FairLock()
         self.stats = MappingStatistics()
@@ -314,6 +319,7 @@ class MappingNode(Node):
         self._mesh_subscribers = 0
         self._next_mesh_time = 0.0  # monotonic time before which no new mesh is extracted
         self._voxel_map_version = -1
+        self._output_lock = threading.Lock()  # mesh / voxel map publication state (taken before volume_lock)
         self._last_warning: dict[str, float] = {}
         self._warning_lock = threading.Lock()
 
@@ -330,7 +336,6 @@ class MappingNode(Node):
         self.input_topics = self._subscribe_inputs()
         self.create_service(Trigger, "~/save_map", self._on_save_map, callback_group=self.service_group)
         self.create_service(Trigger, "~/reset_map", self._on_reset_map, callback_group=self.service_group)
-        self._output_lock = threading.Lock()  # mesh / voxel map publication state (taken before volume_lock)
 
         self.legend_publisher.publish(serialize_marker_array(
             class_legend_markers(self.classes, self.config.world_frame, self.get_clock().now().nanoseconds)))
@@ -395,7 +400,13 @@ class MappingNode(Node):
     def _on_frame(self, *msgs) -> None:
         """Synchronized input set (in the order of ``_input_order``): decode, check, enqueue. Never raises."""
         self.stats.count_frame()
-        by_topic = dict(zip(self._input_order, msgs))
+        try:
+            self._accept_frame(dict(zip(self._input_order, msgs)))
+        except Exception as error:  # noqa: BLE001 -- no input may stop the node
+            self._drop("error", f"unexpected {type(error).__name__}: {error}")
+
+    def _accept_frame(self, by_topic: dict) -> None:
+        """Decode and check one synchronized set ({relative topic: message}); enqueue it or count why not."""
         color_msg, info_msg = by_topic[COLOR_TOPIC], by_topic[INFO_TOPIC]
         stamp_ns = stamp_to_ns(color_msg.header.stamp)
         frame_id = color_msg.header.frame_id
@@ -498,7 +509,7 @@ class MappingNode(Node):
     def _publish_outputs(self) -> None:
         """Output thread: mesh, voxel map and status at their rates (steady time) until stopped."""
         cfg = self.config
-        schedule = [(period, task, time.monotonic()) for period, task in (
+        schedule = [(period, task, time.monotonic() + period) for period, task in (
             (1.0 / cfg.mesh_rate if cfg.mesh_rate > 0 else 0.0, self.publish_mesh),
             (1.0 / cfg.voxel_map_rate if cfg.voxel_map_rate > 0 else 0.0, self.publish_voxel_map),
             (cfg.status_period, self.report_status)) if period > 0]
@@ -653,24 +664,30 @@ class MappingNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point of ``ros2 run semantic_recon_ros mapping_node`` (``--ros-args --params-file ...`` works)."""
+    """Entry point of ``ros2 run semantic_recon_ros mapping_node`` (``--ros-args --params-file ...`` works).
+
+    Returns 0 after Ctrl-C / shutdown (the map saved first when save_on_shutdown), 2 for bad parameters.
+    """
     rclpy.init(args=args)
-    node = None
     try:
         node = MappingNode()
+    except (ValueError, FileNotFoundError) as error:  # bad parameters, class file or device
+        get_logger(NODE_NAME).fatal(str(error))
+        rclpy.try_shutdown()
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        rclpy.try_shutdown()
+        return 0
+    try:
         executor = EventsExecutor() if EventsExecutor is not None else SingleThreadedExecutor()
         executor.add_node(node)
         while rclpy.ok():  # EventsExecutor.spin() would not return when Ctrl-C shuts the context down
             executor.spin_once(timeout_sec=0.5)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ValueError, FileNotFoundError) as error:  # bad parameters, class file or device
-        get_logger(NODE_NAME).fatal(str(error))
-        return 2
     finally:
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
+        node.shutdown()
+        node.destroy_node()
         rclpy.try_shutdown()
     return 0
 
