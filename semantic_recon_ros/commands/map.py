@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from ..core.classes import load_class_set
 from ..core.completion import CompletionEngine
 from ..core.completion_config import CompletionConfig
 from ..core.datasets import FORMATS, open_sequence
+from ..core.device import resolve_device
 from ..core.mesh_preview import TopDownView, estimate_up, preview_picture
 from ..core.meshing import extract_mesh
 from ..core.parameter_file import load_section
@@ -55,15 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="completion network checkpoint (S4R); completes the map after fusion")
     parser.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu, cuda, cuda:1")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 def run(args: argparse.Namespace) -> int:

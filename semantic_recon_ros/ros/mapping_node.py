@@ -70,6 +70,7 @@ from visualization_msgs.msg import MarkerArray
 
 from ..core.camera import PinholeCamera
 from ..core.classes import load_class_set
+from ..core.device import resolve_device
 from ..core.mapping_node_config import MappingNodeConfig
 from ..core.meshing import extract_mesh
 from ..core.ply import write_semantic_ply
@@ -124,19 +125,6 @@ def input_qos_profile(name: str, depth: int) -> QoSProfile:
         raise ValueError(f"input_qos must be sensor_data, reliable or system_default, got {name!r}")
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=base.reliability,
                       durability=base.durability)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; otherwise ``torch.device(name)``, checked to exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"device {name!r} is not a torch device ({error})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 def resident_memory_bytes() -> int:
