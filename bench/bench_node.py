@@ -39,8 +39,7 @@ CONFIG = REPO / "config" / "mapping.yaml"
 SEC = 1_000_000_000
 CAMERA_REMAPS = {"color/image_raw": "/camera/color/image_raw", "depth/image_raw": "/camera/depth/image_raw",
                  "color/camera_info": "/camera/color/camera_info"}
-PLAYER = ("import argparse, sys; from semantic_recon_ros.commands import play_bag; p = argparse.ArgumentParser(); "
-          "play_bag.add_arguments(p); sys.exit(play_bag.run(p.parse_args(sys.argv[1:])))")
+PLAYER = [sys.executable, "-m", "semantic_recon_ros.cli", "play-bag"]
 
 
 def ensure_bag(frames: int) -> Path:
@@ -146,8 +145,8 @@ def run(args: argparse.Namespace) -> dict:
             if time.monotonic() > deadline or node.poll() is not None:
                 raise RuntimeError(f"the node did not start: {node.stderr.read() if node.poll() is not None else ''}")
             time.sleep(0.1)
-        player = subprocess.Popen([sys.executable, "-c", PLAYER, str(bag), "--clock", "--rate", str(args.rate),
-                                   "--wait-for-subscribers", "30"], env=env, stdout=subprocess.DEVNULL,
+        player = subprocess.Popen([*PLAYER, str(bag), "--clock", "--rate", str(args.rate),
+                                   "--wait-for-subscribers", "90"], env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         process.cpu_percent()
         start, end = None, None  # first image seen, player finished

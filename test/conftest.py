@@ -1,4 +1,4 @@
-"""Shared fixtures: real 7-Scenes frames from ../shared (never copied into the package)."""
+"""Shared fixtures: real 7-Scenes frames from ../shared (never copied into the package), an isolated DDS domain."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from semantic_recon_ros.core.camera import PinholeCamera
 from semantic_recon_ros.core.datasets import open_sequence
 from semantic_recon_ros.core.frame import RGBDFrame
 
+from dds_processes import dds_environment, free_domain_id
+
 REPO = Path(__file__).resolve().parents[1]
 SEVEN_SCENES = REPO.parent / "shared" / "data" / "7scenes-redkitchen"
 
@@ -20,6 +22,29 @@ def seven_scenes():
     if not SEVEN_SCENES.is_dir():
         pytest.fail(f"shared data missing: {SEVEN_SCENES} (CI places ../shared beside the repo)")
     return open_sequence(SEVEN_SCENES)
+
+
+@pytest.fixture(scope="module")
+def dds():
+    """(environment for child processes, rclpy context of this process) on a free ROS domain.
+
+    This process gets the same DDS environment as its children: a default-transport participant and a
+    LARGE_DATA one do not reliably exchange endpoint discovery.
+    """
+    rclpy = pytest.importorskip("rclpy")
+    domain_id = free_domain_id()
+    env = dds_environment(domain_id)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY"):
+            patch.delenv(name, raising=False)
+        for name in ("ROS_DOMAIN_ID", "FASTDDS_BUILTIN_TRANSPORTS"):
+            patch.setenv(name, env[name])
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain_id)
+        try:
+            yield env, context
+        finally:
+            rclpy.try_shutdown(context=context)
 
 
 def downscale(frame: RGBDFrame, factor: int) -> RGBDFrame:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
+from dds_processes import DISCOVERY_TIMEOUT_S, dds_environment, free_domain_id, player_command
 from semantic_recon_ros.commands import make_bag
 from semantic_recon_ros.core.datasets.rosbag_sequence import RosbagSequence, RosbagTopics
 from semantic_recon_ros.core.datasets.rosbag_writer import (
@@ -290,35 +290,6 @@ SUBSCRIBER = textwrap.dedent(
     """
 )
 
-# Until the lead registers the subcommand in cli.py, the player is started through its module.
-PLAYER = ("import argparse, sys; from semantic_recon_ros.commands import play_bag; p = argparse.ArgumentParser(); "
-          "play_bag.add_arguments(p); sys.exit(play_bag.run(p.parse_args(sys.argv[1:])))")
-
-
-def free_domain_id() -> int:
-    """A ROS domain id in [100, 200) on which no other participant is seen for 0.5 s."""
-    rclpy = pytest.importorskip("rclpy")
-    rng = np.random.default_rng()
-    for domain_id in rng.permutation(np.arange(100, 200))[:10]:
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=int(domain_id))
-        try:
-            node = rclpy.create_node("domain_probe", context=context)
-            time.sleep(0.5)
-            if node.get_node_names() == ["domain_probe"]:
-                return int(domain_id)
-        finally:
-            rclpy.try_shutdown(context=context)
-    pytest.fail("no free ROS domain id in 100-199")
-
-
-def dds_environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")}
-    env.update(ROS_DOMAIN_ID=str(free_domain_id()), FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA", PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
 def test_player_delivers_every_message_to_another_process(tmp_path, seven_scenes):
     pytest.importorskip("rclpy")
     source = list(seven_scenes.subset(stride=10, max_frames=10))
@@ -326,7 +297,7 @@ def test_player_delivers_every_message_to_another_process(tmp_path, seven_scenes
     with RosbagWriter(bag) as writer:
         for frame in source:
             writer.write(frame)
-    env = dds_environment()
+    env = dds_environment(free_domain_id())
     expected = {"/camera/color/image_raw": 10, "/camera/depth/image_raw": 10, "/camera/color/camera_info": 10,
                 "/tf": 10, "/tf_static": 1}
     subscriber = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, json.dumps(expected)], env=env,
@@ -334,8 +305,8 @@ def test_player_delivers_every_message_to_another_process(tmp_path, seven_scenes
     try:
         assert subscriber.stdout.readline().strip() == "READY"
         start = time.monotonic()
-        player = subprocess.run([sys.executable, "-c", PLAYER, str(bag), "--wait-for-subscribers", "20", "--clock"],
-                                env=env, capture_output=True, text=True, timeout=60)
+        player = subprocess.run(player_command(bag, "--wait-for-subscribers", str(DISCOVERY_TIMEOUT_S), "--clock"),
+                                env=env, capture_output=True, text=True, timeout=DISCOVERY_TIMEOUT_S + 60)
         play_seconds = time.monotonic() - start
         assert player.returncode == 0, player.stderr
         assert "published 41 messages on 5 topics" in player.stdout
@@ -361,9 +332,9 @@ def test_player_stops_cleanly_on_ctrl_c(tmp_path, source_frames):
     with RosbagWriter(bag, RosbagWriterConfig(frame_rate=1.0)) as writer:  # 6 s of data
         for frame in source_frames:
             writer.write(frame)
-    env = dds_environment()
+    env = dds_environment(free_domain_id())
     # SIGINT as in a terminal (a background parent may have set it to "ignore", which children inherit).
-    player = subprocess.Popen([sys.executable, "-c", PLAYER, str(bag), "--clock"], env=env, text=True,
+    player = subprocess.Popen(player_command(bag, "--clock"), env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert player.stdout.readline().startswith("playing 31 messages (5.0 s at rate 1.0)")

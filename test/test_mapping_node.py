@@ -13,7 +13,6 @@ FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA. The default best-effort input QoS is exer
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
+from dds_processes import play_to_subscribers  # noqa: E402
 from semantic_recon_ros.commands.params import SECTIONS, parameter_name  # noqa: E402
 from semantic_recon_ros.core.camera import PinholeCamera  # noqa: E402
 from semantic_recon_ros.core.classes import load_class_set  # noqa: E402
@@ -80,45 +80,9 @@ NODE_OVERRIDES = {
     "status_period": "0.5", "mesh_rate": "2.0", "voxel_map_rate": "2.0", "queue_size": "10",
     "save_on_shutdown": "true",
 }
-PLAYER = ("import argparse, sys; from semantic_recon_ros.commands import play_bag; p = argparse.ArgumentParser(); "
-          "play_bag.add_arguments(p); sys.exit(play_bag.run(p.parse_args(sys.argv[1:])))")
 
 
-# ------------------------------------------------------------------ DDS environment and processes
-def free_domain_id() -> int:
-    """A ROS domain id in [100, 200) on which no other participant shows up for 0.5 s."""
-    for domain_id in np.random.default_rng().permutation(np.arange(100, 200))[:10]:
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=int(domain_id))
-        try:
-            node = rclpy.create_node("domain_probe", context=context)
-            time.sleep(0.5)
-            if node.get_node_names() == ["domain_probe"]:
-                return int(domain_id)
-        finally:
-            rclpy.try_shutdown(context=context)
-    pytest.fail("no free ROS domain id in 100-199")
-
-
-@pytest.fixture(scope="module")
-def dds(tmp_path_factory):
-    """(environment for child processes, rclpy context of this process) on an isolated domain."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY"):
-            patch.delenv(name, raising=False)
-        patch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
-        domain_id = free_domain_id()
-        patch.setenv("ROS_DOMAIN_ID", str(domain_id))
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=domain_id)
-        try:
-            yield env, context
-        finally:
-            rclpy.try_shutdown(context=context)
-
-
+# ------------------------------------------------------------------ node processes
 @pytest.fixture(scope="module")
 def output_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("maps")
@@ -150,21 +114,6 @@ def node_process(dds, output_dir, tmp_path_factory):
 
 def node_log(process) -> str:
     return (process.logs / "stdout.txt").read_text() + (process.logs / "stderr.txt").read_text()
-
-
-def play(bag: Path, env: dict, rate: float) -> None:
-    """Play ``bag`` from another process with /clock, after every topic has a subscriber."""
-    player = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", PLAYER, str(bag), "--clock", "--rate", str(rate),
-                               "--wait-for-subscribers", "30"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-    try:
-        stdout, stderr = player.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        player.send_signal(signal.SIGABRT)  # faulthandler prints where it hangs
-        stdout, stderr = player.communicate()
-        pytest.fail(f"the bag player hung:\n{stdout}\n{stderr}")
-    assert player.returncode == 0, stderr
-    assert "starting without subscribers" not in stderr
 
 
 # ------------------------------------------------------------------ the test process's view of the node
@@ -370,7 +319,7 @@ def test_parameters_are_declared_from_the_table(listener, output_dir):
 def test_synthetic_bag_gives_the_true_geometry_and_labels(dds, listener, synthetic):
     env, _ = dds
     frames, truth, bag = synthetic
-    play(bag, env, rate=0.5)
+    play_to_subscribers(bag, env, rate=0.5)
     status = listener.wait_until_idle()
     print(f"\nsynthetic bag: {status}")
     assert status["frames_in"] >= 25 and status["integrated"] >= 20, status  # reliable QoS: nearly every frame
@@ -454,7 +403,7 @@ def test_seven_scenes_bag_gives_the_offline_surface(dds, listener, kitchen):
     env, _ = dds
     frames, bag, offline = kitchen
     before = listener.status["integrated"]
-    play(bag, env, rate=0.5)
+    play_to_subscribers(bag, env, rate=0.5)
     status = listener.wait_until_idle()
     print(f"\n7-Scenes bag: {status}")
     assert status["integrated"] - before >= 15  # of 20

@@ -191,7 +191,10 @@ class BagPlayer:
         stop = stop or threading.Event()
         config = self.config
         if config.wait_for_subscribers > 0:
+            waiting_since = time.monotonic()
             if self.wait_for_subscribers(config.wait_for_subscribers, stop):
+                self.node.get_logger().info(
+                    f"every topic has a subscriber after {time.monotonic() - waiting_since:.1f} s")
                 stop.wait(config.settle_time)
             else:
                 missing = ", ".join(self._unsubscribed_topics())

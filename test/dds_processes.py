@@ -1,0 +1,72 @@
+"""Real DDS between processes for the tests: an isolated ROS domain and the bag player as a child process.
+
+Every test that talks DDS gets its own free ``ROS_DOMAIN_ID`` (100-199; isolating by domain, not by
+LOCALHOST discovery, which would cancel LARGE_DATA) and ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA``
+(images do not fit the default shared-memory segment).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Discovery takes ~0.5 s on a quiet machine and ~2 s under load; a loaded CI machine once needed > 30 s.
+DISCOVERY_TIMEOUT_S = 90.0
+
+
+def free_domain_id() -> int:
+    """A ROS domain id in [100, 200) on which no other participant shows up for 0.5 s."""
+    rclpy = pytest.importorskip("rclpy")
+    for domain_id in np.random.default_rng().permutation(np.arange(100, 200))[:10]:
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=int(domain_id))
+        try:
+            node = rclpy.create_node("domain_probe", context=context)
+            time.sleep(0.5)
+            if node.get_node_names() == ["domain_probe"]:
+                return int(domain_id)
+        finally:
+            rclpy.try_shutdown(context=context)
+    pytest.fail("no free ROS domain id in 100-199")
+
+
+def dds_environment(domain_id: int) -> dict[str, str]:
+    """The environment of child processes on ``domain_id`` (this repo importable, unbuffered output)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")}
+    env.update(ROS_DOMAIN_ID=str(domain_id), FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def player_command(bag: Path, *options: str) -> list[str]:
+    """`semantic-recon play-bag <bag> <options>` run by this interpreter (faulthandler on, for hangs)."""
+    return [sys.executable, "-X", "faulthandler", "-m", "semantic_recon_ros.cli", "play-bag", str(bag), *options]
+
+
+def play_to_subscribers(bag: Path, env: dict, rate: float = 1.0, timeout: float = 180.0) -> str:
+    """Play ``bag`` with /clock from another process once every topic has a subscriber; returns its stdout.
+
+    Fails the test when the player errors, hangs (its stack is printed), or had to start without subscribers.
+    """
+    player = subprocess.Popen(player_command(bag, "--clock", "--rate", str(rate), "--wait-for-subscribers",
+                                             str(DISCOVERY_TIMEOUT_S)),
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = player.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        player.send_signal(signal.SIGABRT)  # faulthandler prints where it hangs
+        stdout, stderr = player.communicate()
+        pytest.fail(f"the bag player hung:\n{stdout}\n{stderr}")
+    assert player.returncode == 0, stderr
+    assert "starting without subscribers" not in stderr, stderr
+    discovery = [line for line in stderr.splitlines() if "every topic has a subscriber" in line]
+    print(f"\n{bag.name}: {discovery[0].split(']: ')[-1] if discovery else 'no discovery line'}")
+    return stdout
