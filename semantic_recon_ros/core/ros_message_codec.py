@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .camera import PinholeCamera
-from .transform_tree import NANOSECONDS_PER_SECOND
+from .transform_tree import NANOSECONDS_PER_SECOND, TransformTree
 
 MILLIMETRES_PER_METRE = 1000.0
 UINT8_UNLABELED = 255
@@ -291,6 +291,16 @@ def translation_quaternion_from_transform(transform: Any) -> tuple[np.ndarray, n
     """``geometry_msgs/Transform`` -> ((3,) translation, (4,) quaternion ``(x, y, z, w)``), unnormalised."""
     t, q = transform.translation, transform.rotation
     return np.array([t.x, t.y, t.z], dtype=np.float64), np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+
+
+def add_transform_stamped(tree: TransformTree, transform: Any, *, static: bool) -> bool:
+    """Store a ``geometry_msgs/TransformStamped`` (rclpy or rosbags message) in ``tree``.
+
+    Returns what :meth:`TransformTree.set_transform` returns; raises its ValueError for invalid transforms.
+    """
+    translation, quaternion = translation_quaternion_from_transform(transform.transform)
+    return tree.set_transform(transform.header.frame_id, transform.child_frame_id, stamp_to_ns(transform.header.stamp),
+                              translation, quaternion, static=static)
 
 
 def stamp_to_ns(stamp: Any) -> int:

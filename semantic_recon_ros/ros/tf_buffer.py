@@ -37,7 +37,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
 
-from ..core.ros_message_codec import stamp_to_ns, translation_quaternion_from_transform
+from ..core.ros_message_codec import add_transform_stamped, stamp_to_ns
 from ..core.transform_tree import (
     DEFAULT_CACHE_DURATION_NS,
     LATEST_TIME,
@@ -84,17 +84,9 @@ class TransformTreeBuffer:
         return self._store(transform, authority, static=True)
 
     def _store(self, transform: TransformStamped, authority: str, *, static: bool) -> bool:
-        translation, quaternion = translation_quaternion_from_transform(transform.transform)
         try:
             with self._condition:
-                stored = self._tree.set_transform(
-                    transform.header.frame_id,
-                    transform.child_frame_id,
-                    stamp_to_ns(transform.header.stamp),
-                    translation,
-                    quaternion,
-                    static=static,
-                )
+                stored = add_transform_stamped(self._tree, transform, static=static)
                 self._condition.notify_all()
         except ValueError as error:
             get_logger("tf_buffer").error(f"ignoring transform from {authority!r}: {error}")

@@ -30,12 +30,12 @@ from rosbags.typesys import Stores, get_typestore
 
 from ..frame import RGBDFrame
 from ..ros_message_codec import (
+    add_transform_stamped,
     camera_from_camera_info,
     decode_color_image,
     decode_depth_image,
     decode_label_image,
     stamp_to_ns,
-    translation_quaternion_from_transform,
 )
 from ..transform_tree import NANOSECONDS_PER_SECOND, TransformException, TransformTree
 from .sequence import FrameSequence
@@ -194,15 +194,7 @@ class RosbagSequence(FrameSequence):
                 continue
             for connection, _, raw in self._reader.messages(connections=connections):
                 for transform in TYPESTORE.deserialize_cdr(raw, connection.msgtype).transforms:
-                    translation, quaternion = translation_quaternion_from_transform(transform.transform)
-                    tree.set_transform(
-                        transform.header.frame_id,
-                        transform.child_frame_id,
-                        stamp_to_ns(transform.header.stamp),
-                        translation,
-                        quaternion,
-                        static=static,
-                    )
+                    add_transform_stamped(tree, transform, static=static)
         return tree
 
     def _read(self, entry: _IndexedMessage) -> Any:
