@@ -5,6 +5,10 @@ Voxel occupancy (S4R follows SG-NN here): a voxel is *occupied* when it lies on 
 ``"negative_band"`` counts the voxels just behind the surface, ``-truncation < sdf <= 0`` (inside the
 truncation band of a solid), for comparisons with methods that report interior occupancy.
 
+Synthetic ground truth is the exact SDF of a union of boxes, which also has surfaces no camera can see
+(outer faces of walls, floor and ceiling; planes where two boxes touch). :func:`visible_surface` keeps the
+surface voxels that border free space inside the room; the others are left out of the scores.
+
 Counts are returned as :class:`OccupancyCounts` / :class:`SemanticConfusion` so that evaluation can sum
 over chunks and scenes before dividing (micro-averaging over all voxels of a scene, as in the papers).
 """
@@ -61,6 +65,20 @@ class OccupancyCounts:
         return self.true_positive / predicted if predicted else float("nan")
 
 
+def visible_surface(tsdf: torch.Tensor, free_region: torch.Tensor, truncation: float,
+                    voxel_size: float) -> torch.Tensor:
+    """Surface voxels (``|sdf| < voxel_size``) of a dense (X, Y, Z) normalized TSDF that have a free voxel
+    (``sdf > 0`` and in ``free_region``, bool (X, Y, Z)) among their 26 neighbours or are one.
+
+    Every voxel of the one-voxel shell has such a neighbour on the side it is seen from: the neighbour best
+    aligned with the surface normal lies at least one voxel further along it. Surfaces that border only solid
+    (touching boxes) or only space outside ``free_region`` (the outside of a room's walls) are not visible.
+    """
+    free = ((tsdf > 0) & free_region.bool()).float()[None, None]
+    near_free = torch.nn.functional.max_pool3d(free, kernel_size=3, stride=1, padding=1)[0, 0] > 0
+    return occupied(tsdf, truncation, voxel_size) & near_free
+
+
 def completion_counts(predicted: torch.Tensor, target: torch.Tensor, truncation: float, voxel_size: float,
                       mask: torch.Tensor | None = None, definition: str = "surface") -> OccupancyCounts:
     """Occupancy agreement of a predicted and a target TSDF (same shape, normalized).
@@ -97,6 +115,13 @@ class SemanticConfusion:
         # an invalid prediction is a miss of the target class (a false negative, no false positive)
         self.matrix += torch.bincount(t[~wrong] * K + p[~wrong], minlength=K * K).view(K, K)
         self.missed += torch.bincount(t[wrong], minlength=K)
+
+    def merge(self, other: "SemanticConfusion") -> None:
+        """Add the counts of ``other`` (same number of classes)."""
+        if other.num_classes != self.num_classes:
+            raise ValueError(f"cannot merge a {other.num_classes}-class confusion into a {self.num_classes}-class one")
+        self.matrix += other.matrix
+        self.missed += other.missed
 
     def support(self) -> torch.Tensor:
         """(K,) target voxels per class."""
@@ -190,9 +215,10 @@ def tsdf_l1(predicted: torch.Tensor, target: torch.Tensor, truncation: float,
     return float((predicted[mask] - target[mask]).abs().mean()) * truncation
 
 
-def sample_surface_points(vertices: np.ndarray, triangles: np.ndarray, spacing: float, seed: int = 0) -> np.ndarray:
-    """Points spread uniformly over a triangle mesh, ``ceil(area / spacing**2)`` of them, drawn with
-    ``numpy.random.default_rng(seed)``.
+def sample_surface_points(vertices: np.ndarray, triangles: np.ndarray, spacing: float, seed: int = 0,
+                          max_points: int | None = None) -> np.ndarray:
+    """Points spread uniformly over a triangle mesh, ``ceil(area / spacing**2)`` of them (at most
+    ``max_points``: a wider spacing on huge meshes), drawn with ``numpy.random.default_rng(seed)``.
 
     Args:
         vertices: (N, 3) float; triangles: (M, 3) int.
@@ -210,6 +236,8 @@ def sample_surface_points(vertices: np.ndarray, triangles: np.ndarray, spacing: 
         return np.zeros((0, 3))
     rng = np.random.default_rng(seed)
     count = max(1, int(np.ceil(total / spacing ** 2)))
+    if max_points is not None:
+        count = min(count, max(1, int(max_points)))
     face = rng.choice(len(triangles), size=count, p=area / total)
     u, v = rng.random(count), rng.random(count)
     flip = u + v > 1
