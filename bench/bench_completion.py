@@ -1,27 +1,37 @@
-"""Benchmark: completing a whole fused room with the default S4R network on this machine's device.
+"""Benchmark: completing a whole fused room with an S4R network on this machine's CPU.
 
-Fuses a synthetic room (about 3.5-6 m x 3.5-6 m x 2.5-3 m) at 4 cm, then runs the completion engine
-over every chunk of the map with the default network (random weights: speed does not depend on
-them), on the oneDNN fast path and on PyTorch's default convolution path, and prints a markdown
-table: chunks run and skipped, seconds for the whole room, network share, per-chunk time, and the
-mapped volume.
+Fuses a synthetic room (bench default: seed 1, 5.4 x 6.7 x 3.2 m) at 4 cm, then completes every chunk of
+the map once per configuration (a fresh copy of the fused map each time) and prints a markdown table:
+network width, convolution path (oneDNN fast path or PyTorch's default), chunk grid alignment, chunk
+size, batch size, chunks run, voxels fed to the network, seconds for the whole room, seconds per m^3 of
+the map's bounding box, the network's share of the time, and peak memory (the process's resident set
+during the run, sampled every 10 ms, and its increase over the fused map). Other jobs on the machine
+stretch the wall time; the CPU time of the process (all threads) is the time on otherwise idle cores.
+The networks have random weights: the time does not depend on them, but a random network predicts
+surface almost everywhere, so it allocates far more prediction blocks (memory, write time) than a
+trained one.
 
-    .venv/bin/python bench/bench_completion.py [--frames 120] [--seed 1]
+    .venv/bin/python bench/bench_completion.py [--widths 8 12] [--paths fast default] [--align on off]
+        [--chunk-sizes 64] [--batch-sizes 2] [--threads 1] [--frames 120] [--seed 1] [--repeats 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import copy
+import itertools
+import os
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from semantic_recon_ros.core.classes import load_class_set
-from semantic_recon_ros.core.completion import CompletionEngine
+from semantic_recon_ros.core.completion import CompletionEngine, CompletionStats
 from semantic_recon_ros.core.completion_config import CompletionConfig
 from semantic_recon_ros.core.datasets import open_sequence
 from semantic_recon_ros.core.models import S4RNet, S4RNetConfig, set_fast_cpu_convolutions
@@ -41,40 +51,86 @@ def fused_room(seed: int, frames: int) -> SemanticTSDFVolume:
     return volume
 
 
+def resident_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Largest resident set size of this process while the ``with`` block runs (sampled every 10 ms)."""
+
+    def __enter__(self) -> "PeakMemory":
+        self.before = self.peak = resident_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, resident_bytes())
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, resident_bytes())
+
+
+def complete_once(fused: SemanticTSDFVolume, network: S4RNet, config: CompletionConfig
+                  ) -> tuple[CompletionStats, float, float, PeakMemory]:
+    """One whole-room completion of a copy of ``fused``: (stats, wall seconds, CPU seconds, memory)."""
+    volume = copy.deepcopy(fused)
+    engine = CompletionEngine(network, volume, config, use_color=network.config.use_color)
+    with PeakMemory() as memory:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        stats = engine.run(time_budget=float("inf"))
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return stats, seconds, cpu_seconds, memory
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--width", type=int, default=S4RNetConfig.base_width, help="network base width")
-    parser.add_argument("--chunk-size", type=int, default=CompletionConfig.chunk_size)
-    parser.add_argument("--paths", nargs="+", default=["fast", "default"], choices=["fast", "default"])
+    parser.add_argument("--repeats", type=int, default=2, help="runs per configuration (the best is shown)")
+    parser.add_argument("--widths", type=int, nargs="+", default=[8, 12], help="network base widths")
+    parser.add_argument("--paths", nargs="+", default=["fast"], choices=["fast", "default"])
+    parser.add_argument("--align", nargs="+", default=["on"], choices=["on", "off"], help="chunk grid alignment")
+    parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[CompletionConfig.chunk_size])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[CompletionConfig.batch_size])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1, as the node: on a shared 2-core machine two threads stall "
+                             "each other)")
     args = parser.parse_args()
-    volume = fused_room(args.seed, args.frames)
-    coords = volume.block_coords[volume.index.slots].float() * volume.config.block_length
-    extent = (coords.max(dim=0).values - coords.min(dim=0).values + volume.config.block_length).tolist()
-    config = CompletionConfig(chunk_size=args.chunk_size)
-    network = S4RNet(S4RNetConfig(num_classes=volume.num_classes, base_width=args.width)).eval()
-    rows = []
-    for path in args.paths:
+    torch.set_num_threads(args.threads)
+    fused = fused_room(args.seed, args.frames)
+    coords = fused.block_coords[fused.index.slots].float() * fused.config.block_length
+    extent = (coords.max(dim=0).values - coords.min(dim=0).values + fused.config.block_length).tolist()
+    cubic_metres = extent[0] * extent[1] * extent[2]
+    room_voxels = cubic_metres / fused.config.voxel_size ** 3
+    print(f"\nWhole-room completion, CPU ({args.threads} threads), {args.frames} frames fused at "
+          f"{fused.config.voxel_size * 100:g} cm: map bounding box "
+          f"{extent[0]:.1f} x {extent[1]:.1f} x {extent[2]:.1f} m = {cubic_metres:.0f} m^3 "
+          f"({room_voxels / 1e6:.2f} M voxels), {fused.num_blocks} blocks, "
+          f"fused map RSS {resident_bytes() / 1e6:.0f} MB\n")
+    print("| width | params | conv path | grid | chunk | batch | chunks run | voxels fed (M) "
+          "| s per room (best / worst) | CPU s per room | s per m^3 | network share | peak RSS MB (increase) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for width, path, align, chunk_size, batch_size in itertools.product(
+            args.widths, args.paths, args.align, args.chunk_sizes, args.batch_sizes):
+        network = S4RNet(S4RNetConfig(num_classes=fused.num_classes, base_width=width)).eval()
         set_fast_cpu_convolutions(network, path == "fast")
-        engine = CompletionEngine(network, volume, config)
-        times, stats = [], None
-        for _ in range(args.repeats):
-            engine.reset()
-            start = time.perf_counter()
-            stats = engine.run(time_budget=float("inf"))
-            times.append(time.perf_counter() - start)
-        rows.append((path, stats, min(times), statistics.median(times)))
-    print(f"\nWhole-room completion, CPU ({torch.get_num_threads()} threads), {args.frames} frames fused at 4 cm, "
-          f"map extent {extent[0]:.1f} x {extent[1]:.1f} x {extent[2]:.1f} m, {volume.num_blocks} blocks, "
-          f"chunks {config.chunk_size}^3 (cores {config.core_size}^3), S4R width {network.config.base_width}, "
-          f"{sum(p.numel() for p in network.parameters()) / 1e6:.2f} M parameters\n")
-    print("| conv path | chunks run | chunks skipped (too empty) | best s | median s | network share | s per chunk |")
-    print("|---|---|---|---|---|---|---|")
-    for path, stats, best, median in rows:
-        print(f"| {path} | {stats.chunks_run} | {stats.chunks_skipped} | {best:.2f} | {median:.2f} "
-              f"| {stats.network_seconds / stats.seconds:.0%} | {best / max(stats.chunks_run, 1):.2f} |")
+        config = replace(CompletionConfig(), chunk_size=chunk_size, batch_size=batch_size, align_grid=align == "on")
+        runs = [complete_once(fused, network, config) for _ in range(args.repeats)]
+        stats, best, _, _ = min(runs, key=lambda run: run[1])
+        worst = max(run[1] for run in runs)
+        cpu = min(run[2] for run in runs)
+        peak = max(run[3].peak for run in runs)
+        increase = max(run[3].peak - run[3].before for run in runs)
+        parameters = sum(p.numel() for p in network.parameters()) / 1e6
+        print(f"| {width} | {parameters:.2f} M | {path} | {'aligned' if align == 'on' else 'fixed'} | {chunk_size}^3 "
+              f"| {batch_size} | {stats.chunks_run} | {stats.chunks_run * chunk_size ** 3 / 1e6:.1f} "
+              f"| {best:.2f} / {worst:.2f} | {cpu:.2f} | {best / cubic_metres:.3f} "
+              f"| {stats.network_seconds / stats.seconds:.0%} | {peak / 1e6:.0f} (+{increase / 1e6:.0f}) |", flush=True)
     return 0
 
 

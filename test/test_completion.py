@@ -1,6 +1,11 @@
-"""Running a network over the live map: exact overlap-tile chunking, incremental scheduling, budgets."""
+"""Running a network over the live map: exact overlap-tile chunking, grid alignment, incremental scheduling,
+budgets, resets and cancellation during a run, checkpoint settings."""
 
 from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,9 +13,15 @@ import torch
 from torch import nn
 
 from semantic_recon_ros.core.camera import PinholeCamera
-from semantic_recon_ros.core.completion import CompletionEngine
+from semantic_recon_ros.core.completion import (
+    DEFAULT_CHECKPOINT,
+    DEFAULT_CHECKPOINT_FILE,
+    CompletionEngine,
+    resolve_checkpoint,
+)
 from semantic_recon_ros.core.completion_config import CompletionConfig
 from semantic_recon_ros.core.meshing import extract_mesh
+from semantic_recon_ros.core.resources import share_file
 from semantic_recon_ros.core.tsdf_volume import SemanticTSDFVolume
 from semantic_recon_ros.core.volume_config import VolumeConfig
 
@@ -69,7 +80,7 @@ def test_chunked_predictions_equal_one_dense_run():
     # the same network on one dense grid covering every chunk that ran
     core, margin = CONFIG.core_size, CONFIG.chunk_margin
     chunks = torch.tensor(stats.ran)
-    low = chunks.min(dim=0).values * core - margin
+    low = engine.chunk_origins(chunks.min(dim=0).values[None])[0]
     size = (chunks.max(dim=0).values - chunks.min(dim=0).values + 1) * core + 2 * margin
     grid = torch.stack(torch.meshgrid(*[torch.arange(int(n)) for n in size], indexing="ij"), -1).view(-1, 3) + low
     values = volume.read_voxels(grid)
@@ -100,7 +111,7 @@ def test_only_changed_chunks_are_rerun():
     changed = volume.block_coords[volume.index.slots][volume.block_version[volume.index.slots] == volume.version]
     cb, mb = engine.core_blocks, engine.margin_blocks
     touched = set()
-    for b in changed.tolist():  # chunks whose input box (core + margin) holds a changed block
+    for b in (changed - engine.grid_offset).tolist():  # chunks whose input box (core + margin) holds a changed block
         ranges = [range((v - mb - cb) // cb + 1, (v + mb) // cb + 1) for v in b]
         touched |= {(x, y, z) for x in ranges[0] for y in ranges[1] for z in ranges[2]}
     second = engine.run()
@@ -133,7 +144,7 @@ def test_completion_fills_unobserved_space_and_meshes():
     engine.network = PlaneNetwork(origin_z, 0.05, volume.config.truncation)
     chunks, versions = engine.plan()
     batch = engine.gather(chunks, versions)
-    origins["z"] = (batch.chunks[:, 2] * CONFIG.core_size - CONFIG.chunk_margin).float() * 0.05
+    origins["z"] = engine.chunk_origins(batch.chunks)[:, 2].float() * 0.05
     allocated = engine.write(batch, engine.predict(batch))
     assert allocated > 0  # blocks for the predicted floor, never observed
     completed = extract_mesh(volume, source="completed")
@@ -153,3 +164,119 @@ def test_configuration_mismatches_fail_clearly():
         CompletionConfig(chunk_size=40)
     with pytest.raises(ValueError, match="needs the completion network"):
         extract_mesh(SemanticTSDFVolume(VolumeConfig(), CLASSES, "cpu"), source="both")
+
+
+def surface_chunks(engine: CompletionEngine) -> set[tuple[int, int, int]]:
+    """Chunks (in the engine's grid) whose core holds a block with an observed voxel near the surface."""
+    volume, B = engine.volume, engine.volume.config.block_size
+    slots = volume.index.slots
+    near = ((volume.layers["weight"][slots] > 0) & (volume.layers["tsdf"][slots].abs() < 1)).any(dim=1)
+    blocks = volume.block_coords[slots][near]
+    first_core_block = engine.chunk_origins(torch.zeros(1, 3, dtype=torch.int64))[0] // B + engine.margin_blocks
+    return {tuple(c) for c in torch.div(blocks - first_core_block, engine.core_blocks, rounding_mode="floor").tolist()}
+
+
+def test_aligned_grid_needs_fewer_chunks_and_covers_the_surface():
+    volume = wall_volume()  # a wall at z = 1 m = voxel 20: its truncation band spans blocks 4..6 (block_size 4)
+    fixed = CompletionEngine(LocalNetwork().eval(), volume, replace(CONFIG, align_grid=False))
+    aligned = CompletionEngine(LocalNetwork().eval(), volume, CONFIG)
+    fixed_chunks, aligned_chunks = fixed.plan()[0], aligned.plan()[0]
+    assert fixed.grid_offset.tolist() == [0, 0, 0]
+    assert len(aligned_chunks) < len(fixed_chunks)  # the band straddles a core border of the fixed grid (at block 6)
+    for engine, chunks in ((fixed, fixed_chunks), (aligned, aligned_chunks)):
+        assert {tuple(c) for c in chunks.tolist()} == surface_chunks(engine)  # every surface block in exactly one core
+    offset = aligned.grid_offset.clone()
+    volume.integrate(np.full(CAMERA.shape, 1.2, np.float32), CAMERA, np.eye(4))  # new observations...
+    assert aligned.plan()[0].numel() > 0 and torch.equal(aligned.grid_offset, offset)  # ...keep the grid
+    aligned.reset()
+    assert aligned.grid_offset is None
+
+
+def test_chunks_without_observed_surface_are_not_run():
+    volume = wall_volume()
+    pose = np.eye(4)
+    pose[0, 3] = 6.0  # a separate patch of wall, several chunks away
+    volume.integrate(np.full(CAMERA.shape, 1.0, np.float32), CAMERA, pose)
+    engine = CompletionEngine(LocalNetwork().eval(), volume, CONFIG)
+    with_patch = {tuple(c) for c in engine.plan()[0].tolist()}
+    engine.reset()
+    # the patch becomes space observed as free (tsdf +1): its blocks stay, observed and changed, without surface
+    patch = volume.block_coords[volume.index.slots]
+    patch = patch[patch[:, 0] * 4 * 0.05 > 4.5]
+    assert len(patch) > 0
+    local = torch.cartesian_prod(*[torch.arange(4)] * 3)
+    voxels = (patch[:, None, :] * 4 + local).view(-1, 3)
+    volume.write_voxels(voxels, tsdf=torch.ones(len(voxels)))
+    without_patch = {tuple(c) for c in engine.plan()[0].tolist()}
+    assert len(without_patch) < len(with_patch)
+    assert without_patch == surface_chunks(engine)
+
+
+class ResettingNetwork(nn.Module):
+    """Empties the map while it computes its first batch, as ~/reset_map does from another thread."""
+
+    def __init__(self, engine_of):
+        super().__init__()
+        self.local, self.engine_of, self.calls = LocalNetwork().eval(), engine_of, 0
+
+    def forward(self, tsdf, observed, color):
+        self.calls += 1
+        if self.calls == 1:
+            engine = self.engine_of()
+            engine.volume.clear()
+            engine.reset()
+        return self.local(tsdf, observed, color)
+
+
+def test_a_reset_during_a_run_discards_its_predictions():
+    volume = wall_volume()
+    engines = []
+    engine = CompletionEngine(ResettingNetwork(lambda: engines[0]), volume, CONFIG)
+    engines.append(engine)
+    stats = engine.run()
+    assert stats.interrupted and stats.chunks_run == 0 and stats.chunks_pending == 0 and stats.blocks_allocated == 0
+    assert volume.num_blocks == 0  # nothing was written into the emptied map
+    assert engine.plan()[0].numel() == 0
+    volume.integrate(np.full(CAMERA.shape, 1.0, np.float32), CAMERA, np.eye(4))
+    again = engine.run()
+    assert again.chunks_run > 0 and not again.interrupted and engine.grid_offset is not None
+
+
+def test_cancel_progress_and_a_network_thread():
+    reference_volume, volume = wall_volume(), wall_volume()
+    network = LocalNetwork().eval()
+    reference = CompletionEngine(network, reference_volume, CONFIG).run()
+    engine = CompletionEngine(network, volume, CONFIG)
+    calls, progress, threads = [], [], []
+
+    def on_network_thread(compute):
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(lambda: (threads.append(threading.get_ident()), compute())[1]).result()
+
+    first = engine.run(cancelled=lambda: bool(calls.append(1) or len(calls) > 1),
+                       progress=lambda done, planned: progress.append((done, planned)),
+                       run_network=on_network_thread)
+    assert first.interrupted and first.chunks_run == CONFIG.batch_size and first.chunks_pending > 0
+    assert progress == [(CONFIG.batch_size, reference.chunks_run)]
+    assert threads and threading.get_ident() not in threads
+    rest = engine.run(run_network=on_network_thread)
+    assert first.chunks_run + rest.chunks_run == reference.chunks_run and not rest.interrupted
+    for layer in ("pred_tsdf", "pred_semantic", "pred_weight"):  # same predictions as one uninterrupted run
+        assert torch.equal(volume.layers[layer][volume.index.slots],
+                           reference_volume.layers[layer][reference_volume.index.slots])
+
+
+def test_checkpoint_settings_resolve_to_files(tmp_path, monkeypatch):
+    assert resolve_checkpoint("") is None and resolve_checkpoint(None) is None
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*missing.pt"):
+        resolve_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "net.pt").write_bytes(b"x")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_checkpoint("~/net.pt") == tmp_path / "net.pt"
+    try:
+        installed = share_file(DEFAULT_CHECKPOINT_FILE)
+    except FileNotFoundError:
+        with pytest.raises(FileNotFoundError, match="'default': the default completion model is not installed"):
+            resolve_checkpoint(DEFAULT_CHECKPOINT)
+    else:
+        assert resolve_checkpoint(DEFAULT_CHECKPOINT) == installed

@@ -56,6 +56,7 @@ def test_maps_a_bag_with_labels_without_dds(tmp_path):
     (["map", SEVEN_SCENES, "--out", "x", "--stride", "0"], "--stride"),
     (["map", SEVEN_SCENES, "--out", "x", "--voxel-size", "-1"], "voxel_size"),
     (["map", SEVEN_SCENES, "--out", "x", "--start", "5000"], "no frames"),
+    (["map", SEVEN_SCENES, "--out", "x", "--checkpoint", "/nonexistent/net.pt"], "checkpoint not found"),
 ])
 def test_bad_arguments_fail_with_a_clear_message(tmp_path, args, message):
     result = semantic_recon(*args)
@@ -80,7 +81,7 @@ def test_completes_the_map_with_a_checkpoint(tmp_path):
                             "--checkpoint", checkpoint)
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["completion_chunks"] > 0
+    assert summary["completion_chunks"] > 0 and summary["checkpoint"] == str(checkpoint)
     completed, _ = read_semantic_ply(out / "mesh_completed.ply")
     assert completed.num_triangles == summary["completed_triangles"] > 0
     assert (completed.labels >= 0).mean() > 0.5  # network labels where it predicted

@@ -5,9 +5,9 @@ Reads a 7-Scenes, TUM RGB-D or ScanNet-style folder (synthetic scenes use the Sc
 every frame into the sparse TSDF volume (fusing 2D labels when the dataset has them) and writes to
 the output folder: mesh_rgb.ply, mesh_semantic.ply (both keep the class label per vertex),
 volume.pt (every layer; reload with SemanticTSDFVolume.load), preview.png and summary.json.
-With --checkpoint, the completion network then predicts the whole mapped region: mesh_completed.ply
-holds observed geometry plus the predicted completion, with the network's labels, and the preview
-shows it.
+With --checkpoint (a file, or "default" for the installed models/default.pt), the completion network
+then predicts the whole mapped region: mesh_completed.ply holds observed geometry plus the predicted
+completion, with the network's labels, and the preview shows it.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from ..core.classes import load_class_set
-from ..core.completion import CompletionEngine
+from ..core.completion import DEFAULT_CHECKPOINT, CompletionEngine, resolve_checkpoint
 from ..core.completion_config import CompletionConfig
 from ..core.datasets import FORMATS, open_sequence
 from ..core.device import resolve_device
@@ -52,8 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segmenter", type=Path, default=None,
                         help="folder of the ADE20K DeepLabV3 TFLite model (model.tflite + labels.txt)")
     parser.add_argument("--classes", type=Path, default=None, help="class list YAML (default config/classes.yaml)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="completion network checkpoint (S4R); completes the map after fusion")
+    parser.add_argument("--checkpoint", default=None,
+                        help=f"completion network checkpoint (S4R) file, or {DEFAULT_CHECKPOINT!r} for the installed "
+                             "default model; completes the map after fusion")
     parser.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu, cuda, cuda:1")
 
 
@@ -75,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
         segmenter = DeepLabADE20K(args.segmenter, classes.names)
     volume = SemanticTSDFVolume(config, classes.names, device)
     engine = None  # checked before fusing, so a checkpoint that does not fit fails at once
-    if args.checkpoint is not None:
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    if checkpoint is not None:
         engine = CompletionEngine.from_checkpoint(
-            args.checkpoint, volume, load_section(params_file, "completion", CompletionConfig))
+            checkpoint, volume, load_section(params_file, "completion", CompletionConfig))
     poses, skipped, labeled = [], [], 0
     integrate_seconds = 0.0
     progress = tqdm(range(len(sequence)), desc=f"mapping {sequence.name}", unit="frame")
@@ -105,7 +106,12 @@ def run(args: argparse.Namespace) -> int:
     mesh_seconds = time.perf_counter() - start
     completion = None
     if engine is not None:
-        completion = engine.run(time_budget=float("inf"))
+        with tqdm(desc="completing", unit="chunk") as bar:
+            def advance(done: int, planned: int) -> None:
+                bar.total = planned
+                bar.update(done - bar.n)
+
+            completion = engine.run(time_budget=float("inf"), progress=advance)
         completed = extract_mesh(volume, source="both")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -118,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     view = TopDownView(up=up, max_height=max(float(T[:3, 3] @ up) for T in poses) + 0.4)
     title = f"{sequence.name}: {len(poses)} frames, {config.voxel_size * 100:g} cm voxels, {mesh.num_triangles} triangles"
     if completion is not None:
-        title += f", completed by {args.checkpoint.name}"
+        title += f", completed by {checkpoint.name}"
     preview_picture(mesh if completion is None else completed, classes, view, title).save(out / "preview.png")
     summary = {
         "sequence": str(args.sequence), "frames_integrated": len(poses), "frames_skipped": len(skipped),
@@ -129,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
         "labeled_vertex_fraction": round(float((mesh.labels >= 0).mean()) if mesh.num_vertices else 0.0, 4),
     }
     if completion is not None:
-        summary.update(completion_seconds=round(completion.seconds, 2), completion_chunks=completion.chunks_run,
-                       completed_triangles=completed.num_triangles)
+        summary.update(checkpoint=str(checkpoint), completion_seconds=round(completion.seconds, 2),
+                       completion_chunks=completion.chunks_run, completed_triangles=completed.num_triangles)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0

@@ -1,10 +1,15 @@
 """Running the completion network over the sparse map: chunking, scheduling, writing predictions.
 
-The map is tiled by a fixed grid of chunk *cores* (``core_size`` voxels per axis). The network sees
-each core with ``chunk_margin`` voxels of context on every side and writes only the core, so every
-voxel has exactly one prediction, made with full context (the overlap-tile scheme): there are no
-seams to blend, and rerunning one chunk when its observations change gives exactly what a full
-rerun would. Predictions live in their own layers beside the observed data:
+The map is tiled by a grid of chunk *cores* (``core_size`` voxels per axis). The network sees each
+core with ``chunk_margin`` voxels of context on every side and writes only the core, so every voxel
+has exactly one prediction, made with full context (the overlap-tile scheme): there are no seams to
+blend, and rerunning one chunk when its observations change gives exactly what a full rerun would.
+
+Only chunks whose core holds observed voxels near the surface (``|tsdf| < 1``) are run. The grid is
+shifted by whole blocks (:attr:`CompletionEngine.grid_offset`) so that these chunks are as few as
+possible; the shift is chosen at the first run that finds observations (with ``align_grid``) and kept
+until :meth:`CompletionEngine.reset`, because moving the grid would invalidate every prediction.
+Predictions live in their own layers beside the observed data:
 
 * ``pred_tsdf`` (slots, V): predicted normalized TSDF (fill 1 = free),
 * ``pred_color`` (slots, V, 3): predicted RGB in [0, 1],
@@ -24,16 +29,42 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from .block_index import pack_coords, unpack_keys
 from .completion_config import CompletionConfig
+from .resources import share_file
 from .tsdf_volume import SemanticTSDFVolume
 
 # network(tsdf (B,1,X,Y,Z), observed (B,1,X,Y,Z), color (B,3,X,Y,Z) | None) -> {"tsdf", "color"?, "semantic_logits"}
 CompletionNetwork = Callable[..., dict]
+DEFAULT_CHECKPOINT = "default"  # checkpoint setting naming the installed default model
+DEFAULT_CHECKPOINT_FILE = "models/default.pt"  # in the package's share directory
+
+
+def resolve_checkpoint(value: str | Path | None) -> Path | None:
+    """The checkpoint file a ``checkpoint`` setting names.
+
+    ``""`` or None: no network (fusion only). ``"default"``: the installed default model,
+    ``share/semantic_recon_ros/models/default.pt`` (see :func:`~.resources.share_file`). Anything else
+    is a path (``~`` expanded). Raises FileNotFoundError naming the file (for ``"default"``, every
+    place it was looked for) when it does not exist.
+    """
+    if value is None or str(value) == "":
+        return None
+    if str(value) == DEFAULT_CHECKPOINT:
+        try:
+            return share_file(DEFAULT_CHECKPOINT_FILE)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"checkpoint {DEFAULT_CHECKPOINT!r}: the default completion model is not "
+                                    f"installed ({error})") from None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return path
 
 
 @dataclass
@@ -61,6 +92,7 @@ class CompletionStats:
     blocks_allocated: int = 0
     seconds: float = 0.0
     network_seconds: float = 0.0
+    interrupted: bool = False  # stopped early by reset() (nothing pending then) or by ``cancelled``
     ran: list = field(default_factory=list)  # chunk coordinates run, in order
 
 
@@ -72,6 +104,11 @@ class CompletionEngine:
         volume: the map; prediction layers are added to it if missing.
         config: chunking and scheduling.
         use_color: pass the fused color to the network (False for color-blind networks).
+
+    Attributes:
+        grid_offset: (3,) int64 shift of the chunk grid in blocks (chunk ``c``'s core holds the blocks
+            ``c * core_blocks + grid_offset + [0, core_blocks)^3``), None until the first run with
+            observations chooses it.
     """
 
     def __init__(self, network: CompletionNetwork, volume: SemanticTSDFVolume, config: CompletionConfig,
@@ -89,7 +126,12 @@ class CompletionEngine:
         self.core_blocks = config.core_size // B
         self.margin_blocks = config.chunk_margin // B
         self.input_blocks = config.chunk_size // B
+        self.grid_offset: torch.Tensor | None = None
         self._done: dict[int, int] = {}  # chunk key -> newest block version it was run with
+        self._generation = 0  # number of resets: a run started before a reset writes nothing after it
+        # per slot: the block holds an observed voxel near the surface, and the block version that was computed at
+        self._surface = torch.zeros(0, dtype=torch.bool, device=volume.device)
+        self._surface_version = torch.zeros(0, dtype=torch.int64, device=volume.device)
 
     @classmethod
     def from_checkpoint(cls, path, volume: SemanticTSDFVolume, config: CompletionConfig) -> "CompletionEngine":
@@ -104,21 +146,63 @@ class CompletionEngine:
         return cls(network, volume, config, use_color=info.model == "s4r")
 
     def reset(self) -> None:
-        """Forget which chunks were run (after the map was cleared or reloaded)."""
+        """Forget which chunks were run and the grid offset (after the map was cleared or reloaded).
+
+        Call it under the same lock as :meth:`run` uses: a run in progress then writes nothing more.
+        """
         self._done.clear()
+        self.grid_offset = None
+        self._generation += 1
+        self._surface_version.fill_(-1)
 
     # ------------------------------------------------------------------ scheduling
+    def _near_surface(self, slots: torch.Tensor) -> torch.Tensor:
+        """(m,) slots -> (m,) bool: the block holds an observed voxel with ``|tsdf| < 1`` (cached per block version)."""
+        vol = self.volume
+        missing = vol.capacity - self._surface.numel()
+        if missing > 0:
+            self._surface = torch.cat((self._surface, self._surface.new_zeros(missing)))
+            self._surface_version = torch.cat((self._surface_version, self._surface_version.new_full((missing,), -1)))
+        stale = slots[vol.block_version[slots] != self._surface_version[slots]]
+        if stale.numel():
+            observed = vol.layers["weight"][stale] > 0
+            self._surface[stale] = (observed & (vol.layers["tsdf"][stale].abs() < 1.0)).any(dim=1)
+            self._surface_version[stale] = vol.block_version[stale]
+        return self._surface[slots]
+
+    def best_grid_offset(self, blocks: torch.Tensor) -> torch.Tensor:
+        """(3,) int64 grid shift in ``[0, core_blocks)^3`` whose chunk cores cover the (n, 3) ``blocks`` with the
+        fewest chunks (the first such shift in x, y, z order)."""
+        cb = self.core_blocks
+        shifts = torch.cartesian_prod(*[torch.arange(cb, device=blocks.device)] * 3).view(-1, 3)
+        blocks = torch.unique(blocks, dim=0)
+        counts = [torch.unique(pack_coords(torch.div(blocks - shift, cb, rounding_mode="floor"))).numel()
+                  for shift in shifts]
+        return shifts[min(range(len(counts)), key=counts.__getitem__)].clone()
+
+    def chunk_origins(self, chunks: torch.Tensor) -> torch.Tensor:
+        """(n, 3) chunk coordinates -> (n, 3) int64 voxel coordinates of their input's first voxel (margin included)."""
+        offset = self.grid_offset if self.grid_offset is not None else torch.zeros(3, dtype=torch.int64)
+        first_block = chunks * self.core_blocks + offset.to(chunks.device) - self.margin_blocks
+        return first_block * self.volume.config.block_size
+
     def chunk_versions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Chunks whose core holds observed blocks: ((m,) keys sorted, (m,) newest block version in
-        their whole input box, margins included)."""
+        """Chunks whose core holds an observed voxel near the surface: ((m,) keys sorted, (m,) newest block
+        version in their whole input box, margins included). Sets :attr:`grid_offset` when it is unset."""
         vol = self.volume
         slots = vol.index.slots
         version = vol.block_version[slots]
         source = version > 0  # blocks changed by integration (predicted-only blocks have version 0)
-        blocks, version = vol.block_coords[slots][source], version[source]
-        if blocks.numel() == 0:
+        slots, version = slots[source], version[source]
+        blocks = vol.block_coords[slots]
+        surface = blocks[self._near_surface(slots)]
+        if surface.numel() == 0:
             empty = torch.zeros(0, dtype=torch.int64, device=vol.device)
             return empty, empty
+        if self.grid_offset is None:
+            self.grid_offset = (self.best_grid_offset(surface) if self.config.align_grid
+                                else torch.zeros(3, dtype=torch.int64, device=vol.device))
+        blocks, surface = blocks - self.grid_offset, surface - self.grid_offset  # in the grid's frame
         cb, mb = self.core_blocks, self.margin_blocks
         # a block lies in the input box of chunk c when c*cb - mb <= b < (c+1)*cb + mb
         low = torch.div(blocks - mb - cb, cb, rounding_mode="floor") + 1
@@ -133,8 +217,8 @@ class CompletionEngine:
         keys, versions = torch.cat(keys), torch.cat(versions)
         unique, inverse = torch.unique(keys, return_inverse=True)
         newest = torch.zeros_like(unique).scatter_reduce_(0, inverse, versions, reduce="amax")
-        # run only chunks whose core holds observations (a margin alone is context, not work)
-        cores = torch.unique(pack_coords(torch.div(blocks, cb, rounding_mode="floor")))
+        # run only chunks whose core holds surface observations (a margin alone is context, not work)
+        cores = torch.unique(pack_coords(torch.div(surface, cb, rounding_mode="floor")))
         active = torch.isin(unique, cores)
         return unique[active], newest[active]
 
@@ -150,10 +234,10 @@ class CompletionEngine:
     # ------------------------------------------------------------------ map -> network -> map
     def _input_slots(self, chunks: torch.Tensor) -> torch.Tensor:
         """(n, 3) chunks -> (n, nb^3) slots of their input blocks (-1 absent), block order x, y, z."""
-        nb = self.input_blocks
+        nb, B = self.input_blocks, self.volume.config.block_size
         r = torch.arange(nb, device=chunks.device)
         offsets = torch.cartesian_prod(r, r, r)  # (nb^3, 3), x slowest
-        first = chunks * self.core_blocks - self.margin_blocks
+        first = torch.div(self.chunk_origins(chunks), B, rounding_mode="floor")
         blocks = (first[:, None, :] + offsets).view(-1, 3)
         return self.volume.index.lookup(pack_coords(blocks)).view(len(chunks), -1)
 
@@ -162,7 +246,7 @@ class CompletionEngine:
         n, nb, B = slots.shape[0], self.input_blocks, self.volume.config.block_size
         pool = pool.view(pool.shape[0], pool.shape[1], -1)
         values = pool[slots.clamp(min=0)]  # (n, nb^3, V, C)
-        values = torch.where((slots >= 0)[..., None, None], values, torch.full_like(values, fill))
+        values[slots < 0] = fill
         values = values.view(n, nb, nb, nb, B, B, B, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         return values.reshape(n, -1, nb * B, nb * B, nb * B)
 
@@ -177,80 +261,113 @@ class CompletionEngine:
 
     @torch.inference_mode()
     def predict(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
-        """Run the network; returns the core crop of tsdf (n,1,c,c,c), color (n,3,...), probabilities (n,K,...)."""
+        """Run the network; returns the core crop of tsdf (n,1,c,c,c), color (n,3,...), semantic_logits (n,K,...)."""
         out = self.network(batch.tsdf, batch.observed, batch.color if self.use_color else None)
         m, c = self.config.chunk_margin, self.config.core_size
         crop = (slice(None), slice(None), slice(m, m + c), slice(m, m + c), slice(m, m + c))
         tsdf = out["tsdf"][crop]
         color = out["color"][crop] if "color" in out else torch.full_like(tsdf, 0.5).expand(-1, 3, -1, -1, -1)
-        return {"tsdf": tsdf, "color": color, "probabilities": torch.softmax(out["semantic_logits"][crop], dim=1)}
+        return {"tsdf": tsdf, "color": color, "semantic_logits": out["semantic_logits"][crop]}
 
     def write(self, batch: ChunkBatch, prediction: dict[str, torch.Tensor]) -> int:
-        """Store predictions of the chunks' cores in the map (hold the map lock); returns blocks allocated."""
+        """Store predictions of the chunks' cores in the map (hold the map lock); returns blocks allocated.
+
+        Only blocks the map has, or that a predicted surface passes (then allocated), are written; the
+        class probabilities (softmax of the logits) are computed for those blocks only.
+        """
         vol, cb, B = self.volume, self.core_blocks, self.volume.config.block_size
         V, n = vol.config.voxels_per_block, len(batch.chunks)
 
-        def per_block(grid: torch.Tensor) -> torch.Tensor:  # (n, C, c, c, c) -> (n * cb^3, V, C)
-            channels = grid.shape[1]
-            blocks = grid.reshape(n, channels, cb, B, cb, B, cb, B).permute(0, 2, 4, 6, 3, 5, 7, 1)
-            return blocks.reshape(n * cb ** 3, V, channels)
+        def blocked(grid: torch.Tensor) -> torch.Tensor:  # (n, C, c, c, c) -> view (n, cb, cb, cb, C, B, B, B)
+            return grid.to(vol.device).reshape(n, grid.shape[1], cb, B, cb, B, cb, B).permute(0, 2, 4, 6, 1, 3, 5, 7)
 
-        tsdf, color, probs = (per_block(prediction[k].to(vol.device)) for k in ("tsdf", "color", "probabilities"))
+        tsdf = blocked(prediction["tsdf"])
         r = torch.arange(cb, device=vol.device)
-        blocks = (batch.chunks[:, None, :] * cb + torch.cartesian_prod(r, r, r)).view(-1, 3)
+        first_core_block = torch.div(self.chunk_origins(batch.chunks), B, rounding_mode="floor") + self.margin_blocks
+        blocks = (first_core_block[:, None, :] + torch.cartesian_prod(r, r, r)).view(-1, 3)  # (n * cb^3, 3)
         keys = pack_coords(blocks)
         slots = vol.index.lookup(keys)
-        surface = tsdf.abs().amin(dim=(1, 2)) < 1.0
+        surface = (tsdf.abs().amin(dim=(4, 5, 6, 7)) < 1.0).reshape(-1)  # (n * cb^3,)
         wanted = (slots < 0) & surface
         room = vol.config.max_blocks - vol.num_blocks
         new = wanted.nonzero().squeeze(1)[:max(room, 0)]
         if new.numel():
             slots[new] = vol._add_blocks(keys[new])
-        keep = slots >= 0
-        slots = slots[keep]
-        vol.layers["pred_tsdf"][slots] = tsdf[keep, :, 0]
-        vol.layers["pred_color"][slots] = color[keep]
-        vol.layers["pred_semantic"][slots] = probs[keep]
+        rows = (slots >= 0).nonzero().squeeze(1)
+        slots = slots[rows]
+        index = (rows // cb ** 3, rows // cb ** 2 % cb, rows // cb % cb, rows % cb)  # (chunk, block x, y, z)
+        vol.layers["pred_tsdf"][slots] = tsdf[index].reshape(len(rows), V)
+        vol.layers["pred_color"][slots] = blocked(prediction["color"])[index].reshape(len(rows), 3, V).transpose(1, 2)
+        logits = blocked(prediction["semantic_logits"])[index].reshape(len(rows), -1, V)  # classes first: fast softmax
+        vol.layers["pred_semantic"][slots] = torch.softmax(logits, dim=1).transpose(1, 2)
         vol.layers["pred_weight"][slots] = 1.0
-        for key, version in zip(pack_coords(batch.chunks).tolist(), batch.versions.tolist()):
-            self._done[key] = version
+        self._mark_done(batch.chunks, batch.versions)
         return int(new.numel())
 
-    def run(self, time_budget: float | None = None, lock=None) -> CompletionStats:
-        """Process dirty chunks, newest first, until none is left or the time budget is spent.
+    def _mark_done(self, chunks: torch.Tensor, versions: torch.Tensor) -> None:
+        for key, version in zip(pack_coords(chunks).tolist(), versions.tolist()):
+            self._done[key] = version
+
+    def run(self, time_budget: float | None = None, lock=None, cancelled: Callable[[], bool] | None = None,
+            progress: Callable[[int, int], None] | None = None,
+            run_network: Callable[[Callable[[], dict]], dict] | None = None) -> CompletionStats:
+        """Process dirty chunks, newest first, until none is left or the time budget is spent (the first
+        batch always runs; a batch starts only if it is expected to end within the budget).
 
         ``lock`` (e.g. a ``threading.Lock`` guarding the map) is held while reading and writing the
-        map, not while the network runs.
+        map, not while the network runs. The run stops before the next batch when ``cancelled()``
+        returns true, and writes nothing more once :meth:`reset` was called (under ``lock``).
+        ``progress(chunks processed, chunks planned)`` is called after every batch. ``run_network(compute)``
+        must call ``compute()`` (the network on one batch) and return its result; a live node uses it to
+        run the network on a low-priority thread while this thread, which takes the lock, keeps its priority.
         """
         budget = self.config.time_budget if time_budget is None else time_budget
         stats, start = CompletionStats(), time.perf_counter()
-        with lock if lock is not None else nullcontext():
+
+        def guard():
+            return lock if lock is not None else nullcontext()
+
+        with guard():
+            generation = self._generation
             chunks, versions = self.plan()
         pending = list(zip(chunks, versions))
-        last_batch = 0.0
-        while pending and time.perf_counter() - start + last_batch <= budget:
+        planned = len(pending)
+        last_batch, batches = 0.0, 0
+        while pending and (batches == 0 or time.perf_counter() - start + last_batch <= budget):  # one batch always runs
+            if cancelled is not None and cancelled():
+                stats.interrupted = True
+                break
             batch_start = time.perf_counter()
             take, pending = pending[: self.config.batch_size], pending[self.config.batch_size:]
-            with lock if lock is not None else nullcontext():
+            with guard():
+                if self._generation != generation:
+                    break
                 batch = self.gather(torch.stack([c for c, _ in take]), torch.stack([v for _, v in take]))
             enough = batch.observed.flatten(1).sum(dim=1) >= self.config.min_observed_voxels
             if not bool(enough.all()):
-                with lock if lock is not None else nullcontext():
-                    for key, version in zip(pack_coords(batch.chunks[~enough]).tolist(),
-                                            batch.versions[~enough].tolist()):
-                        self._done[key] = version
+                with guard():
+                    if self._generation != generation:
+                        break
+                    self._mark_done(batch.chunks[~enough], batch.versions[~enough])
                 stats.chunks_skipped += int((~enough).sum())
                 batch = ChunkBatch(*(getattr(batch, f)[enough] for f in
                                      ("chunks", "versions", "tsdf", "observed", "color")))
             if len(batch.chunks):
                 network_start = time.perf_counter()
-                prediction = self.predict(batch)
+                prediction = (self.predict(batch) if run_network is None
+                              else run_network(lambda: self.predict(batch)))
                 stats.network_seconds += time.perf_counter() - network_start
-                with lock if lock is not None else nullcontext():
+                with guard():
+                    if self._generation != generation:
+                        break
                     stats.blocks_allocated += self.write(batch, prediction)
                 stats.chunks_run += len(batch.chunks)
                 stats.ran.extend(batch.chunks.tolist())
-            last_batch = time.perf_counter() - batch_start
+            last_batch, batches = time.perf_counter() - batch_start, batches + 1
+            if progress is not None:
+                progress(planned - len(pending), planned)
+        if self._generation != generation:
+            stats.interrupted, pending = True, []
         stats.chunks_pending = len(pending)
         stats.seconds = time.perf_counter() - start
         return stats

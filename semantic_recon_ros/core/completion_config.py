@@ -21,6 +21,9 @@ class CompletionConfig:
         2.0, "Seconds one completion run may take; chunks still pending wait for the next run.", 0.01, 3600.0)
     min_observed_voxels: int = parameter(
         64, "Chunks with fewer observed voxels in their input are not run.", 0, 10**8)
+    align_grid: bool = parameter(
+        True, "Shift the chunk grid by whole blocks so that the fewest chunks cover the observed surface; chosen "
+              "at the first run that finds observations and kept until the map is reset.")
 
     def __post_init__(self) -> None:
         check_ranges(self)

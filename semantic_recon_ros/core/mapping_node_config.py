@@ -1,8 +1,9 @@
 """Settings of the ROS 2 mapping node itself (topics, timing, outputs), one parameter table with the volume's.
 
 The node declares every field as a top-level ROS parameter (``world_frame``, ``mesh_rate``...), next
-to the ``volume.*`` parameters of :class:`~semantic_recon_ros.core.volume_config.VolumeConfig`. This
-module imports no ROS package: the table (README, ``semantic-recon params``) is built without ROS.
+to the ``volume.*`` parameters of :class:`~semantic_recon_ros.core.volume_config.VolumeConfig` and the
+``completion.*`` parameters of :class:`~semantic_recon_ros.core.completion_config.CompletionConfig`.
+This module imports no ROS package: the table (README, ``semantic-recon params``) is built without ROS.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config_fields import check_ranges, parameter
+from .meshing import MESH_SOURCES
 
 INPUT_QOS_CHOICES = ("sensor_data", "reliable", "system_default")
 MESH_COLOR_CHOICES = ("rgb", "semantic")
@@ -48,6 +50,10 @@ class MappingNodeConfig:
         0.0, 100.0)
     mesh_color_mode: str = parameter(
         "rgb", "Mesh colors: rgb (fused camera color) or semantic (class palette).", choices=MESH_COLOR_CHOICES)
+    mesh_source: str = parameter(
+        "both", "What the mesh, the voxel map and saved meshes show: observed (fused data only), completed (the "
+                "completion network's prediction) or both (observed where observed, predicted elsewhere). Without a "
+                "completion network: observed.", choices=MESH_SOURCES)
     mesh_region_size: float = parameter(
         2.0, "Edge (metres) of the cubic regions the mesh is split into, one Marker each.", 0.1, 1000.0)
     voxel_map_rate: float = parameter(
@@ -64,6 +70,15 @@ class MappingNodeConfig:
         False, "Save the map into output_dir when the node shuts down (after the pending frames are fused).")
     classes_file: str = parameter(
         "", "Class list YAML (names and colors); empty uses the package's config/classes.yaml.")
+    checkpoint: str = parameter(
+        "", "Completion network (S4R checkpoint file; ~ expanded); \"default\" = the installed "
+            "share/semantic_recon_ros/models/default.pt; empty = map by fusion only. A checkpoint that is missing or "
+            "does not fit the map (classes, volume.voxel_size, truncation) is logged as an error and the node maps "
+            "by fusion only.")
+    completion_period: float = parameter(
+        2.0, "Seconds between completion runs; each reruns the chunks whose observations changed, for at most "
+             "completion.time_budget seconds, the network on a low-priority thread (integration never waits for it).",
+        0.1, 3600.0)
     device: str = parameter(
         "auto", "Torch device of the volume: auto (cuda when available), cpu, cuda or cuda:N.")
     torch_threads: int = parameter(

@@ -17,14 +17,27 @@ name                       type                                   role
 ``~/save_map``             std_srvs/Trigger                       writes mesh_rgb.ply, mesh_semantic.ply,
                                                                   volume.pt into output_dir (paths: JSON);
                                                                   inputs wait meanwhile (DDS queues them)
-``~/reset_map``            std_srvs/Trigger                       empties the map
+``~/reset_map``            std_srvs/Trigger                       empties the map (and the predictions)
 =========================  =====================================  =========================================
+
+With a ``checkpoint``, a completion network (S4R, :mod:`semantic_recon_ros.core.completion`) predicts
+the geometry, color and classes of the map, including space the camera never saw, and ``mesh_source``
+chooses what the mesh, the voxel map and saved meshes show (observed, completed or both); voxel map
+points the network filled alone have ``observed = 0``, and labels come from the network wherever it
+predicted. A checkpoint that cannot be used is logged as an error at startup and the node maps by
+fusion only.
 
 Threads: the executor runs only light callbacks: the input callbacks decode, check and enqueue a
 frame into a bounded queue that drops its oldest frame when full; TF, /clock, services. One worker
 thread takes frames from the queue, looks up the camera pose in TF at the image stamp (waiting up to
 ``tf_timeout``) and fuses the frame. One output thread publishes mesh, voxel map and status on a
-steady schedule. ``volume_lock`` (granted in request order) serializes every access to the volume.
+steady schedule. With a completion network, a completion thread runs the network every
+``completion_period`` seconds over the chunks whose observations changed, holding the volume only while
+it reads a batch's inputs and writes its predictions; the network itself runs on one more thread with a
+lower CPU priority (nice + COMPLETION_NICENESS), so that it takes only CPU time the others leave, while
+the threads that take ``volume_lock`` keep their priority (a low-priority thread holding the lock would
+stall integration on a busy machine).
+``volume_lock`` (granted in request order) serializes every access to the volume.
 :func:`main` spins the node with rclpy's ``EventsExecutor`` where it exists (its per-message cost is far
 below the Python executors', which could not keep up with 30 Hz RGB-D + TF + /clock on 2 cores).
 
@@ -43,6 +56,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +84,8 @@ from visualization_msgs.msg import MarkerArray
 
 from ..core.camera import PinholeCamera
 from ..core.classes import load_class_set
+from ..core.completion import CompletionEngine, CompletionStats, resolve_checkpoint
+from ..core.completion_config import CompletionConfig
 from ..core.device import resolve_device
 from ..core.mapping_node_config import MappingNodeConfig
 from ..core.meshing import extract_mesh
@@ -103,6 +119,7 @@ COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, LABELS_TOPIC = (
 MESH_TOPIC, VOXEL_MAP_TOPIC, LEGEND_TOPIC, STATUS_TOPIC = "mesh", "voxel_map", "class_legend", "~/status"
 MESH_RGB_FILE, MESH_SEMANTIC_FILE, VOLUME_FILE = "mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"
 WARNING_PERIOD_S = 5.0  # per drop reason
+COMPLETION_NICENESS = 10  # nice value of the completion network's thread above the process's
 MAX_MESH_TIME_SHARE = 1 / 3  # meshing (which holds the volume) may take at most this share of the time
 LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -136,8 +153,11 @@ def resident_memory_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def check_mode(config: MappingNodeConfig, volume: VolumeConfig) -> None:
+def check_mode(config: MappingNodeConfig, volume: VolumeConfig, completion: CompletionConfig) -> None:
     """Cross-section constraints of the parameters; ValueError naming the parameters."""
+    if config.checkpoint and (completion.chunk_size % volume.block_size or completion.chunk_margin % volume.block_size):
+        raise ValueError(f"completion.chunk_size ({completion.chunk_size}) and completion.chunk_margin "
+                         f"({completion.chunk_margin}) must be multiples of volume.block_size ({volume.block_size})")
     if config.rgb_only:
         if volume.feature_dim != 3:
             raise ValueError(f"rgb_only back-projects RGB features: set volume.feature_dim to 3 "
@@ -145,6 +165,15 @@ def check_mode(config: MappingNodeConfig, volume: VolumeConfig) -> None:
         if not volume.min_depth < config.rgb_only_max_range <= volume.max_depth:
             raise ValueError(f"rgb_only_max_range ({config.rgb_only_max_range}) must lie in (volume.min_depth, "
                              f"volume.max_depth] = ({volume.min_depth}, {volume.max_depth}]")
+
+
+def completion_text(completion: dict) -> str:
+    """The completion part of the status log line ("" for a fusion-only mapper)."""
+    if not completion["active"]:
+        return ""
+    run_ms = "-" if completion["run_ms"] is None else f"{completion['run_ms']:.0f} ms"
+    return (f", completion: {completion['runs']} runs, {completion['chunks_run']} chunks done, "
+            f"{completion['chunks_pending']} pending, {run_ms} per run")
 
 
 @dataclass
@@ -273,6 +302,63 @@ class MappingStatistics:
         return summary
 
 
+class CompletionStatistics:
+    """Thread-safe counters of the completion runs, with the mean run time over each status period."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.runs = 0
+        self.chunks_run = 0
+        self.chunks_skipped = 0
+        self.chunks_pending = 0
+        self.blocks_allocated = 0
+        self.errors = 0
+        self.integrated_while_computing = 0  # frames fused while the network was computing
+        self.caught_up_stamp_ns = 0
+        self._run_s: list[float] = []
+        self._network_s: list[float] = []
+
+    def count_run(self, stats: CompletionStats, caught_up_stamp_ns: int | None) -> None:
+        """One finished run; ``caught_up_stamp_ns``: map stamp whose observations are now all completed, if any."""
+        with self._lock:
+            self.runs += 1
+            self.chunks_run += stats.chunks_run
+            self.chunks_skipped += stats.chunks_skipped
+            self.chunks_pending = stats.chunks_pending
+            self.blocks_allocated += stats.blocks_allocated
+            if caught_up_stamp_ns is not None:
+                self.caught_up_stamp_ns = caught_up_stamp_ns
+            if stats.chunks_run:
+                self._run_s.append(stats.seconds)
+                self._network_s.append(stats.network_seconds)
+
+    def count_integration_while_computing(self) -> None:
+        with self._lock:
+            self.integrated_while_computing += 1
+
+    def count_error(self) -> None:
+        with self._lock:
+            self.errors += 1
+
+    def reset(self) -> None:
+        """The map was emptied: nothing is pending, an empty map is complete."""
+        with self._lock:
+            self.chunks_pending, self.caught_up_stamp_ns = 0, 0
+
+    def period_summary(self) -> dict:
+        """Cumulative counters plus mean run and network times (runs that did work) since the previous call."""
+        with self._lock:
+            summary = {
+                "runs": self.runs, "chunks_run": self.chunks_run, "chunks_skipped": self.chunks_skipped,
+                "chunks_pending": self.chunks_pending, "blocks_allocated": self.blocks_allocated, "errors": self.errors,
+                "integrated_while_computing": self.integrated_while_computing, "stamp_ns": self.caught_up_stamp_ns,
+                "run_ms": round(1000 * float(np.mean(self._run_s)), 1) if self._run_s else None,
+                "network_ms": round(1000 * float(np.mean(self._network_s)), 1) if self._network_s else None,
+            }
+            self._run_s, self._network_s = [], []
+        return summary
+
+
 class MappingNode(Node):
     """Live semantic mapping (see the module docstring); parameters from :mod:`.node_parameters`.
 
@@ -286,7 +372,8 @@ class MappingNode(Node):
         sections = declare_sections(self)
         self.config: MappingNodeConfig = sections[""]
         volume_config: VolumeConfig = sections["volume"]
-        check_mode(self.config, volume_config)
+        completion_config: CompletionConfig = sections["completion"]
+        check_mode(self.config, volume_config, completion_config)
         if self.config.torch_threads > 0:
             torch.set_num_threads(self.config.torch_threads)
         try:
@@ -294,6 +381,11 @@ class MappingNode(Node):
         except FileNotFoundError as error:
             raise FileNotFoundError(f"classes_file: {error}") from None
         self.volume = SemanticTSDFVolume(volume_config, self.classes.names, resolve_device(self.config.device))
+        self.checkpoint, self.completion_error = None, None  # resolved path, why it is not used
+        self.engine = self._load_completion_network(completion_config)
+        self.mesh_source = self.config.mesh_source if self.engine is not None else "observed"
+        self.completion_stats = CompletionStatistics()
+        self._network_computing = threading.Event()  # set while the network computes a batch
         self.volume_lock = FairLock()
         self.stats = MappingStatistics()
         self.queue = FrameQueue(self.config.queue_size)
@@ -332,10 +424,36 @@ class MappingNode(Node):
         self._worker.start()
         self._output_thread = threading.Thread(target=self._publish_outputs, name="outputs", daemon=True)
         self._output_thread.start()
+        self._completion_thread = None
+        self._network_thread = None
+        if self.engine is not None:
+            self._network_thread = ThreadPoolExecutor(1, "completion_network", initializer=self._lower_thread_priority)
+            self._completion_thread = threading.Thread(target=self._complete, name="completion", daemon=True)
+            self._completion_thread.start()
         mode = "rgb-only" if self.config.rgb_only else "rgb-d" + (" + labels" if self.config.use_labels else "")
+        completion = (f"completion by {self.checkpoint} every {self.config.completion_period:g} s, mesh source "
+                      f"{self.mesh_source}" if self.engine is not None else "fusion only (no completion network)")
         self.get_logger().info(
             f"mapping {mode} in {self.config.world_frame!r} at {volume_config.voxel_size * 100:g} cm on "
-            f"{self.volume.device}; inputs {', '.join(self.input_topics)} ({self.config.input_qos})")
+            f"{self.volume.device}; inputs {', '.join(self.input_topics)} ({self.config.input_qos}); {completion}")
+
+    def _load_completion_network(self, config: CompletionConfig) -> CompletionEngine | None:
+        """The completion engine of the ``checkpoint`` parameter; None (error logged) when it cannot be used."""
+        if not self.config.checkpoint:
+            return None
+        try:
+            self.checkpoint = resolve_checkpoint(self.config.checkpoint)
+            engine = CompletionEngine.from_checkpoint(self.checkpoint, self.volume, config)
+        except (FileNotFoundError, ValueError) as error:
+            self.completion_error = str(error)
+            self.get_logger().error(f"checkpoint {self.config.checkpoint!r} cannot be used, mapping by fusion only "
+                                    f"(no completion): {error}")
+            return None
+        network = engine.network
+        parameters = sum(p.numel() for p in network.parameters())
+        self.get_logger().info(f"completion network {self.checkpoint}: {type(network).__name__}, "
+                               f"{parameters / 1e6:.2f} M parameters, chunks of {config.chunk_size}^3 voxels")
+        return engine
 
     # ------------------------------------------------------------------ inputs
     def _subscribe_inputs(self) -> list[str]:
@@ -492,6 +610,47 @@ class MappingNode(Node):
             self._map_stamp_ns = max(self._map_stamp_ns, frame.stamp_ns)
             self._map_size = (self.volume.num_blocks, self.volume.memory_bytes())
         self.stats.count_integration(seconds)
+        if self._network_computing.is_set():
+            self.completion_stats.count_integration_while_computing()
+
+    # ------------------------------------------------------------------ completion
+    def _complete(self) -> None:
+        """Completion thread: every completion_period s, rerun the network on the chunks whose observations changed."""
+        period = self.config.completion_period
+        next_run = time.monotonic() + period
+        while not self._stop.wait(max(0.0, next_run - time.monotonic())):
+            next_run = time.monotonic() + period
+            stamp_ns = self._map_stamp_ns  # every observation up to this stamp is in the run's plan
+            try:
+                stats = self.engine.run(lock=self.volume_lock, cancelled=self._stop.is_set,
+                                        run_network=self._run_network)
+            except Exception as error:  # noqa: BLE001 -- completion must not stop the mapper
+                self.completion_stats.count_error()
+                self.get_logger().error(f"completion failed: {type(error).__name__}: {error}",
+                                        throttle_duration_sec=WARNING_PERIOD_S)
+                continue
+            if stats.chunks_run:
+                with self.volume_lock:  # the predictions changed the map: mesh and voxel map are redone
+                    self._map_version += 1
+                    self._map_size = (self.volume.num_blocks, self.volume.memory_bytes())
+            caught_up = not stats.interrupted and stats.chunks_pending == 0
+            self.completion_stats.count_run(stats, stamp_ns if caught_up else None)
+
+    def _run_network(self, compute):
+        """Run ``compute`` (the network on one batch; touches no shared state) on the low-priority network thread."""
+        self._network_computing.set()
+        try:
+            return self._network_thread.submit(compute).result()
+        finally:
+            self._network_computing.clear()
+
+    def _lower_thread_priority(self) -> None:
+        """Raise the calling thread's nice value by COMPLETION_NICENESS (Linux: per thread)."""
+        try:
+            niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + COMPLETION_NICENESS)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        except (AttributeError, OSError) as error:  # not Linux or not permitted: same priority as the rest
+            self.get_logger().warning(f"the completion network runs at normal priority: {error}")
 
     # ------------------------------------------------------------------ outputs
     def _publish_outputs(self) -> None:
@@ -526,7 +685,7 @@ class MappingNode(Node):
             with self.volume_lock:
                 version, stamp_ns = self._map_version, self._map_stamp_ns
                 start = time.perf_counter()
-                mesh = extract_mesh(self.volume)
+                mesh = extract_mesh(self.volume, source=self.mesh_source)
                 seconds = time.perf_counter() - start
             # on a large map, meshing the whole volume takes long: leave the volume to integration in between
             self._next_mesh_time = time.monotonic() + seconds * (1 / MAX_MESH_TIME_SHARE - 1)
@@ -544,7 +703,7 @@ class MappingNode(Node):
                 return
             with self.volume_lock:
                 version, stamp_ns = self._map_version, self._map_stamp_ns
-                points = surface_voxel_points(self.volume, self.config.voxel_map_distance)
+                points = surface_voxel_points(self.volume, self.config.voxel_map_distance, self.mesh_source)
             self.voxel_map_publisher.publish(voxel_points_to_pointcloud2(points, self.config.world_frame, stamp_ns))
             self._voxel_map_version = version
 
@@ -555,7 +714,14 @@ class MappingNode(Node):
         summary.update(queue=len(self.queue), queue_size=self.queue.capacity, blocks=blocks,
                        volume_mb=round(volume_bytes / 1e6, 1), rss_mb=round(resident_memory_bytes() / 1e6, 1),
                        mesh_regions=self.mesh_markers.num_regions, map_stamp_ns=map_stamp_ns,
-                       mesh_stamp_ns=self._mesh_stamp_ns)
+                       mesh_stamp_ns=self._mesh_stamp_ns, map_version=self._map_version,
+                       mesh_version=self._meshed_version, voxel_map_version=self._voxel_map_version)
+        completion = {"checkpoint": str(self.checkpoint) if self.checkpoint else self.config.checkpoint,
+                      "active": self.engine is not None, "error": self.completion_error,
+                      "mesh_source": self.mesh_source}
+        if self.engine is not None:
+            completion.update(self.completion_stats.period_summary())
+        summary["completion"] = completion
         return summary
 
     def report_status(self) -> None:
@@ -572,7 +738,7 @@ class MappingNode(Node):
             f"frames in {status['frames_in']} (unmatched messages {unmatched}), integrated {status['integrated']}, "
             f"dropped {dropped}{f' ({reasons})' if reasons else ''}, queue {status['queue']}/{status['queue_size']}, "
             f"integrate {ms(status['integrate_ms'])}, mesh {ms(status['mesh_ms'])}, blocks {status['blocks']}, "
-            f"volume {status['volume_mb']} MB, rss {status['rss_mb']} MB")
+            f"volume {status['volume_mb']} MB, rss {status['rss_mb']} MB{completion_text(status['completion'])}")
         self.status_publisher.publish(String(data=json.dumps(status)))
 
     # ------------------------------------------------------------------ services
@@ -582,7 +748,7 @@ class MappingNode(Node):
         out = Path(os.path.expanduser(self.config.output_dir))
         out.mkdir(parents=True, exist_ok=True)
         with self.volume_lock:
-            mesh = extract_mesh(self.volume)
+            mesh = extract_mesh(self.volume, source=self.mesh_source)
             volume_path = self.volume.save(out / VOLUME_FILE)
             blocks, stamp_ns = self.volume.num_blocks, self._map_stamp_ns
         names = self.classes.names
@@ -610,6 +776,9 @@ class MappingNode(Node):
             with self.volume_lock:
                 blocks = self.volume.num_blocks
                 self.volume.clear()
+                if self.engine is not None:
+                    self.engine.reset()  # a completion run in progress writes nothing more
+                    self.completion_stats.reset()
                 self._generation += 1
                 self._map_version += 1
                 self._map_stamp_ns = 0
@@ -619,7 +788,7 @@ class MappingNode(Node):
             stamp_ns = self.get_clock().now().nanoseconds
             self.mesh_publisher.publish(serialize_marker_array(self.mesh_markers.clear(stamp_ns)))
             self._meshed_version, self._mesh_stamp_ns = version, 0
-            empty = surface_voxel_points(self.volume, self.config.voxel_map_distance)[:0]
+            empty = surface_voxel_points(self.volume, self.config.voxel_map_distance, self.mesh_source)[:0]
             self.voxel_map_publisher.publish(voxel_points_to_pointcloud2(empty, self.config.world_frame, stamp_ns))
             self._voxel_map_version = version
         if discarded:
@@ -636,9 +805,12 @@ class MappingNode(Node):
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self) -> None:
-        """Stop the output thread and the worker (after it fused the frames still queued), then save the map
-        if save_on_shutdown."""
+        """Stop the completion and output threads and the worker (after it fused the frames still queued), then
+        save the map if save_on_shutdown."""
         self._stop.set()
+        if self._completion_thread is not None:
+            self._completion_thread.join()  # the network finishes its batch; no further batch starts
+            self._network_thread.shutdown()
         self._output_thread.join()
         self._worker.join()
         if self.config.save_on_shutdown:

@@ -1,15 +1,20 @@
 """The voxel map -> ``sensor_msgs/PointCloud2``, built from the bytes of a numpy structured array.
 
-One point per observed voxel near the fused surface, at the voxel centre (world frame), with fields
+One point per voxel near the surface, at the voxel centre (world frame): the observed voxels near the
+fused surface, and with a completion network (source ``completed`` or ``both``, see
+:func:`~semantic_recon_ros.core.meshing.mesh_fields`) the predicted voxels near the predicted surface,
+with fields
 
 =============  ==========  ======  ==============================================================
 field          datatype    offset  meaning
 =============  ==========  ======  ==============================================================
 ``x y z``      FLOAT32     0 4 8   voxel centre, metres
-``rgb``        FLOAT32     12      fused color packed as ``0x00RRGGBB`` in the float's bits (PCL/RViz convention)
-``label``      INT32       16      argmax of the fused class votes, -1 = unlabeled
-``confidence`` FLOAT32     20      winning share of the votes (0 when unlabeled)
-``observed``   UINT8       24      1 = seen by the sensor; 0 is reserved for voxels completed by the network
+``rgb``        FLOAT32     12      color packed as ``0x00RRGGBB`` in the float's bits (PCL/RViz convention):
+                                   fused where observed, predicted elsewhere
+``label``      INT32       16      argmax of the network's class probabilities where it predicted the voxel,
+                                   else of the fused class votes; -1 = unlabeled
+``confidence`` FLOAT32     20      winning share of the votes / probability (0 when unlabeled)
+``observed``   UINT8       24      1 = seen by the sensor; 0 = filled by the completion network only
 =============  ==========  ======  ==============================================================
 
 ``point_step`` is 28 bytes (3 bytes of padding), little-endian, ``height`` 1, ``is_dense`` true.
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 from sensor_msgs.msg import PointCloud2, PointField
 
+from ..core.meshing import MESH_SOURCES, PREDICTION_LAYERS
 from ..core.tsdf_volume import SemanticTSDFVolume
 from .header_conversions import header_msg
 
@@ -36,27 +42,54 @@ _NUMPY_TYPES = {PointField.INT8: "i1", PointField.UINT8: "u1", PointField.INT16:
                 PointField.INT32: "<i4", PointField.UINT32: "<u4", PointField.FLOAT32: "<f4", PointField.FLOAT64: "<f8"}
 
 
-def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float) -> np.ndarray:
-    """(N,) :data:`VOXEL_POINT_DTYPE` points of the observed voxels within ``max_distance_voxels`` of the surface.
+def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float,
+                         source: str = "observed") -> np.ndarray:
+    """(N,) :data:`VOXEL_POINT_DTYPE` points of the voxels within ``max_distance_voxels`` of the surface.
 
-    A voxel qualifies when its fusion weight is positive and ``|tsdf| * truncation <= max_distance_voxels *
-    voxel_size``. Points come in block key order, voxels in their storage order within a block.
+    ``source`` selects the voxels, their distance, color and class scores as the mesh's fields do
+    (:func:`~semantic_recon_ros.core.meshing.mesh_fields`): "observed" takes the voxels with fusion
+    weight > 0 and their fused distance, "completed" the voxels the network predicted and their
+    predicted distance, "both" the observed voxels and, where unobserved, the predicted ones. A voxel
+    qualifies when ``|tsdf| * truncation <= max_distance_voxels * voxel_size``. Colors are fused where
+    observed (predicted for "completed"), labels come from the network wherever it predicted. Points
+    come in block key order, voxels in their storage order within a block. Raises ValueError for a
+    source other than "observed" when the volume holds no predictions.
     """
-    cfg = volume.config
+    if source not in MESH_SOURCES:
+        raise ValueError(f"voxel map source must be one of {MESH_SOURCES}, got {source!r}")
+    layers, cfg = volume.layers, volume.config
+    predictions = all(name in layers for name in PREDICTION_LAYERS)
+    if source != "observed" and not predictions:
+        raise ValueError(f"voxel map source {source!r} needs the completion network's predictions; none are loaded")
     points = np.zeros(0, VOXEL_POINT_DTYPE)
     if volume.num_blocks == 0:
         return points
     V, B, K = cfg.voxels_per_block, cfg.block_size, volume.num_classes
     slots = volume.index.slots
-    weight = volume.layers["weight"].index_select(0, slots)
-    tsdf = volume.layers["tsdf"].index_select(0, slots)
-    keep = (weight > 0) & (tsdf.abs() <= max_distance_voxels / cfg.truncation_voxels)
+    observed = layers["weight"].index_select(0, slots) > 0  # (n, V)
+    if source == "observed":
+        valid, tsdf = observed, layers["tsdf"].index_select(0, slots)
+    else:
+        predicted = layers["pred_weight"].index_select(0, slots) > 0
+        pred_tsdf = layers["pred_tsdf"].index_select(0, slots)
+        if source == "completed":
+            valid, tsdf = predicted, pred_tsdf
+        else:
+            valid, tsdf = observed | predicted, torch.where(observed, layers["tsdf"].index_select(0, slots), pred_tsdf)
+    keep = valid & (tsdf.abs() <= max_distance_voxels / cfg.truncation_voxels)
     block, local = keep.nonzero(as_tuple=True)
     flat = slots[block] * V + local
+    seen = observed[block, local]
     offsets = torch.stack((local // (B * B), local // B % B, local % B), dim=1)
     centers = ((volume.block_coords[slots[block]] * B + offsets).double() * cfg.voxel_size).float()
-    rgb = volume.layers["color"].view(-1, 3)[flat].round_().clamp_(0, 255).to(torch.int64)
-    votes = volume.layers["semantic"].view(-1, K)[flat]
+    color = layers["color"].view(-1, 3)[flat]
+    votes = layers["semantic"].view(-1, K)[flat]
+    if predictions:  # only the selected voxels are read: the full pools are large
+        use_fused_color = seen[:, None] if source != "completed" else torch.zeros_like(seen[:, None])
+        color = torch.where(use_fused_color, color, layers["pred_color"].view(-1, 3)[flat] * 255.0)
+        predicted_here = layers["pred_weight"].view(-1)[flat] > 0
+        votes = torch.where(predicted_here[:, None], layers["pred_semantic"].view(-1, K)[flat], votes)
+    rgb = color.round_().clamp_(0, 255).to(torch.int64)
     total = votes.sum(dim=1)
     best, label = votes.max(dim=1)
     labeled = total > 0
@@ -68,7 +101,7 @@ def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float)
     points["rgb"] = packed.cpu().numpy().astype(np.uint32)
     points["label"] = torch.where(labeled, label, torch.full_like(label, -1)).cpu().numpy()
     points["confidence"] = torch.where(labeled, best / total.clamp(min=1e-12), torch.zeros_like(best)).cpu().numpy()
-    points["observed"] = 1
+    points["observed"] = seen.cpu().numpy()
     return points
 
 
