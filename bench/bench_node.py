@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> dict:
     env.update(ROS_DOMAIN_ID=str(args.domain_id), FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA", PYTHONUNBUFFERED="1")
     os.environ.update(ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"], FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA")
     overrides = {"use_sim_time": "true", "volume.voxel_size": str(args.voxel_size), "input_qos": args.qos,
-                 "mesh_rate": str(args.mesh_rate), "status_period": "0.5", "torch_threads": str(args.torch_threads)}
+                 "mesh_rate": str(args.mesh_rate), "status_period": "0.5", "torch_threads": str(args.torch_threads),
+                 "checkpoint": args.checkpoint or "''"}  # '' (quoted) is the empty string on the command line
     command = [sys.executable, "-m", "semantic_recon_ros.ros.mapping_node", "--ros-args", "--params-file", str(CONFIG)]
     for name, value in overrides.items():
         command += ["-p", f"{name}:={value}"]
@@ -199,6 +200,9 @@ def summarize(args, statuses, latencies, samples, start, end, received_images) -
         "node RSS: first third / last third / max (MB)": (f"{np.mean(rss[:third]):.0f} / {np.mean(rss[-third:]):.0f} / "
                                                           f"{max(rss):.0f}"),
         "map: blocks / volume MB": f"{final['blocks']} / {final['volume_mb']}",
+        "completion: runs / chunks run / mean network ms": (
+            f"{completion['runs']} / {completion['chunks_run']} / {completion['network_ms']}"
+            if (completion := final.get("completion", {})).get("active") else "off"),
     }
 
 
@@ -210,6 +214,7 @@ def main() -> int:
     parser.add_argument("--qos", default="sensor_data", choices=["sensor_data", "reliable", "system_default"])
     parser.add_argument("--mesh-rate", type=float, default=1.0)
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--checkpoint", default="", help="completion network: a file, 'default' or '' (fusion only)")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to keep watching after playback")
     parser.add_argument("--domain-id", type=int, default=int(np.random.default_rng().integers(100, 200)))
     args = parser.parse_args()
