@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config_fields import check_ranges, parameter
-from .meshing import MESH_SOURCES
+from .surface_fields import SURFACE_SOURCES
 
 INPUT_QOS_CHOICES = ("sensor_data", "reliable", "system_default")
 MESH_COLOR_CHOICES = ("rgb", "semantic")
@@ -53,7 +53,7 @@ class MappingNodeConfig:
     mesh_source: str = parameter(
         "both", "What the mesh, the voxel map and saved meshes show: observed (fused data only), completed (the "
                 "completion network's prediction) or both (observed where observed, predicted elsewhere). Without a "
-                "completion network: observed.", choices=MESH_SOURCES)
+                "completion network: observed.", choices=SURFACE_SOURCES)
     mesh_region_size: float = parameter(
         2.0, "Edge (metres) of the cubic regions the mesh is split into, one Marker each.", 0.1, 1000.0)
     voxel_map_rate: float = parameter(

@@ -10,58 +10,14 @@ same volume always gives the same mesh, vertex for vertex.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 import torch
 
 from .block_index import pack_coords
 from .marching_cubes_table import CORNER_OFFSETS, EDGE_AXIS, EDGE_CORNERS, TRIANGLE_COUNT, TRIANGLE_EDGES
 from .mesh import SemanticMesh
+from .surface_fields import SurfaceFields, labels_from_scores
 from .tsdf_volume import SemanticTSDFVolume
-
-MESH_SOURCES = ("observed", "completed", "both")
-PREDICTION_LAYERS = ("pred_tsdf", "pred_color", "pred_semantic", "pred_weight")
-
-
-@dataclass
-class MeshFields:
-    """Per-slot pools that define the surface to mesh (views of the volume's layers where possible).
-
-    Attributes:
-        tsdf: (slots, V) normalized signed distance.
-        valid: (slots, V) bool, voxels that may be meshed.
-        color: (slots, V, 3) RGB 0..255.
-        semantic: (slots, V, K) class scores (votes or probabilities).
-    """
-
-    tsdf: torch.Tensor
-    valid: torch.Tensor
-    color: torch.Tensor
-    semantic: torch.Tensor
-
-
-def mesh_fields(volume: SemanticTSDFVolume, source: str = "observed", min_weight: float = 0.0) -> MeshFields:
-    """The fields of ``source``: "observed" (fused data), "completed" (network predictions) or "both"
-    (observed where observed, predicted elsewhere). Where the network has predicted a voxel its class
-    distribution is used, otherwise the fused 2D label votes."""
-    if source not in MESH_SOURCES:
-        raise ValueError(f"mesh source must be one of {MESH_SOURCES}, got {source!r}")
-    layers = volume.layers
-    observed = layers["weight"] > min_weight
-    predicted_layers = all(name in layers for name in PREDICTION_LAYERS)
-    if not predicted_layers:
-        if source != "observed":
-            raise ValueError(f"mesh source {source!r} needs the completion network's predictions; none are loaded")
-        return MeshFields(layers["tsdf"], observed, layers["color"], layers["semantic"])
-    predicted = layers["pred_weight"] > 0
-    semantic = torch.where(predicted[..., None], layers["pred_semantic"], layers["semantic"])
-    pred_color = layers["pred_color"] * 255.0
-    if source == "observed":
-        return MeshFields(layers["tsdf"], observed, layers["color"], semantic)
-    if source == "completed":
-        return MeshFields(layers["pred_tsdf"], predicted, pred_color, semantic)
-    return MeshFields(torch.where(observed, layers["tsdf"], layers["pred_tsdf"]), observed | predicted,
-                      torch.where(observed[..., None], layers["color"], pred_color), semantic)
 
 
 def _gather_extended(pool: torch.Tensor, neighbour_slots: torch.Tensor, fill: float) -> torch.Tensor:
@@ -109,14 +65,14 @@ def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0, source: st
         volume: the map.
         min_weight: observed voxels count only with weight above this (0 = observed at least once);
             cubes are meshed only where all 8 corner voxels are valid.
-        source: "observed", "completed" or "both", see :func:`mesh_fields`.
+        source: "observed", "completed" or "both", see :mod:`.surface_fields`.
     Returns:
         SemanticMesh with per-vertex color, label (argmax of the interpolated class votes,
         -1 where no votes) and confidence (winning share of the votes).
     """
     device, cfg = volume.device, volume.config
     B, K = cfg.block_size, volume.num_classes
-    fields = mesh_fields(volume, source, min_weight)
+    fields = SurfaceFields(volume, source, min_weight)
     if volume.num_blocks == 0:
         return SemanticMesh.empty()
     slots = volume.index.slots
@@ -172,15 +128,10 @@ def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0, source: st
     s = fields.tsdf.view(-1)[voxel].view(-1, 2)
     t = (s[:, 0] / (s[:, 0] - s[:, 1])).clamp_(0.0, 1.0)
     positions = (start.float() + t[:, None] * (end - start).float()) * cfg.voxel_size
-    color = fields.color.view(-1, 3)[voxel].view(-1, 2, 3)
+    color = fields.color_at(voxel).view(-1, 2, 3)
     rgb = torch.lerp(color[:, 0], color[:, 1], t[:, None]).round_().clamp_(0, 255).to(torch.uint8)
-    votes = fields.semantic.view(-1, K)[voxel].view(-1, 2, K)
-    votes = torch.lerp(votes[:, 0], votes[:, 1], t[:, None])  # (N, K)
-    total = votes.sum(dim=1)
-    best, label = votes.max(dim=1)
-    labeled = total > 0
-    label = torch.where(labeled, label, torch.full_like(label, -1))
-    confidence = torch.where(labeled, best / total.clamp(min=1e-12), torch.zeros_like(best))
+    scores = fields.scores_at(voxel).view(-1, 2, K)
+    label, confidence = labels_from_scores(torch.lerp(scores[:, 0], scores[:, 1], t[:, None]))
 
     return SemanticMesh(
         vertices=positions.cpu().numpy(),

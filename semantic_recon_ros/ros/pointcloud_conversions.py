@@ -2,7 +2,7 @@
 
 One point per voxel near the surface, at the voxel centre (world frame): the observed voxels near the
 fused surface, and with a completion network (source ``completed`` or ``both``, see
-:func:`~semantic_recon_ros.core.meshing.mesh_fields`) the predicted voxels near the predicted surface,
+:mod:`~semantic_recon_ros.core.surface_fields`) the predicted voxels near the predicted surface,
 with fields
 
 =============  ==========  ======  ==============================================================
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from sensor_msgs.msg import PointCloud2, PointField
 
-from ..core.meshing import MESH_SOURCES, PREDICTION_LAYERS
+from ..core.surface_fields import SurfaceFields, labels_from_scores
 from ..core.tsdf_volume import SemanticTSDFVolume
 from .header_conversions import header_msg
 
@@ -46,8 +46,8 @@ def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float,
                          source: str = "observed") -> np.ndarray:
     """(N,) :data:`VOXEL_POINT_DTYPE` points of the voxels within ``max_distance_voxels`` of the surface.
 
-    ``source`` selects the voxels, their distance, color and class scores as the mesh's fields do
-    (:func:`~semantic_recon_ros.core.meshing.mesh_fields`): "observed" takes the voxels with fusion
+    ``source`` selects the voxels, their distance, color and class scores as for the mesh
+    (:mod:`~semantic_recon_ros.core.surface_fields`): "observed" takes the voxels with fusion
     weight > 0 and their fused distance, "completed" the voxels the network predicted and their
     predicted distance, "both" the observed voxels and, where unobserved, the predicted ones. A voxel
     qualifies when ``|tsdf| * truncation <= max_distance_voxels * voxel_size``. Colors are fused where
@@ -55,53 +55,30 @@ def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float,
     come in block key order, voxels in their storage order within a block. Raises ValueError for a
     source other than "observed" when the volume holds no predictions.
     """
-    if source not in MESH_SOURCES:
-        raise ValueError(f"voxel map source must be one of {MESH_SOURCES}, got {source!r}")
-    layers, cfg = volume.layers, volume.config
-    predictions = all(name in layers for name in PREDICTION_LAYERS)
-    if source != "observed" and not predictions:
-        raise ValueError(f"voxel map source {source!r} needs the completion network's predictions; none are loaded")
+    fields = SurfaceFields(volume, source)  # validates the source
     points = np.zeros(0, VOXEL_POINT_DTYPE)
     if volume.num_blocks == 0:
         return points
-    V, B, K = cfg.voxels_per_block, cfg.block_size, volume.num_classes
+    cfg = volume.config
+    V, B = cfg.voxels_per_block, cfg.block_size
     slots = volume.index.slots
-    observed = layers["weight"].index_select(0, slots) > 0  # (n, V)
-    if source == "observed":
-        valid, tsdf = observed, layers["tsdf"].index_select(0, slots)
-    else:
-        predicted = layers["pred_weight"].index_select(0, slots) > 0
-        pred_tsdf = layers["pred_tsdf"].index_select(0, slots)
-        if source == "completed":
-            valid, tsdf = predicted, pred_tsdf
-        else:
-            valid, tsdf = observed | predicted, torch.where(observed, layers["tsdf"].index_select(0, slots), pred_tsdf)
+    valid, tsdf = fields.valid.index_select(0, slots), fields.tsdf.index_select(0, slots)  # (n, V)
     keep = valid & (tsdf.abs() <= max_distance_voxels / cfg.truncation_voxels)
     block, local = keep.nonzero(as_tuple=True)
     flat = slots[block] * V + local
-    seen = observed[block, local]
     offsets = torch.stack((local // (B * B), local // B % B, local % B), dim=1)
     centers = ((volume.block_coords[slots[block]] * B + offsets).double() * cfg.voxel_size).float()
-    color = layers["color"].view(-1, 3)[flat]
-    votes = layers["semantic"].view(-1, K)[flat]
-    if predictions:  # only the selected voxels are read: the full pools are large
-        use_fused_color = seen[:, None] if source != "completed" else torch.zeros_like(seen[:, None])
-        color = torch.where(use_fused_color, color, layers["pred_color"].view(-1, 3)[flat] * 255.0)
-        predicted_here = layers["pred_weight"].view(-1)[flat] > 0
-        votes = torch.where(predicted_here[:, None], layers["pred_semantic"].view(-1, K)[flat], votes)
-    rgb = color.round_().clamp_(0, 255).to(torch.int64)
-    total = votes.sum(dim=1)
-    best, label = votes.max(dim=1)
-    labeled = total > 0
+    rgb = fields.color_at(flat).round_().clamp_(0, 255).to(torch.int64)
+    label, confidence = labels_from_scores(fields.scores_at(flat))
 
     points = np.zeros(len(flat), VOXEL_POINT_DTYPE)
     xyz = centers.cpu().numpy()
     points["x"], points["y"], points["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
     points["rgb"] = packed.cpu().numpy().astype(np.uint32)
-    points["label"] = torch.where(labeled, label, torch.full_like(label, -1)).cpu().numpy()
-    points["confidence"] = torch.where(labeled, best / total.clamp(min=1e-12), torch.zeros_like(best)).cpu().numpy()
-    points["observed"] = seen.cpu().numpy()
+    points["label"] = label.cpu().numpy()
+    points["confidence"] = confidence.cpu().numpy()
+    points["observed"] = fields.observed.view(-1)[flat].cpu().numpy()
     return points
 
 
