@@ -28,6 +28,8 @@ setup(
     name=PACKAGE_NAME,
     version=VERSION,
     packages=find_packages(exclude=["test", "test.*"]),
+    # the fused CPU kernel is compiled from its source on first use (core/fusion_kernel)
+    package_data={"semantic_recon_ros.core.fusion_kernel": ["integrate.cpp"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (SHARE_DIR, ["package.xml"]),
@@ -38,7 +40,7 @@ setup(
     # Runtime dependencies come from rosdep (package.xml) in a ROS 2 workspace and from requirements.txt
     # in a venv; listing them here would make pip replace apt-installed packages.
     install_requires=[],
-    zip_safe=True,
+    zip_safe=False,
     maintainer="semantic_recon_ros maintainers",
     maintainer_email="maintainers@users.noreply.b-seed-4c06807e.example",
     description="Live semantic 3D reconstruction for ROS 2 (sparse TSDF + color + semantics).",

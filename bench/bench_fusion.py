@@ -1,10 +1,12 @@
 """Benchmark: our sparse volume vs Open3D's VoxelBlockGrid on the same frames and device.
 
 Integrates the same preloaded 640x480 RGB-D frames (real 7-Scenes, a synthetic room, and a synthetic
-16 m x 16 m x 3 m floor scanned with 8 m depth range) at 4 cm and 2 cm into both, then meshes both. Every (dataset, voxel size, method) case runs in its own
-subprocess so that peak memory (max RSS above the process' RSS once frames are loaded) is not
-polluted by the other cases. Prints a markdown table; numbers are medians over the frames after
-warm-up.
+16 m x 16 m x 3 m floor scanned with 8 m depth range) at 4 cm and 2 cm into both, then meshes both.
+On the CPU, ours integrates with the fused C++ kernel (core/fusion_kernel); the "torch path" column is
+the same volume with ``use_fusion_kernel = False`` (the implementation used on CUDA). Every
+(dataset, voxel size, method) case runs in its own subprocess so that peak memory (max RSS above the
+process' RSS once frames are loaded) is not polluted by the other cases. Prints a markdown table;
+numbers are medians over the frames after warm-up.
 
     .venv/bin/python bench/bench_fusion.py [--frames 150] [--device cpu]
 """
@@ -62,7 +64,7 @@ def current_rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def run_ours(frames, voxel_size: float, max_depth: float, device: str) -> dict:
+def run_ours(frames, voxel_size: float, max_depth: float, device: str, use_kernel: bool = True) -> dict:
     import torch
 
     from semantic_recon_ros.core.meshing import extract_mesh
@@ -70,6 +72,7 @@ def run_ours(frames, voxel_size: float, max_depth: float, device: str) -> dict:
     from semantic_recon_ros.core.volume_config import VolumeConfig
 
     volume = SemanticTSDFVolume(VolumeConfig(voxel_size=voxel_size, max_depth=max_depth), ["c"] * 13, device)
+    volume.use_fusion_kernel = use_kernel
     times = []
     for frame in frames:
         depth = torch.from_numpy(frame.depth).to(device)
@@ -128,7 +131,10 @@ def run_case(dataset: str, voxel_size: float, method: str, count: int, device: s
     frames = load_frames(dataset, count)
     baseline = current_rss_mb()
     max_depth = DATASETS[dataset][1]
-    result = (run_ours if method == "ours" else run_open3d)(frames, voxel_size, max_depth, device)
+    if method == "open3d":
+        result = run_open3d(frames, voxel_size, max_depth, device)
+    else:
+        result = run_ours(frames, voxel_size, max_depth, device, use_kernel=method == "ours")
     return {
         "ms_per_frame": 1000 * statistics.median(result["times"][WARMUP:]),
         "mesh_ms": 1000 * statistics.median(result["mesh_times"]),
@@ -153,23 +159,27 @@ def main() -> int:
     for dataset in args.datasets:
         if dataset != "7scenes":
             ensure_synthetic(dataset, args.frames)
+    # the torch path is a separate method only where the kernel is used (on the CPU)
+    methods = ("ours", "torch", "open3d") if args.device == "cpu" else ("ours", "open3d")
     rows = []
     for dataset in args.datasets:
         for voxel in DATASETS[dataset][0]:
             result = {}
-            for method in ("ours", "open3d"):
+            for method in methods:
                 out = subprocess.run([sys.executable, __file__, "--frames", str(args.frames), "--device", args.device,
                                       "--case", dataset, str(voxel), method], check=True, capture_output=True, text=True)
                 result[method] = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append((dataset, voxel, result))
             print(f"done {dataset} {voxel}", file=sys.stderr)
     print(f"\nIntegration and meshing, {args.device}, 640x480, median ms (ratio = ours / Open3D; below 1 = faster)\n")
-    print("| data | voxel | frames | ours ms/frame | Open3D ms/frame | ratio | ours mesh ms | Open3D mesh ms | ratio "
-          "| ours peak MB | Open3D peak MB | triangles ours / Open3D |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| data | voxel | frames | ours ms/frame | torch path ms/frame | Open3D ms/frame | ratio | ours mesh ms "
+          "| Open3D mesh ms | ratio | ours peak MB | Open3D peak MB | triangles ours / Open3D |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for dataset, voxel, r in rows:
         o, t = r["ours"], r["open3d"]
-        print(f"| {dataset} | {voxel * 100:g} cm | {o['frames']} | {o['ms_per_frame']:.1f} | {t['ms_per_frame']:.1f} "
+        torch_path = f"{r['torch']['ms_per_frame']:.1f}" if "torch" in r else "-"
+        print(f"| {dataset} | {voxel * 100:g} cm | {o['frames']} | {o['ms_per_frame']:.1f} | {torch_path} "
+              f"| {t['ms_per_frame']:.1f} "
               f"| {o['ms_per_frame'] / t['ms_per_frame']:.2f} | {o['mesh_ms']:.0f} | {t['mesh_ms']:.0f} "
               f"| {o['mesh_ms'] / t['mesh_ms']:.2f} | {o['peak_mb']:.0f} | {t['peak_mb']:.0f} "
               f"| {o['triangles']} / {t['triangles']} |")

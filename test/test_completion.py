@@ -120,6 +120,15 @@ def test_only_changed_chunks_are_rerun():
     assert touched & ran_first == ran_second  # exactly the chunks that see the change
 
 
+def test_a_loaded_map_is_completed_like_the_fused_one(tmp_path):
+    volume = wall_volume()
+    fused = CompletionEngine(LocalNetwork().eval(), volume, CONFIG).run()
+    loaded = SemanticTSDFVolume.load(volume.save(tmp_path / "volume.pt"), "cpu")
+    engine = CompletionEngine(LocalNetwork().eval(), loaded, CONFIG)
+    assert {tuple(c) for c in engine.run().ran} == {tuple(c) for c in fused.ran} != set()
+    assert torch.equal(loaded.layers["pred_tsdf"][loaded.index.slots], volume.layers["pred_tsdf"][volume.index.slots])
+
+
 def test_time_budget_leaves_the_rest_pending():
     volume = wall_volume()
     engine = CompletionEngine(LocalNetwork().eval(), volume,

@@ -19,7 +19,8 @@ layer              pool shape           meaning
 
 More layers can be added with :meth:`SemanticTSDFVolume.add_layer` (the completion network stores
 its predictions that way); every layer is saved and loaded. ``block_version`` (per slot, not saved)
-holds the integration count at which each block last changed, so consumers can tell what is new.
+holds the integration count at which each block last changed (loading marks every block changed), so
+consumers can tell what is new.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from . import fusion_kernel
 from .block_index import BlockIndex, pack_coords, unique_coords_keys, unpack_keys
 from .camera import PinholeCamera, check_rigid, invert_rigid
 from .config_fields import config_from_dict
@@ -58,13 +60,13 @@ class IntegrationStats:
 class FrameTensors:
     """Validated inputs of one integration, on the volume's device (see :meth:`SemanticTSDFVolume.integrate`)."""
 
-    depth: torch.Tensor  # (H, W) float32 metres, invalid = 0
-    padded_depth: torch.Tensor  # (H + 2, W + 2) float32 metres, invalid and border = -inf
-    padded_color: torch.Tensor | None  # (H + 2, W + 2, 3) uint8, border 0
-    labels: torch.Tensor | None  # (H, W) int64, -1 = unlabeled
+    depth: torch.Tensor  # (H, W) float32 metres as given: 0, NaN, inf and readings outside the depth range invalid
+    color: torch.Tensor | None  # (H, W, 3) uint8
+    labels: torch.Tensor | None  # (H, W) int64, values outside [0, K) = unlabeled
     class_probs: torch.Tensor | None  # (H, W, K) float32
     features: torch.Tensor | None  # (H, W, F) float32
     T_world_cam: np.ndarray  # (4, 4) float64
+    # every tensor is contiguous
 
 
 def _pad(image: torch.Tensor, value: float) -> torch.Tensor:
@@ -78,14 +80,33 @@ def _unpad_index(padded_pixel: torch.Tensor, width: int) -> torch.Tensor:
     return (row - 1) * width + (col - 1)
 
 
+def _rotate(points: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    """(N, 3) points -> (N, 3) ``points @ M.T`` for a (3, 3) ``M``, summed in a fixed order with one rounding
+    per multiply and add: the fusion kernel computes it the same way (and tiny matmuls are slow on CPU)."""
+    return points[:, 0:1] * M[:, 0] + points[:, 1:2] * M[:, 1] + points[:, 2:3] * M[:, 2]
+
+
 def _as_tensor(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     if isinstance(array, torch.Tensor):
-        return array.to(device)
+        return array.to(device).contiguous()
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+def _padded_color(color: torch.Tensor) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (H + 2, W + 2, 3) with a black one-pixel border (one copy)."""
+    height, width = color.shape[:2]
+    padded = torch.zeros((height + 2, width + 2, 3), dtype=torch.uint8, device=color.device)
+    padded[1:-1, 1:-1] = color
+    return padded
 
 
 class SemanticTSDFVolume:
     """Sparse voxel-block TSDF + color + semantic (+ feature) map on a torch device.
+
+    On the CPU, frames are fused by the compiled kernel of :mod:`.fusion_kernel` (one pass over the
+    voxels instead of ~100 tensor operations); on other devices, or when the kernel cannot be built,
+    by the torch implementation below, which computes the same values (test/test_fusion_kernel.py).
+    Setting ``use_fusion_kernel = False`` forces the torch implementation.
 
     Args:
         config: fusion parameters.
@@ -115,6 +136,7 @@ class SemanticTSDFVolume:
         # (V, 3) float local coordinates of a block's voxels, in storage order
         self._local_offsets = torch.stack(torch.meshgrid(l, l, l, indexing="ij"), dim=-1).reshape(-1, 3).float()
         self._ray_cache: dict[tuple[PinholeCamera, int], torch.Tensor] = {}
+        self.use_fusion_kernel = self.device.type == "cpu"
 
     # ------------------------------------------------------------------ storage
     def add_layer(self, name: str, shape: tuple[int, ...], fill: float) -> None:
@@ -151,21 +173,23 @@ class SemanticTSDFVolume:
         self.block_coords = torch.cat((self.block_coords, self.block_coords.new_zeros((extra, 3))))
         self.block_version = torch.cat((self.block_version, self.block_version.new_zeros(extra)))
         for name, tensor in self.layers.items():
-            self.layers[name] = torch.cat((tensor, tensor.new_zeros((extra, *tensor.shape[1:]))))
+            self.layers[name] = torch.cat((tensor, tensor.new_full((extra, *tensor.shape[1:]), self.layer_fill[name])))
 
     def _take_slots(self, count: int) -> torch.Tensor:
+        """``count`` slots for new blocks, holding every layer's fill value: freed slots first (refilled),
+        then never used ones, which still hold the fill value from :meth:`add_layer` or :meth:`_grow`."""
         reused = self._free_slots[:count]
         self._free_slots = self._free_slots[count:]
+        if reused.numel():
+            for name, tensor in self.layers.items():
+                tensor[reused] = self.layer_fill[name]
+            self.block_version[reused] = 0
         fresh_count = count - reused.numel()
         if self._slots_in_use + fresh_count > self.capacity:
             self._grow(self._slots_in_use + fresh_count)
         fresh = torch.arange(self._slots_in_use, self._slots_in_use + fresh_count, device=self.device)
         self._slots_in_use += fresh_count
-        slots = torch.cat((reused, fresh))
-        for name, tensor in self.layers.items():
-            tensor[slots] = self.layer_fill[name]
-        self.block_version[slots] = 0
-        return slots
+        return torch.cat((reused, fresh))
 
     def _add_blocks(self, keys: torch.Tensor) -> torch.Tensor:
         slots = self._take_slots(keys.numel())
@@ -216,12 +240,11 @@ class SemanticTSDFVolume:
             IntegrationStats. Bad inputs raise ValueError before the volume is modified.
         """
         frame = self._check_inputs(depth, camera, T_world_cam, color, labels, class_probs, features)
-        stats = IntegrationStats(valid_pixels=int((frame.depth > 0).sum()))
+        valid_pixels, keys = self._keys_in_truncation_band(frame, camera)
+        stats = IntegrationStats(valid_pixels=valid_pixels)
         if stats.valid_pixels == 0:
             return stats
-        T_world_cam_np = frame.T_world_cam
-        camera_position = torch.tensor(T_world_cam_np[:3, 3], dtype=torch.float32, device=self.device)
-        keys = self._keys_in_truncation_band(frame.depth, camera, T_world_cam_np)
+        camera_position = torch.tensor(frame.T_world_cam[:3, 3], dtype=torch.float32, device=self.device)
         slots = self._ensure_blocks(keys, camera_position, stats)
         stats.blocks_in_view = int(slots.numel())
         stats.voxels_updated = self._update_voxels(slots, frame, camera)
@@ -264,7 +287,7 @@ class SemanticTSDFVolume:
         keys = self._keys_in_frustum(camera, frame.T_world_cam, max_range)
         slots = self._ensure_blocks(keys, camera_position, stats)
         stats.blocks_in_view = int(slots.numel())
-        stats.voxels_updated = self._update_voxels(slots, frame, camera, feature_range=max_range)
+        stats.voxels_updated = self._update_voxels(slots, frame, camera, geometry=False, feature_range=max_range)
         self._mark_changed(slots)
         return stats
 
@@ -291,16 +314,12 @@ class SemanticTSDFVolume:
         if depth.dtype not in (np.float32, np.float64, torch.float32, torch.float64):
             raise ValueError(f"depth must be float metres (float32/float64), got {depth.dtype}")
         T = check_rigid(T_world_cam, "T_world_cam")
-        d = _as_tensor(depth, self.device).float()
-        valid = (d >= self.config.min_depth) & (d <= self.config.max_depth)  # false for NaN too
-        out = FrameTensors(depth=torch.where(valid, d, 0.0),
-                           padded_depth=_pad(torch.where(valid, d, -torch.inf), -torch.inf),
-                           padded_color=None, labels=None, class_probs=None, features=None, T_world_cam=T)
+        out = FrameTensors(depth=_as_tensor(depth, self.device).float(), color=None, labels=None, class_probs=None,
+                           features=None, T_world_cam=T)
         if color is not None:
             if tuple(color.shape) != (*shape, 3) or color.dtype not in (np.uint8, torch.uint8):
                 raise ValueError(f"color must be {shape + (3,)} uint8 RGB, got {tuple(color.shape)} {color.dtype}")
-            out.padded_color = torch.zeros((shape[0] + 2, shape[1] + 2, 3), dtype=torch.uint8, device=self.device)
-            out.padded_color[1:-1, 1:-1] = _as_tensor(color, self.device)
+            out.color = _as_tensor(color, self.device)
         if labels is not None and class_probs is not None:
             raise ValueError("give either labels or class_probs, not both")
         if labels is not None:
@@ -308,8 +327,7 @@ class SemanticTSDFVolume:
                 not labels.dtype.is_floating_point and labels.dtype != torch.bool)
             if tuple(labels.shape) != shape or not integer:
                 raise ValueError(f"labels must be {shape} integer class ids, got {tuple(labels.shape)} {labels.dtype}")
-            lab = _as_tensor(labels, self.device).to(torch.int64)
-            out.labels = torch.where((lab >= 0) & (lab < self.num_classes), lab, torch.full_like(lab, -1))
+            out.labels = _as_tensor(labels, self.device).to(torch.int64)
         if class_probs is not None:
             if tuple(class_probs.shape) != (*shape, self.num_classes):
                 raise ValueError(f"class_probs must be {shape + (self.num_classes,)}, got {tuple(class_probs.shape)}")
@@ -334,28 +352,52 @@ class SemanticTSDFVolume:
             self._ray_cache = {(camera, stride): rays}  # one camera at a time: no unbounded growth
         return rays
 
-    def _keys_in_truncation_band(self, depth: torch.Tensor, camera: PinholeCamera, T_world_cam: np.ndarray):
-        """Sorted unique keys of the blocks within truncation (+1 voxel) of the observed surface."""
+    def _fusion_kernel(self) -> Any | None:
+        """The compiled CPU kernel's operators, or None to use the torch implementation (other devices,
+        ``use_fusion_kernel`` false, build failed)."""
+        return fusion_kernel.load() if self.use_fusion_kernel and self.device.type == "cpu" else None
+
+    def _valid_depth(self, depth: torch.Tensor) -> torch.Tensor:
+        """(H, W) float32 metres -> (H, W) bool: inside ``[min_depth, max_depth]`` and not 0 (false for NaN)."""
+        cfg = self.config
+        return (depth >= cfg.min_depth) & (depth <= cfg.max_depth) & (depth > 0)
+
+    def _keys_in_truncation_band(self, frame: FrameTensors, camera: PinholeCamera) -> tuple[int, torch.Tensor]:
+        """Number of valid depth pixels, and the sorted unique keys of the blocks within truncation (+1 voxel)
+        of the surface seen by every ``allocation_stride``-th pixel."""
         cfg = self.config
         s = cfg.allocation_stride
-        d = depth[::s, ::s]
-        valid = d > 0
-        rays = self._pixel_rays(camera, s)[valid]  # (P, 3), z = 1
-        d = d[valid]
         band = cfg.truncation + cfg.voxel_size
         steps = int(np.ceil(2 * band / (0.5 * cfg.block_length))) + 1
         offsets = torch.linspace(-band, band, steps, device=self.device)
-        z = (d[:, None] + offsets[None, :]).clamp_(min=1e-3)  # (P, S)
-        # block coordinate (continuous) of world point R @ (ray * z) + t, in block units
+        # block coordinate (continuous) of the world point R @ (ray * z) + t, in block units
         scale = 1.0 / cfg.block_length
-        R = torch.tensor(T_world_cam[:3, :3] * scale, dtype=torch.float32, device=self.device)
-        t = torch.tensor(T_world_cam[:3, 3] * scale + 0.5 / cfg.block_size, dtype=torch.float32, device=self.device)
-        coords = torch.addcmul(t, (rays @ R.T)[:, None, :], z[..., None]).floor_().reshape(-1, 3).to(torch.int64)
-        return unique_coords_keys(coords)
+        R = torch.tensor(frame.T_world_cam[:3, :3] * scale, dtype=torch.float32, device=self.device)
+        t = torch.tensor(frame.T_world_cam[:3, 3] * scale + 0.5 / cfg.block_size, dtype=torch.float32,
+                         device=self.device)
+        rays = self._pixel_rays(camera, s).view(-1, 3)  # (rows * cols, 3), z = 1
+        kernel = self._fusion_kernel()
+        if kernel is not None:
+            keys, valid_pixels = kernel.band_block_keys(frame.depth, rays, R, t, offsets, s, cfg.min_depth,
+                                                        cfg.max_depth)
+            return valid_pixels, keys
+        valid = self._valid_depth(frame.depth)
+        sampled = valid[::s, ::s].reshape(-1)
+        d = frame.depth[::s, ::s].reshape(-1)[sampled]
+        z = (d[:, None] + offsets[None, :]).clamp_(min=1e-3)  # (P, S)
+        # R @ ray, then * z, then + t, one rounding per operation, as the kernel does (no fused multiply-add)
+        rays = rays[sampled]
+        world_rays = rays[:, 0:1] * R[:, 0] + rays[:, 1:2] * R[:, 1] + R[:, 2]  # (P, 3)
+        coords = (world_rays[:, None, :] * z[..., None]).add_(t).floor_().reshape(-1, 3).to(torch.int64)
+        return int(valid.sum()), unique_coords_keys(coords)
 
     def _ensure_blocks(self, keys: torch.Tensor, camera_position: torch.Tensor, stats: IntegrationStats):
         """Slots for ``keys``, allocating missing blocks within the ``max_blocks`` bound."""
-        slots = self.index.lookup(keys)
+        kernel = self._fusion_kernel()
+        if kernel is None:
+            slots = self.index.lookup(keys)
+        else:  # same result; torch's searchsorted splits even a few hundred keys over threads
+            slots = kernel.lookup_slots(self.index.keys, self.index.slots, keys)
         missing = slots < 0
         new_keys = keys[missing]
         overflow = self.num_blocks + new_keys.numel() - self.config.max_blocks
@@ -387,51 +429,80 @@ class SemanticTSDFVolume:
             stats.blocks_allocated = int(new_keys.numel())
         return slots
 
-    def _update_voxels(self, slots: torch.Tensor, frame: FrameTensors, camera: PinholeCamera,
-                       feature_range: float | None = None) -> int:
-        """Projective TSDF/color/semantic/feature update of every voxel of the blocks ``slots``.
-
-        Features go to every voxel projecting into the image with ``min_depth <= z <= feature_range``
-        (default ``max_depth``). Returns the number of voxels whose TSDF (or, without depth, features) changed.
-        """
-        cfg = self.config
-        V, W = cfg.voxels_per_block, camera.width
-        T_cam_world = invert_rigid(frame.T_world_cam)
-        # Pixels are looked up in images padded by one invalid pixel on every side, so a projection
-        # clamped onto the padding reads "invalid" without separate bound checks. The padding (+1)
-        # and the rounding (+0.5, then truncation) are folded into the principal point.
+    def _projection(self, T_world_cam: np.ndarray, camera: PinholeCamera) -> tuple[torch.Tensor, torch.Tensor]:
+        """(3, 3) ``K @ R_cam_world`` and (3,) ``K @ t_cam_world``, float32, mapping a world point ``p`` to
+        ``(u*z, v*z, z) = KR @ p + Kt``: pixel coordinates of an image padded by one pixel on every side,
+        plus 0.5, so truncating ``u*z / z`` to an integer gives the nearest padded pixel; ``z`` is the depth
+        along the optical axis in metres."""
+        T_cam_world = invert_rigid(T_world_cam)
         K = camera.K.copy()
-        K[:2, 2] += 1.5
+        K[:2, 2] += 1.5  # padding (+1) and rounding (+0.5), folded into the principal point
         KR = torch.tensor(K @ T_cam_world[:3, :3], dtype=torch.float32, device=self.device)
         Kt = torch.tensor(K @ T_cam_world[:3, 3], dtype=torch.float32, device=self.device)
-        # Projection is affine per block: K @ (R @ (origin + offset) + t) = K @ (R @ origin + t) + K @ R @ offset
+        return KR, Kt
+
+    def _voxel_projection(self, slots: torch.Tensor, T_world_cam: np.ndarray, camera: PinholeCamera):
+        """Projection (see :meth:`_projection`) of the voxels of the (n,) blocks ``slots``, affine per block.
+
+        Returns (n, 3) ``(u*z, v*z, z)`` of each block's voxel 0 and (V, 3) offsets of the voxels within a
+        block (storage order): voxel l of block b projects to ``block[b] + offsets[l]``.
+        """
+        cfg = self.config
+        KR, Kt = self._projection(T_world_cam, camera)
+        # K @ (R @ (origin + offset) + t) = (K @ R @ origin + K @ t) + K @ R @ offset
         origins = self.block_coords[slots].float() * (cfg.block_size * cfg.voxel_size)  # (n, 3)
-        block_proj = torch.addmm(Kt, origins, KR.T)  # (n, 3): (u*z, v*z, z) of each block's voxel 0
-        voxel_proj = (self._local_offsets * cfg.voxel_size) @ KR.T  # (V, 3): offsets within a block
+        return _rotate(origins, KR) + Kt, _rotate(self._local_offsets * cfg.voxel_size, KR)
+
+    def _update_voxels(self, slots: torch.Tensor, frame: FrameTensors, camera: PinholeCamera,
+                       geometry: bool = True, feature_range: float | None = None) -> int:
+        """Projective TSDF/color/semantic/feature update of every voxel of the blocks ``slots``.
+
+        ``geometry`` false leaves TSDF, weight, color and semantics alone (no depth). Features go to every
+        voxel projecting into the image with ``min_depth <= z <= feature_range`` (default ``max_depth``).
+        Returns the number of voxels whose TSDF (or, without depth, features) changed.
+        """
+        cfg = self.config
+        far = cfg.max_depth if feature_range is None else feature_range
+        kernel = self._fusion_kernel()
+        if kernel is not None:
+            KR, Kt = self._projection(frame.T_world_cam, camera)
+            layers = self.layers
+            updated, featured = kernel.fuse_voxels(
+                slots.contiguous(), self.block_coords, KR, Kt, cfg.block_size, cfg.block_size * cfg.voxel_size,
+                cfg.voxel_size, frame.depth, frame.color, frame.labels, frame.class_probs, frame.features,
+                layers["tsdf"], layers["weight"], layers["color"], layers["semantic"], layers["features"],
+                layers["feature_weight"], geometry, cfg.truncation, cfg.max_weight, cfg.min_depth, cfg.max_depth,
+                far)
+            return updated or featured
+
+        block_proj, voxel_proj = self._voxel_projection(slots, frame.T_world_cam, camera)
+        V, W = cfg.voxels_per_block, camera.width
         z = block_proj[:, 2:3] + voxel_proj[:, 2]  # (n, V)
         behind = block_proj[:, 2] + voxel_proj[:, 2].min() <= 0  # blocks reaching behind the camera
         any_behind = bool(behind.any())
         divisor = z.clamp(min=1e-6) if any_behind else z  # no NaN from 0 / 0; behind voxels masked below
         u = (block_proj[:, 0:1] + voxel_proj[:, 0]).div_(divisor).clamp_(0, W + 1.5).to(torch.int32)
         v = (block_proj[:, 1:2] + voxel_proj[:, 1]).div_(divisor).clamp_(0, camera.height + 1.5).to(torch.int32)
+        # Pixels are looked up in images padded by one invalid pixel on every side, so a projection
+        # clamped onto the padding reads "invalid" without separate bound checks.
         padded_pixel = torch.add(u, v, alpha=W + 2).view(-1)  # (n * V,)
-        depth = frame.padded_depth.view(-1).index_select(0, padded_pixel)  # -inf where invalid
-        sdf = depth.sub_(z.view(-1))
-        update = sdf >= -cfg.truncation
-        if any_behind:
-            update.view(-1, V)[behind] &= z[behind] > 0
-
-        flat = update.nonzero().squeeze(1)  # (M,) indices into the (n * V) candidates
-        voxel = slots.index_select(0, flat // V) * V + flat % V  # (M,) flat pool indices
-        sdf = sdf.index_select(0, flat)
-        padded = padded_pixel.index_select(0, flat)  # int32: index_select takes it as is
-        self._fuse_geometry_and_color(voxel, sdf, padded, frame)
-        if frame.labels is not None or frame.class_probs is not None:
-            near = sdf.abs() < cfg.truncation
-            self._fuse_semantics(voxel[near], _unpad_index(padded[near], W), frame)
-        updated = int(voxel.numel())
+        updated = 0
+        if geometry:
+            padded_depth = _pad(torch.where(self._valid_depth(frame.depth), frame.depth, -torch.inf), -torch.inf)
+            sdf = padded_depth.view(-1).index_select(0, padded_pixel).sub_(z.view(-1))  # -inf where invalid
+            update = sdf >= -cfg.truncation
+            if any_behind:
+                update.view(-1, V)[behind] &= z[behind] > 0
+            flat = update.nonzero().squeeze(1)  # (M,) indices into the (n * V) candidates
+            voxel = slots.index_select(0, flat // V) * V + flat % V  # (M,) flat pool indices
+            sdf = sdf.index_select(0, flat)
+            padded = padded_pixel.index_select(0, flat)  # int32: index_select takes it as is
+            self._fuse_geometry_and_color(voxel, sdf, padded, frame)
+            if frame.labels is not None or frame.class_probs is not None:
+                near = sdf.abs() < cfg.truncation
+                self._fuse_semantics(voxel[near], _unpad_index(padded[near], W), frame)
+            updated = int(voxel.numel())
         if frame.features is not None:
-            far = cfg.max_depth if feature_range is None else feature_range
             in_image = (u >= 1) & (u <= W) & (v >= 1) & (v <= camera.height) & (z >= cfg.min_depth) & (z <= far)
             flat = in_image.view(-1).nonzero().squeeze(1)
             voxel = slots.index_select(0, flat // V) * V + flat % V
@@ -449,9 +520,9 @@ class SemanticTSDFVolume:
         tsdf = tsdf_pool.index_select(0, voxel).mul_(w_old).add_(observed).div_(w_sum)
         tsdf_pool.index_copy_(0, voxel, tsdf)
         weight_pool.index_copy_(0, voxel, w_sum.clamp(max=cfg.max_weight))
-        if frame.padded_color is not None:
+        if frame.color is not None:
             color_pool = self.layers["color"].view(-1, 3)
-            rgb = frame.padded_color.view(-1, 3).index_select(0, padded_pixel).float()
+            rgb = _padded_color(frame.color).view(-1, 3).index_select(0, padded_pixel).float()
             color = color_pool.index_select(0, voxel).mul_(w_old[:, None]).add_(rgb).div_(w_sum[:, None])
             color_pool.index_copy_(0, voxel, color)
 
@@ -460,7 +531,7 @@ class SemanticTSDFVolume:
         pool = self.layers["semantic"].view(-1, K)
         if frame.labels is not None:
             label = frame.labels.reshape(-1)[pixel]
-            labeled = label >= 0
+            labeled = (label >= 0) & (label < K)
             voxel, label = voxel[labeled], label[labeled]
             votes = pool[voxel]
             votes[torch.arange(voxel.numel(), device=self.device), label] += 1.0
@@ -576,4 +647,6 @@ class SemanticTSDFVolume:
         slots = volume._add_blocks(pack_coords(coords))
         for name, values in state["layers"].items():
             volume.layers[name][slots] = values.to(volume.device)
+        if len(slots):
+            volume._mark_changed(slots)  # loaded blocks are new to consumers (e.g. the completion network)
         return volume

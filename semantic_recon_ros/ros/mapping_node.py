@@ -84,6 +84,7 @@ from visualization_msgs.msg import MarkerArray
 
 from ..core.camera import PinholeCamera
 from ..core.classes import load_class_set
+from ..core import fusion_kernel
 from ..core.completion import CompletionEngine, CompletionStats, resolve_checkpoint
 from ..core.completion_config import CompletionConfig
 from ..core.device import resolve_device
@@ -381,6 +382,8 @@ class MappingNode(Node):
         except FileNotFoundError as error:
             raise FileNotFoundError(f"classes_file: {error}") from None
         self.volume = SemanticTSDFVolume(volume_config, self.classes.names, resolve_device(self.config.device))
+        if self.volume.use_fusion_kernel:
+            fusion_kernel.load()  # load (or compile) the CPU kernel now rather than while the first frame waits
         self.checkpoint, self.completion_error = None, None  # resolved path, why it is not used
         self.engine = self._load_completion_network(completion_config)
         self.mesh_source = self.config.mesh_source if self.engine is not None else "observed"
