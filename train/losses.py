@@ -40,6 +40,9 @@ class LossWeights:
     silhouette: float = parameter(
         0.0, "Soft silhouette IoU loss (SSR) between soft rendered occupancy and observed valid-depth masks.",
         0.0, None)
+    unknown_space: float = parameter(
+        0.0, "Hinge against surfaces (|tsdf| < unknown_space_band) predicted in voxels farther than "
+             "unknown_space_margin voxels from anything the target fusion observed.", 0.0, None)
     gt_tsdf: float = parameter(
         0.0, "Supervised ablation: log-transformed multi-scale L1 against the synthetic ground-truth TSDF.", 0.0, None)
     gt_semantic: float = parameter(
@@ -83,7 +86,7 @@ def color_l1(rendered_color: torch.Tensor, captured_color: torch.Tensor, mask: t
 
 
 def semantic_cross_entropy(rendered_logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
-                           name: str = "semantic") -> LossResult:
+                           name: str = "semantic", class_balance: float = 0.0) -> LossResult:
     """Cross-entropy of rendered semantics against 2D labels, normalized by the valid pixels.
 
     ``L = -1/|P| sum_{p in P} log softmax(s_p)[l_p]`` over ``P`` = pixels in ``mask`` whose label is in
@@ -96,12 +99,24 @@ def semantic_cross_entropy(rendered_logits: torch.Tensor, labels: torch.Tensor, 
         labels: (...) int64 class ids, -1 (or any id outside ``[0, K)``) unlabeled.
         mask: (...) bool, pixels that may contribute (e.g. rendered hit near the observed surface).
         name: key of the loss in the returned terms.
+        class_balance: exponent ``a`` of per-class pixel weights ``(n_c / n)^-a`` from the class counts ``n_c``
+            of the selected pixels (0: plain mean; 0.5: square-root inverse frequency). The loss is then the
+            weighted mean, so rare classes are not drowned by the dominant one (walls, in pseudo-labels).
     """
     num_classes = rendered_logits.shape[-1]
     labeled = mask & (labels >= 0) & (labels < num_classes)
+    safe_labels = labels.clamp(0, num_classes - 1)
     log_probs = torch.log_softmax(rendered_logits, dim=-1)
-    picked = log_probs.gather(-1, labels.clamp(0, num_classes - 1).unsqueeze(-1)).squeeze(-1)
-    loss, count = masked_mean(-picked, labeled)
+    picked = log_probs.gather(-1, safe_labels.unsqueeze(-1)).squeeze(-1)
+    if class_balance > 0:
+        counts = torch.bincount(safe_labels[labeled], minlength=num_classes).to(picked.dtype)
+        fractions = counts / counts.sum().clamp(min=1)
+        weights = torch.where(counts > 0, fractions.clamp(min=1e-12) ** -class_balance, torch.zeros_like(counts))
+        pixel_weights = torch.where(labeled, weights[safe_labels], torch.zeros_like(picked))
+        loss = (-picked * pixel_weights).sum() / pixel_weights.sum().clamp(min=1e-12)
+        count = labeled.sum()
+    else:
+        loss, count = masked_mean(-picked, labeled)
     return loss, {name: loss.detach(), f"{name}_pixels": count.detach().float()}
 
 
@@ -178,6 +193,29 @@ def pooled_scales(tsdf: torch.Tensor, count: int) -> list[torch.Tensor]:
     for _ in range(count - 1):
         scales.insert(0, scales[0][:, :, ::2, ::2, ::2])
     return scales
+
+
+def far_from(known: torch.Tensor, margin_voxels: int) -> torch.Tensor:
+    """(B, 1, X, Y, Z) bool: voxels farther than ``margin_voxels`` (Chebyshev distance) from every ``known`` voxel."""
+    size = 2 * margin_voxels + 1
+    near = F.max_pool3d(known.to(torch.float32), size, stride=1, padding=margin_voxels) > 0
+    return ~near
+
+
+def unknown_space_hinge(predicted: torch.Tensor, unknown: torch.Tensor, band: float) -> LossResult:
+    """Mean ``relu(band - |tsdf|)`` over ``unknown`` voxels: no surface where nothing was ever observed.
+
+    Without it, nothing supervises the voxels far from every observation (most of a chunk), and the network
+    fills them with near-zero TSDF, i.e. spurious surfaces. The hinge is sign-agnostic: the inside of solids
+    (TSDF -1) is as acceptable as free space (+1).
+
+    Args:
+        predicted: (B, 1, X, Y, Z) normalized TSDF.
+        unknown: (B, 1, X, Y, Z) bool voxels to keep surface-free (e.g. :func:`far_from` the target's observed).
+        band: normalized |TSDF| below which a prediction counts as (near) surface.
+    """
+    loss, count = masked_mean(torch.relu(band - predicted.abs()), unknown)
+    return loss, {"unknown_space": loss.detach(), "unknown_voxels": count.detach().float()}
 
 
 def soft_silhouette_iou(occupancy: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> LossResult:

@@ -36,8 +36,9 @@ from semantic_recon_ros.core.rendering.rays import ray_box_interval
 from semantic_recon_ros.core.segmentation import Segmenter, labels_from_probs
 
 from .chunk_dataset import view_cameras
-from .losses import (LossResult, LossWeights, color_l1, depth_l1, log_tsdf_l1, observed_tsdf_l1, pooled_scales,
-                     semantic_cross_entropy, soft_silhouette_iou, voxel_cross_entropy)
+from .losses import (LossResult, LossWeights, color_l1, depth_l1, far_from, log_tsdf_l1, observed_tsdf_l1,
+                     pooled_scales, semantic_cross_entropy, soft_silhouette_iou, unknown_space_hinge,
+                     voxel_cross_entropy)
 from .virtual_views import VirtualViewConfig, sample_virtual_views, virtual_camera
 
 RENDERED_LOSSES = ("depth", "color", "semantic", "silhouette")
@@ -59,6 +60,14 @@ class ObjectiveConfig:
     silhouette_step_voxels: float = parameter(1.0, "Sample spacing of the soft occupancy, in voxels.", 0.1, 8.0)
     silhouette_sharpness: float = parameter(
         0.005, "Soft occupancy temperature in metres: sigmoid(-min sdf / this).", 1e-4, None)
+    unknown_space_margin: int = parameter(
+        3, "The unknown-space hinge acts on voxels farther than this (voxels) from any target-observed voxel.",
+        0, 32)
+    unknown_space_band: float = parameter(
+        0.5, "The unknown-space hinge pushes |predicted TSDF| (normalized) above this.", 0.0, 1.0)
+    semantic_class_balance: float = parameter(
+        0.0, "Exponent a of the per-class weights (pixel fraction)^-a of the 2D semantic losses (0 = plain mean).",
+        0.0, 1.0)
     virtual_min_probability: float = parameter(
         0.5, "Segmentations of virtual views label a pixel when the best class reaches this probability.", 0.0, 1.0)
 
@@ -181,6 +190,10 @@ class TrainingObjective:
                                                                  generator or torch.Generator())
         if "observed_tsdf" in active:
             results["observed_tsdf"] = observed_tsdf_l1(tsdf, batch["tsdf"], batch["observed"])
+        if "unknown_space" in active:
+            known = batch["target_observed"] | batch["observed"]
+            results["unknown_space"] = unknown_space_hinge(tsdf, far_from(known, self.config.unknown_space_margin),
+                                                           self.config.unknown_space_band)
         if "target_tsdf" in active or "gt_tsdf" in active:
             scales, masks = self._tsdf_scales(prediction)
             targets = {"target_tsdf": (batch["target_tsdf"], batch["target_observed"], batch["has_target"]),
@@ -253,7 +266,8 @@ class TrainingObjective:
                 results["color"] = color_l1(stacked["color"], batch["view_color"], hit)
             if "semantic" in active:
                 results["semantic"] = semantic_cross_entropy(stacked["semantic"], batch["view_labels"],
-                                                             hit & stacked["near"])
+                                                             hit & stacked["near"],
+                                                             class_balance=cfg.semantic_class_balance)
         if "silhouette" in active:
             results["silhouette"] = soft_silhouette_iou(stacked["occupancy"].flatten(0, 1),
                                                         stacked["target"].flatten(0, 1),
@@ -332,4 +346,5 @@ class TrainingObjective:
         if not logits:
             zero = prediction["semantic_logits"].sum() * 0.0
             return zero, {"virtual_semantic": zero.detach(), "virtual_semantic_pixels": zero.detach()}
-        return semantic_cross_entropy(torch.cat(logits), torch.stack(labels), torch.cat(masks), name="virtual_semantic")
+        return semantic_cross_entropy(torch.cat(logits), torch.stack(labels), torch.cat(masks), name="virtual_semantic",
+                                      class_balance=self.config.semantic_class_balance)

@@ -1,0 +1,204 @@
+"""The Lightning trainer on the tiny config: training reduces the loss, --resume continues, export loads in the node.
+
+One module-scoped run (train/configs/tiny.yaml redirected to a temporary folder): extract two small synthetic
+rooms, fit a few steps, resume for two more, export; the tests check what those steps left behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from rosbags.convert import convert
+from torch.utils.data import DataLoader
+
+from conftest import REPO
+
+from semantic_recon_ros.core.completion import CompletionEngine  # noqa: E402
+from semantic_recon_ros.core.completion_config import CompletionConfig  # noqa: E402
+from semantic_recon_ros.core.datasets import open_sequence  # noqa: E402
+from semantic_recon_ros.core.datasets.rosbag_writer import RosbagWriter  # noqa: E402
+from semantic_recon_ros.core.models import S4RNet, load_checkpoint  # noqa: E402
+from semantic_recon_ros.core.tsdf_volume import SemanticTSDFVolume  # noqa: E402
+from semantic_recon_ros.core.volume_config import VolumeConfig  # noqa: E402
+from train.__main__ import main as train_main  # noqa: E402
+from train.chunk_dataset import ChunkDataset, read_manifest  # noqa: E402
+from train.data_sources import prepare_scenes  # noqa: E402
+from train.export import export_checkpoint  # noqa: E402
+from train.fit import fit, last_checkpoint  # noqa: E402
+from train.lightning_module import CompletionModule, warmup_cosine  # noqa: E402
+from train.losses import far_from, unknown_space_hinge  # noqa: E402
+from train.training_config import DataConfig, SequenceSource, load_run_config  # noqa: E402
+
+FIRST_STEPS = 10
+RESUMED_STEPS = 12
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_fit")
+    config = load_run_config(REPO / "train" / "configs" / "tiny.yaml")
+    config.data.root = str(root / "data")
+    config.trainer.output_dir = str(root / "run")
+    config.trainer.max_steps = FIRST_STEPS
+    prepare_scenes(config, progress=False)
+    return config
+
+
+@pytest.fixture(scope="module")
+def first_run(config):
+    """Weights after FIRST_STEPS steps (copied before the resume overwrites the checkpoint)."""
+    checkpoint = fit(config)
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def resumed_run(config, first_run):
+    resumed = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, max_steps=RESUMED_STEPS))
+    checkpoint = fit(resumed, resume=True)
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)
+
+
+def _fixed_batch(config) -> dict:
+    dataset = ChunkDataset(config.data.cache_dir(config.data.train_scenes()[0]))
+    return next(iter(DataLoader(dataset, batch_size=4, shuffle=False)))
+
+
+def _total_loss(module: CompletionModule, batch: dict) -> float:
+    module.train()  # BatchNorm normalizes with the batch's statistics (running ones need many more steps)
+    with torch.no_grad():
+        total, _ = module.objective_without_virtual(module(batch), batch)
+    return float(total)
+
+
+def test_training_steps_reduce_the_total_loss(config, first_run):
+    hparams = first_run["hyper_parameters"]
+    assert first_run["global_step"] == FIRST_STEPS
+    trained = CompletionModule(**hparams)
+    trained.load_state_dict(first_run["state_dict"])
+    torch.manual_seed(config.trainer.seed)  # the initialization fit started from (seed_everything(seed))
+    initial = CompletionModule(**hparams)
+    batch = _fixed_batch(config)
+    before, after = _total_loss(initial, batch), _total_loss(trained, batch)
+    print(f"\ntotal loss on a fixed batch: {before:.3f} at initialization, {after:.3f} after {FIRST_STEPS} steps")
+    assert after < 0.8 * before
+    rows = list(csv.DictReader(open(next((REPO / config.trainer.output_dir).glob("logs/version_0/metrics.csv")))))
+    logged = {key for row in rows for key, value in row.items() if value}
+    assert {"train/total", "train/depth", "train/color", "train/semantic", "train/observed_tsdf",
+            "train/target_tsdf", "val/total", "val/iou_input", "val/iou_prediction"} <= logged
+
+
+def test_resume_continues_from_the_saved_step(config, first_run, resumed_run):
+    assert resumed_run["global_step"] == RESUMED_STEPS
+    # the resumed run started from the saved weights and optimizer state, not from scratch
+    steps = [int(row["step"]) for row in csv.DictReader(open(REPO / config.trainer.output_dir / "logs" / "version_1"
+                                                             / "metrics.csv")) if row.get("train/total")]
+    assert steps and min(steps) == FIRST_STEPS and max(steps) == RESUMED_STEPS - 1
+    moments = resumed_run["optimizer_states"][0]["state"]
+    assert all(int(state["step"]) == RESUMED_STEPS for state in moments.values())
+
+
+def test_the_same_seed_trains_the_same_weights(config, tmp_path):
+    weights = []
+    for name in ("a", "b"):
+        again = dataclasses.replace(config, trainer=dataclasses.replace(
+            config.trainer, output_dir=str(tmp_path / name), max_steps=3, val_every_n_steps=100))
+        weights.append(torch.load(fit(again), map_location="cpu", weights_only=False)["state_dict"])
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        torch.testing.assert_close(weights[0][name], weights[1][name], rtol=0, atol=0, msg=name)
+
+
+def test_resume_without_a_checkpoint_fails_clearly(config, tmp_path):
+    elsewhere = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, output_dir=str(tmp_path)))
+    with pytest.raises(FileNotFoundError, match="no Lightning checkpoint"):
+        fit(elsewhere, resume=True)
+
+
+def test_export_loads_in_the_node_code_path(config, resumed_run, tmp_path):
+    out = tmp_path / "model.pt"
+    assert train_main(["export", "--config", str(REPO / "train" / "configs" / "tiny.yaml"),
+                       "--checkpoint", str(last_checkpoint(config)), "--out", str(out)]) == 0
+    voxel, truncation = config.extraction.voxel_size, config.extraction.truncation
+    names = ChunkDataset(config.data.cache_dir(config.data.train_scenes()[0])).class_names
+    network, info = load_checkpoint(out, "cpu", expected_class_names=names, expected_voxel_size=voxel,
+                                    expected_truncation=truncation)
+    assert isinstance(network, S4RNet) and info.model == "s4r" and info.config == config.model
+    # the exported weights are the trained ones (float16 storage: round-off only)
+    trained = {k[len("model."):]: v for k, v in resumed_run["state_dict"].items() if k.startswith("model.")}
+    for name, value in network.state_dict().items():
+        torch.testing.assert_close(value.float(), trained[name].float(), rtol=2e-3, atol=1e-4)
+
+    # the node's path: a fused map + CompletionEngine.from_checkpoint writes predictions
+    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=voxel, truncation_voxels=config.extraction.truncation_voxels),
+                                names, "cpu")
+    scene = config.data.scene_dir(config.data.train_scenes()[0])
+    frames = open_sequence(scene)
+    for index in range(0, len(frames), 4):
+        frame = frames[index]
+        volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color)
+    engine = CompletionEngine.from_checkpoint(out, volume, CompletionConfig(chunk_size=32, chunk_margin=8))
+    stats = engine.run(time_budget=60.0)
+    assert stats.chunks_run > 0
+    predicted = volume.layers["pred_weight"] > 0
+    assert int(predicted.sum()) > 0
+    probabilities = volume.layers["pred_semantic"][predicted]
+    np.testing.assert_allclose(probabilities.sum(dim=-1).numpy(), 1.0, atol=1e-4)
+
+    wrong_map = SemanticTSDFVolume(VolumeConfig(voxel_size=0.04), names, "cpu")
+    with pytest.raises(ValueError, match="voxel size"):
+        CompletionEngine.from_checkpoint(out, wrong_map, CompletionConfig())
+
+
+def test_reserved_evaluation_rooms_cannot_be_training_data():
+    with pytest.raises(ValueError, match="reserved evaluation scenes"):
+        DataConfig(synthetic_seeds=[3, 904])
+
+
+def test_extract_reads_a_ros1_bag(config, tmp_path):
+    """A ROS 1 bag file (made here from a ROS 2 bag of a synthetic room) is converted and cut into chunks."""
+    room = config.data.scene_dir(config.data.train_scenes()[0])
+    with RosbagWriter(tmp_path / "ros2") as writer:
+        for frame in open_sequence(room):
+            writer.write(frame)
+    convert([tmp_path / "ros2"], tmp_path / "scan.bag", dst_storage="sqlite3", dst_version=None, compress=None,
+            compress_mode="file", default_typestore=None, typestore=None, exclude_topics=[], include_topics=[],
+            exclude_msgtypes=[], include_msgtypes=[])
+    bag_config = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, root=str(tmp_path / "data"), synthetic_seeds=[], val_scenes=[],
+        sequences=[SequenceSource(path=str(tmp_path / "scan.bag"), name="ros1_scan")]))
+    caches = prepare_scenes(bag_config, progress=False)
+    manifest = read_manifest(caches["ros1_scan"])
+    assert manifest["reader"] == "RosbagSequence" and manifest["num_frames"] == len(open_sequence(room))
+    assert len(manifest["chunks"]) > 0
+
+
+def test_unknown_space_hinge_by_hand():
+    known = torch.zeros((1, 1, 8, 1, 1), dtype=torch.bool)
+    known[0, 0, 0] = True
+    far = far_from(known, margin_voxels=2)
+    assert far[0, 0, :, 0, 0].tolist() == [False] * 3 + [True] * 5
+    # far voxels: |tsdf| 1 (free), 1 (inside), 0.2, 0, 0.6 -> relu(0.5 - |tsdf|) = 0, 0, 0.3, 0.5, 0
+    tsdf = torch.tensor([0.0, 0.0, 0.0, 1.0, -1.0, 0.2, 0.0, 0.6]).view(1, 1, 8, 1, 1)
+    loss, terms = unknown_space_hinge(tsdf, far, band=0.5)
+    assert float(loss) == pytest.approx(0.8 / 5) and float(terms["unknown_voxels"]) == 5
+    perfect, _ = unknown_space_hinge(torch.where(far, torch.sign(tsdf - 0.1), tsdf), far, band=0.5)
+    assert float(perfect) == 0.0
+
+
+def test_learning_rate_warms_up_then_decays_to_the_final_fraction():
+    factors = [warmup_cosine(step, 10, 110, 0.05) for step in range(111)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[10] == pytest.approx(1.0) and factors[60] == pytest.approx(0.525) and factors[110] == 0.05
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))

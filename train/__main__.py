@@ -1,0 +1,149 @@
+"""``python -m train <command>``: the one entry point of training (run from the repo root).
+
+Commands:
+
+* ``extract``  generate the config's synthetic rooms and cut every scene into a chunk cache
+* ``fit``      train with PyTorch Lightning (``--resume`` continues from the last Lightning checkpoint)
+* ``export``   Lightning checkpoint -> inference checkpoint (``load_checkpoint`` / the mapping node)
+* ``plot``     loss curves of a run (PNG) from its CSV logs
+* ``evaluate`` evaluate an inference checkpoint on held-out scenes (:mod:`train.evaluation`)
+
+Every command but ``evaluate`` reads a YAML run config from ``train/configs/`` (``--config``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+COMMANDS = {
+    "extract": "Generate synthetic rooms and cut every scene of a config into chunk caches.",
+    "fit": "Train the completion network (Lightning); --resume continues the last checkpoint.",
+    "export": "Write the inference checkpoint of a Lightning checkpoint.",
+    "plot": "Plot the loss curves of a run from its CSV logs (PNG).",
+    "evaluate": "Evaluate an inference checkpoint on held-out scenes.",
+}
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                        help="run config YAML (default: train/configs/default.yaml)")
+
+
+def _add_extract(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser)
+    parser.add_argument("--only", nargs="+", metavar="SCENE", help="extract only these scenes of the config")
+    parser.add_argument("--overwrite", action="store_true", help="render and extract again even when done")
+
+
+def _run_extract(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data_sources import prepare_scenes
+    from .training_config import load_run_config
+
+    config = load_run_config(args.config)
+    if config.trainer.num_threads:
+        torch.set_num_threads(config.trainer.num_threads)
+    caches = prepare_scenes(config, only=args.only, overwrite=args.overwrite)
+    for name, cache in caches.items():
+        print(f"{name}: {cache}")
+    return 0
+
+
+def _add_fit(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <output_dir>/checkpoints/last.ckpt (error if there is none)")
+    parser.add_argument("--max-steps", type=int, help="override trainer.max_steps")
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    from .fit import fit
+    from .training_config import load_run_config
+
+    config = load_run_config(args.config)
+    if args.max_steps is not None:
+        config.trainer.max_steps = args.max_steps
+    fit(config, resume=args.resume)
+    return 0
+
+
+def _add_export(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser)
+    parser.add_argument("--checkpoint", type=Path,
+                        help="Lightning checkpoint (default: <output_dir>/checkpoints/last.ckpt of the config)")
+    parser.add_argument("--out", type=Path, required=True, help="inference checkpoint to write (.pt)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+    from .training_config import load_run_config
+
+    config = load_run_config(args.config)
+    source = args.checkpoint or Path(config.trainer.output_dir) / "checkpoints" / "last.ckpt"
+    info = export_checkpoint(source, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): {info}")
+    return 0
+
+
+def _add_plot(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser)
+    parser.add_argument("--out", type=Path, help="PNG to write (default: <output_dir>/loss_curves.png)")
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from .loss_curves import plot_loss_curves
+    from .training_config import load_run_config
+
+    config = load_run_config(args.config)
+    out = args.out or Path(config.trainer.output_dir) / "loss_curves.png"
+    print(f"wrote {plot_loss_curves(config.trainer.output_dir, out)}")
+    return 0
+
+
+def _evaluation_module():
+    """:mod:`train.evaluation`, imported only when ``evaluate`` runs (the other commands work without it)."""
+    try:
+        return importlib.import_module(".evaluation", __package__)
+    except ModuleNotFoundError as err:
+        if err.name != f"{__package__}.evaluation":
+            raise
+        raise SystemExit("python -m train evaluate: train/evaluation.py is not available yet") from None
+
+
+HANDLERS = {
+    "extract": (_add_extract, _run_extract),
+    "fit": (_add_fit, _run_fit),
+    "export": (_add_export, _run_export),
+    "plot": (_add_plot, _run_plot),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for name, help_text in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "evaluate":
+            if argv[:1] == ["evaluate"]:  # import the evaluation only when it is the command being run
+                _evaluation_module().add_arguments(command)
+            continue
+        HANDLERS[name][0](command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    if args.command == "evaluate":
+        return int(_evaluation_module().run(args))
+    return int(HANDLERS[args.command][1](args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
