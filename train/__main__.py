@@ -140,9 +140,13 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
-    if args.command == "evaluate":
-        return int(_evaluation_module().run(args))
-    return int(HANDLERS[args.command][1](args))
+    try:
+        if args.command == "evaluate":
+            return int(_evaluation_module().run(args))
+        return int(HANDLERS[args.command][1](args))
+    except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
+        print(f"python -m train {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
