@@ -18,6 +18,7 @@ from rosbags.rosbag2 import Reader
 
 from dds_processes import DISCOVERY_TIMEOUT_S, dds_environment, free_domain_id, player_command
 from semantic_recon_ros.commands import make_bag
+from semantic_recon_ros.commands.play_bag import EXIT_NO_SUBSCRIBERS
 from semantic_recon_ros.core.datasets.rosbag_sequence import RosbagSequence, RosbagTopics
 from semantic_recon_ros.core.datasets.rosbag_writer import (
     R_LINK_OPTICAL,
@@ -348,3 +349,15 @@ def test_player_stops_cleanly_on_ctrl_c(tmp_path, source_frames):
     published = int(re.search(r"playback stopped \(Ctrl-C\) after (\d+) messages", output).group(1))
     assert 1 <= published < 31  # stopped mid-bag (1 Hz frames, interrupted after about 1 s)
     assert "Traceback" not in errors
+
+
+def test_player_requiring_subscribers_publishes_nothing_without_them(tmp_path, source_frames):
+    pytest.importorskip("rclpy")
+    bag = tmp_path / "bag"
+    with RosbagWriter(bag) as writer:
+        writer.write(source_frames[0])
+    player = subprocess.run(player_command(bag, "--wait-for-subscribers", "1", "--require-subscribers"),
+                            env=dds_environment(free_domain_id()), capture_output=True, text=True, timeout=60)
+    assert player.returncode == EXIT_NO_SUBSCRIBERS, player.stderr
+    assert "no subscriber after 1 s on: /camera/color/camera_info" in player.stderr
+    assert "published nothing" in player.stderr and "published 0" not in player.stdout

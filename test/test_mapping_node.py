@@ -16,7 +16,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,17 +27,16 @@ import torch
 rclpy = pytest.importorskip("rclpy")
 
 from rcl_interfaces.srv import DescribeParameters, GetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from scipy.spatial import cKDTree  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
-from std_srvs.srv import Trigger  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from dds_processes import play_to_subscribers  # noqa: E402
+from spinning_test_node import SpinningTestNode  # noqa: E402
 from semantic_recon_ros.commands.params import SECTIONS, parameter_name  # noqa: E402
 from semantic_recon_ros.core.camera import PinholeCamera  # noqa: E402
 from semantic_recon_ros.core.classes import load_class_set  # noqa: E402
@@ -117,7 +115,7 @@ def node_log(process) -> str:
 
 
 # ------------------------------------------------------------------ the test process's view of the node
-class MapListener:
+class MapListener(SpinningTestNode):
     """Subscribes to the node's outputs in this process and keeps what a viewer would show.
 
     ``shown`` maps (ns, id) -> (frame_id, stamp ns, (3T, 3) points, (3T, 3) uint8 colors) after applying
@@ -125,8 +123,7 @@ class MapListener:
     """
 
     def __init__(self, context, name: str = "map_listener", mesh_qos: QoSProfile = MESH_QOS) -> None:
-        self.node = rclpy.create_node(name, context=context)
-        self.lock = threading.RLock()
+        super().__init__(context, name)
         self.shown: dict = {}
         self.mesh_messages = 0
         self.voxel_map: PointCloud2 | None = None
@@ -137,15 +134,7 @@ class MapListener:
         self.node.create_subscription(PointCloud2, "/voxel_map", self._on_voxel_map, LATCHED_QOS)
         self.node.create_subscription(MarkerArray, "/class_legend", self._on_legend, LATCHED_QOS)
         self.node.create_subscription(String, "/mapping_node/status", self._on_status, 10)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        while not self.stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
+        self.start_spinning()
 
     def _on_mesh(self, msg: MarkerArray) -> None:
         with self.lock:
@@ -218,25 +207,6 @@ class MapListener:
         if mesh and status["map_stamp_ns"]:
             self.wait_for(lambda listener: listener.mesh()[2] == status["map_stamp_ns"], timeout, "the newest mesh")
         return status
-
-    def call(self, service: str, srv_type=Trigger, request=None, timeout: float = 30.0):
-        client = self.node.create_client(srv_type, service)
-        try:
-            assert client.wait_for_service(timeout_sec=timeout), f"service {service} not available"
-            future = client.call_async(request if request is not None else srv_type.Request())
-            deadline = time.monotonic() + timeout
-            while not future.done() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert future.done(), f"no answer from {service} within {timeout} s"
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 @pytest.fixture(scope="module")

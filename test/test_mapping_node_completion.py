@@ -19,7 +19,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -30,15 +29,14 @@ from torch import nn
 
 rclpy = pytest.importorskip("rclpy")
 
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
-from std_srvs.srv import Trigger  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
+from spinning_test_node import SpinningTestNode  # noqa: E402
 from semantic_recon_ros.core.camera import PinholeCamera  # noqa: E402
 from semantic_recon_ros.core.classes import load_class_set  # noqa: E402
 from semantic_recon_ros.core.completion import CompletionEngine  # noqa: E402
@@ -239,12 +237,11 @@ class NodeView:
                 np.concatenate([m[1] for m in self.shown.values()]))
 
 
-class Rig:
+class Rig(SpinningTestNode):
     """This process's node: publishes the camera stream, /tf and /clock; receives every node's outputs."""
 
     def __init__(self, context) -> None:
-        self.node = rclpy.create_node("completion_test_rig", context=context)
-        self.lock = threading.RLock()
+        super().__init__(context, "completion_test_rig")
         self.views = {name: NodeView() for name in NAMESPACES}
         for name, view in self.views.items():
             self.node.create_subscription(MarkerArray, f"/{name}/mesh", self._locked(view.on_mesh), MESH_QOS)
@@ -256,21 +253,13 @@ class Rig:
                        for topic in CAMERA_TOPICS.values()}
         self.tf = self.node.create_publisher(TFMessage, "/tf", qos)
         self.clock = self.node.create_publisher(Clock, "/clock", qos)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
+        self.start_spinning()
 
     def _locked(self, callback):
         def locked(msg) -> None:
             with self.lock:
                 callback(msg)
         return locked
-
-    def _spin(self) -> None:
-        while not self.stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
 
     def wait_for(self, predicate, timeout: float, what: str):
         deadline = time.monotonic() + timeout
@@ -323,22 +312,6 @@ class Rig:
                 pytest.fail(f"/{name} did not settle within {timeout} s; last status: {status}")
         time.sleep(0.5)  # the outputs of that state were published before the status; let them arrive
         return status
-
-    def call(self, service: str, timeout: float = 30.0) -> Trigger.Response:
-        client = self.node.create_client(Trigger, service)
-        try:
-            assert client.wait_for_service(timeout_sec=timeout), f"service {service} not available"
-            future = client.call_async(Trigger.Request())
-            self.wait_for(future.done, timeout, f"the answer of {service}")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 _DEFAULT_RATE = 1.0
 TEARDOWN_TIMEOUT_S = 10.0
+EXIT_NO_SUBSCRIBERS = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic-prefix", default="", help="namespace prepended to all topics except /tf and /tf_static")
     parser.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="SECONDS",
                         help="wait up to this long for a subscriber on every topic before starting")
+    parser.add_argument("--require-subscribers", action="store_true",
+                        help=f"with --wait-for-subscribers: publish nothing and exit with status "
+                             f"{EXIT_NO_SUBSCRIBERS} when a topic still has no subscriber")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,13 +35,14 @@ def run(args: argparse.Namespace) -> int:
     from rclpy.node import Node
     from rclpy.signals import SignalHandlerOptions
 
-    from ..ros.bag_player import BagPlayer, BagPlayerConfig
+    from ..ros.bag_player import BagPlayer, BagPlayerConfig, MissingSubscribers
 
     config = BagPlayerConfig(
         rate=args.rate,
         publish_clock=args.clock,
         topic_prefix=args.topic_prefix,
         wait_for_subscribers=args.wait_for_subscribers,
+        require_subscribers=args.require_subscribers,
     )
     # Python's own SIGINT handling (KeyboardInterrupt) instead of rclpy's, which would shut the
     # context down under a running publisher; this node never spins, so nothing else needs rclpy's.
@@ -52,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
             count = player.play(on_message=lambda topic: progress.update())
         print(f"published {count} messages on {len(player.topics)} topics", flush=True)
         code = 0
+    except MissingSubscribers as error:
+        print(f"play-bag: {error}; published nothing", file=sys.stderr, flush=True)
+        code = EXIT_NO_SUBSCRIBERS
     except KeyboardInterrupt:
         published = sum(player.published.values()) if player is not None else 0
         print(f"playback stopped (Ctrl-C) after {published} messages", flush=True)

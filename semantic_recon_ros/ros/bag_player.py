@@ -40,6 +40,10 @@ STATIC_TF_TOPIC = "/tf_static"
 CLOCK_TOPIC = "/clock"
 
 
+class MissingSubscribers(RuntimeError):
+    """Some topic had no subscriber within ``wait_for_subscribers`` (with ``require_subscribers``)."""
+
+
 @dataclass(frozen=True)
 class BagPlayerConfig:
     """Options of :class:`BagPlayer`.
@@ -52,6 +56,8 @@ class BagPlayerConfig:
         queue_depth: history depth of the volatile publishers.
         wait_for_subscribers: seconds to wait, before the first message, until every topic has at
             least one subscriber (0 = start at once, like ``ros2 bag play``).
+        require_subscribers: when that wait times out, raise :class:`MissingSubscribers` instead of
+            playing to no one.
         ack_timeout: seconds to wait at the end for reliable subscribers to acknowledge everything.
         settle_time: after every topic has a subscriber, wait this long before the first message. DDS
             discovery completes on the publisher's side first: a subscriber may not yet accept data for a
@@ -64,6 +70,7 @@ class BagPlayerConfig:
     topic_prefix: str = ""
     queue_depth: int = 100
     wait_for_subscribers: float = 0.0
+    require_subscribers: bool = False
     ack_timeout: float = 5.0
     settle_time: float = 0.5
 
@@ -198,6 +205,8 @@ class BagPlayer:
                 stop.wait(config.settle_time)
             else:
                 missing = ", ".join(self._unsubscribed_topics())
+                if config.require_subscribers:
+                    raise MissingSubscribers(f"no subscriber after {config.wait_for_subscribers:g} s on: {missing}")
                 self.node.get_logger().warning(f"starting without subscribers on: {missing}")
         clock_period = 1.0 / config.clock_frequency
         start_wall, bag_start = None, None
