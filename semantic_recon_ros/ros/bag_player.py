@@ -72,7 +72,7 @@ class BagPlayerConfig:
     wait_for_subscribers: float = 0.0
     require_subscribers: bool = False
     ack_timeout: float = 5.0
-    settle_time: float = 0.5
+    settle_time: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
