@@ -230,6 +230,13 @@ def extract_chunks(
             close()
 
 
+def draw_input_frames(rng: np.random.Generator, num_frames: int, fraction: float) -> np.ndarray:
+    """(num_frames,) bool: a random ``fraction`` of the frames (at least one), drawn from ``rng``."""
+    is_input = np.zeros(num_frames, dtype=bool)
+    is_input[rng.choice(num_frames, size=max(1, int(round(fraction * num_frames))), replace=False)] = True
+    return is_input
+
+
 def _extract(base: FrameSequence, source: Path, cache_dir: Path, labels: LabelSource, config: ChunkExtractionConfig,
              class_names: tuple[str, ...], device: torch.device | str, progress: bool, start: float
              ) -> ExtractionSummary:
@@ -240,9 +247,7 @@ def _extract(base: FrameSequence, source: Path, cache_dir: Path, labels: LabelSo
     if len(frames) == 0:
         raise ValueError(f"{source}: no frames (after frame_stride {config.frame_stride}, max_frames "
                          f"{config.max_frames})")
-    num_input = max(1, int(round(config.input_fraction * len(frames))))
-    is_input = np.zeros(len(frames), dtype=bool)
-    is_input[rng.choice(len(frames), size=num_input, replace=False)] = True
+    is_input = draw_input_frames(rng, len(frames), config.input_fraction)
     source_dense, target_dense, views = _fuse(frames, is_input, config, class_names, device, progress, source)
     seconds["fuse"] = time.perf_counter() - start
 
@@ -296,7 +301,7 @@ def _extract(base: FrameSequence, source: Path, cache_dir: Path, labels: LabelSo
     tmp = cache_dir / f".{MANIFEST_FILE}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, cache_dir / MANIFEST_FILE)
-    return ExtractionSummary(cache_dir, len(entries), len(frames), num_input, selection.dropped, seconds)
+    return ExtractionSummary(cache_dir, len(entries), len(frames), int(is_input.sum()), selection.dropped, seconds)
 
 
 def _fuse(frames: FrameSequence, is_input: np.ndarray, config: ChunkExtractionConfig, class_names: tuple[str, ...],

@@ -25,9 +25,8 @@ from semantic_recon_ros.core.synthetic.scene_writer import GROUND_TRUTH_DIR, SCE
 from semantic_recon_ros.core.tsdf_volume import SemanticTSDFVolume
 from semantic_recon_ros.core.volume_config import VolumeConfig
 
+from .chunk_extraction import MAX_VOLUME_BLOCKS, draw_input_frames
 from .pseudo_labels import LabelSource, sequence_key
-
-MAX_VOLUME_BLOCKS = 2_000_000
 
 
 @dataclass
@@ -105,10 +104,7 @@ class EvaluationScene:
 
 def input_frame_mask(num_frames: int, fraction: float, seed: int) -> np.ndarray:
     """(num_frames,) bool: the input subset drawn as :func:`train.chunk_extraction.extract_chunks` draws it."""
-    rng = np.random.default_rng(seed)
-    is_input = np.zeros(num_frames, dtype=bool)
-    is_input[rng.choice(num_frames, size=max(1, int(round(fraction * num_frames))), replace=False)] = True
-    return is_input
+    return draw_input_frames(np.random.default_rng(seed), num_frames, fraction)
 
 
 def pick_views(candidates: Sequence[int], count: int) -> list[int]:
