@@ -240,7 +240,6 @@ SUBSCRIBER = textwrap.dedent(
     from rclpy.time import Time
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CameraInfo, Image
-    from tf2_msgs.msg import TFMessage
     from semantic_recon_ros.ros.image_conversions import decode_color_image, decode_depth_image
     from semantic_recon_ros.ros.tf_buffer import Buffer, TransformListener
     from semantic_recon_ros.ros.time_sync import ApproximateTimeSynchronizer, Subscriber
@@ -261,8 +260,7 @@ SUBSCRIBER = textwrap.dedent(
         return callback
 
     qos = QoSProfile(depth=100)
-    for topic, msg_type in (("/camera/color/camera_info", CameraInfo), ("/tf", TFMessage)):
-        node.create_subscription(msg_type, topic, counter(topic), qos)
+    node.create_subscription(CameraInfo, "/camera/color/camera_info", counter("/camera/color/camera_info"), qos)
     color = Subscriber(node, Image, "/camera/color/image_raw", qos_profile=qos)
     depth = Subscriber(node, Image, "/camera/depth/image_raw", qos_profile=qos)
     color.registerCallback(counter("/camera/color/image_raw"))
@@ -270,11 +268,18 @@ SUBSCRIBER = textwrap.dedent(
     sync = ApproximateTimeSynchronizer([color, depth], queue_size=20, slop=0.005)
     sync.registerCallback(lambda c, d: synced.append(float(np.nansum(decode_depth_image(d)))))
     node.create_subscription(Clock, "/clock", lambda msg: clock.append(msg.clock.sec * 10**9 + msg.clock.nanosec), qos)
+    class CountingListener(TransformListener):  # the only /tf and /tf_static subscriptions: the player waits for one
+        def callback(self, msg):
+            counts["/tf"] += 1
+            super().callback(msg)
+
+        def static_callback(self, msg):
+            static_count[0] += 1
+            super().static_callback(msg)
+
     buffer = Buffer()
-    listener = TransformListener(buffer, node)
     static_count = [0]
-    node.create_subscription(TFMessage, "/tf_static", lambda msg: static_count.__setitem__(0, static_count[0] + 1),
-                             listener.tf_static_sub.qos_profile)
+    listener = CountingListener(buffer, node)
     print("READY", flush=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
