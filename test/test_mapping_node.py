@@ -35,7 +35,7 @@ from std_msgs.msg import String  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
-from dds_processes import play_to_subscribers  # noqa: E402
+from dds_processes import discovered_or_restarted, play_to_subscribers  # noqa: E402
 from spinning_test_node import SpinningTestNode  # noqa: E402
 from semantic_recon_ros.commands.params import SECTIONS, parameter_name  # noqa: E402
 from semantic_recon_ros.core.camera import PinholeCamera  # noqa: E402
@@ -93,7 +93,7 @@ def start_node(env: dict, logs: Path, overrides: dict[str, str]) -> subprocess.P
         args += ["-p", f"{name}:={value}"]
     for key, topic in CAMERA_TOPICS.items():
         args += ["-r", f"{NODE_TOPICS[key]}:={topic}"]
-    with open(logs / "stdout.txt", "w") as stdout, open(logs / "stderr.txt", "w") as stderr:
+    with open(logs / "stdout.txt", "a") as stdout, open(logs / "stderr.txt", "a") as stderr:  # restarts append
         process = subprocess.Popen(args, env=env, stdout=stdout, stderr=stderr, text=True,
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     process.logs = logs
@@ -101,13 +101,20 @@ def start_node(env: dict, logs: Path, overrides: dict[str, str]) -> subprocess.P
 
 
 @pytest.fixture(scope="module")
-def node_process(dds, output_dir, tmp_path_factory):
+def node_process(dds, output_dir, listener_node, tmp_path_factory):
+    """The node with the shipped YAML, once ``listener_node`` receives its status (restarted when it does not)."""
     env, _ = dds
-    process = start_node(env, tmp_path_factory.mktemp("node_logs"), {**NODE_OVERRIDES, "output_dir": str(output_dir)})
-    yield process
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    logs = tmp_path_factory.mktemp("node_logs")
+    process = start_node(env, logs, {**NODE_OVERRIDES, "output_dir": str(output_dir)})
+    try:
+        process = discovered_or_restarted(
+            process, lambda: start_node(env, logs, {**NODE_OVERRIDES, "output_dir": str(output_dir)}),
+            listener_node.has_status, "the mapping node")
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def node_log(process) -> str:
@@ -172,6 +179,10 @@ class MapListener(SpinningTestNode):
         return (np.concatenate([m[2] for m in markers]), np.concatenate([m[3] for m in markers]),
                 max(m[1] for m in markers))
 
+    def has_status(self) -> bool:
+        with self.lock:
+            return self.status is not None
+
     def wait_for(self, predicate, timeout: float, what: str):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -210,12 +221,17 @@ class MapListener(SpinningTestNode):
 
 
 @pytest.fixture(scope="module")
-def listener(dds, node_process):
+def listener_node(dds):
     _, context = dds
     listener = MapListener(context)
-    listener.wait_for(lambda l: l.status, 60, "the first status message of the node")
     yield listener
     listener.close()
+
+
+@pytest.fixture(scope="module")
+def listener(listener_node, node_process):
+    """The test process's view of the node, once the node is discovered."""
+    return listener_node
 
 
 # ------------------------------------------------------------------ data
@@ -533,10 +549,11 @@ def test_rgb_only_mode_fills_the_feature_volume_like_the_core(dds, synthetic, tm
     frames = synthetic[0][:4]
     overrides = {"use_sim_time": "true", "rgb_only": "true", "volume.feature_dim": "3", "input_qos": "reliable",
                  "status_period": "0.5", "output_dir": str(tmp_path / "maps"), "queue_size": "10"}
-    process = start_node(env, tmp_path, overrides)
     listener = MapListener(context, "rgb_only_listener")
+    process = start_node(env, tmp_path, overrides)
     try:
-        listener.wait_for(lambda l: l.status, 60, "the first status of the RGB-only node")
+        process = discovered_or_restarted(process, lambda: start_node(env, tmp_path, overrides),
+                                          listener.has_status, "the RGB-only node")
         publisher = FramePublisher(listener.node)
         publisher.wait_for_node(inputs=("color", "info"))
         assert publisher.publishers["depth"].get_subscription_count() == 0

@@ -36,6 +36,7 @@ from std_msgs.msg import String  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
+from dds_processes import discovered_or_restarted, stop_process  # noqa: E402
 from spinning_test_node import SpinningTestNode  # noqa: E402
 from semantic_recon_ros.core.camera import PinholeCamera  # noqa: E402
 from semantic_recon_ros.core.classes import load_class_set  # noqa: E402
@@ -170,7 +171,7 @@ def start_node(env: dict, logs: Path, namespace: str, overrides: dict[str, str])
     for topic, remapped in CAMERA_TOPICS.items():
         args += ["-r", f"{topic}:={remapped}"]
     logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / "stdout.txt", "w") as stdout, open(logs / "stderr.txt", "w") as stderr:
+    with open(logs / "stdout.txt", "a") as stdout, open(logs / "stderr.txt", "a") as stderr:  # restarts append
         process = subprocess.Popen(args, env=env, stdout=stdout, stderr=stderr, text=True,
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     process.logs = logs
@@ -182,7 +183,8 @@ def node_log(process: subprocess.Popen) -> str:
 
 
 @pytest.fixture(scope="module")
-def nodes(dds, checkpoints, tmp_path_factory):
+def nodes(dds, checkpoints, rig_node, tmp_path_factory):
+    """The three node processes by namespace, each discovered by ``rig_node`` (restarted when it is not)."""
     env, _ = dds
     logs = tmp_path_factory.mktemp("node_logs")
     overrides = {
@@ -190,17 +192,25 @@ def nodes(dds, checkpoints, tmp_path_factory):
         "observed": {"checkpoint": str(checkpoints["good"]), "mesh_source": "observed"},
         "mismatched": {"checkpoint": str(checkpoints["mismatched"]), "mesh_source": "both"},
     }
-    processes = {name: start_node(env, logs / name, name, overrides[name]) for name in NAMESPACES}
-    yield processes
-    for process in processes.values():  # Ctrl-C first: a killed process may leave a kernel build half done
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-    for process in processes.values():
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+
+    def start(name: str) -> subprocess.Popen:
+        with rig_node.lock:
+            rig_node.views[name].status = None  # a restarted node must report anew
+        return start_node(env, logs / name, name, overrides[name])
+
+    processes = {name: start(name) for name in NAMESPACES}
+    try:
+        for name in NAMESPACES:
+            processes[name] = discovered_or_restarted(processes[name], lambda: start(name),
+                                                      lambda: rig_node.discovered(name), f"node /{name}")
+        rig_node.wait_for_subscriptions()
+        yield processes
+    finally:
+        for process in processes.values():  # Ctrl-C all first, so that they shut down in parallel
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes.values():
+            stop_process(process, timeout=120)
 
 
 class NodeView:
@@ -273,9 +283,17 @@ class Rig(SpinningTestNode):
             statuses = {name: view.status for name, view in self.views.items()}
         pytest.fail(f"timed out after {timeout} s waiting for {what}; statuses: {statuses}")
 
-    def wait_for_nodes(self, timeout: float = 90.0) -> None:
-        """Every node reports status and subscribes to every input, /tf and /clock."""
-        self.wait_for(lambda: all(v.status for v in self.views.values()), timeout, "the first status of every node")
+    def discovered(self, name: str) -> bool:
+        """Node ``name`` sent a status and this process sees its subscriptions to every input, /tf and /clock."""
+        with self.lock:
+            if self.views[name].status is None:
+                return False
+        topics = [*CAMERA_TOPICS.values(), "/tf", "/clock"]
+        return all(any(info.node_namespace == f"/{name}" for info in self.node.get_subscriptions_info_by_topic(topic))
+                   for topic in topics)
+
+    def wait_for_subscriptions(self, timeout: float = 30.0) -> None:
+        """Every publisher of this process is matched with every node's subscription."""
         publishers = [*self.inputs.values(), self.tf, self.clock]
         self.wait_for(lambda: all(p.get_subscription_count() >= len(NAMESPACES) for p in publishers), timeout,
                       "every node's input subscriptions")
@@ -315,12 +333,17 @@ class Rig(SpinningTestNode):
 
 
 @pytest.fixture(scope="module")
-def rig(dds, nodes):
+def rig_node(dds):
     _, context = dds
     rig = Rig(context)
-    rig.wait_for_nodes()
     yield rig
     rig.close()
+
+
+@pytest.fixture(scope="module")
+def rig(rig_node, nodes):
+    """The test process's node, once every node process is discovered."""
+    return rig_node
 
 
 def voxel_map_points(rig: Rig, name: str) -> np.ndarray:

@@ -27,7 +27,6 @@ from semantic_recon_ros.core.volume_config import VolumeConfig  # noqa: E402
 from train.__main__ import main as train_main  # noqa: E402
 from train.chunk_dataset import ChunkDataset, read_manifest  # noqa: E402
 from train.data_sources import prepare_scenes  # noqa: E402
-from train.export import export_checkpoint  # noqa: E402
 from train.fit import fit, last_checkpoint  # noqa: E402
 from train.lightning_module import CompletionModule, warmup_cosine  # noqa: E402
 from train.losses import far_from, unknown_space_hinge  # noqa: E402

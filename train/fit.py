@@ -9,7 +9,6 @@ config) and, at the end, ``loss_curves.png`` (:mod:`train.loss_curves`).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 from pathlib import Path
 
