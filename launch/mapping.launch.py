@@ -1,7 +1,7 @@
 """Launch the semantic mapping node with the package's parameter file, and optionally RViz.
 
     ros2 launch semantic_recon_ros mapping.launch.py camera_namespace:=/camera use_sim_time:=true
-    ros2 launch semantic_recon_ros mapping.launch.py checkpoint:=default   # with the installed completion network
+    ros2 launch semantic_recon_ros mapping.launch.py "checkpoint:=''"   # fusion only, without the completion network
 
 Every argument is described (``ros2 launch semantic_recon_ros mapping.launch.py --show-args``). The
 node reads ``params_file`` (default: the installed ``config/mapping.yaml``, the file the tests use);
@@ -39,10 +39,10 @@ def generate_launch_description() -> LaunchDescription:
                               description="namespace of the mapping node and its outputs (mesh, voxel_map, ...)"),
         DeclareLaunchArgument("camera_namespace", default_value="/camera",
                               description="namespace of the camera topics (prefix of the default input topics)"),
-        DeclareLaunchArgument("checkpoint", default_value="",
+        DeclareLaunchArgument("checkpoint", default_value="default",
                               description="completion network for the node's checkpoint parameter (overrides the "
-                                          "params file): empty = fusion only, 'default' = the installed "
-                                          "models/default.pt, or a checkpoint file path"),
+                                          "params file): 'default' = the installed models/default.pt, empty = "
+                                          "fusion only, or a checkpoint file path"),
         DeclareLaunchArgument("rviz", default_value="true", description="start RViz with config/mapping.rviz"),
         DeclareLaunchArgument("rviz_config", default_value=os.path.join(share, "config", "mapping.rviz"),
                               description="RViz configuration file"),

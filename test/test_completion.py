@@ -27,7 +27,9 @@ from semantic_recon_ros.core.volume_config import VolumeConfig
 
 CLASSES = ["a", "b", "c"]
 CAMERA = PinholeCamera(100.0, 100.0, 39.5, 29.5, 80, 60)
-CONFIG = CompletionConfig(chunk_size=32, chunk_margin=4, batch_size=2, time_budget=60.0, min_observed_voxels=1)
+# fill_radius 0: every prediction is kept, so chunked runs can be compared with one dense run
+CONFIG = CompletionConfig(chunk_size=32, chunk_margin=4, batch_size=2, time_budget=60.0, min_observed_voxels=1,
+                          fill_radius=0)
 
 
 class LocalNetwork(nn.Module):
@@ -165,12 +167,55 @@ def test_completion_fills_unobserved_space_and_meshes():
     assert (observed.labels == 1).all()  # network labels replace missing 2D labels where predicted
 
 
+def complete_wall_with_a_floor_network(fill_radius: int, wall_class: int | None = None) -> SemanticTSDFVolume:
+    """A wall at z = 1 m (5 cm voxels; 2D labels ``wall_class`` if given) completed by :class:`PlaneNetwork`,
+    whose floor at z = 0.8 m lies 3 voxels from the wall's observed surface voxels (|sdf| < 1 voxel: z >= 0.95 m)."""
+    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.05, block_size=4), CLASSES, "cpu")
+    labels = None if wall_class is None else np.full(CAMERA.shape, wall_class, np.int32)
+    volume.integrate(np.full(CAMERA.shape, 1.0, np.float32), CAMERA, np.eye(4), labels=labels)
+    engine = CompletionEngine(None, volume, replace(CONFIG, fill_radius=fill_radius))
+    origins = {}
+    engine.network = PlaneNetwork(lambda n: origins["z"][:n], 0.05, volume.config.truncation)
+    chunks, versions = engine.plan()
+    batch = engine.gather(chunks, versions)
+    origins["z"] = engine.chunk_origins(batch.chunks)[:, 2].float() * 0.05
+    engine.write(batch, engine.predict(batch))
+    return volume
+
+
+def test_predictions_beyond_the_fill_radius_are_discarded():
+    assert extract_mesh(complete_wall_with_a_floor_network(2), source="completed").num_triangles == 0
+    wall = extract_mesh(complete_wall_with_a_floor_network(0), source="observed")
+    floor = extract_mesh(complete_wall_with_a_floor_network(3), source="completed")
+    everywhere = extract_mesh(complete_wall_with_a_floor_network(0), source="completed")
+    assert floor.num_triangles > 100 and np.allclose(floor.vertices[:, 2], 0.8, atol=1e-4)
+    # the kept floor lies under the wall, at most 3 voxels beyond its sides
+    for axis in (0, 1):
+        assert floor.vertices[:, axis].min() >= wall.vertices[:, axis].min() - 3 * 0.05 - 1e-6
+        assert floor.vertices[:, axis].max() <= wall.vertices[:, axis].max() + 3 * 0.05 + 1e-6
+    assert floor.num_triangles < everywhere.num_triangles
+
+
+def test_fused_labels_win_where_observed_and_the_network_labels_the_rest():
+    volume = complete_wall_with_a_floor_network(3, wall_class=2)  # the network says class 1 everywhere
+    observed = extract_mesh(volume, source="observed")
+    assert observed.num_triangles > 0 and (observed.labels == 2).all()
+    both = extract_mesh(volume, source="both")
+    on_wall, on_floor = (np.abs(both.vertices[:, 2] - z) < 0.03 for z in (1.0, 0.8))
+    assert on_wall.any() and on_floor.any()
+    assert (both.labels[on_wall] == 2).all() and (both.labels[on_floor] == 1).all()
+    completed = extract_mesh(volume, source="completed")  # the network's own classes only
+    assert completed.num_triangles > 0 and (completed.labels == 1).all()
+
+
 def test_configuration_mismatches_fail_clearly():
     volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.05, block_size=8), CLASSES, "cpu")
     with pytest.raises(ValueError, match="multiples of the volume's block_size"):
         CompletionEngine(LocalNetwork(), volume, CompletionConfig(chunk_size=32, chunk_margin=4))
     with pytest.raises(ValueError, match="multiple of 16"):
         CompletionConfig(chunk_size=40)
+    with pytest.raises(ValueError, match="must not exceed chunk_margin"):
+        CompletionConfig(chunk_size=32, chunk_margin=4, fill_radius=5)
     with pytest.raises(ValueError, match="needs the completion network"):
         extract_mesh(SemanticTSDFVolume(VolumeConfig(), CLASSES, "cpu"), source="both")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +27,9 @@ def test_maps_seven_scenes_into_mesh_volume_and_preview(tmp_path):
     out = tmp_path / "kitchen"
     result = semantic_recon("map", SEVEN_SCENES, "--out", out, "--stride", "30", "--voxel-size", "0.05")
     assert result.returncode == 0, result.stderr
+    # the default model is for 4 cm voxels: fusion only, with a warning
+    assert "default completion model does not fit this map" in result.stderr and "Traceback" not in result.stderr
+    assert not (out / "mesh_completed.ply").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames_integrated"] == 20 and summary["frames_skipped"] == 0
     mesh, names = read_semantic_ply(out / "mesh_rgb.ply")
@@ -44,15 +48,21 @@ def test_maps_a_bag_with_labels_without_dds(tmp_path):
     bag = tmp_path / "room_bag"
     assert semantic_recon("make-bag", scene, bag, "--storage", "sqlite3").returncode == 0
     out = tmp_path / "out"
-    result = semantic_recon("map", bag, "--out", out)
+    result = semantic_recon("map", "--bag", bag, "--out", out)
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames_integrated"] == 12 and summary["frames_with_labels"] == 12
     assert summary["labeled_vertex_fraction"] > 0.95
+    # completed by the installed default model (4 cm voxels, the default): more surface than was observed
+    assert Path(summary["checkpoint"]).name == "default.pt" and summary["completion_chunks"] > 0
+    completed, _ = read_semantic_ply(out / "mesh_completed.ply")
+    assert completed.num_triangles == summary["completed_triangles"] > summary["triangles"]
+    assert (completed.labels >= 0).mean() > 0.95
 
 
 @pytest.mark.parametrize("args, message", [
     (["map", "/nonexistent/folder", "--out", "x"], "not found"),
+    (["map", SEVEN_SCENES, "--bag", SEVEN_SCENES, "--out", "x"], "not both or neither"),
     (["map", SEVEN_SCENES, "--out", "x", "--stride", "0"], "--stride"),
     (["map", SEVEN_SCENES, "--out", "x", "--voxel-size", "-1"], "voxel_size"),
     (["map", SEVEN_SCENES, "--out", "x", "--start", "5000"], "no frames"),
@@ -84,7 +94,7 @@ def test_completes_the_map_with_a_checkpoint(tmp_path):
     assert summary["completion_chunks"] > 0 and summary["checkpoint"] == str(checkpoint)
     completed, _ = read_semantic_ply(out / "mesh_completed.ply")
     assert completed.num_triangles == summary["completed_triangles"] > 0
-    assert (completed.labels >= 0).mean() > 0.5  # network labels where it predicted
+    assert (completed.labels >= 0).mean() > 0.5  # 7-Scenes has no 2D labels: the network labels the map
     # a checkpoint made for another voxel size is refused with a clear message
     result = semantic_recon("map", SEVEN_SCENES, "--out", out, "--stride", "60", "--checkpoint", checkpoint)
     assert result.returncode == 2 and "voxel size" in result.stderr and "Traceback" not in result.stderr

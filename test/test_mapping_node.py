@@ -76,7 +76,7 @@ NODE_TOPICS = {"color": "color/image_raw", "depth": "depth/image_raw", "info": "
 NODE_OVERRIDES = {
     "use_sim_time": "true", "use_labels": "true", "mesh_color_mode": "semantic", "input_qos": "reliable",
     "status_period": "0.5", "mesh_rate": "2.0", "voxel_map_rate": "2.0", "queue_size": "10",
-    "save_on_shutdown": "true",
+    "save_on_shutdown": "true", "checkpoint": "''",  # fusion only: the completion network has its own tests
 }
 
 
@@ -481,6 +481,8 @@ def test_bad_inputs_are_counted_and_mapping_goes_on(listener, synthetic, node_pr
         ("size_mismatch", dict(stamp_ns=next_stamp(), info_camera=small)),
         ("camera_info", dict(stamp_ns=next_stamp(), info=uncalibrated(good.camera, stamp))),
         ("no_valid_depth", dict(stamp_ns=next_stamp(), depth=depth_to_image_msg(nan_depth, stamp, "test_camera"))),
+        ("no_valid_depth", dict(stamp_ns=next_stamp(),  # 16UC1 zeros: no reading anywhere
+                                depth=depth_to_image_msg(np.zeros_like(good.depth), stamp, "test_camera", "16UC1"))),
         ("tf", dict(stamp_ns=next_stamp(), frame_id="camera_without_tf", pose=False)),
         # older stamps than the last synchronized set never reach the node (the synchronizer drops them),
         # so "stale" is a new stamp behind a clock that ran ahead, "future" a stamp ahead of the clock
@@ -507,6 +509,7 @@ def test_bad_inputs_are_counted_and_mapping_goes_on(listener, synthetic, node_pr
     log = node_log(node_process)
     for reason in expected:
         assert f"[{reason}; counted" in log, f"no warning for {reason}"
+    assert "Traceback" not in log
 
     # frames faster than processing: while the worker waits tf_timeout for the pose of each frame (a stalled
     # localization), frames keep coming; the bounded queue drops its oldest and everything is accounted for

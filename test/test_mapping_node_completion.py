@@ -49,7 +49,9 @@ from semantic_recon_ros.core.volume_config import VolumeConfig  # noqa: E402
 from semantic_recon_ros.ros.camera_info_conversions import camera_to_camera_info_msg  # noqa: E402
 from semantic_recon_ros.ros.header_conversions import time_msg  # noqa: E402
 from semantic_recon_ros.ros.image_conversions import color_to_image_msg, depth_to_image_msg  # noqa: E402
-from semantic_recon_ros.ros.mapping_node import LATCHED_QOS, MESH_QOS  # noqa: E402
+from semantic_recon_ros.core.completion import DEFAULT_CHECKPOINT_FILE  # noqa: E402
+from semantic_recon_ros.core.resources import share_file  # noqa: E402
+from semantic_recon_ros.ros.mapping_node import LATCHED_QOS, MESH_QOS, MappingNode  # noqa: E402
 from semantic_recon_ros.ros.mesh_conversions import DELETE, DELETEALL  # noqa: E402
 from semantic_recon_ros.ros.pointcloud_conversions import pointcloud2_to_array, surface_voxel_points  # noqa: E402
 from semantic_recon_ros.ros.transform_conversions import matrix_to_transform_stamped  # noqa: E402
@@ -520,3 +522,15 @@ def test_nodes_shut_down_cleanly(nodes):
     for name, process in nodes.items():
         assert process.wait(timeout=60) == 0, node_log(process)
         assert "Traceback" not in node_log(process), name
+
+
+def test_a_node_with_default_parameters_completes_with_the_installed_default_model(dds):
+    _, context = dds
+    node = MappingNode(context=context)  # every parameter at its declared default
+    try:
+        assert node.checkpoint == share_file(DEFAULT_CHECKPOINT_FILE) and node.completion_error is None
+        assert node.engine is not None and node.mesh_source == "both"
+        assert node.engine.config.fill_radius == CompletionConfig().fill_radius > 0
+    finally:
+        node.shutdown()
+        node.destroy_node()

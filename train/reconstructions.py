@@ -8,7 +8,8 @@ All methods start from the same fusion of the input frames (depth, color and the
 * ``network``: the completion network run over the whole fused volume (:class:`CompletionEngine`): its
   predicted TSDF and classes wherever it predicted, free and unlabeled elsewhere.
 * ``fusion + network``: observed voxels keep the fused TSDF, the rest take the prediction (the node's
-  ``both`` mesh); classes from the network where it predicted, else the fused votes.
+  ``both`` mesh); classes from the fused votes where a voxel has any, else from the network where it
+  predicted (:class:`~semantic_recon_ros.core.surface_fields.SurfaceFields`).
 
 An :class:`EvaluationBox` is a box of volume voxels (voxel ``first_voxel + (i, j, k)``, centre at that times the
 voxel size); every reconstruction is sampled on it.
@@ -127,5 +128,6 @@ def network_reconstructions(volume: SemanticTSDFVolume, box: EvaluationBox, fuse
     labels = layers["pred_semantic"]
     network = Reconstruction(NETWORK, tsdf, labels, extract_mesh(volume, source="completed"))
     both = Reconstruction(FUSION_AND_NETWORK, torch.where(observed, fused.tsdf, tsdf),
-                          torch.where(predicted, labels, fused.labels), extract_mesh(volume, source="both"))
+                          torch.where((fused.labels == UNLABELED) & predicted, labels, fused.labels),
+                          extract_mesh(volume, source="both"))
     return network, both

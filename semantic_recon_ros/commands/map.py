@@ -5,15 +5,18 @@ Reads a 7-Scenes, TUM RGB-D or ScanNet-style folder (synthetic scenes use the Sc
 every frame into the sparse TSDF volume (fusing 2D labels when the dataset has them) and writes to
 the output folder: mesh_rgb.ply, mesh_semantic.ply (both keep the class label per vertex),
 volume.pt (every layer; reload with SemanticTSDFVolume.load), preview.png and summary.json.
-With --checkpoint (a file, or "default" for the installed models/default.pt), the completion network
-then predicts the whole mapped region: mesh_completed.ply holds observed geometry plus the predicted
-completion, with the network's labels, and the preview shows it.
+The completion network (by default the installed models/default.pt; --checkpoint FILE for another,
+--checkpoint '' for none) then predicts the whole mapped region: mesh_completed.ply holds the observed
+geometry plus the predicted completion (fused labels where observed, the network's elsewhere), and the
+preview shows it. When the default model does not fit the volume settings (e.g. another --voxel-size),
+the map is made by fusion only, with a warning; a checkpoint given explicitly must fit.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -35,7 +38,9 @@ from ..core.volume_config import VolumeConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sequence", type=Path, help="dataset folder or ROS 2 bag folder")
+    parser.add_argument("sequence", type=Path, nargs="?", help="dataset folder or ROS 2 bag folder")
+    parser.add_argument("--bag", type=Path, default=None,
+                        help="a ROS 2 bag folder (the same as giving it as the sequence; read directly, no DDS)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="dataset layout")
     parser.add_argument("--params-file", type=Path, default=None,
@@ -52,12 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of the ADE20K DeepLabV3 TFLite model (model.tflite + labels.txt)")
     parser.add_argument("--classes", type=Path, default=None, help="class list YAML (default config/classes.yaml)")
     parser.add_argument("--checkpoint", default=None,
-                        help=f"completion network checkpoint (S4R) file, or {DEFAULT_CHECKPOINT!r} for the installed "
-                             "default model; completes the map after fusion")
+                        help=f"completion network checkpoint (S4R) file; {DEFAULT_CHECKPOINT!r} (the default) for the "
+                             "installed default model, '' for none (fusion only); completes the map after fusion")
     parser.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu, cuda, cuda:1")
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.sequence is None) == (args.bag is None):
+        raise ValueError("give either a SEQUENCE folder or --bag BAG, not both or neither")
+    if args.bag is not None:
+        args.sequence = args.bag
     if args.stride < 1:
         raise ValueError("--stride must be at least 1")
     params_file = args.params_file or share_file("config/mapping.yaml")
@@ -75,10 +84,17 @@ def run(args: argparse.Namespace) -> int:
         segmenter = DeepLabADE20K(args.segmenter, classes.names)
     volume = SemanticTSDFVolume(config, classes.names, device)
     engine = None  # checked before fusing, so a checkpoint that does not fit fails at once
-    checkpoint = resolve_checkpoint(args.checkpoint)
+    checkpoint = resolve_checkpoint(DEFAULT_CHECKPOINT if args.checkpoint is None else args.checkpoint)
     if checkpoint is not None:
-        engine = CompletionEngine.from_checkpoint(
-            checkpoint, volume, load_section(params_file, "completion", CompletionConfig))
+        try:
+            engine = CompletionEngine.from_checkpoint(
+                checkpoint, volume, load_section(params_file, "completion", CompletionConfig))
+        except ValueError as error:
+            if args.checkpoint is not None:  # asked for explicitly
+                raise
+            print(f"warning: the default completion model does not fit this map, mapping by fusion only "
+                  f"(--checkpoint '' silences this): {error}", file=sys.stderr)
+            checkpoint = None
     poses, skipped, labeled = [], [], 0
     integrate_seconds = 0.0
     progress = tqdm(range(len(sequence)), desc=f"mapping {sequence.name}", unit="frame")

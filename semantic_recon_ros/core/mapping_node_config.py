@@ -71,8 +71,8 @@ class MappingNodeConfig:
     classes_file: str = parameter(
         "", "Class list YAML (names and colors); empty uses the package's config/classes.yaml.")
     checkpoint: str = parameter(
-        "", "Completion network (S4R checkpoint file; ~ expanded); \"default\" = the installed "
-            "share/semantic_recon_ros/models/default.pt; empty = map by fusion only. A checkpoint that is missing or "
+        "default", "Completion network (S4R checkpoint file; ~ expanded); \"default\" = the installed "
+            "share/semantic_recon_ros/models/default.pt; empty = map by fusion only (also with rgb_only). A checkpoint that is missing or "
             "does not fit the map (classes, volume.voxel_size, truncation) is logged as an error and the node maps "
             "by fusion only.")
     completion_period: float = parameter(

@@ -6,8 +6,8 @@
 * ``completed``: voxels the completion network predicted, their predicted distance and color;
 * ``both``: observed voxels as fused, and where unobserved, the predicted ones.
 
-Class scores come from the network wherever it predicted a voxel, from the fused 2D label votes
-elsewhere. Distances are read as full per-slot pools (cheap: one float per voxel); colors and class
+Class scores come from the fused 2D label votes wherever a voxel has votes (observations win, as for
+distances), from the network's prediction elsewhere; "completed" shows the network's classes only. Distances are read as full per-slot pools (cheap: one float per voxel); colors and class
 scores only at the voxels a caller asks for, since full-pool copies of those (3 and K floats per
 voxel) would dominate meshing.
 """
@@ -61,14 +61,19 @@ class SurfaceFields:
         return torch.where(self.observed.view(-1)[voxels, None], fused, predicted)
 
     def scores_at(self, voxels: torch.Tensor) -> torch.Tensor:
-        """(N,) flat voxel indices -> (N, K) class scores: predicted probabilities where the network ran,
-        fused label votes elsewhere."""
+        """(N,) flat voxel indices -> (N, K) class scores: the fused label votes where a voxel has any, else
+        the predicted probabilities where the network predicted (all 0 where neither); for "completed" the
+        predicted probabilities only."""
         K = self._num_classes
         votes = self._layers["semantic"].view(-1, K)[voxels]
         if not self.has_predictions:
             return votes
-        predicted = self._layers["pred_weight"].view(-1)[voxels] > 0
-        return torch.where(predicted[:, None], self._layers["pred_semantic"].view(-1, K)[voxels], votes)
+        use_prediction = self._layers["pred_weight"].view(-1)[voxels] > 0
+        if self.source == "completed":
+            return torch.where(use_prediction[:, None], self._layers["pred_semantic"].view(-1, K)[voxels],
+                               torch.zeros_like(votes))
+        use_prediction &= votes.sum(dim=1) <= 0
+        return torch.where(use_prediction[:, None], self._layers["pred_semantic"].view(-1, K)[voxels], votes)
 
 
 def labels_from_scores(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,9 +23,9 @@ name                       type                                   role
 With a ``checkpoint``, a completion network (S4R, :mod:`semantic_recon_ros.core.completion`) predicts
 the geometry, color and classes of the map, including space the camera never saw, and ``mesh_source``
 chooses what the mesh, the voxel map and saved meshes show (observed, completed or both); voxel map
-points the network filled alone have ``observed = 0``, and labels come from the network wherever it
-predicted. A checkpoint that cannot be used is logged as an error at startup and the node maps by
-fusion only.
+points the network filled alone have ``observed = 0``, and labels come from the fused 2D labels where a
+voxel has votes, from the network elsewhere. The default ``checkpoint`` is the installed default model; a
+checkpoint that cannot be used is logged as an error at startup and the node maps by fusion only.
 
 Threads: the executor runs only light callbacks: the input callbacks decode, check and enqueue a
 frame into a bounded queue that drops its oldest frame when full; TF, /clock, services. One worker
@@ -154,11 +154,9 @@ def resident_memory_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def check_mode(config: MappingNodeConfig, volume: VolumeConfig, completion: CompletionConfig) -> None:
-    """Cross-section constraints of the parameters; ValueError naming the parameters."""
-    if config.checkpoint and (completion.chunk_size % volume.block_size or completion.chunk_margin % volume.block_size):
-        raise ValueError(f"completion.chunk_size ({completion.chunk_size}) and completion.chunk_margin "
-                         f"({completion.chunk_margin}) must be multiples of volume.block_size ({volume.block_size})")
+def check_mode(config: MappingNodeConfig, volume: VolumeConfig) -> None:
+    """Cross-section constraints of the parameters; ValueError naming the parameters. (Completion settings that
+    do not fit the volume are reported when the network loads; the node then maps by fusion only.)"""
     if config.rgb_only:
         if volume.feature_dim != 3:
             raise ValueError(f"rgb_only back-projects RGB features: set volume.feature_dim to 3 "
@@ -374,7 +372,7 @@ class MappingNode(Node):
         self.config: MappingNodeConfig = sections[""]
         volume_config: VolumeConfig = sections["volume"]
         completion_config: CompletionConfig = sections["completion"]
-        check_mode(self.config, volume_config, completion_config)
+        check_mode(self.config, volume_config)
         if self.config.torch_threads > 0:
             torch.set_num_threads(self.config.torch_threads)
         try:
@@ -443,6 +441,10 @@ class MappingNode(Node):
     def _load_completion_network(self, config: CompletionConfig) -> CompletionEngine | None:
         """The completion engine of the ``checkpoint`` parameter; None (error logged) when it cannot be used."""
         if not self.config.checkpoint:
+            return None
+        if self.config.rgb_only:
+            self.get_logger().info(f"checkpoint {self.config.checkpoint!r} not loaded: the completion network "
+                                   f"completes a depth-fused TSDF, and rgb_only fuses image features only")
             return None
         try:
             self.checkpoint = resolve_checkpoint(self.config.checkpoint)

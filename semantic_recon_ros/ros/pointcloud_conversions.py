@@ -11,8 +11,8 @@ field          datatype    offset  meaning
 ``x y z``      FLOAT32     0 4 8   voxel centre, metres
 ``rgb``        FLOAT32     12      color packed as ``0x00RRGGBB`` in the float's bits (PCL/RViz convention):
                                    fused where observed, predicted elsewhere
-``label``      INT32       16      argmax of the network's class probabilities where it predicted the voxel,
-                                   else of the fused class votes; -1 = unlabeled
+``label``      INT32       16      argmax of the fused class votes where the voxel has votes, else of the
+                                   network's class probabilities where it predicted; -1 = unlabeled
 ``confidence`` FLOAT32     20      winning share of the votes / probability (0 when unlabeled)
 ``observed``   UINT8       24      1 = seen by the sensor; 0 = filled by the completion network only
 =============  ==========  ======  ==============================================================
@@ -51,9 +51,9 @@ def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float,
     weight > 0 and their fused distance, "completed" the voxels the network predicted and their
     predicted distance, "both" the observed voxels and, where unobserved, the predicted ones. A voxel
     qualifies when ``|tsdf| * truncation <= max_distance_voxels * voxel_size``. Colors are fused where
-    observed (predicted for "completed"), labels come from the network wherever it predicted. Points
-    come in block key order, voxels in their storage order within a block. Raises ValueError for a
-    source other than "observed" when the volume holds no predictions.
+    observed (predicted for "completed"); labels come from the fused votes where a voxel has any, else
+    from the network. Points come in block key order, voxels in their storage order within a block.
+    Raises ValueError for a source other than "observed" when the volume holds no predictions.
     """
     fields = SurfaceFields(volume, source)  # validates the source
     points = np.zeros(0, VOXEL_POINT_DTYPE)
