@@ -21,6 +21,7 @@ from semantic_recon_ros.core.completion import (
 )
 from semantic_recon_ros.core.completion_config import CompletionConfig
 from semantic_recon_ros.core.meshing import extract_mesh
+from semantic_recon_ros.core.models import S4RNetConfig
 from semantic_recon_ros.core.resources import share_file
 from semantic_recon_ros.core.tsdf_volume import SemanticTSDFVolume
 from semantic_recon_ros.core.volume_config import VolumeConfig
@@ -206,6 +207,37 @@ def test_fused_labels_win_where_observed_and_the_network_labels_the_rest():
     assert (both.labels[on_wall] == 2).all() and (both.labels[on_floor] == 1).all()
     completed = extract_mesh(volume, source="completed")  # the network's own classes only
     assert completed.num_triangles > 0 and (completed.labels == 1).all()
+
+
+class LabelEcho(nn.Module):
+    """A label-input network (``config.label_input``) that keeps the labels it gets and predicts them as classes."""
+
+    config = S4RNetConfig(num_classes=3, label_input=True)
+
+    def forward(self, tsdf, observed, color, labels):
+        self.seen = labels
+        return {"tsdf": tsdf, "color": color, "semantic_logits": 10 * labels}
+
+
+def test_label_input_networks_get_the_fused_labels_one_hot():
+    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.05, block_size=4), CLASSES, "cpu")
+    labels = np.full(CAMERA.shape, -1, np.int32)
+    labels[:, : CAMERA.width // 2] = 2  # the left half of the wall is labeled class 2, the right half not at all
+    volume.integrate(np.full(CAMERA.shape, 1.0, np.float32), CAMERA, np.eye(4), labels=labels)
+    network = LabelEcho()
+    engine = CompletionEngine(network, volume, CONFIG)
+    plan = engine.plan()
+    batch = engine.gather(*plan)
+    assert batch.labels.shape == (len(batch.chunks), 3, *batch.tsdf.shape[2:])
+    voted = volume.layers["semantic"][volume.index.slots].sum(dim=-1) > 0
+    assert int(batch.labels[:, 2].sum()) == int(voted.sum()) > 0  # every voxel with votes, once, as class 2
+    assert int(batch.labels[:, :2].sum()) == 0 and bool((batch.labels.sum(dim=1) <= batch.observed[:, 0]).all())
+    engine.run()
+    assert torch.equal(network.seen, batch.labels[-len(network.seen):])
+    predicted = volume.layers["pred_weight"] > 0
+    classes = volume.layers["pred_semantic"].argmax(dim=-1)
+    assert bool((classes[predicted & (volume.layers["semantic"].sum(dim=-1) > 0)] == 2).all())
+    assert CompletionEngine(LocalNetwork(), volume, CONFIG).gather(*plan).labels is None  # label-free networks
 
 
 def test_configuration_mismatches_fail_clearly():

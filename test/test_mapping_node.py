@@ -36,6 +36,7 @@ from tf2_msgs.msg import TFMessage  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from dds_processes import discovered_or_restarted, play_to_subscribers  # noqa: E402
+from rviz_marker_view import apply_marker_array, shown_mesh  # noqa: E402
 from spinning_test_node import SpinningTestNode  # noqa: E402
 from semantic_recon_ros.commands.params import SECTIONS, parameter_name  # noqa: E402
 from semantic_recon_ros.core.camera import PinholeCamera  # noqa: E402
@@ -57,7 +58,6 @@ from semantic_recon_ros.ros.image_conversions import (  # noqa: E402
     labels_to_image_msg,
 )
 from semantic_recon_ros.ros.mapping_node import LATCHED_QOS, MESH_QOS  # noqa: E402
-from semantic_recon_ros.ros.mesh_conversions import DELETE, DELETEALL  # noqa: E402
 from semantic_recon_ros.ros.pointcloud_conversions import pointcloud2_to_array  # noqa: E402
 from semantic_recon_ros.ros.transform_conversions import matrix_to_transform_stamped  # noqa: E402
 
@@ -146,16 +146,7 @@ class MapListener(SpinningTestNode):
     def _on_mesh(self, msg: MarkerArray) -> None:
         with self.lock:
             self.mesh_messages += 1
-            for marker in msg.markers:
-                if marker.action == DELETEALL:
-                    self.shown = {key: m for key, m in self.shown.items() if key[0] != marker.ns}
-                elif marker.action == DELETE:
-                    self.shown.pop((marker.ns, marker.id), None)
-                else:
-                    points = np.array([(p.x, p.y, p.z) for p in marker.points]).reshape(-1, 3)
-                    colors = np.round(np.array([(c.r, c.g, c.b) for c in marker.colors]).reshape(-1, 3) * 255)
-                    stamp = marker.header.stamp.sec * SEC + marker.header.stamp.nanosec
-                    self.shown[(marker.ns, marker.id)] = (marker.header.frame_id, stamp, points, colors.astype(np.uint8))
+            apply_marker_array(self.shown, msg)
 
     def _on_voxel_map(self, msg: PointCloud2) -> None:
         with self.lock:
@@ -173,11 +164,7 @@ class MapListener(SpinningTestNode):
     def mesh(self) -> tuple[np.ndarray, np.ndarray, int]:
         """(3T, 3) triangle corners, (3T, 3) uint8 colors and the newest marker stamp (ns) of the shown mesh."""
         with self.lock:
-            markers = list(self.shown.values())
-        if not markers:
-            return np.zeros((0, 3)), np.zeros((0, 3), np.uint8), 0
-        return (np.concatenate([m[2] for m in markers]), np.concatenate([m[3] for m in markers]),
-                max(m[1] for m in markers))
+            return shown_mesh(self.shown)
 
     def has_status(self) -> bool:
         with self.lock:

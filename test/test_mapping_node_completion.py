@@ -37,6 +37,7 @@ from tf2_msgs.msg import TFMessage  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from dds_processes import discovered_or_restarted, stop_process  # noqa: E402
+from rviz_marker_view import apply_marker_array, shown_mesh  # noqa: E402
 from spinning_test_node import SpinningTestNode  # noqa: E402
 from semantic_recon_ros.core.camera import PinholeCamera  # noqa: E402
 from semantic_recon_ros.core.classes import load_class_set  # noqa: E402
@@ -52,7 +53,6 @@ from semantic_recon_ros.ros.image_conversions import color_to_image_msg, depth_t
 from semantic_recon_ros.core.completion import DEFAULT_CHECKPOINT_FILE  # noqa: E402
 from semantic_recon_ros.core.resources import share_file  # noqa: E402
 from semantic_recon_ros.ros.mapping_node import LATCHED_QOS, MESH_QOS, MappingNode  # noqa: E402
-from semantic_recon_ros.ros.mesh_conversions import DELETE, DELETEALL  # noqa: E402
 from semantic_recon_ros.ros.pointcloud_conversions import pointcloud2_to_array, surface_voxel_points  # noqa: E402
 from semantic_recon_ros.ros.transform_conversions import matrix_to_transform_stamped  # noqa: E402
 
@@ -222,18 +222,10 @@ class NodeView:
         self.status: dict | None = None
         self.status_count = 0
         self.voxel_map: PointCloud2 | None = None
-        self.shown: dict = {}  # (ns, id) -> (3T, 3) triangle corners, (3T, 3) uint8 colors
+        self.shown: dict = {}  # (ns, id) -> (frame_id, stamp ns, (3T, 3) triangle corners, (3T, 3) uint8 colors)
 
     def on_mesh(self, msg: MarkerArray) -> None:
-        for marker in msg.markers:
-            if marker.action == DELETEALL:
-                self.shown = {key: m for key, m in self.shown.items() if key[0] != marker.ns}
-            elif marker.action == DELETE:
-                self.shown.pop((marker.ns, marker.id), None)
-            else:
-                points = np.array([(p.x, p.y, p.z) for p in marker.points]).reshape(-1, 3)
-                colors = np.round(np.array([(c.r, c.g, c.b) for c in marker.colors]).reshape(-1, 3) * 255)
-                self.shown[(marker.ns, marker.id)] = (points, colors.astype(np.uint8))
+        apply_marker_array(self.shown, msg)
 
     def on_voxel_map(self, msg: PointCloud2) -> None:
         self.voxel_map = msg
@@ -243,10 +235,7 @@ class NodeView:
         self.status_count += 1
 
     def mesh(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self.shown:
-            return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
-        return (np.concatenate([m[0] for m in self.shown.values()]),
-                np.concatenate([m[1] for m in self.shown.values()]))
+        return shown_mesh(self.shown)[:2]
 
 
 class Rig(SpinningTestNode):

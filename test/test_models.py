@@ -93,6 +93,38 @@ def test_s4r_ignores_values_of_unobserved_voxels():
     assert not torch.allclose(a["tsdf"], c["tsdf"])
 
 
+def one_hot(labels: torch.Tensor) -> torch.Tensor:
+    """(B, X, Y, Z) class ids, -1 = none -> (B, K, X, Y, Z) one-hot, zero where none."""
+    return torch.nn.functional.one_hot(labels.clamp(min=0), K).permute(0, 4, 1, 2, 3).float() \
+        * (labels >= 0)[:, None].float()
+
+
+def test_label_input_network_starts_as_the_network_it_widens_and_learns_a_per_class_prior():
+    model = tiny_s4r()
+    tsdf, observed, color = s4r_inputs((16, 16, 16), batch=2)
+    settle_batch_norm(model, lambda: model(tsdf, observed, color))
+    widened = model.with_label_input().eval()
+    labels = one_hot(torch.randint(-1, K, (2, 16, 16, 16), generator=torch.Generator().manual_seed(2)))
+    with torch.inference_mode():
+        before = model(tsdf, observed, color)
+        after = widened(tsdf, observed, color, labels)
+        unlabeled = widened(tsdf, observed, color)  # no fused labels anywhere = all-zero labels
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-5)
+        torch.testing.assert_close(unlabeled[key], before[key], rtol=0, atol=1e-5)
+    widened.label_gain.data = torch.arange(K, dtype=torch.float32)  # the prior: + gain[k] where labeled k
+    with torch.inference_mode():
+        shifted = widened(tsdf, observed, color, labels)["semantic_logits"]
+    expected = after["semantic_logits"] + torch.arange(K, dtype=torch.float32).view(1, K, 1, 1, 1) * labels
+    torch.testing.assert_close(shifted, expected, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="takes no labels"):
+        model(tsdf, observed, color, labels)
+    with pytest.raises(ValueError, match="one-hot"):
+        widened(tsdf, observed, color, labels[:, :2])
+    with pytest.raises(ValueError, match="already takes labels"):
+        widened.with_label_input()
+
+
 @pytest.mark.parametrize("dims", CHUNKS, ids=lambda d: "x".join(map(str, d)))
 def test_atlas_reconstruct_shapes_ranges_and_scales(dims):
     model = tiny_atlas().eval()

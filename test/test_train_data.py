@@ -115,7 +115,7 @@ def test_chunks_hold_the_fusion_ground_truth_and_views_they_claim(scene, cache):
     volume = SemanticTSDFVolume(CONFIG.volume_config(), CLASSES.names, "cpu")
     for index in manifest["input_frames"]:
         frame = frames[index]
-        volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color)
+        volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color, labels=frame.labels)
     gt = load_ground_truth(scene)
     grid = CONFIG.grid
     for entry in manifest["chunks"][:4]:
@@ -126,6 +126,11 @@ def test_chunks_hold_the_fusion_ground_truth_and_views_they_claim(scene, cache):
         assert torch.equal(chunk["observed"].reshape(-1), values["weight"] > 0)
         assert bool((chunk["observed"] <= chunk["target_observed"]).all())  # input frames are among all frames
         assert bool((chunk["tsdf"][~chunk["observed"]] == 1).all())
+        # the input's fused 2D labels: the most voted class (ground-truth 2D labels here), -1 without votes
+        votes = values["semantic"]
+        expected = torch.where(votes.max(dim=1).values > 0, votes.argmax(dim=1), torch.full_like(votes[:, 0], -1))
+        assert torch.equal(chunk["input_labels"].reshape(-1).long(), expected.long())
+        assert bool((chunk["input_labels"][chunk["observed"][0]] >= 0).float().mean() > 0.5)
         # ground truth cropped from the stored grid equals the exact SDF evaluated on the chunk's voxels
         exact = ground_truth_grid(gt.scene, 0.08, 0.32, origin=np.array(entry["origin"]), shape=(32, 32, 32))
         np.testing.assert_allclose(chunk["gt_tsdf"][0].numpy(), exact.tsdf, atol=1e-5)
@@ -196,6 +201,8 @@ def test_dataset_reads_the_cache_into_training_samples(cache):
     assert batch["has_target"].all() and batch["has_gt"].all()
     assert batch["gt_labels"].shape == (2, 32, 32, 32) and batch["voxel_size"].tolist() == [0.08, 0.08]
     assert torch.equal(batch["color"][0], raw["color"].float() / 255)
+    assert batch["input_labels"].shape == (2, 32, 32, 32) and batch["input_labels"].dtype == torch.int64
+    assert torch.equal(batch["input_labels"][0], raw["input_labels"].long())
 
 
 def test_caches_with_different_settings_do_not_mix(scene, cache, tmp_path):

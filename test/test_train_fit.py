@@ -160,6 +160,34 @@ def test_export_loads_in_the_node_code_path(config, resumed_run, tmp_path):
         CompletionEngine.from_checkpoint(out, wrong_map, CompletionConfig())
 
 
+def test_a_label_input_run_starts_from_an_exported_checkpoint_and_trains(config, resumed_run, tmp_path):
+    exported = tmp_path / "model.pt"
+    assert train_main(["export", "--config", str(REPO / "train" / "configs" / "tiny.yaml"),
+                       "--checkpoint", str(last_checkpoint(config)), "--out", str(exported)]) == 0
+    labeled = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, label_input=True),
+        trainer=dataclasses.replace(config.trainer, init_checkpoint=str(exported), output_dir=str(tmp_path / "run"),
+                                    max_steps=4, val_every_n_steps=100, label_input_dropout=0.5))
+    names = list(ChunkDataset(config.data.cache_dir(config.data.train_scenes()[0])).class_names)
+    voxel, truncation = config.extraction.voxel_size, config.extraction.truncation
+    start = CompletionModule(labeled.to_dict(), names, voxel, truncation).eval()
+    network, _ = load_checkpoint(exported, "cpu", fast_cpu=False)
+    batch = _fixed_batch(config)
+    assert int((batch["input_labels"] >= 0).sum()) > 0  # the chunks carry fused labels
+    with torch.no_grad():  # before training, the fused labels change nothing (their weights start at zero)
+        ours = start(batch)
+        theirs = network.float()(batch["tsdf"], batch["observed"].float(), batch["color"])
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=1e-4)
+    trained = torch.load(fit(labeled), map_location="cpu", weights_only=False)
+    assert trained["global_step"] == 4
+    gain = trained["state_dict"]["model.label_gain"]
+    assert gain.shape == (len(names),) and float(gain.abs().max()) > 0  # the prior for fused labels is learned
+    wrong = dataclasses.replace(labeled, model=dataclasses.replace(labeled.model, base_width=6))
+    with pytest.raises(ValueError, match="differs from the run's"):
+        CompletionModule(wrong.to_dict(), names, voxel, truncation)
+
+
 def test_reserved_evaluation_rooms_cannot_be_training_data():
     with pytest.raises(ValueError, match="reserved evaluation scenes"):
         DataConfig(synthetic_seeds=[3, 904])

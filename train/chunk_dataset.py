@@ -15,6 +15,7 @@ key                    shape / type            meaning
 ``tsdf``               (1, X, Y, Z) float32    input fusion (a random subset of the frames); 1 unobserved
 ``observed``           (1, X, Y, Z) bool       input voxel observed (fusion weight > 0)
 ``color``              (3, X, Y, Z) uint8      input fused RGB (0 unobserved)
+``input_labels``       (X, Y, Z) int8          input fused 2D (pseudo-)labels: most voted class, -1 none
 ``target_tsdf``        (1, X, Y, Z) float32    fusion of all frames (the "more complete" target)
 ``target_observed``    (1, X, Y, Z) bool       its observed mask
 ``gt_tsdf``            (1, X, Y, Z) float32    synthetic ground truth (only when the source has it)
@@ -45,7 +46,7 @@ from torch.utils.data import Dataset
 from semantic_recon_ros.core.camera import PinholeCamera
 
 CHUNK_FORMAT = "semantic_recon_ros/train-chunk"
-CHUNK_VERSION = 1
+CHUNK_VERSION = 2  # 2: input_labels
 MANIFEST_FORMAT = "semantic_recon_ros/train-chunks"
 MANIFEST_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -97,7 +98,7 @@ class ChunkDataset(Dataset):
     Every sample is a dict (``B`` added by the default collate):
 
     - ``tsdf`` (1, X, Y, Z) float32, ``observed`` (1, X, Y, Z) bool, ``color`` (3, X, Y, Z) float32 in [0, 1]:
-      the network input.
+      the network input, with ``input_labels`` (X, Y, Z) int64: the input frames' fused 2D labels (-1 none).
     - ``origin`` (3,) float64, ``voxel_size`` and ``truncation`` floats (metres), ``name`` str.
     - ``view_depth`` (V, h, w) float32, ``view_color`` (V, h, w, 3) float32 in [0, 1], ``view_labels``
       (V, h, w) int64 (-1 unlabeled), ``view_intrinsics`` (V, 4) float64, ``view_T_world_cam`` (V, 4, 4)
@@ -142,6 +143,7 @@ class ChunkDataset(Dataset):
             "tsdf": chunk["tsdf"],
             "observed": chunk["observed"],
             "color": chunk["color"].to(torch.float32) / 255.0,
+            "input_labels": chunk["input_labels"].to(torch.int64),
             "origin": chunk["origin"],
             "voxel_size": float(chunk["voxel_size"]),
             "truncation": float(chunk["truncation"]),

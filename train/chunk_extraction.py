@@ -1,7 +1,7 @@
 """Cutting a posed RGB-D sequence into cached training chunks, as in S4R.
 
-1. A seeded random subset of the frames (``input_fraction``, e.g. half) is fused into the *input* volume:
-   the incomplete scan the network completes. All frames are fused into the *target* volume (the "more
+1. A seeded random subset of the frames (``input_fraction``, e.g. half) is fused into the *input* volume,
+   with their 2D labels: the incomplete scan (and its label votes) the network completes. All frames are fused into the *target* volume (the "more
    complete" fusion) and kept, at the reduced view resolution, as 2D supervision.
 2. Chunks are the cells of a fixed grid (:class:`~train.chunk_grid.ChunkGrid`, aligned to the volume's
    voxels) holding at least ``min_surface_voxels`` observed surface voxels of the input
@@ -25,7 +25,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -248,7 +248,9 @@ def _extract(base: FrameSequence, source: Path, cache_dir: Path, labels: LabelSo
         raise ValueError(f"{source}: no frames (after frame_stride {config.frame_stride}, max_frames "
                          f"{config.max_frames})")
     is_input = draw_input_frames(rng, len(frames), config.input_fraction)
-    source_dense, target_dense, views = _fuse(frames, is_input, config, class_names, device, progress, source)
+    key = sequence_key(source)
+    source_dense, target_dense, views = _fuse(frames, is_input, config, class_names, device, progress, source,
+                                              lambda index: labels.labels(key, int(frames.indices[index]), frames[index]))
     seconds["fuse"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -256,7 +258,6 @@ def _extract(base: FrameSequence, source: Path, cache_dir: Path, labels: LabelSo
     seconds["select"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    key = sequence_key(source)
     view_labels = {}
     for index in tqdm(selection.frames_needed(), desc="labels", unit="view", disable=not progress):
         full = labels.labels(key, int(frames.indices[index]), frames[index])
@@ -305,9 +306,10 @@ def _extract(base: FrameSequence, source: Path, cache_dir: Path, labels: LabelSo
 
 
 def _fuse(frames: FrameSequence, is_input: np.ndarray, config: ChunkExtractionConfig, class_names: tuple[str, ...],
-          device: torch.device | str, progress: bool, source: Path
+          device: torch.device | str, progress: bool, source: Path, frame_labels: Callable[[int], np.ndarray]
           ) -> tuple[DenseVolume, DenseVolume, list[ViewImages]]:
-    """Input fusion (frames where ``is_input``), target fusion (all frames) and all reduced views."""
+    """Input fusion (frames where ``is_input``, with their 2D labels ``frame_labels(index)``, (H, W) class ids,
+    -1 unlabeled), target fusion (all frames, no labels) and all reduced views."""
     input_volume = SemanticTSDFVolume(config.volume_config(), class_names, device)
     target_volume = SemanticTSDFVolume(config.volume_config(), class_names, device)
     views = []
@@ -317,7 +319,8 @@ def _fuse(frames: FrameSequence, is_input: np.ndarray, config: ChunkExtractionCo
             raise ValueError(f"{source}: frame {index} ({frame.name!r}) has no depth; chunks need RGB-D input")
         target_volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color)
         if is_input[index]:
-            input_volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color)
+            input_volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color,
+                                   labels=frame_labels(index))
         views.append(reduced_view(index, frame, config.view_downscale))
     return DenseVolume.from_volume(input_volume), DenseVolume.from_volume(target_volume), views
 
@@ -374,6 +377,7 @@ def _chunk_record(chunk: torch.Tensor, grid: ChunkGrid, config: ChunkExtractionC
         "tsdf": source["tsdf"][None],
         "observed": source["observed"][None],
         "color": source["color"].permute(3, 0, 1, 2).contiguous(),
+        "input_labels": source["labels"],
         "target_tsdf": target["tsdf"][None],
         "target_observed": target["observed"][None],
         "view_frames": torch.tensor([v.index for v in views], dtype=torch.int64),

@@ -19,12 +19,13 @@ _CORNERS = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 
 
 @dataclass
 class DenseVolume:
-    """Dense TSDF, observed mask and color of a fused volume (CPU tensors).
+    """Dense TSDF, observed mask, color and fused 2D labels of a fused volume (CPU tensors).
 
     Attributes:
         tsdf: (X, Y, Z) float32 normalized TSDF, 1 where unobserved.
         observed: (X, Y, Z) bool, fusion weight > 0.
         color: (X, Y, Z, 3) uint8 fused RGB, 0 where unobserved.
+        labels: (X, Y, Z) int8 class with the most fused 2D label votes, -1 where no votes.
         first_voxel: (3,) int64 volume voxel of dense voxel (0, 0, 0).
         voxel_size: metres.
         truncation: metres.
@@ -33,6 +34,7 @@ class DenseVolume:
     tsdf: torch.Tensor
     observed: torch.Tensor
     color: torch.Tensor
+    labels: torch.Tensor
     first_voxel: torch.Tensor
     voxel_size: float
     truncation: float
@@ -48,7 +50,7 @@ class DenseVolume:
         blocks = volume.block_coords[slots].cpu()
         low = blocks.min(dim=0).values
         extent = (blocks.max(dim=0).values - low + 1).tolist()
-        layers = {name: volume.layers[name][slots].cpu() for name in ("tsdf", "weight", "color")}
+        layers = {name: volume.layers[name][slots].cpu() for name in ("tsdf", "weight", "color", "semantic")}
         cells = blocks - low  # (n, 3) block position in the dense grid
         index = (cells[:, 0] * extent[1] + cells[:, 1]) * extent[2] + cells[:, 2]
 
@@ -63,7 +65,10 @@ class DenseVolume:
         tsdf = densify(layers["tsdf"][..., None], 1.0, torch.float32)[..., 0].contiguous()
         observed = densify((layers["weight"] > 0)[..., None], False, torch.bool)[..., 0].contiguous()
         color = densify(layers["color"].round().clamp(0, 255), 0, torch.uint8)
-        return cls(tsdf, observed, color, low * B, float(cfg.voxel_size), float(cfg.truncation))
+        best, label = layers["semantic"].max(dim=2)
+        label = torch.where(best > 0, label, torch.full_like(label, -1))
+        labels = densify(label[..., None], -1, torch.int8)[..., 0].contiguous()
+        return cls(tsdf, observed, color, labels, low * B, float(cfg.voxel_size), float(cfg.truncation))
 
     def surface_voxels(self) -> torch.Tensor:
         """(N, 3) int64 volume voxels that are observed with ``|sdf| < voxel_size`` (the surface shell)."""
@@ -76,11 +81,12 @@ class DenseVolume:
 
     def crop(self, first_voxel: torch.Tensor | Sequence[int], dims: Sequence[int]) -> dict[str, torch.Tensor]:
         """Dense ``dims`` box starting at volume voxel ``first_voxel``: ``tsdf`` (X, Y, Z) (1 outside),
-        ``observed`` (X, Y, Z) (False outside), ``color`` (X, Y, Z, 3) (0 outside)."""
+        ``observed`` (X, Y, Z) (False outside), ``color`` (X, Y, Z, 3) (0 outside), ``labels`` (X, Y, Z)
+        (-1 outside)."""
         start = torch.as_tensor(first_voxel, dtype=torch.int64) - self.first_voxel
         dims = [int(n) for n in dims]
         out = {"tsdf": torch.ones(dims, dtype=torch.float32), "observed": torch.zeros(dims, dtype=torch.bool),
-               "color": torch.zeros((*dims, 3), dtype=torch.uint8)}
+               "color": torch.zeros((*dims, 3), dtype=torch.uint8), "labels": torch.full(dims, -1, dtype=torch.int8)}
         src, dst = [], []
         for s, d, n in zip(start.tolist(), dims, self.shape):
             lo, hi = max(s, 0), min(s + d, n)

@@ -19,7 +19,7 @@ import math
 import pytorch_lightning as pl
 import torch
 
-from semantic_recon_ros.core.models import S4RNet, set_fast_cpu_convolutions
+from semantic_recon_ros.core.models import S4RNet, S4RNetConfig, load_checkpoint, set_fast_cpu_convolutions
 from semantic_recon_ros.core.models.fast_conv import fast_cpu_path_available
 from semantic_recon_ros.core.segmentation import DeepLabADE20K
 
@@ -29,6 +29,27 @@ from .objective import TrainingObjective
 from .training_config import RunConfig, run_config_from_dict
 
 VIRTUAL_SEED_STRIDE = 1_000_003
+
+
+def one_hot_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B, X, Y, Z) int class ids, -1 (or anything outside [0, K)) = none -> (B, K, X, Y, Z) float one-hot."""
+    valid = (labels >= 0) & (labels < num_classes)
+    one_hot = torch.nn.functional.one_hot(labels.clamp(0, num_classes - 1).long(), num_classes)
+    return (one_hot * valid[..., None]).permute(0, 4, 1, 2, 3).float()
+
+
+def initial_weights(path: str, config: S4RNetConfig, class_names: list[str], voxel_size: float,
+                    truncation: float) -> dict[str, torch.Tensor]:
+    """The state dict of inference checkpoint ``path`` for a model of ``config`` (ValueError when it does not fit
+    the classes, voxel size, truncation or model config; a label-free network is widened for ``label_input``)."""
+    network, info = load_checkpoint(path, "cpu", expected_class_names=class_names, expected_voxel_size=voxel_size,
+                                    expected_truncation=truncation, fast_cpu=False)
+    if config.label_input and not info.config.label_input:
+        network = network.with_label_input()
+    if network.config != config:
+        raise ValueError(f"trainer.init_checkpoint {path}: model config {network.config} differs from the run's "
+                         f"{config}")
+    return {name: value.float() for name, value in network.state_dict().items()}
 
 
 def warmup_cosine(step: int, warmup_steps: int, max_steps: int, final_fraction: float) -> float:
@@ -58,6 +79,9 @@ class CompletionModule(pl.LightningModule):
             raise ValueError(f"model.num_classes = {self.run_config.model.num_classes} but the data has "
                              f"{len(class_names)} classes {class_names}")
         self.model = S4RNet(self.run_config.model)
+        if self.run_config.trainer.init_checkpoint:
+            self.model.load_state_dict(initial_weights(self.run_config.trainer.init_checkpoint, self.run_config.model,
+                                                       class_names, voxel_size, truncation))
         if self.run_config.trainer.fast_cpu_convolutions and fast_cpu_path_available():
             set_fast_cpu_convolutions(self.model, True)  # acts on CPU tensors only
         weights = self.run_config.losses
@@ -73,9 +97,19 @@ class CompletionModule(pl.LightningModule):
         self._val_confusion = SemanticConfusion(len(class_names))
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        """The network on a collated batch: ``{"tsdf", "color", "semantic_logits"}`` (see S4RNet.forward)."""
+        """The network on a collated batch: ``{"tsdf", "color", "semantic_logits"}`` (see S4RNet.forward).
+
+        With ``model.label_input`` the input's fused 2D labels go in one-hot; while training they are withheld
+        for a random ``trainer.label_input_dropout`` of the chunks."""
         color = batch["color"] if self.run_config.model.use_color else None
-        return self.model(batch["tsdf"], batch["observed"].to(batch["tsdf"].dtype), color)
+        observed = batch["observed"].to(batch["tsdf"].dtype)
+        if not self.run_config.model.label_input:
+            return self.model(batch["tsdf"], observed, color)
+        labels = one_hot_labels(batch["input_labels"], self.run_config.model.num_classes).to(batch["tsdf"].dtype)
+        if self.training and self.run_config.trainer.label_input_dropout > 0:
+            kept = torch.rand(len(labels), device=labels.device) >= self.run_config.trainer.label_input_dropout
+            labels = labels * kept.view(-1, 1, 1, 1, 1).to(labels.dtype)
+        return self.model(batch["tsdf"], observed, color, labels)
 
     def _log_terms(self, prefix: str, terms: dict[str, torch.Tensor], batch_size: int, **kwargs) -> None:
         for name in [*self.loss_names, "total"]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from semantic_recon_ros.core.completion import ChunkBatch, CompletionEngine
+from semantic_recon_ros.core.completion import CompletionEngine
 from semantic_recon_ros.core.mesh import SemanticMesh
 from semantic_recon_ros.core.meshing import extract_mesh
 from semantic_recon_ros.core.tsdf_volume import SemanticTSDFVolume
@@ -111,8 +111,7 @@ def complete_volume(engine: CompletionEngine, progress: bool = True, description
         enough = batch.observed.flatten(1).sum(dim=1) >= engine.config.min_observed_voxels
         if not bool(enough.any()):
             continue
-        batch = ChunkBatch(*(getattr(batch, name)[enough] for name in ("chunks", "versions", "tsdf", "observed",
-                                                                       "color")))
+        batch = batch.select(enough)
         engine.write(batch, engine.predict(batch))
         run += len(batch.chunks)
     return run

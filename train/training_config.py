@@ -162,6 +162,12 @@ class TrainerConfig:
     gradient_clip_val: float = parameter(1.0, "Clip the gradient norm to this (0 = off).", 0.0, None)
     deterministic: bool = parameter(True, "Ask torch for deterministic algorithms (warn where none exists).")
     progress_bar: bool = parameter(True, "Show a progress bar.")
+    init_checkpoint: str = parameter(
+        "", "Start from the weights of this inference checkpoint (same model config; a label-free one is widened "
+            "with zero weights when model.label_input is set). Empty = random initialization.")
+    label_input_dropout: float = parameter(
+        0.3, "With model.label_input: fraction of training chunks whose fused-label input is withheld, so that "
+             "the network also works where no 2D labels were fused.", 0.0, 1.0)
 
     def __post_init__(self) -> None:
         check_ranges(self)

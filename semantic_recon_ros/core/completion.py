@@ -44,7 +44,8 @@ from .completion_config import CompletionConfig
 from .resources import share_file
 from .tsdf_volume import SemanticTSDFVolume
 
-# network(tsdf (B,1,X,Y,Z), observed (B,1,X,Y,Z), color (B,3,X,Y,Z) | None) -> {"tsdf", "color"?, "semantic_logits"}
+# network(tsdf (B,1,X,Y,Z), observed (B,1,X,Y,Z), color (B,3,X,Y,Z) | None[, labels (B,K,X,Y,Z) with label_input])
+#   -> {"tsdf", "color"?, "semantic_logits"}
 CompletionNetwork = Callable[..., dict]
 DEFAULT_CHECKPOINT = "default"  # checkpoint setting naming the installed default model
 DEFAULT_CHECKPOINT_FILE = "models/default.pt"  # in the package's share directory
@@ -80,6 +81,8 @@ class ChunkBatch:
         chunks: (n, 3) int64 chunk grid coordinates.
         versions: (n,) int64 newest block version in each chunk's input when it was read.
         tsdf, observed: (n, 1, S, S, S) network inputs; color: (n, 3, S, S, S) in [0, 1].
+        labels: (n, K, S, S, S) one-hot fused 2D labels (zero where a voxel has no votes), for networks with
+            ``label_input``; None otherwise.
     """
 
     chunks: torch.Tensor
@@ -87,6 +90,12 @@ class ChunkBatch:
     tsdf: torch.Tensor
     observed: torch.Tensor
     color: torch.Tensor
+    labels: torch.Tensor | None = None
+
+    def select(self, keep: torch.Tensor) -> "ChunkBatch":
+        """The chunks where ``keep`` ((n,) bool) holds."""
+        return ChunkBatch(self.chunks[keep], self.versions[keep], self.tsdf[keep], self.observed[keep],
+                          self.color[keep], None if self.labels is None else self.labels[keep])
 
 
 @dataclass
@@ -123,6 +132,8 @@ class CompletionEngine:
             raise ValueError(f"chunk_size ({config.chunk_size}) and chunk_margin ({config.chunk_margin}) must be "
                              f"multiples of the volume's block_size ({B})")
         self.network, self.volume, self.config, self.use_color = network, volume, config, use_color
+        model_config = getattr(network, "config", None)
+        self.label_input = bool(getattr(model_config, "label_input", False))  # feed the fused 2D labels
         V, K = volume.config.voxels_per_block, volume.num_classes
         for name, shape, fill in (("pred_tsdf", (V,), 1.0), ("pred_color", (V, 3), 0.0),
                                   ("pred_semantic", (V, K), 0.0), ("pred_weight", (V,), 0.0)):
@@ -262,14 +273,21 @@ class CompletionEngine:
         observed = self._dense(layers["weight"], slots, 0.0) > 0
         tsdf = self._dense(layers["tsdf"], slots, 1.0)
         color = self._dense(layers["color"], slots, 0.0) / 255.0
-        return ChunkBatch(chunks, versions, tsdf, observed.float(), color)
+        labels = None
+        if self.label_input:
+            votes = self._dense(layers["semantic"], slots, 0.0)  # (n, K, S, S, S)
+            best, label = votes.max(dim=1, keepdim=True)
+            labels = torch.zeros_like(votes).scatter_(1, label, 1.0) * (best > 0)
+        return ChunkBatch(chunks, versions, tsdf, observed.float(), color, labels)
 
     @torch.inference_mode()
     def predict(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
         """Run the network; returns the core crop of tsdf (n,1,c,c,c), color (n,3,...), semantic_logits (n,K,...)
         and keep (n,1,c,c,c) bool: voxels within ``fill_radius`` of an observed surface voxel (the rest is
         discarded: tsdf 1, not written as predicted)."""
-        out = self.network(batch.tsdf, batch.observed, batch.color if self.use_color else None)
+        color = batch.color if self.use_color else None
+        out = (self.network(batch.tsdf, batch.observed, color, batch.labels) if self.label_input
+               else self.network(batch.tsdf, batch.observed, color))
         m, c = self.config.chunk_margin, self.config.core_size
         crop = (slice(None), slice(None), slice(m, m + c), slice(m, m + c), slice(m, m + c))
         keep = self._within_fill_radius(batch)[crop]
@@ -367,8 +385,7 @@ class CompletionEngine:
                         break
                     self._mark_done(batch.chunks[~enough], batch.versions[~enough])
                 stats.chunks_skipped += int((~enough).sum())
-                batch = ChunkBatch(*(getattr(batch, f)[enough] for f in
-                                     ("chunks", "versions", "tsdf", "observed", "color")))
+                batch = batch.select(enough)
             if len(batch.chunks):
                 network_start = time.perf_counter()
                 prediction = (self.predict(batch) if run_network is None

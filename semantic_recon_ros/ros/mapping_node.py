@@ -104,7 +104,7 @@ from .image_conversions import (
 )
 from .mesh_conversions import RegionMeshMarkers, class_legend_markers, mesh_vertex_colors, serialize_marker_array
 from .node_parameters import declare_sections
-from .pointcloud_conversions import surface_voxel_points, voxel_points_to_pointcloud2
+from .pointcloud_conversions import VOXEL_POINT_DTYPE, surface_voxel_points, voxel_points_to_pointcloud2
 from .tf_buffer import Buffer, TransformException, TransformListener
 from .time_sync import ApproximateTimeSynchronizer, Subscriber
 from .transform_conversions import transform_to_matrix
@@ -793,7 +793,7 @@ class MappingNode(Node):
             stamp_ns = self.get_clock().now().nanoseconds
             self.mesh_publisher.publish(serialize_marker_array(self.mesh_markers.clear(stamp_ns)))
             self._meshed_version, self._mesh_stamp_ns = version, 0
-            empty = surface_voxel_points(self.volume, self.config.voxel_map_distance, self.mesh_source)[:0]
+            empty = np.zeros(0, VOXEL_POINT_DTYPE)
             self.voxel_map_publisher.publish(voxel_points_to_pointcloud2(empty, self.config.world_frame, stamp_ns))
             self._voxel_map_version = version
         if discarded:

@@ -18,6 +18,9 @@ class S4RNetConfig:
         True, "Use the RGB encoder and predict color; false gives the color-blind (depth-only) variant.")
     fusion_blocks: int = parameter(
         2, "Residual blocks of the bottleneck conv bank that fuses geometry and color codes.", 0, 8)
+    label_input: bool = parameter(
+        False, "Also take the fused 2D labels of the input (one-hot, zero where none) in the geometry encoder, "
+               "plus a learned per-class prior added to the semantic logits where a voxel has a fused label.")
 
     def __post_init__(self) -> None:
         check_ranges(self)

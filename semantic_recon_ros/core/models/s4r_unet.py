@@ -9,9 +9,16 @@ not exist. Chunk dims must be multiples of 16 (e.g. 64 x 64 x 128 -> a 4 x 4 x 8
 
 Residual blocks sit at levels 1-4 and in the decoders' levels 3-1; the full-resolution level has a
 single conv in each encoder and decoder, because it dominates the cost (see bench/bench_models.py).
+
+With ``label_input`` the geometry encoder also reads the input's fused 2D labels (K one-hot channels,
+zero where a voxel has none), and a learned per-class gain adds the fused label to the semantic logits:
+``logits += label_gain * one_hot``. Both start at zero, so a label-input network made from a trained one
+(:meth:`S4RNet.with_label_input`) computes exactly what that one did until it is trained further.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -30,7 +37,7 @@ class S4RNet(nn.Module):
         self.config = config
         widths = level_widths(config.base_width)
         encoders = 2 if config.use_color else 1
-        self.geometry_encoder = UNetEncoder3d(2, config.base_width)
+        self.geometry_encoder = UNetEncoder3d(2 + (config.num_classes if config.label_input else 0), config.base_width)
         self.color_encoder = UNetEncoder3d(3, config.base_width) if config.use_color else None
         self.fusion = nn.Sequential(
             ConvNormAct3d(encoders * widths[NUM_LEVELS], widths[NUM_LEVELS], kernel_size=1),
@@ -42,9 +49,25 @@ class S4RNet(nn.Module):
         self.color_head = Conv3d(widths[0], 3, 1) if config.use_color else None
         self.semantic_decoder = UNetDecoder3d(config.base_width)
         self.semantic_head = Conv3d(widths[0], config.num_classes, 1)
+        self.label_gain = nn.Parameter(torch.zeros(config.num_classes)) if config.label_input else None
+
+    @torch.no_grad()
+    def with_label_input(self) -> "S4RNet":
+        """A label-input copy of this (label-free) network that computes the same outputs (new weights zero)."""
+        if self.config.label_input:
+            raise ValueError("this S4RNet already takes labels")
+        network = S4RNet(replace(self.config, label_input=True))
+        state = self.state_dict()
+        stem = "geometry_encoder.stem.conv.weight"
+        widened = torch.zeros_like(network.state_dict()[stem])
+        widened[:, :state[stem].shape[1]] = state[stem]
+        state[stem] = widened
+        state["label_gain"] = torch.zeros(self.config.num_classes)
+        network.load_state_dict(state)
+        return network
 
     def forward(self, tsdf: torch.Tensor, observed: torch.Tensor,
-                color: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                color: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Complete one batch of chunks.
 
         Args:
@@ -52,12 +75,19 @@ class S4RNet(nn.Module):
             observed: (B, 1, X, Y, Z) bool or {0, 1}: voxel was observed. TSDF and color of
                 unobserved voxels are ignored (zeroed before the encoders).
             color: (B, 3, X, Y, Z) RGB in [0, 1]; required with color, must be None color-blind.
+            labels: (B, K, X, Y, Z) one-hot fused 2D labels of the input, zero where a voxel has none (None:
+                none anywhere); only with ``label_input``.
         Returns:
             ``{"tsdf": (B, 1, X, Y, Z) in (-1, 1) (tanh), "color": (B, 3, X, Y, Z) in (0, 1)
             (sigmoid; absent when color-blind), "semantic_logits": (B, K, X, Y, Z)}``.
         """
-        observed = self._check_inputs(tsdf, observed, color)
-        geometry = self.geometry_encoder(torch.cat((tsdf * observed, observed), dim=1))
+        observed = self._check_inputs(tsdf, observed, color, labels)
+        inputs = [tsdf * observed, observed]
+        if self.label_gain is not None:
+            labels = torch.zeros_like(tsdf).expand(-1, self.config.num_classes, -1, -1, -1) if labels is None \
+                else labels.to(tsdf.dtype)
+            inputs.append(labels)
+        geometry = self.geometry_encoder(torch.cat(inputs, dim=1))
         skips = geometry[:NUM_LEVELS]
         codes = [geometry[NUM_LEVELS]]
         if self.color_encoder is not None:
@@ -69,9 +99,12 @@ class S4RNet(nn.Module):
         if self.color_decoder is not None:
             out["color"] = torch.sigmoid(self.color_head(self.color_decoder(bottleneck, skips)[-1]))
         out["semantic_logits"] = self.semantic_head(self.semantic_decoder(bottleneck, skips)[-1])
+        if self.label_gain is not None:
+            out["semantic_logits"] = out["semantic_logits"] + self.label_gain.view(1, -1, 1, 1, 1) * labels
         return out
 
-    def _check_inputs(self, tsdf: torch.Tensor, observed: torch.Tensor, color: torch.Tensor | None) -> torch.Tensor:
+    def _check_inputs(self, tsdf: torch.Tensor, observed: torch.Tensor, color: torch.Tensor | None,
+                      labels: torch.Tensor | None) -> torch.Tensor:
         if tsdf.dim() != 5 or tsdf.shape[1] != 1:
             raise ValueError(f"tsdf must be (B, 1, X, Y, Z), got {tuple(tsdf.shape)}")
         check_grid_dims(tsdf.shape[2:], "S4RNet input chunk")
@@ -84,4 +117,10 @@ class S4RNet(nn.Module):
                 raise ValueError(f"color must be {expected} for the color S4RNet, got {got}")
         elif color is not None:
             raise ValueError("the color-blind S4RNet (use_color = False) takes no color input")
+        if labels is not None:
+            if not self.config.label_input:
+                raise ValueError("this S4RNet (label_input = False) takes no labels")
+            expected = (tsdf.shape[0], self.config.num_classes, *tsdf.shape[2:])
+            if tuple(labels.shape) != expected:
+                raise ValueError(f"labels must be {expected} (one-hot), got {tuple(labels.shape)}")
         return observed.to(tsdf.dtype)
