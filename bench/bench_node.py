@@ -214,7 +214,8 @@ def main() -> int:
     parser.add_argument("--qos", default="sensor_data", choices=["sensor_data", "reliable", "system_default"])
     parser.add_argument("--mesh-rate", type=float, default=1.0)
     parser.add_argument("--torch-threads", type=int, default=1)
-    parser.add_argument("--checkpoint", default="", help="completion network: a file, 'default' or '' (fusion only)")
+    parser.add_argument("--checkpoint", default="default",
+                        help="completion network: 'default' (the node's default), a file, or '' (fusion only)")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to keep watching after playback")
     parser.add_argument("--domain-id", type=int, default=int(np.random.default_rng().integers(100, 200)))
     args = parser.parse_args()

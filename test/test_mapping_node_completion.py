@@ -519,6 +519,7 @@ def test_a_node_with_default_parameters_completes_with_the_installed_default_mod
     try:
         assert node.checkpoint == share_file(DEFAULT_CHECKPOINT_FILE) and node.completion_error is None
         assert node.engine is not None and node.mesh_source == "both"
+        assert node.engine.label_input  # the default model also reads fused 2D labels (none here: use_labels off)
         assert node.engine.config.fill_radius == CompletionConfig().fill_radius > 0
     finally:
         node.shutdown()
