@@ -178,6 +178,8 @@ def summarize(args, statuses, latencies, samples, start, end, received_images) -
     """Numbers of the run, over the playback window [first image, player exit]."""
     playing = [(t, s) for t, s in statuses if start is not None and start <= t <= end]
     final = statuses[-1][1]
+    per_period = [s["completion"]["network_ms"] for _, s in statuses if (s.get("completion") or {}).get("network_ms")]
+    network_ms = float(np.mean(per_period)) if per_period else float("nan")  # each status: runs since the last one
     first_integrated = next((t for t, s in statuses if s["integrated"] > 0), start)
     last_change = max((t for (t, s), (_, p) in zip(statuses[1:], statuses) if s["integrated"] != p["integrated"]),
                       default=end)
@@ -200,8 +202,8 @@ def summarize(args, statuses, latencies, samples, start, end, received_images) -
         "node RSS: first third / last third / max (MB)": (f"{np.mean(rss[:third]):.0f} / {np.mean(rss[-third:]):.0f} / "
                                                           f"{max(rss):.0f}"),
         "map: blocks / volume MB": f"{final['blocks']} / {final['volume_mb']}",
-        "completion: runs / chunks run / mean network ms": (
-            f"{completion['runs']} / {completion['chunks_run']} / {completion['network_ms']}"
+        "completion: runs / chunks run / mean network ms per run": (
+            f"{completion['runs']} / {completion['chunks_run']} / {network_ms:.0f}"
             if (completion := final.get("completion", {})).get("active") else "off"),
     }
 
