@@ -1,4 +1,5 @@
-"""Shared fixtures: real 7-Scenes frames from ../shared (never copied into the package), an isolated DDS domain."""
+"""Shared fixtures: real 7-Scenes frames from ../shared (never copied into the package), an isolated DDS domain,
+one torch thread for modules of many small tensor ops."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from semantic_recon_ros.core.camera import PinholeCamera
 from semantic_recon_ros.core.datasets import open_sequence
@@ -22,6 +24,17 @@ def seven_scenes():
     if not SEVEN_SCENES.is_dir():
         pytest.fail(f"shared data missing: {SEVEN_SCENES} (CI places ../shared beside the repo)")
     return open_sequence(SEVEN_SCENES)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): its tests
+    run many small tensor ops, which two threads make 5-10x slower on this 2-core machine when other processes keep
+    the cores busy. Restored afterwards for the rest of the suite."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

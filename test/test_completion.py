@@ -22,6 +22,7 @@ from semantic_recon_ros.core.completion import (
 from semantic_recon_ros.core.completion_config import CompletionConfig
 from semantic_recon_ros.core.meshing import extract_mesh
 from semantic_recon_ros.core.models import S4RNetConfig
+from semantic_recon_ros.core.models.s4r_unet import label_channels
 from semantic_recon_ros.core.resources import share_file
 from semantic_recon_ros.core.tsdf_volume import SemanticTSDFVolume
 from semantic_recon_ros.core.volume_config import VolumeConfig
@@ -216,10 +217,10 @@ class LabelEcho(nn.Module):
 
     def forward(self, tsdf, observed, color, labels):
         self.seen = labels
-        return {"tsdf": tsdf, "color": color, "semantic_logits": 10 * labels}
+        return {"tsdf": tsdf, "color": color, "semantic_logits": 10 * label_channels(labels, 3, tsdf)}
 
 
-def test_label_input_networks_get_the_fused_labels_one_hot():
+def test_label_input_networks_get_the_fused_labels():
     volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.05, block_size=4), CLASSES, "cpu")
     labels = np.full(CAMERA.shape, -1, np.int32)
     labels[:, : CAMERA.width // 2] = 2  # the left half of the wall is labeled class 2, the right half not at all
@@ -228,10 +229,11 @@ def test_label_input_networks_get_the_fused_labels_one_hot():
     engine = CompletionEngine(network, volume, CONFIG)
     plan = engine.plan()
     batch = engine.gather(*plan)
-    assert batch.labels.shape == (len(batch.chunks), 3, *batch.tsdf.shape[2:])
+    assert batch.labels.shape == (len(batch.chunks), *batch.tsdf.shape[2:])
     voted = volume.layers["semantic"][volume.index.slots].sum(dim=-1) > 0
-    assert int(batch.labels[:, 2].sum()) == int(voted.sum()) > 0  # every voxel with votes, once, as class 2
-    assert int(batch.labels[:, :2].sum()) == 0 and bool((batch.labels.sum(dim=1) <= batch.observed[:, 0]).all())
+    assert int((batch.labels == 2).sum()) == int(voted.sum()) > 0  # every voxel with votes, once, as class 2
+    labeled = batch.labels >= 0
+    assert int((labeled & (batch.labels != 2)).sum()) == 0 and bool((labeled <= (batch.observed[:, 0] > 0)).all())
     engine.run()
     assert torch.equal(network.seen, batch.labels[-len(network.seen):])
     predicted = volume.layers["pred_weight"] > 0

@@ -35,12 +35,7 @@ VOXEL = 0.08  # coarse voxels keep the whole-room runs fast
 SEED = 909  # a reserved held-out room
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------------- metric pieces

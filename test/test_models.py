@@ -104,7 +104,7 @@ def test_label_input_network_starts_as_the_network_it_widens_and_learns_a_per_cl
     tsdf, observed, color = s4r_inputs((16, 16, 16), batch=2)
     settle_batch_norm(model, lambda: model(tsdf, observed, color))
     widened = model.with_label_input().eval()
-    labels = one_hot(torch.randint(-1, K, (2, 16, 16, 16), generator=torch.Generator().manual_seed(2)))
+    labels = torch.randint(-1, K, (2, 16, 16, 16), generator=torch.Generator().manual_seed(2))  # -1 = none
     with torch.inference_mode():
         before = model(tsdf, observed, color)
         after = widened(tsdf, observed, color, labels)
@@ -115,11 +115,11 @@ def test_label_input_network_starts_as_the_network_it_widens_and_learns_a_per_cl
     widened.label_gain.data = torch.arange(K, dtype=torch.float32)  # the prior: + gain[k] where labeled k
     with torch.inference_mode():
         shifted = widened(tsdf, observed, color, labels)["semantic_logits"]
-    expected = after["semantic_logits"] + torch.arange(K, dtype=torch.float32).view(1, K, 1, 1, 1) * labels
+    expected = after["semantic_logits"] + torch.arange(K, dtype=torch.float32).view(1, K, 1, 1, 1) * one_hot(labels)
     torch.testing.assert_close(shifted, expected, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="takes no labels"):
         model(tsdf, observed, color, labels)
-    with pytest.raises(ValueError, match="one-hot"):
+    with pytest.raises(ValueError, match="integer class ids"):
         widened(tsdf, observed, color, labels[:, :2])
     with pytest.raises(ValueError, match="already takes labels"):
         widened.with_label_input()

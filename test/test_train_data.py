@@ -35,14 +35,7 @@ CONFIG = ChunkExtractionConfig(voxel_size=0.08, chunk_dims=(32, 32, 32), chunk_s
                                view_downscale=1, min_surface_voxels=200, seed=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These tests run many small tensor ops; on this 2-core machine, when other processes keep the cores busy,
-    two intra-op threads make them 5-10x slower than one. Restored afterwards for the rest of the suite."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

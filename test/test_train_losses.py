@@ -44,14 +44,7 @@ ALL_WEIGHTS = LossWeights(depth=1, color=1, semantic=1, virtual_semantic=0, obse
                           silhouette=1, gt_tsdf=1, gt_semantic=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These tests run many small tensor ops; on this 2-core machine, when other processes keep the cores busy,
-    two intra-op threads make them 5-10x slower than one. Restored afterwards for the rest of the suite."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def voxel_centers() -> torch.Tensor:

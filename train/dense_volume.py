@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 
+from semantic_recon_ros.core.surface_fields import labels_from_scores
 from semantic_recon_ros.core.tsdf_volume import SemanticTSDFVolume
 
 _CORNERS = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=torch.int64)
@@ -65,9 +66,8 @@ class DenseVolume:
         tsdf = densify(layers["tsdf"][..., None], 1.0, torch.float32)[..., 0].contiguous()
         observed = densify((layers["weight"] > 0)[..., None], False, torch.bool)[..., 0].contiguous()
         color = densify(layers["color"].round().clamp(0, 255), 0, torch.uint8)
-        best, label = layers["semantic"].max(dim=2)
-        label = torch.where(best > 0, label, torch.full_like(label, -1))
-        labels = densify(label[..., None], -1, torch.int8)[..., 0].contiguous()
+        label, _ = labels_from_scores(layers["semantic"].flatten(0, 1))
+        labels = densify(label.view(len(slots), -1, 1), -1, torch.int8)[..., 0].contiguous()
         return cls(tsdf, observed, color, labels, low * B, float(cfg.voxel_size), float(cfg.truncation))
 
     def surface_voxels(self) -> torch.Tensor:

@@ -31,13 +31,6 @@ from .training_config import RunConfig, run_config_from_dict
 VIRTUAL_SEED_STRIDE = 1_000_003
 
 
-def one_hot_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(B, X, Y, Z) int class ids, -1 (or anything outside [0, K)) = none -> (B, K, X, Y, Z) float one-hot."""
-    valid = (labels >= 0) & (labels < num_classes)
-    one_hot = torch.nn.functional.one_hot(labels.clamp(0, num_classes - 1).long(), num_classes)
-    return (one_hot * valid[..., None]).permute(0, 4, 1, 2, 3).float()
-
-
 def initial_weights(path: str, config: S4RNetConfig, class_names: list[str], voxel_size: float,
                     truncation: float) -> dict[str, torch.Tensor]:
     """The state dict of inference checkpoint ``path`` for a model of ``config`` (ValueError when it does not fit
@@ -99,16 +92,16 @@ class CompletionModule(pl.LightningModule):
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         """The network on a collated batch: ``{"tsdf", "color", "semantic_logits"}`` (see S4RNet.forward).
 
-        With ``model.label_input`` the input's fused 2D labels go in one-hot; while training they are withheld
-        for a random ``trainer.label_input_dropout`` of the chunks."""
+        With ``model.label_input`` the input's fused 2D labels go in too; while training they are withheld for a
+        random ``trainer.label_input_dropout`` of the chunks."""
         color = batch["color"] if self.run_config.model.use_color else None
         observed = batch["observed"].to(batch["tsdf"].dtype)
         if not self.run_config.model.label_input:
             return self.model(batch["tsdf"], observed, color)
-        labels = one_hot_labels(batch["input_labels"], self.run_config.model.num_classes).to(batch["tsdf"].dtype)
+        labels = batch["input_labels"]
         if self.training and self.run_config.trainer.label_input_dropout > 0:
             kept = torch.rand(len(labels), device=labels.device) >= self.run_config.trainer.label_input_dropout
-            labels = labels * kept.view(-1, 1, 1, 1, 1).to(labels.dtype)
+            labels = torch.where(kept.view(-1, 1, 1, 1), labels, torch.full_like(labels, -1))
         return self.model(batch["tsdf"], observed, color, labels)
 
     def _log_terms(self, prefix: str, terms: dict[str, torch.Tensor], batch_size: int, **kwargs) -> None:

@@ -44,7 +44,7 @@ from .completion_config import CompletionConfig
 from .resources import share_file
 from .tsdf_volume import SemanticTSDFVolume
 
-# network(tsdf (B,1,X,Y,Z), observed (B,1,X,Y,Z), color (B,3,X,Y,Z) | None[, labels (B,K,X,Y,Z) with label_input])
+# network(tsdf (B,1,X,Y,Z), observed (B,1,X,Y,Z), color (B,3,X,Y,Z) | None[, labels (B,X,Y,Z) with label_input])
 #   -> {"tsdf", "color"?, "semantic_logits"}
 CompletionNetwork = Callable[..., dict]
 DEFAULT_CHECKPOINT = "default"  # checkpoint setting naming the installed default model
@@ -81,8 +81,8 @@ class ChunkBatch:
         chunks: (n, 3) int64 chunk grid coordinates.
         versions: (n,) int64 newest block version in each chunk's input when it was read.
         tsdf, observed: (n, 1, S, S, S) network inputs; color: (n, 3, S, S, S) in [0, 1].
-        labels: (n, K, S, S, S) one-hot fused 2D labels (zero where a voxel has no votes), for networks with
-            ``label_input``; None otherwise.
+        labels: (n, S, S, S) int64 fused 2D labels, the most voted class (-1 where a voxel has no votes), for
+            networks with ``label_input``; None otherwise.
     """
 
     chunks: torch.Tensor
@@ -275,9 +275,8 @@ class CompletionEngine:
         color = self._dense(layers["color"], slots, 0.0) / 255.0
         labels = None
         if self.label_input:
-            votes = self._dense(layers["semantic"], slots, 0.0)  # (n, K, S, S, S)
-            best, label = votes.max(dim=1, keepdim=True)
-            labels = torch.zeros_like(votes).scatter_(1, label, 1.0) * (best > 0)
+            best, label = self._dense(layers["semantic"], slots, 0.0).max(dim=1)  # over (n, K, S, S, S) votes
+            labels = torch.where(best > 0, label, torch.full_like(label, -1))
         return ChunkBatch(chunks, versions, tsdf, observed.float(), color, labels)
 
     @torch.inference_mode()

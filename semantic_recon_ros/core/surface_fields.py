@@ -7,7 +7,8 @@
 * ``both``: observed voxels as fused, and where unobserved, the predicted ones.
 
 Class scores come from the fused 2D label votes wherever a voxel has votes (observations win, as for
-distances), from the network's prediction elsewhere; "completed" shows the network's classes only. Distances are read as full per-slot pools (cheap: one float per voxel); colors and class
+distances), from the network's prediction elsewhere; "completed" shows the network's classes only.
+Distances are read as full per-slot pools (cheap: one float per voxel); colors and class
 scores only at the voxels a caller asks for, since full-pool copies of those (3 and K floats per
 voxel) would dominate meshing.
 """
@@ -70,10 +71,11 @@ class SurfaceFields:
             return votes
         use_prediction = self._layers["pred_weight"].view(-1)[voxels] > 0
         if self.source == "completed":
-            return torch.where(use_prediction[:, None], self._layers["pred_semantic"].view(-1, K)[voxels],
-                               torch.zeros_like(votes))
-        use_prediction &= votes.sum(dim=1) <= 0
-        return torch.where(use_prediction[:, None], self._layers["pred_semantic"].view(-1, K)[voxels], votes)
+            otherwise = torch.zeros_like(votes)
+        else:
+            use_prediction &= votes.sum(dim=1) <= 0
+            otherwise = votes
+        return torch.where(use_prediction[:, None], self._layers["pred_semantic"].view(-1, K)[voxels], otherwise)
 
 
 def labels_from_scores(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,8 +10,8 @@ not exist. Chunk dims must be multiples of 16 (e.g. 64 x 64 x 128 -> a 4 x 4 x 8
 Residual blocks sit at levels 1-4 and in the decoders' levels 3-1; the full-resolution level has a
 single conv in each encoder and decoder, because it dominates the cost (see bench/bench_models.py).
 
-With ``label_input`` the geometry encoder also reads the input's fused 2D labels (K one-hot channels,
-zero where a voxel has none), and a learned per-class gain adds the fused label to the semantic logits:
+With ``label_input`` the geometry encoder also reads the input's fused 2D labels (class ids, fed as K
+one-hot channels, zero where a voxel has none), and a learned per-class gain adds the fused label to the semantic logits:
 ``logits += label_gain * one_hot``. Both start at zero, so a label-input network made from a trained one
 (:meth:`S4RNet.with_label_input`) computes exactly what that one did until it is trained further.
 """
@@ -75,8 +75,8 @@ class S4RNet(nn.Module):
             observed: (B, 1, X, Y, Z) bool or {0, 1}: voxel was observed. TSDF and color of
                 unobserved voxels are ignored (zeroed before the encoders).
             color: (B, 3, X, Y, Z) RGB in [0, 1]; required with color, must be None color-blind.
-            labels: (B, K, X, Y, Z) one-hot fused 2D labels of the input, zero where a voxel has none (None:
-                none anywhere); only with ``label_input``.
+            labels: (B, X, Y, Z) integer fused 2D labels of the input (class ids; -1 or anything outside
+                [0, K) where a voxel has none; None: none anywhere); only with ``label_input``.
         Returns:
             ``{"tsdf": (B, 1, X, Y, Z) in (-1, 1) (tanh), "color": (B, 3, X, Y, Z) in (0, 1)
             (sigmoid; absent when color-blind), "semantic_logits": (B, K, X, Y, Z)}``.
@@ -84,8 +84,7 @@ class S4RNet(nn.Module):
         observed = self._check_inputs(tsdf, observed, color, labels)
         inputs = [tsdf * observed, observed]
         if self.label_gain is not None:
-            labels = torch.zeros_like(tsdf).expand(-1, self.config.num_classes, -1, -1, -1) if labels is None \
-                else labels.to(tsdf.dtype)
+            labels = label_channels(labels, self.config.num_classes, tsdf)
             inputs.append(labels)
         geometry = self.geometry_encoder(torch.cat(inputs, dim=1))
         skips = geometry[:NUM_LEVELS]
@@ -120,7 +119,18 @@ class S4RNet(nn.Module):
         if labels is not None:
             if not self.config.label_input:
                 raise ValueError("this S4RNet (label_input = False) takes no labels")
-            expected = (tsdf.shape[0], self.config.num_classes, *tsdf.shape[2:])
-            if tuple(labels.shape) != expected:
-                raise ValueError(f"labels must be {expected} (one-hot), got {tuple(labels.shape)}")
+            expected = (tsdf.shape[0], *tsdf.shape[2:])
+            if tuple(labels.shape) != expected or labels.dtype.is_floating_point:
+                raise ValueError(f"labels must be {expected} integer class ids, got {tuple(labels.shape)} "
+                                 f"{labels.dtype}")
         return observed.to(tsdf.dtype)
+
+
+def label_channels(labels: torch.Tensor | None, num_classes: int, like: torch.Tensor) -> torch.Tensor:
+    """(B, X, Y, Z) class ids (outside [0, K) = none) or None -> (B, K, X, Y, Z) one-hot of ``like``'s dtype and
+    device, zero where a voxel has no label."""
+    if labels is None:
+        return torch.zeros_like(like).expand(-1, num_classes, -1, -1, -1)
+    valid = (labels >= 0) & (labels < num_classes)
+    one_hot = torch.nn.functional.one_hot(torch.where(valid, labels, 0).long(), num_classes)
+    return (one_hot * valid[..., None]).permute(0, 4, 1, 2, 3).to(like.dtype)
