@@ -27,9 +27,9 @@ def share_data_files(folder: str, suffixes: tuple[str, ...] | None = None) -> li
 setup(
     name=PACKAGE_NAME,
     version=VERSION,
-    packages=find_packages(exclude=["test", "test.*"]),
+    packages=find_packages(include=["semantic_recon_ros", "semantic_recon_ros.*"]),
     # the fused CPU kernel is compiled from its source on first use (core/fusion_kernel)
-    package_data={"semantic_recon_ros.core.fusion_kernel": ["integrate.cpp"]},
+    package_data={"semantic_recon_ros.core.map.fusion_kernel": ["integrate.cpp"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (SHARE_DIR, ["package.xml"]),

@@ -32,12 +32,12 @@ import torch
 
 from semantic_recon_ros.core.classes import load_class_set
 from semantic_recon_ros.core.completion import CompletionEngine, CompletionStats
-from semantic_recon_ros.core.completion_config import CompletionConfig
+from semantic_recon_ros.core.config.completion import CompletionConfig
 from semantic_recon_ros.core.datasets import open_sequence
 from semantic_recon_ros.core.models import S4RNet, S4RNetConfig, set_fast_cpu_convolutions
 from semantic_recon_ros.core.synthetic import DEFAULT_CAMERA, write_synthetic_scene
-from semantic_recon_ros.core.tsdf_volume import SemanticTSDFVolume
-from semantic_recon_ros.core.volume_config import VolumeConfig
+from semantic_recon_ros.core.map import SemanticTSDFVolume
+from semantic_recon_ros.core.config.volume import VolumeConfig
 
 
 def fused_room(seed: int, frames: int) -> SemanticTSDFVolume:
@@ -103,7 +103,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     fused = fused_room(args.seed, args.frames)
-    coords = fused.block_coords[fused.index.slots].float() * fused.config.block_length
+    coords = fused.grid.block_coords().float() * fused.config.block_length
     extent = (coords.max(dim=0).values - coords.min(dim=0).values + fused.config.block_length).tolist()
     cubic_metres = extent[0] * extent[1] * extent[2]
     room_voxels = cubic_metres / fused.config.voxel_size ** 3

@@ -68,8 +68,8 @@ def run_ours(frames, voxel_size: float, max_depth: float, device: str, use_kerne
     import torch
 
     from semantic_recon_ros.core.meshing import extract_mesh
-    from semantic_recon_ros.core.tsdf_volume import SemanticTSDFVolume
-    from semantic_recon_ros.core.volume_config import VolumeConfig
+    from semantic_recon_ros.core.map import SemanticTSDFVolume
+    from semantic_recon_ros.core.config.volume import VolumeConfig
 
     volume = SemanticTSDFVolume(VolumeConfig(voxel_size=voxel_size, max_depth=max_depth), ["c"] * 13, device)
     volume.use_fusion_kernel = use_kernel

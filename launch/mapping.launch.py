@@ -1,19 +1,25 @@
-"""Launch the semantic mapping node with the package's parameter file, and optionally RViz.
+"""Launch the semantic mapping node with the package's parameter files, and optionally RViz.
 
     ros2 launch semantic_recon_ros mapping.launch.py camera_namespace:=/camera use_sim_time:=true
+    ros2 launch semantic_recon_ros mapping.launch.py camera_params_file:=cameras/realsense_d435.yaml
     ros2 launch semantic_recon_ros mapping.launch.py "checkpoint:=''"   # fusion only, without the completion network
 
 Every argument is described (``ros2 launch semantic_recon_ros mapping.launch.py --show-args``). The
-node reads ``params_file`` (default: the installed ``config/mapping.yaml``, the file the tests use);
-its relative input topics are remapped below ``camera_namespace`` unless a topic is given explicitly.
+node reads ``params_file`` (default: the installed ``config/mapping.yaml``, the file the tests use,
+every parameter explicit), then ``camera_params_file`` if given: a small file of one camera's or one
+kind of recording's differences (``config/cameras/``, ``config/datasets/``) whose keys override the
+base one by one, as ROS 2 applies later parameter files over earlier ones. Its relative input topics
+are remapped below ``camera_namespace`` unless a topic is given explicitly. RViz comes from
+``rviz.launch.py``, included when ``rviz`` is true.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
 from launch.conditions import IfCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 
@@ -27,12 +33,51 @@ INPUTS = {  # launch argument -> (node topic, also the default below camera_name
 }
 
 
+def resolve_camera_params_file(value: str, config_dir: str) -> str | None:
+    """The parameter file named by ``camera_params_file``: None when empty, else the path as given (~ expanded)
+    or, when that is no file, the same path below the installed config folder. Raises if neither exists."""
+    if not value:
+        return None
+    candidates = [os.path.abspath(os.path.expanduser(value)), os.path.join(config_dir, value)]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(f"camera_params_file {value!r} is neither a file nor one below {config_dir}")
+
+
+def mapping_node(context: LaunchContext, config_dir: str, remappings: list) -> list[Node]:
+    """The mapping node; an opaque function since the parameter list depends on whether camera_params_file is set."""
+    parameters = [LaunchConfiguration("params_file")]
+    camera_params_file = resolve_camera_params_file(LaunchConfiguration("camera_params_file").perform(context),
+                                                    config_dir)
+    if camera_params_file is not None:
+        parameters.append(camera_params_file)  # after params_file: its keys override the base's
+    parameters += [{"use_sim_time": LaunchConfiguration("use_sim_time")},
+                   {"checkpoint": LaunchConfiguration("checkpoint")}]
+    return [Node(
+        package=PACKAGE,
+        executable="mapping_node",
+        name=NODE_NAME,
+        namespace=LaunchConfiguration("namespace"),
+        parameters=parameters,
+        remappings=remappings,
+        output="screen",
+        emulate_tty=True,
+    )]
+
+
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory(PACKAGE)
+    config_dir = os.path.join(share, "config")
     camera_namespace = LaunchConfiguration("camera_namespace")
     arguments = [
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "mapping.yaml"),
-                              description="ROS 2 parameter file of the mapping node"),
+                              description="ROS 2 parameter file of the mapping node (the base: every parameter)"),
+        DeclareLaunchArgument("camera_params_file", default_value="",
+                              description="parameter file layered over params_file (its keys override the base's): "
+                                          "a camera's or a recording's differences, a path or one relative to the "
+                                          "installed config folder (cameras/realsense_d435.yaml, "
+                                          "datasets/7scenes_bag.yaml); empty = none"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (true when playing bags with --clock)"),
         DeclareLaunchArgument("namespace", default_value="",
@@ -41,9 +86,10 @@ def generate_launch_description() -> LaunchDescription:
                               description="namespace of the camera topics (prefix of the default input topics)"),
         DeclareLaunchArgument("checkpoint", default_value="default",
                               description="completion network for the node's checkpoint parameter (overrides the "
-                                          "params file): 'default' = the installed models/default.pt, empty = "
+                                          "params files): 'default' = the installed models/default.pt, empty = "
                                           "fusion only, or a checkpoint file path"),
-        DeclareLaunchArgument("rviz", default_value="true", description="start RViz with config/mapping.rviz"),
+        DeclareLaunchArgument("rviz", default_value="true",
+                              description="start RViz (rviz.launch.py) with rviz_config"),
         DeclareLaunchArgument("rviz_config", default_value=os.path.join(share, "config", "mapping.rviz"),
                               description="RViz configuration file"),
     ]
@@ -53,25 +99,10 @@ def generate_launch_description() -> LaunchDescription:
             argument, default_value=PathJoinSubstitution([camera_namespace, node_topic]),
             description=f"input topic: {meaning}"))
         remappings.append((node_topic, LaunchConfiguration(argument)))
-    use_sim_time = {"use_sim_time": LaunchConfiguration("use_sim_time")}
-    mapping_node = Node(
-        package=PACKAGE,
-        executable="mapping_node",
-        name=NODE_NAME,
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), use_sim_time,
-                    {"checkpoint": LaunchConfiguration("checkpoint")}],
-        remappings=remappings,
-        output="screen",
-        emulate_tty=True,
-    )
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="rviz2",
-        arguments=["-d", LaunchConfiguration("rviz_config")],
-        parameters=[use_sim_time],
+    rviz = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(os.path.join(share, "launch", "rviz.launch.py")),
+        launch_arguments={"rviz_config": LaunchConfiguration("rviz_config"),
+                          "use_sim_time": LaunchConfiguration("use_sim_time")}.items(),
         condition=IfCondition(LaunchConfiguration("rviz")),
-        output="screen",
     )
-    return LaunchDescription([*arguments, mapping_node, rviz])
+    return LaunchDescription([*arguments, OpaqueFunction(function=mapping_node, args=[config_dir, remappings]), rviz])

@@ -44,7 +44,7 @@ hash_files() {
 cd "$REPO_ROOT"
 mapfile -t TF2_FILES < <(find interfaces -type f | LC_ALL=C sort)
 INPUT_HASH="$(hash_files scripts/setup_venv.sh requirements.txt "${TF2_FILES[@]}" setup.py setup.cfg package.xml \
-    semantic_recon_ros/core/fusion_kernel/integrate.cpp)"
+    semantic_recon_ros/core/map/fusion_kernel/integrate.cpp)"
 TF2_HASH="$(hash_files "${TF2_FILES[@]}")"
 
 if [ -x "$VENV_PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$INPUT_HASH" ]; then
@@ -139,7 +139,7 @@ fi
 say "pip install -e . --no-deps"
 logged "$VENV_PY" -m pip install -e "$REPO_ROOT" --no-deps
 say "compiling the fused CPU integration kernel once (about 30-70 s; a failure only warns: torch path)"
-"$VENV_PY" -c "from semantic_recon_ros.core.fusion_kernel import load; load()"
+"$VENV_PY" -c "from semantic_recon_ros.core.map.fusion_kernel import load; load()"
 
 echo "$INPUT_HASH" >"$STAMP"
 say "done in $((SECONDS - START_SECONDS)) s; use $VENV_PY"

@@ -4,7 +4,7 @@ Reads a 7-Scenes, TUM RGB-D or ScanNet-style folder (synthetic scenes use the Sc
 (color, depth, camera_info and /tf, as written by `semantic-recon make-bag`; read directly, no DDS), fuses
 every frame into the sparse TSDF volume (fusing 2D labels when the dataset has them) and writes to
 the output folder: mesh_rgb.ply, mesh_semantic.ply (both keep the class label per vertex),
-volume.pt (every layer; reload with SemanticTSDFVolume.load), preview.png and summary.json.
+volume.pt (every layer; reload with semantic_recon_ros.core.map.load_volume), preview.png and summary.json.
 The completion network (by default the installed models/default.pt; --checkpoint FILE for another,
 --checkpoint '' for none) then predicts the whole mapped region: mesh_completed.ply holds the observed
 geometry plus the predicted completion (fused labels where observed, the network's elsewhere), and the
@@ -23,18 +23,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..core.classes import load_class_set
-from ..core.completion import DEFAULT_CHECKPOINT, CompletionEngine, resolve_checkpoint
-from ..core.completion_config import CompletionConfig
+from ..core.completion import DEFAULT_CHECKPOINT
+from ..core.config import CompletionConfig, VolumeConfig, load_section
 from ..core.datasets import FORMATS, open_sequence
 from ..core.device import resolve_device
+from ..core.mapper import MapFrame, Mapper
 from ..core.mesh_preview import TopDownView, estimate_up, preview_picture
-from ..core.meshing import extract_mesh
-from ..core.parameter_file import load_section
-from ..core.ply import write_semantic_ply
 from ..core.resources import share_file
 from ..core.segmentation import DeepLabADE20K
-from ..core.tsdf_volume import SemanticTSDFVolume
-from ..core.volume_config import VolumeConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a ROS 2 bag folder (the same as giving it as the sequence; read directly, no DDS)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="dataset layout")
-    parser.add_argument("--params-file", type=Path, default=None,
-                        help="YAML with a 'volume' section (default: the installed config/mapping.yaml)")
+    parser.add_argument("--params-file", type=Path, action="append", default=None,
+                        help="parameter YAML with 'volume' and 'completion' sections (default: the installed "
+                             "config/mapping.yaml); repeat it to layer files (later ones override single keys, "
+                             "e.g. --params-file config/mapping.yaml --params-file config/cameras/realsense_d435.yaml)")
     parser.add_argument("--voxel-size", type=float, default=None, help="voxel size in metres (overrides the file)")
     parser.add_argument("--max-depth", type=float, default=None, help="ignore depth beyond this, metres")
     parser.add_argument("--stride", type=int, default=1, help="use every n-th frame")
@@ -69,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         args.sequence = args.bag
     if args.stride < 1:
         raise ValueError("--stride must be at least 1")
-    params_file = args.params_file or share_file("config/mapping.yaml")
-    config = load_section(params_file, "volume", VolumeConfig, voxel_size=args.voxel_size, max_depth=args.max_depth)
+    params_files = args.params_file or [share_file("config/mapping.yaml")]
+    config = load_section(params_files, "volume", VolumeConfig, voxel_size=args.voxel_size, max_depth=args.max_depth)
     classes = load_class_set(args.classes)
     device = resolve_device(args.device)
     sequence = open_sequence(args.sequence, args.format).subset(
@@ -82,21 +80,15 @@ def run(args: argparse.Namespace) -> int:
         if args.segmenter is None:
             raise ValueError("--labels segmenter needs --segmenter MODEL_DIR")
         segmenter = DeepLabADE20K(args.segmenter, classes.names)
-    volume = SemanticTSDFVolume(config, classes.names, device)
-    engine = None  # checked before fusing, so a checkpoint that does not fit fails at once
-    checkpoint = resolve_checkpoint(DEFAULT_CHECKPOINT if args.checkpoint is None else args.checkpoint)
-    if checkpoint is not None:
-        try:
-            engine = CompletionEngine.from_checkpoint(
-                checkpoint, volume, load_section(params_file, "completion", CompletionConfig))
-        except ValueError as error:
-            if args.checkpoint is not None:  # asked for explicitly
-                raise
-            print(f"warning: the default completion model does not fit this map, mapping by fusion only "
-                  f"(--checkpoint '' silences this): {error}", file=sys.stderr)
-            checkpoint = None
+    # the network is loaded before fusing, so a checkpoint that does not fit fails at once; the default model
+    # may not fit the map's settings (then fusion only, with a warning), a checkpoint asked for must
+    mapper = Mapper(config, classes, device, load_section(params_files, "completion", CompletionConfig),
+                    checkpoint=DEFAULT_CHECKPOINT if args.checkpoint is None else args.checkpoint,
+                    mesh_source="observed", strict_checkpoint=args.checkpoint is not None)
+    if mapper.completion_error is not None:
+        print(f"warning: the default completion model does not fit this map, mapping by fusion only "
+              f"(--checkpoint '' silences this): {mapper.completion_error}", file=sys.stderr)
     poses, skipped, labeled = [], [], 0
-    integrate_seconds = 0.0
     progress = tqdm(range(len(sequence)), desc=f"mapping {sequence.name}", unit="frame")
     for i in progress:
         try:
@@ -108,51 +100,44 @@ def run(args: argparse.Namespace) -> int:
         labels = frame.labels if args.labels == "auto" else None
         probs = segmenter.predict(frame.color) if segmenter is not None else None
         labeled += labels is not None or probs is not None
-        start = time.perf_counter()
-        volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color, labels=labels,
-                         class_probs=probs)
-        integrate_seconds += time.perf_counter() - start
+        mapper.integrate(MapFrame(frame.camera, frame.T_world_cam, frame.color, frame.depth, labels, probs))
         poses.append(frame.T_world_cam)
-        progress.set_postfix(blocks=volume.num_blocks, ms=f"{1000 * integrate_seconds / len(poses):.1f}")
+        progress.set_postfix(blocks=mapper.volume.num_blocks, ms=mapper.stats.mean_integrate_ms())
     if not poses:
         raise ValueError(f"{args.sequence}: no frame could be read ({skipped[0]})")
+    integrate_ms = mapper.stats.mean_integrate_ms()
 
-    start = time.perf_counter()
-    mesh = extract_mesh(volume)
-    mesh_seconds = time.perf_counter() - start
     completion = None
-    if engine is not None:
+    if mapper.engine is not None:
         with tqdm(desc="completing", unit="chunk") as bar:
             def advance(done: int, planned: int) -> None:
                 bar.total = planned
                 bar.update(done - bar.n)
 
-            completion = engine.run(time_budget=float("inf"), progress=advance)
-        completed = extract_mesh(volume, source="both")
+            completion = mapper.complete(time_budget=float("inf"), progress=advance)
     out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    write_semantic_ply(out / "mesh_rgb.ply", mesh, classes.names)
-    write_semantic_ply(out / "mesh_semantic.ply", mesh, classes.names, colors=classes.colorize(mesh.labels))
-    if completion is not None:
-        write_semantic_ply(out / "mesh_completed.ply", completed, classes.names)
-    volume.save(out / "volume.pt")
+    start = time.perf_counter()
+    saved = mapper.save(out, completed_mesh=True)
+    save_seconds = time.perf_counter() - start
+    mesh = saved.mesh
     up = estimate_up(poses)
     view = TopDownView(up=up, max_height=max(float(T[:3, 3] @ up) for T in poses) + 0.4)
     title = f"{sequence.name}: {len(poses)} frames, {config.voxel_size * 100:g} cm voxels, {mesh.num_triangles} triangles"
     if completion is not None:
-        title += f", completed by {checkpoint.name}"
-    preview_picture(mesh if completion is None else completed, classes, view, title).save(out / "preview.png")
+        title += f", completed by {mapper.checkpoint.name}"
+    preview = mesh if saved.completed is None else saved.completed
+    preview_picture(preview, classes, view, title).save(out / "preview.png")
     summary = {
         "sequence": str(args.sequence), "frames_integrated": len(poses), "frames_skipped": len(skipped),
         "frames_with_labels": labeled, "device": str(device), "voxel_size": config.voxel_size,
-        "blocks": volume.num_blocks, "volume_megabytes": round(volume.memory_bytes() / 1e6, 1),
-        "integrate_ms_per_frame": round(1000 * integrate_seconds / len(poses), 2),
-        "mesh_ms": round(1000 * mesh_seconds, 1), "vertices": mesh.num_vertices, "triangles": mesh.num_triangles,
+        "blocks": mapper.volume.num_blocks, "volume_megabytes": round(mapper.volume.memory_bytes() / 1e6, 1),
+        "integrate_ms_per_frame": integrate_ms, "save_ms": round(1000 * save_seconds, 1),
+        "vertices": mesh.num_vertices, "triangles": mesh.num_triangles,
         "labeled_vertex_fraction": round(float((mesh.labels >= 0).mean()) if mesh.num_vertices else 0.0, 4),
     }
     if completion is not None:
-        summary.update(checkpoint=str(checkpoint), completion_seconds=round(completion.seconds, 2),
-                       completion_chunks=completion.chunks_run, completed_triangles=completed.num_triangles)
+        summary.update(checkpoint=str(mapper.checkpoint), completion_seconds=round(completion.seconds, 2),
+                       completion_chunks=completion.chunks_run, completed_triangles=saved.completed.num_triangles)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0

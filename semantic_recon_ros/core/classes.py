@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import yaml
@@ -39,6 +40,13 @@ class ClassSet:
         palette = np.concatenate([self.colors, np.array([self.unlabeled_color], dtype=np.uint8)])
         index = np.where((labels >= 0) & (labels < self.num_classes), labels, self.num_classes)
         return palette[index]
+
+    @classmethod
+    def from_names(cls, names: Sequence[str]) -> "ClassSet":
+        """Classes ``names`` colored as in the package's class list where a name is there, grey elsewhere."""
+        known = load_class_set()
+        colors = [known.colors[known.names.index(n)] if n in known.names else (128, 128, 128) for n in names]
+        return cls(tuple(names), np.array(colors, dtype=np.uint8).reshape(-1, 3))
 
     def index(self, name: str) -> int:
         """Class id of ``name``; ValueError listing the known names otherwise."""

@@ -39,10 +39,10 @@ from typing import Callable
 
 import torch
 
-from .block_index import pack_coords, unpack_keys
-from .completion_config import CompletionConfig
+from .map.block_index import pack_coords, unpack_keys
+from .config.completion import CompletionConfig
 from .resources import share_file
-from .tsdf_volume import SemanticTSDFVolume
+from .map.tsdf_volume import SemanticTSDFVolume
 
 # network(tsdf (B,1,X,Y,Z), observed (B,1,X,Y,Z), color (B,3,X,Y,Z) | None[, labels (B,X,Y,Z) with label_input])
 #   -> {"tsdf", "color"?, "semantic_logits"}
@@ -137,8 +137,8 @@ class CompletionEngine:
         V, K = volume.config.voxels_per_block, volume.num_classes
         for name, shape, fill in (("pred_tsdf", (V,), 1.0), ("pred_color", (V, 3), 0.0),
                                   ("pred_semantic", (V, K), 0.0), ("pred_weight", (V,), 0.0)):
-            if name not in volume.layers:
-                volume.add_layer(name, shape, fill)
+            if not volume.grid.has_layer(name):
+                volume.grid.add_layer(name, shape, fill)
         self.core_blocks = config.core_size // B
         self.margin_blocks = config.chunk_margin // B
         self.input_blocks = config.chunk_size // B
@@ -174,16 +174,18 @@ class CompletionEngine:
     # ------------------------------------------------------------------ scheduling
     def _near_surface(self, slots: torch.Tensor) -> torch.Tensor:
         """(m,) slots -> (m,) bool: the block holds an observed voxel with ``|tsdf| < 1`` (cached per block version)."""
-        vol = self.volume
-        missing = vol.capacity - self._surface.numel()
+        grid = self.volume.grid
+        missing = grid.capacity - self._surface.numel()
         if missing > 0:
             self._surface = torch.cat((self._surface, self._surface.new_zeros(missing)))
             self._surface_version = torch.cat((self._surface_version, self._surface_version.new_full((missing,), -1)))
-        stale = slots[vol.block_version[slots] != self._surface_version[slots]]
-        if stale.numel():
-            observed = vol.layers["weight"][stale] > 0
-            self._surface[stale] = (observed & (vol.layers["tsdf"][stale].abs() < 1.0)).any(dim=1)
-            self._surface_version[stale] = vol.block_version[stale]
+        versions = grid.block_versions(slots)
+        stale = versions != self._surface_version[slots]
+        slots_stale = slots[stale]
+        if slots_stale.numel():
+            observed = grid.layer("weight")[slots_stale] > 0
+            self._surface[slots_stale] = (observed & (grid.layer("tsdf")[slots_stale].abs() < 1.0)).any(dim=1)
+            self._surface_version[slots_stale] = versions[stale]
         return self._surface[slots]
 
     def best_grid_offset(self, blocks: torch.Tensor) -> torch.Tensor:
@@ -205,12 +207,12 @@ class CompletionEngine:
     def chunk_versions(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Chunks whose core holds an observed voxel near the surface: ((m,) keys sorted, (m,) newest block
         version in their whole input box, margins included). Sets :attr:`grid_offset` when it is unset."""
-        vol = self.volume
-        slots = vol.index.slots
-        version = vol.block_version[slots]
+        vol, grid = self.volume, self.volume.grid
+        slots = grid.slots
+        version = grid.block_versions(slots)
         source = version > 0  # blocks changed by integration (predicted-only blocks have version 0)
         slots, version = slots[source], version[source]
-        blocks = vol.block_coords[slots]
+        blocks = grid.block_coords(slots)
         surface = blocks[self._near_surface(slots)]
         if surface.numel() == 0:
             empty = torch.zeros(0, dtype=torch.int64, device=vol.device)
@@ -250,34 +252,19 @@ class CompletionEngine:
     # ------------------------------------------------------------------ map -> network -> map
     def _input_slots(self, chunks: torch.Tensor) -> torch.Tensor:
         """(n, 3) chunks -> (n, nb^3) slots of their input blocks (-1 absent), block order x, y, z."""
-        nb, B = self.input_blocks, self.volume.config.block_size
-        r = torch.arange(nb, device=chunks.device)
-        offsets = torch.cartesian_prod(r, r, r)  # (nb^3, 3), x slowest
-        first = torch.div(self.chunk_origins(chunks), B, rounding_mode="floor")
-        blocks = (first[:, None, :] + offsets).view(-1, 3)
-        return self.volume.index.lookup(pack_coords(blocks)).view(len(chunks), -1)
-
-    def _dense(self, pool: torch.Tensor, slots: torch.Tensor, fill: float) -> torch.Tensor:
-        """(slots, V, C) pool and (n, nb^3) slots -> (n, C, S, S, S) dense grids."""
-        n, nb, B = slots.shape[0], self.input_blocks, self.volume.config.block_size
-        pool = pool.view(pool.shape[0], pool.shape[1], -1)
-        values = pool[slots.clamp(min=0)]  # (n, nb^3, V, C)
-        values[slots < 0] = fill
-        values = values.view(n, nb, nb, nb, B, B, B, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
-        return values.reshape(n, -1, nb * B, nb * B, nb * B)
+        first = torch.div(self.chunk_origins(chunks), self.volume.config.block_size, rounding_mode="floor")
+        return self.volume.grid.box_slots(first, (self.input_blocks,) * 3)
 
     def gather(self, chunks: torch.Tensor, versions: torch.Tensor) -> ChunkBatch:
         """Read the network inputs of ``chunks`` from the map (hold the map lock around this)."""
-        layers = self.volume.layers
-        slots = self._input_slots(chunks)
-        observed = self._dense(layers["weight"], slots, 0.0) > 0
-        tsdf = self._dense(layers["tsdf"], slots, 1.0)
-        color = self._dense(layers["color"], slots, 0.0) / 255.0
+        names = ("weight", "tsdf", "color") + (("semantic",) if self.label_input else ())
+        boxes = self.volume.grid.read_boxes(names, None, (self.input_blocks,) * 3, slots=self._input_slots(chunks))
+        observed = boxes["weight"] > 0
         labels = None
         if self.label_input:
-            best, label = self._dense(layers["semantic"], slots, 0.0).max(dim=1)  # over (n, K, S, S, S) votes
+            best, label = boxes["semantic"].max(dim=1)  # over (n, K, S, S, S) votes
             labels = torch.where(best > 0, label, torch.full_like(label, -1))
-        return ChunkBatch(chunks, versions, tsdf, observed.float(), color, labels)
+        return ChunkBatch(chunks, versions, boxes["tsdf"], observed.float(), boxes["color"] / 255.0, labels)
 
     @torch.inference_mode()
     def predict(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
@@ -309,32 +296,31 @@ class CompletionEngine:
         Only blocks the map has, or that a predicted surface passes (then allocated), are written; the
         class probabilities (softmax of the logits) are computed for those blocks only.
         """
-        vol, cb, B = self.volume, self.core_blocks, self.volume.config.block_size
-        V, n = vol.config.voxels_per_block, len(batch.chunks)
+        vol, grid, cb = self.volume, self.volume.grid, self.core_blocks
+        n = len(batch.chunks)
+        first_core_block = (torch.div(self.chunk_origins(batch.chunks), vol.config.block_size, rounding_mode="floor")
+                            + self.margin_blocks)
+        blocks = grid.box_blocks(first_core_block, (cb,) * 3).view(-1, 3)  # (n * cb^3, 3)
 
-        def blocked(grid: torch.Tensor) -> torch.Tensor:  # (n, C, c, c, c) -> view (n, cb, cb, cb, C, B, B, B)
-            return grid.to(vol.device).reshape(n, grid.shape[1], cb, B, cb, B, cb, B).permute(0, 2, 4, 6, 1, 3, 5, 7)
+        def per_block(name: str) -> torch.Tensor:  # (n, C, c, c, c) -> (n * cb^3, V, C)
+            values = grid.from_boxes(prediction[name].to(vol.device))
+            return values.reshape(n * cb ** 3, *values.shape[2:])
 
-        tsdf = blocked(prediction["tsdf"])
-        r = torch.arange(cb, device=vol.device)
-        first_core_block = torch.div(self.chunk_origins(batch.chunks), B, rounding_mode="floor") + self.margin_blocks
-        blocks = (first_core_block[:, None, :] + torch.cartesian_prod(r, r, r)).view(-1, 3)  # (n * cb^3, 3)
-        keys = pack_coords(blocks)
-        slots = vol.index.lookup(keys)
-        surface = (tsdf.abs().amin(dim=(4, 5, 6, 7)) < 1.0).reshape(-1)  # (n * cb^3,)
+        tsdf = per_block("tsdf")[..., 0]
+        slots = grid.lookup(blocks)
+        surface = tsdf.abs().amin(dim=1) < 1.0
         wanted = (slots < 0) & surface
-        room = vol.config.max_blocks - vol.num_blocks
+        room = grid.max_blocks - grid.num_blocks
         new = wanted.nonzero().squeeze(1)[:max(room, 0)]
         if new.numel():
-            slots[new] = vol._add_blocks(keys[new])
+            slots[new] = grid.allocate(blocks[new])
         rows = (slots >= 0).nonzero().squeeze(1)
         slots = slots[rows]
-        index = (rows // cb ** 3, rows // cb ** 2 % cb, rows // cb % cb, rows % cb)  # (chunk, block x, y, z)
-        vol.layers["pred_tsdf"][slots] = tsdf[index].reshape(len(rows), V)
-        vol.layers["pred_color"][slots] = blocked(prediction["color"])[index].reshape(len(rows), 3, V).transpose(1, 2)
-        logits = blocked(prediction["semantic_logits"])[index].reshape(len(rows), -1, V)  # classes first: fast softmax
-        vol.layers["pred_semantic"][slots] = torch.softmax(logits, dim=1).transpose(1, 2)
-        vol.layers["pred_weight"][slots] = blocked(prediction["keep"])[index].reshape(len(rows), V).float()
+        grid.layer("pred_tsdf")[slots] = tsdf[rows]
+        grid.layer("pred_color")[slots] = per_block("color")[rows]
+        # the softmax over classes only for the blocks written
+        grid.layer("pred_semantic")[slots] = torch.softmax(per_block("semantic_logits")[rows], dim=-1)
+        grid.layer("pred_weight")[slots] = per_block("keep")[rows][..., 0].float()
         self._mark_done(batch.chunks, batch.versions)
         return int(new.numel())
 

@@ -13,11 +13,10 @@ import itertools
 
 import torch
 
-from .block_index import pack_coords
 from .marching_cubes_table import CORNER_OFFSETS, EDGE_AXIS, EDGE_CORNERS, TRIANGLE_COUNT, TRIANGLE_EDGES
 from .mesh import SemanticMesh
 from .surface_fields import SurfaceFields, labels_from_scores
-from .tsdf_volume import SemanticTSDFVolume
+from .map.tsdf_volume import SemanticTSDFVolume
 
 
 def _gather_extended(pool: torch.Tensor, neighbour_slots: torch.Tensor, fill: float) -> torch.Tensor:
@@ -75,10 +74,11 @@ def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0, source: st
     fields = SurfaceFields(volume, source, min_weight)
     if volume.num_blocks == 0:
         return SemanticMesh.empty()
-    slots = volume.index.slots
-    coords = volume.block_coords[slots]  # (n, 3), key order
+    grid = volume.grid
+    slots = grid.slots
+    coords = grid.block_coords(slots)  # (n, 3), key order
     offsets = torch.tensor(list(itertools.product((0, 1), repeat=3)), device=device).flip(1)  # code order
-    neighbours = volume.index.lookup(pack_coords((coords[:, None, :] + offsets).reshape(-1, 3))).view(-1, 8)
+    neighbours = grid.lookup((coords[:, None, :] + offsets).reshape(-1, 3)).view(-1, 8)
 
     pool_shape = (-1, B, B, B)
     tsdf = _gather_extended(fields.tsdf.view(pool_shape), neighbours, 1.0)
@@ -109,7 +109,7 @@ def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0, source: st
 
     # global edge ids -> unique vertices
     block, local = cube // B ** 3, cube % B ** 3
-    cube_voxel = coords[block] * B + torch.stack((local // (B * B), local // B % B, local % B), dim=1)  # (A, 3)
+    cube_voxel = coords[block] * B + grid.local_coords[local]  # (A, 3)
     edge_lower = torch.as_tensor(CORNER_OFFSETS[EDGE_CORNERS[:, 0]], device=device)  # (12, 3)
     lower_voxel = cube_voxel[tri_cube][:, None, :] + edge_lower[tri_edges]  # (T, 3, 3)
     low = lower_voxel.view(-1, 3).amin(dim=0)
@@ -124,7 +124,7 @@ def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0, source: st
     cell = unique_keys // 3
     start = torch.stack((cell // (extent[1] * extent[2]), cell // extent[2] % extent[1], cell % extent[2]), 1) + low
     end = start + torch.nn.functional.one_hot(axis, 3)
-    voxel = volume.voxel_indices(torch.stack((start, end), dim=1).view(-1, 3))  # (2N,), all allocated
+    voxel = grid.voxel_indices(torch.stack((start, end), dim=1).view(-1, 3))  # (2N,), all allocated
     s = fields.tsdf.view(-1)[voxel].view(-1, 2)
     t = (s[:, 0] / (s[:, 0] - s[:, 1])).clamp_(0.0, 1.0)
     positions = (start.float() + t[:, None] * (end - start).float()) * cfg.voxel_size

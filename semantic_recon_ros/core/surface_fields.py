@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from .tsdf_volume import SemanticTSDFVolume
-
-SURFACE_SOURCES = ("observed", "completed", "both")
+from .config.mapper import SURFACE_SOURCES
+from .map.tsdf_volume import SemanticTSDFVolume
 PREDICTION_LAYERS = ("pred_tsdf", "pred_color", "pred_semantic", "pred_weight")
 
 
@@ -35,8 +34,9 @@ class SurfaceFields:
     def __init__(self, volume: SemanticTSDFVolume, source: str = "observed", min_weight: float = 0.0) -> None:
         if source not in SURFACE_SOURCES:
             raise ValueError(f"surface source must be one of {SURFACE_SOURCES}, got {source!r}")
-        layers = volume.layers
-        self.has_predictions = all(name in layers for name in PREDICTION_LAYERS)
+        grid = volume.grid
+        layers = {name: grid.layer(name) for name in grid.layer_names}
+        self.has_predictions = all(grid.has_layer(name) for name in PREDICTION_LAYERS)
         if source != "observed" and not self.has_predictions:
             raise ValueError(f"surface source {source!r} needs the completion network's predictions; none are loaded")
         self.source = source

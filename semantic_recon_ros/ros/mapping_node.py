@@ -14,11 +14,18 @@ name                       type                                   role
 ``voxel_map``              sensor_msgs/PointCloud2                out, transient-local: near-surface voxels
 ``class_legend``           visualization_msgs/MarkerArray         out, latched: one text marker per class
 ``~/status``               std_msgs/String                        out: the status line's numbers as JSON
+``/diagnostics``           diagnostic_msgs/DiagnosticArray        out: the same status, one DiagnosticStatus
 ``~/save_map``             std_srvs/Trigger                       writes mesh_rgb.ply, mesh_semantic.ply,
                                                                   volume.pt into output_dir (paths: JSON);
                                                                   inputs wait meanwhile (DDS queues them)
+``~/load_map``             std_srvs/Trigger                       replaces the map by the one saved in
+                                                                  output_dir, every layer (predictions too)
 ``~/reset_map``            std_srvs/Trigger                       empties the map (and the predictions)
 =========================  =====================================  =========================================
+
+The map itself is one :class:`~semantic_recon_ros.core.mapper.Mapper` (the same object ``semantic-recon
+map`` and the trainer use); this node is subscriptions, TF, threads, services and message conversions
+around it. ``initial_map`` starts the node from a saved map.
 
 With a ``checkpoint``, a completion network (S4R, :mod:`semantic_recon_ros.core.completion`) predicts
 the geometry, color and classes of the map, including space the camera never saw, and ``mesh_source``
@@ -30,21 +37,17 @@ checkpoint that cannot be used is logged as an error at startup and the node map
 Threads: the executor runs only light callbacks: the input callbacks decode, check and enqueue a
 frame into a bounded queue that drops its oldest frame when full; TF, /clock, services. One worker
 thread takes frames from the queue, looks up the camera pose in TF at the image stamp (waiting up to
-``tf_timeout``) and fuses the frame. One output thread publishes mesh, voxel map and status on a
-steady schedule. With a completion network, a completion thread runs the network every
-``completion_period`` seconds over the chunks whose observations changed, holding the volume only while
-it reads a batch's inputs and writes its predictions; the network itself runs on one more thread with a
-lower CPU priority (nice + COMPLETION_NICENESS), so that it takes only CPU time the others leave, while
-the threads that take ``volume_lock`` keep their priority (a low-priority thread holding the lock would
-stall integration on a busy machine).
-``volume_lock`` (granted in request order) serializes every access to the volume.
+``tf_timeout``) and fuses the frame through the mapper. One output thread publishes mesh, voxel map and
+status on a steady schedule. With a completion network, the mapper's completion thread runs the network
+every ``completion_period`` seconds over the chunks whose observations changed, on a low-priority thread
+(see :mod:`semantic_recon_ros.core.mapper`).
 :func:`main` spins the node with rclpy's ``EventsExecutor`` where it exists (its per-message cost is far
 below the Python executors', which could not keep up with 30 Hz RGB-D + TF + /clock on 2 cores).
 
 Every frame that is not fused is counted under a reason (``status`` lists them) with a warning
 throttled per reason: ``stale`` / ``future`` (stamp farther than max_frame_age from the clock),
 ``encoding``, ``malformed``, ``camera_info``, ``size_mismatch``, ``no_frame_id``, ``queue_full``,
-``tf``, ``no_valid_depth``, ``invalid_frame``, ``reset`` (queued before a reset), ``error``
+``tf``, ``no_valid_depth``, ``invalid_frame``, ``reset`` (queued before a reset or load), ``error``
 (an unexpected exception, logged; the node keeps running).
 """
 
@@ -55,14 +58,13 @@ import os
 import sys
 import threading
 import time
-from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rclpy
 import torch
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -83,17 +85,15 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from ..core.camera import PinholeCamera
-from ..core.classes import load_class_set
-from ..core import fusion_kernel
-from ..core.completion import CompletionEngine, CompletionStats, resolve_checkpoint
-from ..core.completion_config import CompletionConfig
-from ..core.device import resolve_device
-from ..core.mapping_node_config import MappingNodeConfig
-from ..core.meshing import extract_mesh
-from ..core.ply import write_semantic_ply
-from ..core.tsdf_volume import SemanticTSDFVolume
-from ..core.volume_config import VolumeConfig
+from ..core.classes import ClassSet
+from ..core.completion import CompletionEngine
+from ..core.concurrency import FrameQueue
+from ..core.config import CompletionConfig, MapperConfig, VolumeConfig
+from ..core.mapper import MapFrame, Mapper, MapState
+from ..core.mapping_statistics import MappingStatistics
+from ..core.voxel_map import VOXEL_POINT_DTYPE
 from .camera_info_conversions import InvalidCameraInfoError, camera_from_camera_info
+from .diagnostics_conversions import status_diagnostics
 from .header_conversions import stamp_to_ns
 from .image_conversions import (
     MalformedImageError,
@@ -103,8 +103,9 @@ from .image_conversions import (
     decode_label_image,
 )
 from .mesh_conversions import RegionMeshMarkers, class_legend_markers, mesh_vertex_colors, serialize_marker_array
+from .node_config import MappingNodeConfig
 from .node_parameters import declare_sections
-from .pointcloud_conversions import VOXEL_POINT_DTYPE, surface_voxel_points, voxel_points_to_pointcloud2
+from .pointcloud_conversions import voxel_points_to_pointcloud2
 from .tf_buffer import Buffer, TransformException, TransformListener
 from .time_sync import ApproximateTimeSynchronizer, Subscriber
 from .transform_conversions import transform_to_matrix
@@ -118,9 +119,8 @@ NODE_NAME = "mapping_node"
 COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, LABELS_TOPIC = (
     "color/image_raw", "depth/image_raw", "color/camera_info", "semantic/image_raw")
 MESH_TOPIC, VOXEL_MAP_TOPIC, LEGEND_TOPIC, STATUS_TOPIC = "mesh", "voxel_map", "class_legend", "~/status"
-MESH_RGB_FILE, MESH_SEMANTIC_FILE, VOLUME_FILE = "mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"
+DIAGNOSTICS_TOPIC = "/diagnostics"
 WARNING_PERIOD_S = 5.0  # per drop reason
-COMPLETION_NICENESS = 10  # nice value of the completion network's thread above the process's
 MAX_MESH_TIME_SHARE = 1 / 3  # meshing (which holds the volume) may take at most this share of the time
 LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -154,16 +154,17 @@ def resident_memory_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def check_mode(config: MappingNodeConfig, volume: VolumeConfig) -> None:
-    """Cross-section constraints of the parameters; ValueError naming the parameters. (Completion settings that
-    do not fit the volume are reported when the network loads; the node then maps by fusion only.)"""
-    if config.rgb_only:
-        if volume.feature_dim != 3:
-            raise ValueError(f"rgb_only back-projects RGB features: set volume.feature_dim to 3 "
-                             f"(it is {volume.feature_dim})")
-        if not volume.min_depth < config.rgb_only_max_range <= volume.max_depth:
-            raise ValueError(f"rgb_only_max_range ({config.rgb_only_max_range}) must lie in (volume.min_depth, "
-                             f"volume.max_depth] = ({volume.min_depth}, {volume.max_depth}]")
+class ThrottledLog:
+    """The node's logger as the mapper's :class:`~semantic_recon_ros.core.mapper.Log`, throttled per call site."""
+
+    def __init__(self, logger) -> None:
+        self._logger = logger
+
+    def error(self, message: str) -> None:
+        self._logger.error(message, throttle_duration_sec=WARNING_PERIOD_S)
+
+    def warning(self, message: str) -> None:
+        self._logger.warning(message, throttle_duration_sec=WARNING_PERIOD_S)
 
 
 def completion_text(completion: dict) -> str:
@@ -195,169 +196,6 @@ class PendingFrame:
     generation: int
 
 
-class FairLock:
-    """A mutex granted in request order: with ``threading.Lock`` the worker, re-acquiring right after each
-    frame, can starve the publishing timers and services for as long as frames keep coming."""
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._next_ticket = 0
-        self._serving = 0
-
-    def __enter__(self) -> None:
-        with self._condition:
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            self._condition.wait_for(lambda: self._serving == ticket)
-
-    def __exit__(self, *exc_info) -> None:
-        with self._condition:
-            self._serving += 1
-            self._condition.notify_all()
-
-
-class FrameQueue:
-    """Bounded FIFO between the input callbacks and the worker; putting into a full queue drops the oldest item."""
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"queue capacity must be >= 1, got {capacity}")
-        self.capacity = capacity
-        self._items: deque = deque()
-        self._condition = threading.Condition()
-
-    def put(self, item) -> object | None:
-        """Append ``item``; returns the item dropped to make room, or None."""
-        with self._condition:
-            dropped = self._items.popleft() if len(self._items) >= self.capacity else None
-            self._items.append(item)
-            self._condition.notify()
-        return dropped
-
-    def get(self, timeout: float) -> object | None:
-        """The oldest item, waiting up to ``timeout`` seconds; None when still empty."""
-        with self._condition:
-            if not self._items:
-                self._condition.wait(timeout)
-            return self._items.popleft() if self._items else None
-
-    def clear(self) -> int:
-        """Remove every item; returns how many."""
-        with self._condition:
-            count = len(self._items)
-            self._items.clear()
-        return count
-
-    def __len__(self) -> int:
-        with self._condition:
-            return len(self._items)
-
-
-class MappingStatistics:
-    """Thread-safe counters of the node and timings averaged over each status period."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.messages_in: Counter[str] = Counter()
-        self.frames_in = 0
-        self.integrated = 0
-        self.dropped: Counter[str] = Counter()
-        self._integrate_s: list[float] = []
-        self._mesh_s: list[float] = []
-
-    def count_message(self, topic: str) -> None:
-        with self._lock:
-            self.messages_in[topic] += 1
-
-    def count_frame(self) -> None:
-        with self._lock:
-            self.frames_in += 1
-
-    def count_drop(self, reason: str, count: int = 1) -> None:
-        with self._lock:
-            self.dropped[reason] += count
-
-    def count_integration(self, seconds: float) -> None:
-        with self._lock:
-            self.integrated += 1
-            self._integrate_s.append(seconds)
-
-    def count_mesh(self, seconds: float) -> None:
-        with self._lock:
-            self._mesh_s.append(seconds)
-
-    def period_summary(self) -> dict:
-        """Cumulative counters plus mean timings since the previous call (which it resets)."""
-        with self._lock:
-            summary = {
-                "frames_in": self.frames_in,
-                "integrated": self.integrated,
-                "dropped": dict(sorted(self.dropped.items())),
-                "messages_in": dict(sorted(self.messages_in.items())),
-                "integrate_ms": round(1000 * float(np.mean(self._integrate_s)), 1) if self._integrate_s else None,
-                "mesh_ms": round(1000 * float(np.mean(self._mesh_s)), 1) if self._mesh_s else None,
-            }
-            self._integrate_s, self._mesh_s = [], []
-        return summary
-
-
-class CompletionStatistics:
-    """Thread-safe counters of the completion runs, with the mean run time over each status period."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.runs = 0
-        self.chunks_run = 0
-        self.chunks_skipped = 0
-        self.chunks_pending = 0
-        self.blocks_allocated = 0
-        self.errors = 0
-        self.integrated_while_computing = 0  # frames fused while the network was computing
-        self.caught_up_stamp_ns = 0
-        self._run_s: list[float] = []
-        self._network_s: list[float] = []
-
-    def count_run(self, stats: CompletionStats, caught_up_stamp_ns: int | None) -> None:
-        """One finished run; ``caught_up_stamp_ns``: map stamp whose observations are now all completed, if any."""
-        with self._lock:
-            self.runs += 1
-            self.chunks_run += stats.chunks_run
-            self.chunks_skipped += stats.chunks_skipped
-            self.chunks_pending = stats.chunks_pending
-            self.blocks_allocated += stats.blocks_allocated
-            if caught_up_stamp_ns is not None:
-                self.caught_up_stamp_ns = caught_up_stamp_ns
-            if stats.chunks_run:
-                self._run_s.append(stats.seconds)
-                self._network_s.append(stats.network_seconds)
-
-    def count_integration_while_computing(self) -> None:
-        with self._lock:
-            self.integrated_while_computing += 1
-
-    def count_error(self) -> None:
-        with self._lock:
-            self.errors += 1
-
-    def reset(self) -> None:
-        """The map was emptied: nothing is pending, an empty map is complete."""
-        with self._lock:
-            self.chunks_pending, self.caught_up_stamp_ns = 0, 0
-
-    def period_summary(self) -> dict:
-        """Cumulative counters plus mean run and network times (runs that did work) since the previous call."""
-        with self._lock:
-            summary = {
-                "runs": self.runs, "chunks_run": self.chunks_run, "chunks_skipped": self.chunks_skipped,
-                "chunks_pending": self.chunks_pending, "blocks_allocated": self.blocks_allocated, "errors": self.errors,
-                "integrated_while_computing": self.integrated_while_computing, "stamp_ns": self.caught_up_stamp_ns,
-                "run_ms": round(1000 * float(np.mean(self._run_s)), 1) if self._run_s else None,
-                "network_ms": round(1000 * float(np.mean(self._network_s)), 1) if self._network_s else None,
-            }
-            self._run_s, self._network_s = [], []
-        return summary
-
-
 class MappingNode(Node):
     """Live semantic mapping (see the module docstring); parameters from :mod:`.node_parameters`.
 
@@ -369,38 +207,29 @@ class MappingNode(Node):
     def __init__(self, node_name: str = NODE_NAME, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         sections = declare_sections(self)
-        self.config: MappingNodeConfig = sections[""]
-        volume_config: VolumeConfig = sections["volume"]
-        completion_config: CompletionConfig = sections["completion"]
-        check_mode(self.config, volume_config)
+        self.config: MappingNodeConfig = sections[MappingNodeConfig]
+        mapper_config: MapperConfig = sections[MapperConfig]
+        volume_config: VolumeConfig = sections[VolumeConfig]
         if self.config.torch_threads > 0:
             torch.set_num_threads(self.config.torch_threads)
-        try:
-            self.classes = load_class_set(self.config.classes_file or None)
-        except FileNotFoundError as error:
-            raise FileNotFoundError(f"classes_file: {error}") from None
-        self.volume = SemanticTSDFVolume(volume_config, self.classes.names, resolve_device(self.config.device))
-        if self.volume.use_fusion_kernel:
-            fusion_kernel.load()  # load (or compile) the CPU kernel now rather than while the first frame waits
-        self.checkpoint, self.completion_error = None, None  # resolved path, why it is not used
-        self.engine = self._load_completion_network(completion_config)
-        self.mesh_source = self.config.mesh_source if self.engine is not None else "observed"
-        self.completion_stats = CompletionStatistics()
-        self._network_computing = threading.Event()  # set while the network computes a batch
-        self.volume_lock = FairLock()
-        self.stats = MappingStatistics()
+        if self.config.rgb_only and mapper_config.checkpoint:
+            self.get_logger().info(f"checkpoint {mapper_config.checkpoint!r} not loaded: the completion network "
+                                   f"completes a depth-fused TSDF, and rgb_only fuses image features only")
+        self.mapper = Mapper.from_config(mapper_config, volume_config, sections[CompletionConfig],
+                                         self.config.rgb_only_max_range if self.config.rgb_only else None,
+                                         strict_checkpoint=False)
+        self._checkpoint_parameter = mapper_config.checkpoint
+        self._report_network(mapper_config)
+        if self.config.initial_map:
+            self._load_initial_map(self.config.initial_map)
         self.queue = FrameQueue(self.config.queue_size)
         self.mesh_markers = RegionMeshMarkers(self.config.world_frame, self.config.mesh_region_size)
-        self._generation = 0  # number of resets; frames queued before a reset are discarded
-        self._map_version = 0  # incremented by every change of the volume
-        self._map_stamp_ns = 0  # stamp of the newest fused frame (0 = empty map)
-        self._map_size = (0, self.volume.memory_bytes())  # (blocks, bytes), updated under volume_lock
         self._meshed_version = -1
         self._mesh_stamp_ns = 0
         self._mesh_subscribers = 0
         self._next_mesh_time = 0.0  # monotonic time before which no new mesh is extracted
         self._voxel_map_version = -1
-        self._output_lock = threading.Lock()  # mesh / voxel map publication state (taken before volume_lock)
+        self._output_lock = threading.Lock()  # mesh / voxel map publication state (taken before the map's lock)
         self._last_warning: dict[str, float] = {}
         self._warning_lock = threading.Lock()
 
@@ -411,12 +240,14 @@ class MappingNode(Node):
         self.voxel_map_publisher = self.create_publisher(PointCloud2, VOXEL_MAP_TOPIC, LATCHED_QOS)
         self.legend_publisher = self.create_publisher(MarkerArray, LEGEND_TOPIC, LATCHED_QOS)
         self.status_publisher = self.create_publisher(String, STATUS_TOPIC, 10)
+        self.diagnostics_publisher = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
 
         self.input_group = MutuallyExclusiveCallbackGroup()
         self.service_group = MutuallyExclusiveCallbackGroup()
         self.input_topics = self._subscribe_inputs()
         self.create_service(Trigger, "~/save_map", self._on_save_map, callback_group=self.service_group)
         self.create_service(Trigger, "~/reset_map", self._on_reset_map, callback_group=self.service_group)
+        self.create_service(Trigger, "~/load_map", self._on_load_map, callback_group=self.service_group)
 
         self.legend_publisher.publish(serialize_marker_array(
             class_legend_markers(self.classes, self.config.world_frame, self.get_clock().now().nanoseconds)))
@@ -425,40 +256,57 @@ class MappingNode(Node):
         self._worker.start()
         self._output_thread = threading.Thread(target=self._publish_outputs, name="outputs", daemon=True)
         self._output_thread.start()
-        self._completion_thread = None
-        self._network_thread = None
-        if self.engine is not None:
-            self._network_thread = ThreadPoolExecutor(1, "completion_network", initializer=self._lower_thread_priority)
-            self._completion_thread = threading.Thread(target=self._complete, name="completion", daemon=True)
-            self._completion_thread.start()
+        self.mapper.start_completion(mapper_config.completion_period, log=ThrottledLog(self.get_logger()))
         mode = "rgb-only" if self.config.rgb_only else "rgb-d" + (" + labels" if self.config.use_labels else "")
-        completion = (f"completion by {self.checkpoint} every {self.config.completion_period:g} s, mesh source "
+        completion = (f"completion by {self.checkpoint} every {mapper_config.completion_period:g} s, mesh source "
                       f"{self.mesh_source}" if self.engine is not None else "fusion only (no completion network)")
         self.get_logger().info(
             f"mapping {mode} in {self.config.world_frame!r} at {volume_config.voxel_size * 100:g} cm on "
-            f"{self.volume.device}; inputs {', '.join(self.input_topics)} ({self.config.input_qos}); {completion}")
+            f"{self.mapper.volume.device}; inputs {', '.join(self.input_topics)} ({self.config.input_qos}); "
+            f"{completion}")
 
-    def _load_completion_network(self, config: CompletionConfig) -> CompletionEngine | None:
-        """The completion engine of the ``checkpoint`` parameter; None (error logged) when it cannot be used."""
-        if not self.config.checkpoint:
-            return None
-        if self.config.rgb_only:
-            self.get_logger().info(f"checkpoint {self.config.checkpoint!r} not loaded: the completion network "
-                                   f"completes a depth-fused TSDF, and rgb_only fuses image features only")
-            return None
+    # the mapper's settings, as the node's parameters resolved them
+    @property
+    def classes(self) -> ClassSet:
+        return self.mapper.classes
+
+    @property
+    def engine(self) -> CompletionEngine | None:
+        return self.mapper.engine
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return self.mapper.checkpoint
+
+    @property
+    def completion_error(self) -> str | None:
+        return self.mapper.completion_error
+
+    @property
+    def mesh_source(self) -> str:
+        return self.mapper.mesh_source
+
+    def _report_network(self, config: MapperConfig) -> None:
+        """Log the completion network in use, or why the requested one is not used."""
+        if self.completion_error is not None:
+            self.get_logger().error(f"checkpoint {config.checkpoint!r} cannot be used, mapping by fusion only "
+                                    f"(no completion): {self.completion_error}")
+        elif self.engine is not None:
+            network = self.engine.network
+            parameters = sum(p.numel() for p in network.parameters())
+            self.get_logger().info(f"completion network {self.checkpoint}: {type(network).__name__}, "
+                                   f"{parameters / 1e6:.2f} M parameters, chunks of "
+                                   f"{self.engine.config.chunk_size}^3 voxels")
+
+    def _load_initial_map(self, path: str) -> None:
+        """Start from the map of the ``initial_map`` parameter (ValueError / FileNotFoundError: bad parameter)."""
         try:
-            self.checkpoint = resolve_checkpoint(self.config.checkpoint)
-            engine = CompletionEngine.from_checkpoint(self.checkpoint, self.volume, config)
-        except (FileNotFoundError, ValueError) as error:
-            self.completion_error = str(error)
-            self.get_logger().error(f"checkpoint {self.config.checkpoint!r} cannot be used, mapping by fusion only "
-                                    f"(no completion): {error}")
-            return None
-        network = engine.network
-        parameters = sum(p.numel() for p in network.parameters())
-        self.get_logger().info(f"completion network {self.checkpoint}: {type(network).__name__}, "
-                               f"{parameters / 1e6:.2f} M parameters, chunks of {config.chunk_size}^3 voxels")
-        return engine
+            state = self.mapper.load(path)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"initial_map: {error}") from None
+        except ValueError as error:
+            raise ValueError(f"initial_map: {error}") from None
+        self.get_logger().info(f"started from the map in {path}: {state.blocks} blocks")
 
     # ------------------------------------------------------------------ inputs
     def _subscribe_inputs(self) -> list[str]:
@@ -552,7 +400,7 @@ class MappingNode(Node):
             described = ", ".join(f"{name} {shape[1]}x{shape[0]}" for name, shape in mismatched.items())
             self._drop("size_mismatch", f"camera_info is {camera.width}x{camera.height} but {described}")
             return
-        frame = PendingFrame(stamp_ns, frame_id, camera, color, depth, labels, self._generation)
+        frame = PendingFrame(stamp_ns, frame_id, camera, color, depth, labels, self.mapper.generation)
         if self.queue.put(frame) is not None:
             self._drop("queue_full", f"integration is slower than the input (queue_size {self.queue.capacity}); "
                                      "dropped the oldest queued frame")
@@ -590,72 +438,17 @@ class MappingNode(Node):
         T_world_cam = self._camera_pose(frame)
         if T_world_cam is None:
             return
-        cfg = self.config
-        with self.volume_lock:
-            if frame.generation != self._generation:
-                self._drop("reset", "received before the last map reset")
-                return
-            start = time.perf_counter()
-            try:
-                if cfg.rgb_only:
-                    features = frame.color.astype(np.float32) / np.float32(255)
-                    self.volume.integrate_features(features, frame.camera, T_world_cam, max_range=cfg.rgb_only_max_range)
-                else:
-                    stats = self.volume.integrate(frame.depth, frame.camera, T_world_cam, color=frame.color,
-                                                  labels=frame.labels)
-                    if stats.valid_pixels == 0:
-                        self._drop("no_valid_depth", f"depth image at {frame.stamp_ns / 1e9:.3f} s has no valid "
-                                                     "pixel in [volume.min_depth, volume.max_depth]")
-                        return
-            except ValueError as error:
-                self._drop("invalid_frame", str(error))
-                return
-            seconds = time.perf_counter() - start
-            self._map_version += 1
-            self._map_stamp_ns = max(self._map_stamp_ns, frame.stamp_ns)
-            self._map_size = (self.volume.num_blocks, self.volume.memory_bytes())
-        self.stats.count_integration(seconds)
-        if self._network_computing.is_set():
-            self.completion_stats.count_integration_while_computing()
-
-    # ------------------------------------------------------------------ completion
-    def _complete(self) -> None:
-        """Completion thread: every completion_period s, rerun the network on the chunks whose observations changed."""
-        period = self.config.completion_period
-        next_run = time.monotonic() + period
-        while not self._stop.wait(max(0.0, next_run - time.monotonic())):
-            next_run = time.monotonic() + period
-            stamp_ns = self._map_stamp_ns  # every observation up to this stamp is in the run's plan
-            try:
-                stats = self.engine.run(lock=self.volume_lock, cancelled=self._stop.is_set,
-                                        run_network=self._run_network)
-            except Exception as error:  # noqa: BLE001 -- completion must not stop the mapper
-                self.completion_stats.count_error()
-                self.get_logger().error(f"completion failed: {type(error).__name__}: {error}",
-                                        throttle_duration_sec=WARNING_PERIOD_S)
-                continue
-            if stats.chunks_run:
-                with self.volume_lock:  # the predictions changed the map: mesh and voxel map are redone
-                    self._map_version += 1
-                    self._map_size = (self.volume.num_blocks, self.volume.memory_bytes())
-            caught_up = not stats.interrupted and stats.chunks_pending == 0
-            self.completion_stats.count_run(stats, stamp_ns if caught_up else None)
-
-    def _run_network(self, compute):
-        """Run ``compute`` (the network on one batch; touches no shared state) on the low-priority network thread."""
-        self._network_computing.set()
         try:
-            return self._network_thread.submit(compute).result()
-        finally:
-            self._network_computing.clear()
-
-    def _lower_thread_priority(self) -> None:
-        """Raise the calling thread's nice value by COMPLETION_NICENESS (Linux: per thread)."""
-        try:
-            niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + COMPLETION_NICENESS)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-        except (AttributeError, OSError) as error:  # not Linux or not permitted: same priority as the rest
-            self.get_logger().warning(f"the completion network runs at normal priority: {error}")
+            stats = self.mapper.integrate(MapFrame(frame.camera, T_world_cam, frame.color, frame.depth, frame.labels,
+                                                   stamp_ns=frame.stamp_ns), generation=frame.generation)
+        except ValueError as error:
+            self._drop("invalid_frame", str(error))
+            return
+        if stats is None:
+            self._drop("reset", "received before the last map reset or load")
+        elif stats.valid_pixels == 0 and not self.config.rgb_only:
+            self._drop("no_valid_depth", f"depth image at {frame.stamp_ns / 1e9:.3f} s has no valid "
+                                         "pixel in [volume.min_depth, volume.max_depth]")
 
     # ------------------------------------------------------------------ outputs
     def _publish_outputs(self) -> None:
@@ -685,47 +478,49 @@ class MappingNode(Node):
             subscribers = self.mesh_publisher.get_subscription_count()
             resend_all = subscribers > self._mesh_subscribers
             self._mesh_subscribers = subscribers
-            if self._map_version == self._meshed_version and not resend_all or time.monotonic() < self._next_mesh_time:
+            unchanged = self.mapper.state.version == self._meshed_version and not resend_all
+            if unchanged or time.monotonic() < self._next_mesh_time:
                 return
-            with self.volume_lock:
-                version, stamp_ns = self._map_version, self._map_stamp_ns
-                start = time.perf_counter()
-                mesh = extract_mesh(self.volume, source=self.mesh_source)
-                seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            mesh, state = self.mapper.mesh()
+            seconds = time.perf_counter() - start
             # on a large map, meshing the whole volume takes long: leave the volume to integration in between
             self._next_mesh_time = time.monotonic() + seconds * (1 / MAX_MESH_TIME_SHARE - 1)
             colors = mesh_vertex_colors(mesh, self.classes, self.config.mesh_color_mode)
-            markers, _ = self.mesh_markers.update(mesh, colors, stamp_ns, resend_all=resend_all)
+            markers, _ = self.mesh_markers.update(mesh, colors, state.stamp_ns, resend_all=resend_all)
             if markers:
                 self.mesh_publisher.publish(serialize_marker_array(markers))
-            self._meshed_version, self._mesh_stamp_ns = version, stamp_ns
+            self._meshed_version, self._mesh_stamp_ns = state.version, state.stamp_ns
         self.stats.count_mesh(seconds)
 
     def publish_voxel_map(self) -> None:
         """Publish the near-surface voxels when the map changed since the last publication."""
         with self._output_lock:
-            if self._map_version == self._voxel_map_version:
+            if self.mapper.state.version == self._voxel_map_version:
                 return
-            with self.volume_lock:
-                version, stamp_ns = self._map_version, self._map_stamp_ns
-                points = surface_voxel_points(self.volume, self.config.voxel_map_distance, self.mesh_source)
-            self.voxel_map_publisher.publish(voxel_points_to_pointcloud2(points, self.config.world_frame, stamp_ns))
-            self._voxel_map_version = version
+            points, state = self.mapper.voxel_map(self.config.voxel_map_distance)
+            self.voxel_map_publisher.publish(voxel_points_to_pointcloud2(points, self.config.world_frame,
+                                                                         state.stamp_ns))
+            self._voxel_map_version = state.version
+
+    @property
+    def stats(self) -> MappingStatistics:
+        return self.mapper.stats
 
     def status(self) -> dict:
         """Counters, mean timings since the last call, queue, map size and memory (the ~/status JSON)."""
         summary = self.stats.period_summary()
-        (blocks, volume_bytes), map_stamp_ns = self._map_size, self._map_stamp_ns  # no lock: never wait for a frame
-        summary.update(queue=len(self.queue), queue_size=self.queue.capacity, blocks=blocks,
-                       volume_mb=round(volume_bytes / 1e6, 1), rss_mb=round(resident_memory_bytes() / 1e6, 1),
-                       mesh_regions=self.mesh_markers.num_regions, map_stamp_ns=map_stamp_ns,
-                       mesh_stamp_ns=self._mesh_stamp_ns, map_version=self._map_version,
+        state = self.mapper.state  # no lock: never wait for a frame
+        summary.update(queue=len(self.queue), queue_size=self.queue.capacity, blocks=state.blocks,
+                       volume_mb=round(state.volume_bytes / 1e6, 1), rss_mb=round(resident_memory_bytes() / 1e6, 1),
+                       mesh_regions=self.mesh_markers.num_regions, map_stamp_ns=state.stamp_ns,
+                       mesh_stamp_ns=self._mesh_stamp_ns, map_version=state.version,
                        mesh_version=self._meshed_version, voxel_map_version=self._voxel_map_version)
-        completion = {"checkpoint": str(self.checkpoint) if self.checkpoint else self.config.checkpoint,
+        completion = {"checkpoint": str(self.checkpoint) if self.checkpoint else self._checkpoint_parameter,
                       "active": self.engine is not None, "error": self.completion_error,
                       "mesh_source": self.mesh_source}
         if self.engine is not None:
-            completion.update(self.completion_stats.period_summary())
+            completion.update(self.mapper.completion_stats.period_summary())
         summary["completion"] = completion
         return summary
 
@@ -745,22 +540,14 @@ class MappingNode(Node):
             f"integrate {ms(status['integrate_ms'])}, mesh {ms(status['mesh_ms'])}, blocks {status['blocks']}, "
             f"volume {status['volume_mb']} MB, rss {status['rss_mb']} MB{completion_text(status['completion'])}")
         self.status_publisher.publish(String(data=json.dumps(status)))
+        self.diagnostics_publisher.publish(status_diagnostics(status, self.get_fully_qualified_name(),
+                                                              self.get_clock().now().nanoseconds))
 
     # ------------------------------------------------------------------ services
     def save_map(self) -> dict:
         """Write mesh_rgb.ply, mesh_semantic.ply and volume.pt (each atomically) into output_dir, from one
         consistent state of the map; returns their paths and sizes."""
-        out = Path(os.path.expanduser(self.config.output_dir))
-        out.mkdir(parents=True, exist_ok=True)
-        with self.volume_lock:
-            mesh = extract_mesh(self.volume, source=self.mesh_source)
-            volume_path = self.volume.save(out / VOLUME_FILE)
-            blocks, stamp_ns = self.volume.num_blocks, self._map_stamp_ns
-        names = self.classes.names
-        rgb_path = write_semantic_ply(out / MESH_RGB_FILE, mesh, names)
-        semantic_path = write_semantic_ply(out / MESH_SEMANTIC_FILE, mesh, names, colors=self.classes.colorize(mesh.labels))
-        return {"mesh_rgb": str(rgb_path), "mesh_semantic": str(semantic_path), "volume": str(volume_path),
-                "triangles": mesh.num_triangles, "blocks": blocks, "map_stamp_ns": stamp_ns}
+        return self.mapper.save(Path(os.path.expanduser(self.config.output_dir))).summary()
 
     def _on_save_map(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         del request
@@ -775,27 +562,21 @@ class MappingNode(Node):
                                f"{saved['mesh_rgb']}, {saved['mesh_semantic']}, {saved['volume']}")
         return response
 
+    def _clear_outputs(self, state: MapState) -> None:
+        """Publish an empty mesh and voxel map for ``state`` (hold the output lock)."""
+        stamp_ns = self.get_clock().now().nanoseconds
+        self.mesh_publisher.publish(serialize_marker_array(self.mesh_markers.clear(stamp_ns)))
+        self._meshed_version, self._mesh_stamp_ns = state.version, 0
+        empty = np.zeros(0, VOXEL_POINT_DTYPE)
+        self.voxel_map_publisher.publish(voxel_points_to_pointcloud2(empty, self.config.world_frame, stamp_ns))
+        self._voxel_map_version = state.version
+
     def reset_map(self) -> tuple[int, int]:
         """Empty the map and clear the published mesh and voxel map; returns (blocks cleared, queued frames discarded)."""
         with self._output_lock:
-            with self.volume_lock:
-                blocks = self.volume.num_blocks
-                self.volume.clear()
-                if self.engine is not None:
-                    self.engine.reset()  # a completion run in progress writes nothing more
-                    self.completion_stats.reset()
-                self._generation += 1
-                self._map_version += 1
-                self._map_stamp_ns = 0
-                self._map_size = (0, self.volume.memory_bytes())
-                discarded = self.queue.clear()
-                version = self._map_version
-            stamp_ns = self.get_clock().now().nanoseconds
-            self.mesh_publisher.publish(serialize_marker_array(self.mesh_markers.clear(stamp_ns)))
-            self._meshed_version, self._mesh_stamp_ns = version, 0
-            empty = np.zeros(0, VOXEL_POINT_DTYPE)
-            self.voxel_map_publisher.publish(voxel_points_to_pointcloud2(empty, self.config.world_frame, stamp_ns))
-            self._voxel_map_version = version
+            blocks, state = self.mapper.reset()
+            discarded = self.queue.clear()
+            self._clear_outputs(state)
         if discarded:
             self.stats.count_drop("reset", discarded)
         return blocks, discarded
@@ -808,14 +589,40 @@ class MappingNode(Node):
         self.get_logger().info(response.message)
         return response
 
+    def load_map(self, path: str) -> tuple[MapState, int]:
+        """Replace the map by a saved one (a ~/save_map folder or its volume.pt; every layer restored); the mesh
+        and voxel map are resent in full. Returns (new state, queued frames discarded). Raises FileNotFoundError
+        or ValueError (map unchanged)."""
+        with self._output_lock:
+            state = self.mapper.load(path)
+            discarded = self.queue.clear()
+            self._clear_outputs(state)
+            self._meshed_version = self._voxel_map_version = -1  # publish the loaded map at the next update
+        if discarded:
+            self.stats.count_drop("reset", discarded)
+        return state, discarded
+
+    def _on_load_map(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        del request
+        path = self.config.output_dir
+        try:
+            state, discarded = self.load_map(path)
+        except (OSError, ValueError) as error:
+            response.success, response.message = False, f"loading the map from {path!r} failed: {error}"
+            self.get_logger().error(response.message)
+            return response
+        response.success = True
+        response.message = json.dumps({"path": path, "blocks": state.blocks, "discarded_frames": discarded})
+        self.get_logger().info(f"loaded the map from {path}: {state.blocks} blocks ({discarded} queued frames "
+                               "discarded)")
+        return response
+
     # ------------------------------------------------------------------ shutdown
     def shutdown(self) -> None:
         """Stop the completion and output threads and the worker (after it fused the frames still queued), then
         save the map if save_on_shutdown."""
         self._stop.set()
-        if self._completion_thread is not None:
-            self._completion_thread.join()  # the network finishes its batch; no further batch starts
-            self._network_thread.shutdown()
+        self.mapper.close()  # the network finishes its batch; no further batch starts
         self._output_thread.join()
         self._worker.join()
         if self.config.save_on_shutdown:

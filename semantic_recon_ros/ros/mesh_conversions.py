@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.classes import ClassSet
-from ..core.mapping_node_config import MESH_COLOR_CHOICES
+from .node_config import MESH_COLOR_CHOICES
 from ..core.mesh import SemanticMesh
 from ..core.ros_message_codec import ns_to_sec_nanosec
 

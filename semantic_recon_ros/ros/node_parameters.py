@@ -1,8 +1,8 @@
 """ROS parameters of the mapping node, declared from the core's config dataclasses (the one parameter table).
 
-Every field of every section of :data:`semantic_recon_ros.commands.params.SECTIONS` becomes one
+Every field of every section of :data:`.node_config.SECTIONS` becomes one
 declared parameter (``world_frame``, ``volume.voxel_size``...) whose default, description and range
-come from the field's :func:`~semantic_recon_ros.core.config_fields.parameter` declaration:
+come from the field's :func:`~semantic_recon_ros.core.config.fields.parameter` declaration:
 ``ParameterDescriptor.floating_point_range`` / ``integer_range`` carry the range (rclpy rejects values
 outside it, from a params file as from ``-p``), ``additional_constraints`` lists string choices. The
 parameters are read-only: they are read once to build the volume and the node.
@@ -17,8 +17,8 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 
-from ..commands.params import SECTIONS, parameter_name
-from ..core.config_fields import ParameterInfo, parameter_info
+from ..core.config.fields import ParameterInfo, parameter_info
+from .node_config import SECTIONS, parameter_name
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -57,6 +57,6 @@ def declare_section(node: Node, section: str, cls: type) -> Any:
     return cls(**values)
 
 
-def declare_sections(node: Node) -> dict[str, Any]:
-    """Declare the parameters of every section; returns ``{section: config instance}``."""
-    return {section: declare_section(node, section, cls) for section, cls in SECTIONS.items()}
+def declare_sections(node: Node) -> dict[type, Any]:
+    """Declare the parameters of every section of :data:`~.node_config.SECTIONS`; returns ``{config class: instance}``."""
+    return {cls: declare_section(node, section, cls) for section, cls in SECTIONS}

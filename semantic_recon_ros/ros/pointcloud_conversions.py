@@ -23,63 +23,15 @@ field          datatype    offset  meaning
 from __future__ import annotations
 
 import numpy as np
-import torch
 from sensor_msgs.msg import PointCloud2, PointField
 
-from ..core.surface_fields import SurfaceFields, labels_from_scores
-from ..core.tsdf_volume import SemanticTSDFVolume
+from ..core.voxel_map import VOXEL_POINT_DTYPE
 from .header_conversions import header_msg
 
-VOXEL_POINT_DTYPE = np.dtype({
-    "names": ["x", "y", "z", "rgb", "label", "confidence", "observed"],
-    "formats": ["<f4", "<f4", "<f4", "<u4", "<i4", "<f4", "u1"],
-    "offsets": [0, 4, 8, 12, 16, 20, 24],
-    "itemsize": 28,
-})
 _DATATYPES = {"x": PointField.FLOAT32, "y": PointField.FLOAT32, "z": PointField.FLOAT32, "rgb": PointField.FLOAT32,
               "label": PointField.INT32, "confidence": PointField.FLOAT32, "observed": PointField.UINT8}
 _NUMPY_TYPES = {PointField.INT8: "i1", PointField.UINT8: "u1", PointField.INT16: "<i2", PointField.UINT16: "<u2",
                 PointField.INT32: "<i4", PointField.UINT32: "<u4", PointField.FLOAT32: "<f4", PointField.FLOAT64: "<f8"}
-
-
-def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float,
-                         source: str = "observed") -> np.ndarray:
-    """(N,) :data:`VOXEL_POINT_DTYPE` points of the voxels within ``max_distance_voxels`` of the surface.
-
-    ``source`` selects the voxels, their distance, color and class scores as for the mesh
-    (:mod:`~semantic_recon_ros.core.surface_fields`): "observed" takes the voxels with fusion
-    weight > 0 and their fused distance, "completed" the voxels the network predicted and their
-    predicted distance, "both" the observed voxels and, where unobserved, the predicted ones. A voxel
-    qualifies when ``|tsdf| * truncation <= max_distance_voxels * voxel_size``. Colors are fused where
-    observed (predicted for "completed"); labels come from the fused votes where a voxel has any, else
-    from the network. Points come in block key order, voxels in their storage order within a block.
-    Raises ValueError for a source other than "observed" when the volume holds no predictions.
-    """
-    fields = SurfaceFields(volume, source)  # validates the source
-    points = np.zeros(0, VOXEL_POINT_DTYPE)
-    if volume.num_blocks == 0:
-        return points
-    cfg = volume.config
-    V, B = cfg.voxels_per_block, cfg.block_size
-    slots = volume.index.slots
-    valid, tsdf = fields.valid.index_select(0, slots), fields.tsdf.index_select(0, slots)  # (n, V)
-    keep = valid & (tsdf.abs() <= max_distance_voxels / cfg.truncation_voxels)
-    block, local = keep.nonzero(as_tuple=True)
-    flat = slots[block] * V + local
-    offsets = torch.stack((local // (B * B), local // B % B, local % B), dim=1)
-    centers = ((volume.block_coords[slots[block]] * B + offsets).double() * cfg.voxel_size).float()
-    rgb = fields.color_at(flat).round_().clamp_(0, 255).to(torch.int64)
-    label, confidence = labels_from_scores(fields.scores_at(flat))
-
-    points = np.zeros(len(flat), VOXEL_POINT_DTYPE)
-    xyz = centers.cpu().numpy()
-    points["x"], points["y"], points["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-    packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
-    points["rgb"] = packed.cpu().numpy().astype(np.uint32)
-    points["label"] = label.cpu().numpy()
-    points["confidence"] = confidence.cpu().numpy()
-    points["observed"] = fields.observed.view(-1)[flat].cpu().numpy()
-    return points
 
 
 def voxel_points_to_pointcloud2(points: np.ndarray, frame_id: str, stamp_ns: int) -> PointCloud2:

@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..config_fields import config_from_dict
+from ..config.fields import config_from_dict
 from .atlas_net import AtlasNet
 from .fast_conv import fast_cpu_path_available, set_fast_cpu_convolutions
 from .model_config import AtlasNetConfig, S4RNetConfig

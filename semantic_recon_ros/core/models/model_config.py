@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config_fields import check_ranges, parameter
+from ..config.fields import check_ranges, parameter
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """A batch of dense voxel chunks (TSDF + optional color and semantics): what networks emit and renderers read.
 
 Voxel ``(i, j, k)`` of batch element ``b`` has its centre at ``origin[b] + (i, j, k) * voxel_size`` in the
-world frame, the convention of :mod:`semantic_recon_ros.core.tsdf_volume` (with an origin that is a multiple
+world frame, the convention of :mod:`semantic_recon_ros.core.map.tsdf_volume` (with an origin that is a multiple
 of the voxel size, grid voxels are volume voxels). Values between voxel centres are trilinear
 interpolations, so the field is defined on the box spanned by the centres
 ``[origin, origin + (dims - 1) * voxel_size]``.

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..camera import PinholeCamera
-from ..config_fields import check_ranges, parameter
+from ..config.fields import check_ranges, parameter
 from .crossing_search import first_crossings, lattice_parameter
 from .dense_grid import DenseGrid
 from .free_space import FreeSpaceMap

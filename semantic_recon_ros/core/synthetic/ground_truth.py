@@ -2,7 +2,7 @@
 
 Voxel ``(i, j, k)`` of a grid has its centre at ``origin + (i, j, k) * voxel_size``. By default the
 origin is a multiple of the voxel size, so grid voxels coincide with the fusion volume's voxels
-(centre ``g * voxel_size`` for integer ``g``, see :mod:`semantic_recon_ros.core.tsdf_volume`).
+(centre ``g * voxel_size`` for integer ``g``, see :mod:`semantic_recon_ros.core.map.tsdf_volume`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,19 @@
+"""The core's configuration: typed dataclasses with defaults, descriptions and ranges, and their YAML loading.
+
+Every tunable is declared once, with :func:`~.fields.parameter`; the ROS parameters, the YAML files,
+the offline tools and the README's parameter table are all built from these declarations.
+
+* :class:`VolumeConfig` (``volume.*``): the fusion volume.
+* :class:`CompletionConfig` (``completion.*``): chunking and scheduling of the completion network.
+* :class:`MapperConfig` (top level): classes, device, checkpoint, what the outputs show.
+* :mod:`.files`: reading sections from one or more layered parameter files (a base plus small diffs).
+"""
+
+from .completion import CompletionConfig
+from .fields import check_ranges, config_from_dict, parameter, parameter_info, parameter_rows
+from .files import load_section, read_parameters
+from .mapper import SURFACE_SOURCES, MapperConfig
+from .volume import VolumeConfig
+
+__all__ = ["CompletionConfig", "MapperConfig", "SURFACE_SOURCES", "VolumeConfig", "check_ranges", "config_from_dict",
+           "load_section", "parameter", "parameter_info", "parameter_rows", "read_parameters"]

@@ -1,0 +1,98 @@
+"""The fused C++ CPU integration kernel (``integrate.cpp``), compiled on first use.
+
+:func:`load` builds the kernel with torch's JIT extension builder (g++ and ninja) into
+``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``), in a folder named after this
+torch and Python version; later calls and later processes reuse the built library (about a second),
+and a changed source is rebuilt. ``scripts/setup_venv.sh`` builds it once, so maps and tests do not
+pay the compile. When compiling fails, :func:`load` warns once, naming a file with the compiler's
+output, and returns None: :class:`~semantic_recon_ros.core.map.tsdf_volume.SemanticTSDFVolume` then
+integrates with the torch back-end (:class:`~semantic_recon_ros.core.map.fusion_backends.TorchFusion`),
+which is also the reference the kernel is tested against.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SOURCE = Path(__file__).with_name("integrate.cpp")
+MODULE_NAME = "semantic_recon_fusion_kernel"
+OPS_NAMESPACE = "semantic_recon_ros"  # TORCH_LIBRARY name in integrate.cpp
+# No fused multiply-add: the kernel must round every float operation as the torch path does; no trapping
+# math lets g++ vectorize the loops that compute every voxel and keep what applies (same results).
+COMPILE_FLAGS = ["-O3", "-ffp-contract=off", "-fno-trapping-math"]
+_BUILD_LOCK = threading.Lock()  # one build per process even when volumes integrate in several threads
+# torch's builder holds a lock file in the build folder while compiling and waits, without a timeout, while it
+# exists; a build killed midway leaves it behind. A build takes 10-70 s, so an older lock file is stale.
+STALE_LOCK_S = 180.0
+
+
+def build_directory() -> Path:
+    """Folder the kernel is compiled into (one per torch and Python version)."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+    python = f"py{sys.version_info.major}{sys.version_info.minor}"
+    return Path(root) / f"{MODULE_NAME}-{python}-torch{torch.__version__}"
+
+
+def _make_ninja_findable() -> None:
+    """torch runs ``ninja`` from PATH; a venv that is not activated has the ninja wheel's binary off PATH."""
+    if shutil.which("ninja") is not None:
+        return
+    try:
+        import ninja
+    except ImportError:
+        return  # the build fails with torch's "Ninja is required" message, reported by load()
+    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+
+
+def _remove_stale_lock(folder: Path) -> None:
+    lock = folder / "lock"
+    try:
+        if time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+            lock.unlink()
+            warnings.warn(f"removed a stale kernel build lock {lock} (a build was interrupted)", RuntimeWarning,
+                          stacklevel=4)
+    except FileNotFoundError:
+        pass
+
+
+def load() -> Any | None:
+    """The kernel's operators (``torch.ops.semantic_recon_ros``: ``band_block_keys``, ``lookup_slots``,
+    ``fuse_voxels``), or None if the kernel cannot be built (warned once). Cheap after the first call."""
+    with _BUILD_LOCK:
+        return _build()
+
+
+@functools.cache
+def _build() -> Any | None:
+    from torch.utils import cpp_extension
+
+    folder = build_directory()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _remove_stale_lock(folder)
+        _make_ninja_findable()
+        cpp_extension.load(name=MODULE_NAME, sources=[str(SOURCE)], extra_cflags=COMPILE_FLAGS,
+                           build_directory=str(folder), is_python_module=False, verbose=False)
+        return getattr(torch.ops, OPS_NAMESPACE)
+    except Exception as err:  # compiler errors, missing ninja or g++, unwritable cache: all mean "no kernel"
+        log = folder / "build-error.log"
+        try:
+            log.write_text(f"{type(err).__name__}: {err}\n")
+        except OSError:
+            log = Path("(unwritable)")
+        warnings.warn(f"the fused CPU integration kernel could not be built ({type(err).__name__}; compiler "
+                      f"output in {log}); integrating with the slower torch implementation", RuntimeWarning,
+                      stacklevel=3)
+        return None

@@ -1,0 +1,383 @@
+"""The map as one object: fusion, completion, meshes, voxel maps, saving and loading, safe across threads.
+
+A :class:`Mapper` owns the :class:`~.map.SemanticTSDFVolume`, the optional completion network
+(:class:`~.completion.CompletionEngine`) and its background scheduling, the lock that serializes every
+access to the volume (granted in request order), the map's version, stamp and generation, and the
+mapping and completion statistics. The ROS node, ``semantic-recon map`` and the trainer's fusion loops
+all map through it, so the same frames give the same volume everywhere.
+
+Threads: every public method may be called from any thread. :meth:`Mapper.integrate` and the
+completion's reads and writes hold :attr:`Mapper.lock`; the network itself runs outside it, on a
+low-priority thread when :meth:`Mapper.start_completion` runs completion in the background (the thread
+that takes the lock keeps its priority: a low-priority thread holding the lock would stall integration
+on a busy machine).
+
+Files (:meth:`Mapper.save`, :meth:`Mapper.load`): ``volume.pt`` (every layer, predictions included),
+``mesh_rgb.ply`` and ``mesh_semantic.ply`` (the mesh of :attr:`Mapper.mesh_source`, fused colors / class
+palette; both keep label and confidence per vertex) and, on request, ``mesh_completed.ply`` (observed
+surface plus the network's completion).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from .camera import PinholeCamera
+from .classes import ClassSet, load_class_set
+from .completion import CompletionEngine, CompletionNetwork, CompletionStats, resolve_checkpoint
+from .concurrency import FairLock
+from .config import CompletionConfig, MapperConfig, VolumeConfig
+from .device import resolve_device
+from .map import IntegrationStats, SemanticTSDFVolume, read_volume_state, restore_volume, save_volume
+from .mapping_statistics import CompletionStatistics, MappingStatistics
+from .mesh import SemanticMesh
+from .meshing import extract_mesh
+from .ply import write_semantic_ply
+from .voxel_map import surface_voxel_points
+
+MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_COMPLETED_FILE, VOLUME_FILE = (
+    "mesh_rgb.ply", "mesh_semantic.ply", "mesh_completed.ply", "volume.pt")
+COMPLETION_NICENESS = 10  # nice value of the background network thread above the process's
+
+
+class Log(Protocol):
+    """Where a mapper reports problems of its background work (e.g. an rclpy logger, or :class:`PrintLog`)."""
+
+    def error(self, message: str) -> None: ...
+
+    def warning(self, message: str) -> None: ...
+
+
+class PrintLog:
+    """A :class:`Log` that prints to stderr."""
+
+    def error(self, message: str) -> None:
+        print(f"error: {message}", file=sys.stderr)
+
+    def warning(self, message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+
+@dataclass
+class MapFrame:
+    """One registered frame, in the camera's optical frame.
+
+    Attributes:
+        camera: intrinsics of every image, ``(H, W) == camera.shape``.
+        T_world_cam: (4, 4) camera-to-world pose.
+        color: (H, W, 3) uint8 RGB.
+        depth: (H, W) float32 metres; None for RGB-only mapping.
+        labels: (H, W) integer class ids (values outside ``[0, K)`` unlabeled), or None.
+        class_probs: (H, W, K) float class probabilities (instead of labels), or None.
+        stamp_ns: capture time (0 when unknown).
+    """
+
+    camera: PinholeCamera
+    T_world_cam: np.ndarray
+    color: np.ndarray
+    depth: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    class_probs: np.ndarray | None = None
+    stamp_ns: int = 0
+
+
+@dataclass(frozen=True)
+class MapState:
+    """The map at one moment: ``version`` counts every change (frame, completion write, reset, load),
+    ``stamp_ns`` is the newest fused frame's stamp (0 = none), ``blocks`` and ``volume_bytes`` its size."""
+
+    version: int = 0
+    stamp_ns: int = 0
+    blocks: int = 0
+    volume_bytes: int = 0
+
+
+@dataclass
+class SavedMap:
+    """What :meth:`Mapper.save` wrote (paths) and the meshes it wrote."""
+
+    volume: Path
+    mesh_rgb: Path
+    mesh_semantic: Path
+    mesh: SemanticMesh
+    state: MapState
+    mesh_completed: Path | None = None
+    completed: SemanticMesh | None = None
+
+    def summary(self) -> dict:
+        """Paths and sizes as plain JSON values."""
+        out = {"mesh_rgb": str(self.mesh_rgb), "mesh_semantic": str(self.mesh_semantic), "volume": str(self.volume),
+               "triangles": self.mesh.num_triangles, "blocks": self.state.blocks, "map_stamp_ns": self.state.stamp_ns}
+        if self.mesh_completed is not None:
+            out.update(mesh_completed=str(self.mesh_completed), completed_triangles=self.completed.num_triangles)
+        return out
+
+
+class Mapper:
+    """The live semantic map (see the module docstring).
+
+    Args:
+        volume_config: the fusion volume.
+        classes: class names and palette (votes are kept in this order); bare names are colored as in the package's
+            class list (:meth:`ClassSet.from_names`).
+        device: torch device of the volume (and of the network).
+        completion_config: chunking and scheduling of the completion network.
+        checkpoint: completion network: "default" (the installed model), a file, or ""/None for fusion only.
+        mesh_source: what meshes, voxel maps and saves show: "observed", "completed" or "both"
+            (observed when there is no network).
+        rgb_only_max_range: map without depth (Atlas-style feature back-projection of the color, needs
+            ``volume_config.feature_dim == 3``) up to this range in metres; None maps RGB-D frames.
+        strict_checkpoint: raise when the checkpoint cannot be used; otherwise keep the reason in
+            :attr:`completion_error` and map by fusion only.
+
+    Attributes:
+        volume, engine (None without a network), lock, stats, completion_stats, checkpoint (resolved path or None),
+        completion_error (why a requested network is not used, or None), generation (number of resets and loads).
+    """
+
+    def __init__(self, volume_config: VolumeConfig, classes: ClassSet | Sequence[str], device: torch.device | str = "cpu",
+                 completion_config: CompletionConfig | None = None, checkpoint: str | Path | None = None,
+                 mesh_source: str = "both", rgb_only_max_range: float | None = None,
+                 strict_checkpoint: bool = True):
+        self.classes = classes if isinstance(classes, ClassSet) else ClassSet.from_names(classes)
+        self.volume = SemanticTSDFVolume(volume_config, self.classes.names, device)
+        self.rgb_only_max_range = rgb_only_max_range
+        if rgb_only_max_range is not None:
+            if volume_config.feature_dim != 3:
+                raise ValueError(f"rgb_only back-projects RGB features: set volume.feature_dim to 3 "
+                                 f"(it is {volume_config.feature_dim})")
+            if not volume_config.min_depth < rgb_only_max_range <= volume_config.max_depth:
+                raise ValueError(f"rgb_only_max_range ({rgb_only_max_range}) must lie in (volume.min_depth, "
+                                 f"volume.max_depth] = ({volume_config.min_depth}, {volume_config.max_depth}]")
+        self.lock = FairLock()
+        self.stats = MappingStatistics()
+        self.completion_stats = CompletionStatistics()
+        self.checkpoint: Path | None = None
+        self.completion_error: str | None = None
+        self.engine = self._load_network(checkpoint, completion_config or CompletionConfig(), strict_checkpoint)
+        self.mesh_source = mesh_source if self.engine is not None else "observed"
+        self.generation = 0
+        self._version = 0
+        self._stamp_ns = 0
+        self._size = (0, self.volume.memory_bytes())  # (blocks, bytes), updated under the lock
+        self._network_computing = threading.Event()
+        self._stop = threading.Event()
+        self._completion_thread: threading.Thread | None = None
+        self._network_thread: ThreadPoolExecutor | None = None
+        self._log: Log = PrintLog()
+
+    @classmethod
+    def from_config(cls, config: MapperConfig, volume_config: VolumeConfig, completion_config: CompletionConfig,
+                    rgb_only_max_range: float | None = None, strict_checkpoint: bool = True) -> "Mapper":
+        """A mapper from the parameter sections (classes from ``classes_file``, device resolved)."""
+        try:
+            classes = load_class_set(config.classes_file or None)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"classes_file: {error}") from None
+        checkpoint = None if rgb_only_max_range is not None else config.checkpoint
+        return cls(volume_config, classes, resolve_device(config.device), completion_config, checkpoint,
+                   config.mesh_source, rgb_only_max_range, strict_checkpoint)
+
+    def attach_network(self, network: CompletionNetwork, config: CompletionConfig, use_color: bool = True) -> None:
+        """Complete the map with an already loaded ``network`` (e.g. one being trained) instead of a checkpoint."""
+        with self.lock:
+            self.engine = CompletionEngine(network, self.volume, config, use_color=use_color)
+
+    def _load_network(self, checkpoint, config: CompletionConfig, strict: bool) -> CompletionEngine | None:
+        if checkpoint is None or str(checkpoint) == "":
+            return None
+        try:
+            self.checkpoint = resolve_checkpoint(checkpoint)
+            return CompletionEngine.from_checkpoint(self.checkpoint, self.volume, config)
+        except (FileNotFoundError, ValueError) as error:
+            if strict:
+                raise
+            self.checkpoint, self.completion_error = None, str(error)
+            return None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def state(self) -> MapState:
+        """The latest :class:`MapState` (read without the lock: never waits for a frame)."""
+        blocks, volume_bytes = self._size
+        return MapState(self._version, self._stamp_ns, blocks, volume_bytes)
+
+    def _changed(self) -> MapState:
+        """Record a change of the volume (hold the lock)."""
+        self._version += 1
+        self._size = (self.volume.num_blocks, self.volume.memory_bytes())
+        return self.state
+
+    @property
+    def network_computing(self) -> bool:
+        """True while the completion network computes a batch."""
+        return self._network_computing.is_set()
+
+    # ------------------------------------------------------------------ fusion
+    def integrate(self, frame: MapFrame, generation: int | None = None) -> IntegrationStats | None:
+        """Fuse one frame (depth, or color features for an RGB-only mapper); returns what the volume did, or None
+        when ``generation`` (the :attr:`generation` the frame was received in) predates a reset or load.
+
+        Raises ValueError for invalid frames (the map is unchanged). Frames with no valid depth change nothing
+        (``valid_pixels == 0``).
+        """
+        with self.lock:
+            if generation is not None and generation != self.generation:
+                return None
+            start = time.perf_counter()
+            if self.rgb_only_max_range is not None:
+                features = frame.color.astype(np.float32) / np.float32(255)
+                stats = self.volume.integrate_features(features, frame.camera, frame.T_world_cam,
+                                                       max_range=self.rgb_only_max_range)
+            else:
+                if frame.depth is None:
+                    raise ValueError("an RGB-D mapper needs a depth image")
+                stats = self.volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color,
+                                              labels=frame.labels, class_probs=frame.class_probs)
+                if stats.valid_pixels == 0:
+                    return stats
+            seconds = time.perf_counter() - start
+            self._stamp_ns = max(self._stamp_ns, frame.stamp_ns)
+            self._changed()
+        self.stats.count_integration(seconds)
+        if self._network_computing.is_set():
+            self.completion_stats.count_integration_while_computing()
+        return stats
+
+    # ------------------------------------------------------------------ completion
+    def complete(self, time_budget: float | None = None, cancelled: Callable[[], bool] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> CompletionStats | None:
+        """One completion run over the chunks whose observations changed (None without a network).
+
+        ``time_budget`` defaults to ``completion.time_budget`` (``float("inf")``: until nothing is left);
+        ``progress(done, planned)`` after every batch. The network runs on the background network thread
+        when :meth:`start_completion` started one.
+        """
+        if self.engine is None:
+            return None
+        stamp_ns = self._stamp_ns  # every observation up to this stamp is in the run's plan
+        run_network = self._run_network if self._network_thread is not None else None
+        stats = self.engine.run(time_budget, lock=self.lock, cancelled=cancelled, progress=progress,
+                                run_network=run_network)
+        if stats.chunks_run:
+            with self.lock:  # the predictions changed the map: meshes and voxel maps are redone
+                self._changed()
+        caught_up = not stats.interrupted and stats.chunks_pending == 0
+        self.completion_stats.count_run(stats, stamp_ns if caught_up else None)
+        return stats
+
+    def start_completion(self, period: float, log: Log | None = None) -> None:
+        """Run :meth:`complete` every ``period`` seconds on a background thread (the network on a low-priority
+        one) until :meth:`close`; errors are counted and logged to ``log``, never raised. No-op without a network."""
+        if self.engine is None or self._completion_thread is not None:
+            return
+        self._log = log or self._log
+        self._network_thread = ThreadPoolExecutor(1, "completion_network", initializer=self._lower_thread_priority)
+        self._completion_thread = threading.Thread(target=self._complete_periodically, args=(period,),
+                                                   name="completion", daemon=True)
+        self._completion_thread.start()
+
+    def _complete_periodically(self, period: float) -> None:
+        next_run = time.monotonic() + period
+        while not self._stop.wait(max(0.0, next_run - time.monotonic())):
+            next_run = time.monotonic() + period
+            try:
+                self.complete(cancelled=self._stop.is_set)
+            except Exception as error:  # noqa: BLE001 -- completion must not stop the mapper
+                self.completion_stats.count_error()
+                self._log.error(f"completion failed: {type(error).__name__}: {error}")
+
+    def _run_network(self, compute):
+        """Run ``compute`` (the network on one batch; touches no shared state) on the low-priority network thread."""
+        self._network_computing.set()
+        try:
+            return self._network_thread.submit(compute).result()
+        finally:
+            self._network_computing.clear()
+
+    def _lower_thread_priority(self) -> None:
+        """Raise the calling thread's nice value by COMPLETION_NICENESS (Linux: per thread)."""
+        try:
+            niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + COMPLETION_NICENESS)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        except (AttributeError, OSError) as error:  # not Linux or not permitted: same priority as the rest
+            self._log.warning(f"the completion network runs at normal priority: {error}")
+
+    def close(self) -> None:
+        """Stop background completion (the network finishes its batch; no further batch starts)."""
+        self._stop.set()
+        if self._completion_thread is not None:
+            self._completion_thread.join()
+            self._network_thread.shutdown()
+            self._completion_thread = self._network_thread = None
+
+    # ------------------------------------------------------------------ outputs
+    def mesh(self, source: str | None = None) -> tuple[SemanticMesh, MapState]:
+        """The mesh of ``source`` (default :attr:`mesh_source`) and the state it shows."""
+        with self.lock:
+            return extract_mesh(self.volume, source=source or self.mesh_source), self.state
+
+    def voxel_map(self, max_distance_voxels: float, source: str | None = None) -> tuple[np.ndarray, MapState]:
+        """The near-surface voxels (:data:`~.voxel_map.VOXEL_POINT_DTYPE`) and the state they show."""
+        with self.lock:
+            return surface_voxel_points(self.volume, max_distance_voxels, source or self.mesh_source), self.state
+
+    def save(self, directory: str | Path, completed_mesh: bool = False) -> SavedMap:
+        """Write volume.pt, mesh_rgb.ply, mesh_semantic.ply (and with ``completed_mesh`` and a network,
+        mesh_completed.ply), each atomically, from one consistent state of the map."""
+        out = Path(directory).expanduser()
+        out.mkdir(parents=True, exist_ok=True)
+        completed = None
+        with self.lock:
+            mesh = extract_mesh(self.volume, source=self.mesh_source)
+            if completed_mesh and self.engine is not None:
+                completed = extract_mesh(self.volume, source="both")
+            volume_path = save_volume(self.volume, out / VOLUME_FILE)
+            state = self.state
+        names = self.classes.names
+        saved = SavedMap(volume=volume_path, mesh_rgb=write_semantic_ply(out / MESH_RGB_FILE, mesh, names),
+                         mesh_semantic=write_semantic_ply(out / MESH_SEMANTIC_FILE, mesh, names,
+                                                          colors=self.classes.colorize(mesh.labels)),
+                         mesh=mesh, state=state)
+        if completed is not None:
+            saved.mesh_completed = write_semantic_ply(out / MESH_COMPLETED_FILE, completed, names)
+            saved.completed = completed
+        return saved
+
+    def load(self, path: str | Path) -> MapState:
+        """Replace the map by a saved one (a folder written by :meth:`save`, or its volume.pt): every layer,
+        predictions included. Frames received before the load are not fused (as after :meth:`reset`); the
+        completion network reruns the loaded chunks. ValueError (map unchanged) when the file does not fit
+        the map's classes, voxel size, block size, truncation or features; FileNotFoundError when missing."""
+        path = Path(path).expanduser()
+        state = read_volume_state(path / VOLUME_FILE if path.is_dir() else path)
+        with self.lock:
+            restore_volume(self.volume, state, str(path))
+            if self.engine is not None:
+                self.engine.reset()  # a completion run in progress writes nothing more; loaded chunks rerun
+                self.completion_stats.reset()
+            self.generation += 1
+            self._stamp_ns = 0
+            return self._changed()
+
+    def reset(self) -> tuple[int, MapState]:
+        """Empty the map (and the predictions); returns (blocks cleared, new state)."""
+        with self.lock:
+            blocks = self.volume.num_blocks
+            self.volume.clear()
+            if self.engine is not None:
+                self.engine.reset()  # a completion run in progress writes nothing more
+                self.completion_stats.reset()
+            self.generation += 1
+            self._stamp_ns = 0
+            return blocks, self._changed()

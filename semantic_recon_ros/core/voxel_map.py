@@ -1,0 +1,58 @@
+"""The voxel map: one point per voxel near the surface, as a numpy structured array (:data:`VOXEL_POINT_DTYPE`).
+
+The ROS layer sends these bytes as a ``sensor_msgs/PointCloud2`` (fields, offsets and meaning in
+:mod:`semantic_recon_ros.ros.pointcloud_conversions`); the same array serves offline tools.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .map.tsdf_volume import SemanticTSDFVolume
+from .surface_fields import SurfaceFields, labels_from_scores
+
+VOXEL_POINT_DTYPE = np.dtype({
+    "names": ["x", "y", "z", "rgb", "label", "confidence", "observed"],
+    "formats": ["<f4", "<f4", "<f4", "<u4", "<i4", "<f4", "u1"],
+    "offsets": [0, 4, 8, 12, 16, 20, 24],
+    "itemsize": 28,
+})
+
+
+def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float,
+                         source: str = "observed") -> np.ndarray:
+    """(N,) :data:`VOXEL_POINT_DTYPE` points of the voxels within ``max_distance_voxels`` of the surface.
+
+    ``source`` selects the voxels, their distance, color and class scores as for the mesh
+    (:mod:`~semantic_recon_ros.core.surface_fields`): "observed" takes the voxels with fusion
+    weight > 0 and their fused distance, "completed" the voxels the network predicted and their
+    predicted distance, "both" the observed voxels and, where unobserved, the predicted ones. A voxel
+    qualifies when ``|tsdf| * truncation <= max_distance_voxels * voxel_size``. Colors are fused where
+    observed (predicted for "completed"); labels come from the fused votes where a voxel has any, else
+    from the network. Points come in block key order, voxels in their storage order within a block.
+    Raises ValueError for a source other than "observed" when the volume holds no predictions.
+    """
+    fields = SurfaceFields(volume, source)  # validates the source
+    points = np.zeros(0, VOXEL_POINT_DTYPE)
+    if volume.num_blocks == 0:
+        return points
+    cfg, grid = volume.config, volume.grid
+    slots = grid.slots
+    valid, tsdf = fields.valid.index_select(0, slots), fields.tsdf.index_select(0, slots)  # (n, V)
+    keep = valid & (tsdf.abs() <= max_distance_voxels / cfg.truncation_voxels)
+    block, local = keep.nonzero(as_tuple=True)
+    flat = slots[block] * cfg.voxels_per_block + local
+    centers = (grid.voxel_coords(flat).double() * cfg.voxel_size).float()
+    rgb = fields.color_at(flat).round_().clamp_(0, 255).to(torch.int64)
+    label, confidence = labels_from_scores(fields.scores_at(flat))
+
+    points = np.zeros(len(flat), VOXEL_POINT_DTYPE)
+    xyz = centers.cpu().numpy()
+    points["x"], points["y"], points["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+    points["rgb"] = packed.cpu().numpy().astype(np.uint32)
+    points["label"] = label.cpu().numpy()
+    points["confidence"] = confidence.cpu().numpy()
+    points["observed"] = fields.observed.view(-1)[flat].cpu().numpy()
+    return points

@@ -1,0 +1,91 @@
+"""Settings of the ROS 2 mapping node itself (topics, timing, outputs) and the node's parameter sections.
+
+The node declares one parameter per field of every section in :data:`SECTIONS`: its own settings
+(:class:`MappingNodeConfig`) and the :class:`~semantic_recon_ros.core.config.MapperConfig` at the top
+level (``world_frame``, ``checkpoint``...), ``volume.*`` and ``completion.*``. This module imports no ROS
+package: the parameter table (README, ``semantic-recon params``) is built without ROS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core.config import CompletionConfig, MapperConfig, VolumeConfig
+from ..core.config.fields import check_ranges, parameter
+
+INPUT_QOS_CHOICES = ("sensor_data", "reliable", "system_default")
+MESH_COLOR_CHOICES = ("rgb", "semantic")
+
+
+@dataclass
+class MappingNodeConfig:
+    """How the mapping node receives frames, schedules its work and publishes and saves the map."""
+
+    world_frame: str = parameter(
+        "world", "TF frame of the map; the camera pose is looked up as world_frame <- image header frame.")
+    use_labels: bool = parameter(
+        False, "Also subscribe to semantic/image_raw (class ids, mono8 or 16UC1) and fuse the labels.")
+    rgb_only: bool = parameter(
+        False, "Map without depth (no depth subscription): back-project color features along the camera rays "
+               "into the feature layer (needs volume.feature_dim = 3).")
+    rgb_only_max_range: float = parameter(
+        3.0, "RGB-only mode: features fill each ray up to this distance (metres, at most volume.max_depth).",
+        0.1, 100.0)
+    input_qos: str = parameter(
+        "sensor_data", "QoS of the image and camera_info subscriptions: sensor_data (best effort), reliable "
+                       "or system_default.", choices=INPUT_QOS_CHOICES)
+    sync_queue_size: int = parameter(
+        10, "Messages per input kept by the approximate-time synchronizer while waiting for partners.", 1, 1000)
+    sync_slop: float = parameter(
+        0.02, "Largest stamp difference (seconds) between the images and camera_info of one frame.", 0.0, 1.0)
+    queue_size: int = parameter(
+        3, "Frames waiting for integration; when full, the oldest is dropped (counted as queue_full).", 1, 1000)
+    tf_timeout: float = parameter(
+        0.2, "Seconds the integration worker waits for the camera pose in TF before dropping a frame.", 0.0, 10.0)
+    max_frame_age: float = parameter(
+        5.0, "Frames stamped more than this many seconds before or after the node clock (sim time with "
+             "use_sim_time) are dropped; 0 disables the check.", 0.0, 1e6)
+    mesh_rate: float = parameter(
+        1.0, "Mesh updates per second on the mesh topic (only changed regions are re-sent); 0 disables.",
+        0.0, 100.0)
+    mesh_color_mode: str = parameter(
+        "rgb", "Mesh colors: rgb (fused camera color) or semantic (class palette).", choices=MESH_COLOR_CHOICES)
+    mesh_region_size: float = parameter(
+        2.0, "Edge (metres) of the cubic regions the mesh is split into, one Marker each.", 0.1, 1000.0)
+    voxel_map_rate: float = parameter(
+        0.5, "voxel_map publications per second; 0 disables.", 0.0, 100.0)
+    voxel_map_distance: float = parameter(
+        1.0, "voxel_map holds the observed voxels whose fused distance to the surface is at most this many "
+             "voxel sizes.", 0.0, 16.0)
+    status_period: float = parameter(
+        5.0, "Seconds between status log lines (also published as JSON on ~/status); 0 disables.", 0.0, 3600.0)
+    initial_map: str = parameter(
+        "", "A map folder written by ~/save_map (or its volume.pt) to start from, every layer restored (predictions "
+            "too); mapping continues on top of it. Empty starts with an empty map (~ expanded).")
+    output_dir: str = parameter(
+        "~/.ros/semantic_recon_ros", "Folder where ~/save_map and the shutdown save write mesh_rgb.ply, "
+                                     "mesh_semantic.ply and volume.pt (created; ~ expanded).")
+    save_on_shutdown: bool = parameter(
+        False, "Save the map into output_dir when the node shuts down (after the pending frames are fused).")
+    torch_threads: int = parameter(
+        1, "CPU threads of torch's intra-op pool (0 = torch's default, one per core). With other busy threads and "
+           "processes on the cores, one thread integrates fastest.", 0, 1024)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if not self.world_frame:
+            raise ValueError("MappingNodeConfig.world_frame must not be empty")
+
+
+# (ROS parameter prefix, config dataclass): "" = top-level parameters. The one parameter table of the node.
+SECTIONS: tuple[tuple[str, type], ...] = (
+    ("", MappingNodeConfig),
+    ("", MapperConfig),
+    ("volume", VolumeConfig),
+    ("completion", CompletionConfig),
+)
+
+
+def parameter_name(section: str, name: str) -> str:
+    """Full ROS parameter name of field ``name`` of ``section`` (``volume.voxel_size``, ``world_frame``)."""
+    return f"{section}.{name}" if section else name

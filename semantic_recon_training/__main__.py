@@ -1,0 +1,155 @@
+"""``python -m semantic_recon_training <command>``: the one entry point of training.
+
+Run it from the repository root, or from anywhere with the repository root on ``PYTHONPATH``: relative paths
+inside run configs are relative to the repository root in either case (:mod:`.paths`).
+
+Commands:
+
+* ``extract``  generate the config's synthetic rooms and cut every scene into a chunk cache
+* ``fit``      train with PyTorch Lightning (``--resume`` continues from the last Lightning checkpoint)
+* ``export``   Lightning checkpoint -> inference checkpoint (``load_checkpoint`` / the mapping node)
+* ``plot``     loss curves of a run (PNG) from its CSV logs
+* ``evaluate`` evaluate an inference checkpoint on held-out scenes (:mod:`.evaluation.evaluate`)
+
+Every command but ``evaluate`` reads a YAML run config (``--config``; default
+``semantic_recon_training/configs/default.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .paths import CONFIG_DIR
+
+COMMANDS = {
+    "extract": "Generate synthetic rooms and cut every scene of a config into chunk caches.",
+    "fit": "Train the completion network (Lightning); --resume continues the last checkpoint.",
+    "export": "Write the inference checkpoint of a Lightning checkpoint.",
+    "plot": "Plot the loss curves of a run from its CSV logs (PNG).",
+    "evaluate": "Evaluate an inference checkpoint on held-out scenes.",
+}
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                        help="run config YAML (default: semantic_recon_training/configs/default.yaml)")
+
+
+def _add_extract(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser)
+    parser.add_argument("--only", nargs="+", metavar="SCENE", help="extract only these scenes of the config")
+    parser.add_argument("--overwrite", action="store_true", help="render and extract again even when done")
+
+
+def _run_extract(args: argparse.Namespace) -> int:
+    import torch
+
+    from .fitting.data_sources import prepare_scenes
+    from .fitting.training_config import load_run_config
+
+    config = load_run_config(args.config)
+    if config.trainer.num_threads:
+        torch.set_num_threads(config.trainer.num_threads)
+    caches = prepare_scenes(config, only=args.only, overwrite=args.overwrite)
+    for name, cache in caches.items():
+        print(f"{name}: {cache}")
+    return 0
+
+
+def _add_fit(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <output_dir>/checkpoints/last.ckpt (error if there is none)")
+    parser.add_argument("--max-steps", type=int, help="override trainer.max_steps")
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    from .fitting.fit import fit
+    from .fitting.training_config import load_run_config
+
+    config = load_run_config(args.config)
+    if args.max_steps is not None:
+        config.trainer.max_steps = args.max_steps
+    fit(config, resume=args.resume)
+    return 0
+
+
+def _add_export(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser)
+    parser.add_argument("--checkpoint", type=Path,
+                        help="Lightning checkpoint (default: <output_dir>/checkpoints/last.ckpt of the config)")
+    parser.add_argument("--out", type=Path, required=True, help="inference checkpoint to write (.pt)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .fitting.export import export_checkpoint
+    from .fitting.training_config import load_run_config
+
+    config = load_run_config(args.config)
+    source = args.checkpoint or Path(config.trainer.output_dir) / "checkpoints" / "last.ckpt"
+    info = export_checkpoint(source, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): {info}")
+    return 0
+
+
+def _add_plot(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser)
+    parser.add_argument("--out", type=Path, help="PNG to write (default: <output_dir>/loss_curves.png)")
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    from .fitting.loss_curves import plot_loss_curves
+    from .fitting.training_config import load_run_config
+
+    config = load_run_config(args.config)
+    out = args.out or Path(config.trainer.output_dir) / "loss_curves.png"
+    print(f"wrote {plot_loss_curves(config.trainer.output_dir, out)}")
+    return 0
+
+
+def _evaluation_module():
+    """:mod:`.evaluation.evaluate`, imported only when ``evaluate`` runs (the other commands do not load it)."""
+    from .evaluation import evaluate
+
+    return evaluate
+
+
+HANDLERS = {
+    "extract": (_add_extract, _run_extract),
+    "fit": (_add_fit, _run_fit),
+    "export": (_add_export, _run_export),
+    "plot": (_add_plot, _run_plot),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m semantic_recon_training", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for name, help_text in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "evaluate":
+            if argv[:1] == ["evaluate"]:  # import the evaluation only when it is the command being run
+                _evaluation_module().add_arguments(command)
+            continue
+        HANDLERS[name][0](command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    try:
+        if args.command == "evaluate":
+            return int(_evaluation_module().run(args))
+        return int(HANDLERS[args.command][1](args))
+    except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
+        print(f"python -m semantic_recon_training {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""Held-out evaluation of a completion checkpoint next to plain TSDF fusion and 2D label fusion.
+
+:mod:`.evaluate` (the ``evaluate`` command) runs the :mod:`.evaluation_protocol` (held-out scenes, their input
+frames and held-out views) through :mod:`.scene_evaluation`: the methods' :mod:`.reconstructions` are scored by
+:mod:`.evaluation_scoring` with :mod:`.metrics` (meshes rendered into held-out views by :mod:`.mesh_views`),
+and :mod:`.evaluation_report` / :mod:`.evaluation_plots` write the tables and figures. :mod:`.metrics` also
+serves the validation of a training run.
+"""
