@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> dict:
     os.environ.update(ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"], FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA")
     overrides = {"use_sim_time": "true", "volume.voxel_size": str(args.voxel_size), "input_qos": args.qos,
                  "mesh_rate": str(args.mesh_rate), "status_period": "0.5", "torch_threads": str(args.torch_threads),
-                 "checkpoint": args.checkpoint or "''"}  # '' (quoted) is the empty string on the command line
+                 "checkpoint": args.checkpoint or "''",  # '' (quoted) is the empty string on the command line
+                 "segmenter": args.segmenter or "''", "segmentation_rate": str(args.segmentation_rate)}
     command = [sys.executable, "-m", "semantic_recon_ros.ros.mapping_node", "--ros-args", "--params-file", str(CONFIG)]
     for name, value in overrides.items():
         command += ["-p", f"{name}:={value}"]
@@ -205,6 +206,9 @@ def summarize(args, statuses, latencies, samples, start, end, received_images) -
         "completion: runs / chunks run / mean network ms per run": (
             f"{completion['runs']} / {completion['chunks_run']} / {network_ms:.0f}"
             if (completion := final.get("completion", {})).get("active") else "off"),
+        "segmentation: keyframes segmented / per s / skipped": (
+            f"{segmentation['runs']} / {segmentation['runs'] / max(last_change - first_integrated, 1e-9):.2f} / "
+            f"{segmentation['skipped']}" if (segmentation := final.get("segmentation", {})).get("active") else "off"),
     }
 
 
@@ -218,6 +222,9 @@ def main() -> int:
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--checkpoint", default="default",
                         help="completion network: 'default' (the node's default), a file, or '' (fusion only)")
+    parser.add_argument("--segmenter", default="default",
+                        help="live keyframe segmenter: 'default' (the node's default), a model, or '' (none)")
+    parser.add_argument("--segmentation-rate", type=float, default=1.0)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to keep watching after playback")
     parser.add_argument("--domain-id", type=int, default=int(np.random.default_rng().integers(100, 200)))
     args = parser.parse_args()

@@ -44,7 +44,8 @@ hash_files() {
 cd "$REPO_ROOT"
 mapfile -t TF2_FILES < <(find interfaces -type f | LC_ALL=C sort)
 INPUT_HASH="$(hash_files scripts/setup_venv.sh requirements.txt "${TF2_FILES[@]}" setup.py setup.cfg package.xml \
-    semantic_recon_ros/core/map/fusion_kernel/integrate.cpp)"
+    semantic_recon_ros/core/map/fusion_kernel/integrate.cpp \
+    semantic_recon_ros/core/map/fusion_kernel/__init__.py)"
 TF2_HASH="$(hash_files "${TF2_FILES[@]}")"
 
 if [ -x "$VENV_PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$INPUT_HASH" ]; then

@@ -4,7 +4,9 @@ Reads a 7-Scenes, TUM RGB-D or ScanNet-style folder (synthetic scenes use the Sc
 (color, depth, camera_info and /tf, as written by `semantic-recon make-bag`; read directly, no DDS), fuses
 every frame into the sparse TSDF volume (fusing 2D labels when the dataset has them) and writes to
 the output folder: mesh_rgb.ply, mesh_semantic.ply (both keep the class label per vertex),
-volume.pt (every layer; reload with semantic_recon_ros.core.map.load_volume), preview.png and summary.json.
+volume.pt (every layer; reload with semantic_recon_ros.core.map.load_volume) -- one consistent set, saved
+like the node's maps (links into the folder's current save, :mod:`semantic_recon_ros.core.map_folder`) --,
+preview.png (the mesh seen from above, along the normal of the map's floor and table tops) and summary.json.
 The completion network (by default the installed models/default.pt; --checkpoint FILE for another,
 --checkpoint '' for none) then predicts the whole mapped region: mesh_completed.ply holds the observed
 geometry plus the predicted completion (fused labels where observed, the network's elsewhere), and the
@@ -30,7 +32,7 @@ from ..core.device import resolve_device
 from ..core.mapper import MapFrame, Mapper
 from ..core.mesh_preview import TopDownView, estimate_up, preview_picture
 from ..core.resources import share_file
-from ..core.segmentation import DeepLabADE20K
+from ..core.segmentation import DEFAULT_SEGMENTER, confidence_weighted, load_segmenter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,9 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--labels", choices=["auto", "none", "segmenter"], default="auto",
                         help="auto: fuse the dataset's 2D labels when it has them; segmenter: fuse the class "
-                             "probabilities of the 2D segmenter given by --segmenter")
-    parser.add_argument("--segmenter", type=Path, default=None,
-                        help="folder of the ADE20K DeepLabV3 TFLite model (model.tflite + labels.txt)")
+                             "probabilities of the 2D segmenter (--segmenter), weighed by a depth-based confidence")
+    parser.add_argument("--segmenter", default=DEFAULT_SEGMENTER,
+                        help=f"2D segmenter for --labels segmenter: {DEFAULT_SEGMENTER!r} (the default: the installed "
+                             "DeepLabV3/ADE20K TFLite model), a model folder with segmenter.yaml, or a model file "
+                             "(.tflite, .onnx, .pt/.ts TorchScript, .pt2 torch.export)")
     parser.add_argument("--classes", type=Path, default=None, help="class list YAML (default config/classes.yaml)")
     parser.add_argument("--checkpoint", default=None,
                         help=f"completion network checkpoint (S4R) file; {DEFAULT_CHECKPOINT!r} (the default) for the "
@@ -77,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.sequence}: no frames selected")
     segmenter = None
     if args.labels == "segmenter":
-        if args.segmenter is None:
-            raise ValueError("--labels segmenter needs --segmenter MODEL_DIR")
-        segmenter = DeepLabADE20K(args.segmenter, classes.names)
+        segmenter = load_segmenter(args.segmenter, classes.names, device)
+        if segmenter is None:
+            raise ValueError("--labels segmenter needs a segmenter (--segmenter default, a folder or a model file)")
     # the network is loaded before fusing, so a checkpoint that does not fit fails at once; the default model
     # may not fit the map's settings (then fusion only, with a warning), a checkpoint asked for must
     mapper = Mapper(config, classes, device, load_section(params_files, "completion", CompletionConfig),
@@ -98,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"skipping frame {i}: {err}")
             continue
         labels = frame.labels if args.labels == "auto" else None
-        probs = segmenter.predict(frame.color) if segmenter is not None else None
+        probs = None
+        if segmenter is not None:  # weighed by depth as the node's keyframes are: weaker near edges and far away
+            probs = confidence_weighted(segmenter.predict(frame.color), frame.depth, frame.camera)
         labeled += labels is not None or probs is not None
         mapper.integrate(MapFrame(frame.camera, frame.T_world_cam, frame.color, frame.depth, labels, probs))
         poses.append(frame.T_world_cam)
@@ -120,12 +126,15 @@ def run(args: argparse.Namespace) -> int:
     saved = mapper.save(out, completed_mesh=True)
     save_seconds = time.perf_counter() - start
     mesh = saved.mesh
-    up = estimate_up(poses)
+    up = estimate_up(poses, mesh)  # the observed floor's and tables' normal: a top-down view along gravity
     view = TopDownView(up=up, max_height=max(float(T[:3, 3] @ up) for T in poses) + 0.4)
-    title = f"{sequence.name}: {len(poses)} frames, {config.voxel_size * 100:g} cm voxels, {mesh.num_triangles} triangles"
-    if completion is not None:
-        title += f", completed by {mapper.checkpoint.name}"
-    preview = mesh if saved.completed is None else saved.completed
+    if saved.completed is None:
+        preview, pictured = mesh, f"observed mesh of {mesh.num_triangles} triangles"
+    else:
+        preview = saved.completed
+        pictured = (f"mesh completed by {mapper.checkpoint.name}: {preview.num_triangles} triangles "
+                    f"({mesh.num_triangles} observed)")
+    title = f"{sequence.name}: {len(poses)} frames, {config.voxel_size * 100:g} cm voxels, {pictured}"
     preview_picture(preview, classes, view, title).save(out / "preview.png")
     summary = {
         "sequence": str(args.sequence), "frames_integrated": len(poses), "frames_skipped": len(skipped),
@@ -134,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         "integrate_ms_per_frame": integrate_ms, "save_ms": round(1000 * save_seconds, 1),
         "vertices": mesh.num_vertices, "triangles": mesh.num_triangles,
         "labeled_vertex_fraction": round(float((mesh.labels >= 0).mean()) if mesh.num_vertices else 0.0, 4),
+        "preview_title": title, "preview_up": [round(float(c), 5) for c in up],
     }
     if completion is not None:
         summary.update(checkpoint=str(mapper.checkpoint), completion_seconds=round(completion.seconds, 2),

@@ -41,7 +41,7 @@ import torch
 
 from .map.block_index import pack_coords, unpack_keys
 from .config.completion import CompletionConfig
-from .resources import share_file
+from .resources import resolve_setting
 from .map.tsdf_volume import SemanticTSDFVolume
 
 # network(tsdf (B,1,X,Y,Z), observed (B,1,X,Y,Z), color (B,3,X,Y,Z) | None[, labels (B,X,Y,Z) with label_input])
@@ -59,18 +59,7 @@ def resolve_checkpoint(value: str | Path | None) -> Path | None:
     is a path (``~`` expanded). Raises FileNotFoundError naming the file (for ``"default"``, every
     place it was looked for) when it does not exist.
     """
-    if value is None or str(value) == "":
-        return None
-    if str(value) == DEFAULT_CHECKPOINT:
-        try:
-            return share_file(DEFAULT_CHECKPOINT_FILE)
-        except FileNotFoundError as error:
-            raise FileNotFoundError(f"checkpoint {DEFAULT_CHECKPOINT!r}: the default completion model is not "
-                                    f"installed ({error})") from None
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return path
+    return resolve_setting(value, DEFAULT_CHECKPOINT_FILE, "checkpoint", "default completion model")
 
 
 @dataclass

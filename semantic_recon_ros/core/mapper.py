@@ -15,7 +15,9 @@ on a busy machine).
 Files (:meth:`Mapper.save`, :meth:`Mapper.load`): ``volume.pt`` (every layer, predictions included),
 ``mesh_rgb.ply`` and ``mesh_semantic.ply`` (the mesh of :attr:`Mapper.mesh_source`, fused colors / class
 palette; both keep label and confidence per vertex) and, on request, ``mesh_completed.ply`` (observed
-surface plus the network's completion).
+surface plus the network's completion). A save is one consistent set: the files of one map state go into a
+new numbered save folder that then becomes ``current`` at once, the usual names at the top of the folder
+link through ``current`` (:mod:`.map_folder`, :func:`map_folder`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ from .completion import CompletionEngine, CompletionNetwork, CompletionStats, re
 from .concurrency import FairLock
 from .config import CompletionConfig, MapperConfig, VolumeConfig
 from .device import resolve_device
-from .map import IntegrationStats, SemanticTSDFVolume, read_volume_state, restore_volume, save_volume
+from .map import (
+    IntegrationStats,
+    SemanticTSDFVolume,
+    atomic_torch_save,
+    read_volume_state,
+    restore_volume,
+    volume_state,
+)
+from .map_folder import MapFolder
 from .mapping_statistics import CompletionStatistics, MappingStatistics
 from .mesh import SemanticMesh
 from .meshing import extract_mesh
@@ -47,6 +57,7 @@ from .voxel_map import surface_voxel_points
 
 MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_COMPLETED_FILE, VOLUME_FILE = (
     "mesh_rgb.ply", "mesh_semantic.ply", "mesh_completed.ply", "volume.pt")
+MAP_FILES = (VOLUME_FILE, MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_COMPLETED_FILE)
 COMPLETION_NICENESS = 10  # nice value of the background network thread above the process's
 
 
@@ -102,9 +113,14 @@ class MapState:
     volume_bytes: int = 0
 
 
+def map_folder(directory: str | Path) -> MapFolder:
+    """The map folder ``directory`` of :meth:`Mapper.save` (its newest save, leftovers of interrupted saves)."""
+    return MapFolder(directory, MAP_FILES)
+
+
 @dataclass
 class SavedMap:
-    """What :meth:`Mapper.save` wrote (paths) and the meshes it wrote."""
+    """What :meth:`Mapper.save` wrote (paths in the new save folder ``folder``) and the meshes it wrote."""
 
     volume: Path
     mesh_rgb: Path
@@ -113,10 +129,12 @@ class SavedMap:
     state: MapState
     mesh_completed: Path | None = None
     completed: SemanticMesh | None = None
+    folder: Path | None = None
 
     def summary(self) -> dict:
         """Paths and sizes as plain JSON values."""
-        out = {"mesh_rgb": str(self.mesh_rgb), "mesh_semantic": str(self.mesh_semantic), "volume": str(self.volume),
+        out = {"folder": str(self.folder), "mesh_rgb": str(self.mesh_rgb), "mesh_semantic": str(self.mesh_semantic),
+               "volume": str(self.volume),
                "triangles": self.mesh.num_triangles, "blocks": self.state.blocks, "map_stamp_ns": self.state.stamp_ns}
         if self.mesh_completed is not None:
             out.update(mesh_completed=str(self.mesh_completed), completed_triangles=self.completed.num_triangles)
@@ -254,6 +272,22 @@ class Mapper:
             self.completion_stats.count_integration_while_computing()
         return stats
 
+    def integrate_semantics(self, frame: MapFrame, class_probs: np.ndarray,
+                            generation: int | None = None) -> IntegrationStats | None:
+        """Fuse (H, W, K) class probabilities of a frame whose geometry was integrated before (a keyframe segmented
+        later) into the label votes of the voxels near its depth; None when ``generation`` predates a reset or load.
+        Nothing is allocated; TSDF, weight and color stay."""
+        if frame.depth is None:
+            raise ValueError("fusing class probabilities needs the frame's depth")
+        with self.lock:
+            if generation is not None and generation != self.generation:
+                return None
+            stats = self.volume.integrate_semantics(frame.depth, frame.camera, frame.T_world_cam,
+                                                    class_probs=class_probs)
+            if stats.voxels_updated:
+                self._changed()
+        return stats
+
     # ------------------------------------------------------------------ completion
     def complete(self, time_budget: float | None = None, cancelled: Callable[[], bool] | None = None,
                  progress: Callable[[int, int], None] | None = None) -> CompletionStats | None:
@@ -334,33 +368,39 @@ class Mapper:
 
     def save(self, directory: str | Path, completed_mesh: bool = False) -> SavedMap:
         """Write volume.pt, mesh_rgb.ply, mesh_semantic.ply (and with ``completed_mesh`` and a network,
-        mesh_completed.ply), each atomically, from one consistent state of the map."""
-        out = Path(directory).expanduser()
-        out.mkdir(parents=True, exist_ok=True)
+        mesh_completed.ply) of one state of the map as one set: into a new save folder of the map folder
+        ``directory`` that becomes its ``current`` save at once (:class:`~.map_folder.MapFolder`; a crash at any
+        moment leaves the previous set or the new one). The map is held while meshing and copying the volume."""
         completed = None
         with self.lock:
             mesh = extract_mesh(self.volume, source=self.mesh_source)
             if completed_mesh and self.engine is not None:
                 completed = extract_mesh(self.volume, source="both")
-            volume_path = save_volume(self.volume, out / VOLUME_FILE)
+            volume = volume_state(self.volume)  # a copy: written after the map is released
             state = self.state
         names = self.classes.names
-        saved = SavedMap(volume=volume_path, mesh_rgb=write_semantic_ply(out / MESH_RGB_FILE, mesh, names),
-                         mesh_semantic=write_semantic_ply(out / MESH_SEMANTIC_FILE, mesh, names,
-                                                          colors=self.classes.colorize(mesh.labels)),
-                         mesh=mesh, state=state)
-        if completed is not None:
-            saved.mesh_completed = write_semantic_ply(out / MESH_COMPLETED_FILE, completed, names)
-            saved.completed = completed
-        return saved
+
+        def write(folder: Path) -> None:
+            atomic_torch_save(volume, folder / VOLUME_FILE)
+            write_semantic_ply(folder / MESH_RGB_FILE, mesh, names)
+            write_semantic_ply(folder / MESH_SEMANTIC_FILE, mesh, names, colors=self.classes.colorize(mesh.labels))
+            if completed is not None:
+                write_semantic_ply(folder / MESH_COMPLETED_FILE, completed, names)
+
+        folder, _ = map_folder(directory).save(write)
+        return SavedMap(volume=folder / VOLUME_FILE, mesh_rgb=folder / MESH_RGB_FILE,
+                        mesh_semantic=folder / MESH_SEMANTIC_FILE, mesh=mesh, state=state,
+                        mesh_completed=None if completed is None else folder / MESH_COMPLETED_FILE,
+                        completed=completed, folder=folder)
 
     def load(self, path: str | Path) -> MapState:
-        """Replace the map by a saved one (a folder written by :meth:`save`, or its volume.pt): every layer,
-        predictions included. Frames received before the load are not fused (as after :meth:`reset`); the
-        completion network reruns the loaded chunks. ValueError (map unchanged) when the file does not fit
-        the map's classes, voxel size, block size, truncation or features; FileNotFoundError when missing."""
+        """Replace the map by a saved one (a map folder written by :meth:`save`: its current save; a save
+        folder; or a volume.pt): every layer, predictions included. Frames received before the load are not
+        fused (as after :meth:`reset`); the completion network reruns the loaded chunks. ValueError (map
+        unchanged) when the file does not fit the map's classes, voxel size, block size, truncation or features;
+        FileNotFoundError when missing."""
         path = Path(path).expanduser()
-        state = read_volume_state(path / VOLUME_FILE if path.is_dir() else path)
+        state = read_volume_state(map_folder(path).file(VOLUME_FILE) if path.is_dir() else path)
         with self.lock:
             restore_volume(self.volume, state, str(path))
             if self.engine is not None:

@@ -18,7 +18,8 @@ class MappingStatistics:
         self.messages_in: Counter[str] = Counter()
         self.frames_in = 0
         self.integrated = 0
-        self.dropped: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()  # frames (synchronized sets) by reason
+        self.dropped_messages: Counter[str] = Counter()  # input messages dropped before synchronization, by reason
         self._integrate_s: list[float] = []
         self._integrate_total_s = 0.0
         self._mesh_s: list[float] = []
@@ -34,6 +35,10 @@ class MappingStatistics:
     def count_drop(self, reason: str, count: int = 1) -> None:
         with self._lock:
             self.dropped[reason] += count
+
+    def count_message_drop(self, reason: str, count: int = 1) -> None:
+        with self._lock:
+            self.dropped_messages[reason] += count
 
     def count_integration(self, seconds: float) -> None:
         with self._lock:
@@ -58,6 +63,7 @@ class MappingStatistics:
                 "integrated": self.integrated,
                 "dropped": dict(sorted(self.dropped.items())),
                 "messages_in": dict(sorted(self.messages_in.items())),
+                "dropped_messages": dict(sorted(self.dropped_messages.items())),
                 "integrate_ms": round(1000 * float(np.mean(self._integrate_s)), 1) if self._integrate_s else None,
                 "mesh_ms": round(1000 * float(np.mean(self._mesh_s)), 1) if self._mesh_s else None,
             }

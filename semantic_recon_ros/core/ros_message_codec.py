@@ -270,7 +270,29 @@ def camera_from_camera_info(msg: Any) -> PinholeCamera:
         raise InvalidCameraInfoError(
             f"{where}: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]} (is the camera calibrated?)"
         )
+    problem = pinhole_problem(K, width, height)
+    if problem is not None:
+        raise InvalidCameraInfoError(f"{where}: {problem}")
     return PinholeCamera.from_matrix(K, width, height)
+
+
+MAX_SKEW_RATIO = 1e-3  # |K[0, 1]| / fx above this is a skewed camera, which a PinholeCamera cannot represent
+MAX_ASPECT_RATIO = 4.0  # fx / fy (or fy / fx) beyond this is no real camera
+
+
+def pinhole_problem(K: np.ndarray, width: int, height: int) -> str | None:
+    """Why a (3, 3) intrinsic matrix with positive focal lengths is not an undistorted pinhole camera for
+    ``width x height`` images (None when it is): the last row must be (0, 0, 1) and K[1, 0] zero, the skew
+    negligible, the aspect ratio plausible and the principal point inside the image."""
+    if not (K[1, 0] == 0 and K[2, 0] == 0 and K[2, 1] == 0 and abs(K[2, 2] - 1.0) < 1e-6):
+        return f"k is not an intrinsic matrix (rows 2-3 must be (0, fy, cy), (0, 0, 1)), got {K.reshape(-1).tolist()}"
+    if abs(K[0, 1]) > MAX_SKEW_RATIO * K[0, 0]:
+        return f"skew k[1] = {K[0, 1]:g} is not supported (pinhole cameras without skew only)"
+    if not 1 / MAX_ASPECT_RATIO <= K[0, 0] / K[1, 1] <= MAX_ASPECT_RATIO:
+        return f"focal lengths fx={K[0, 0]:g}, fy={K[1, 1]:g} differ by more than {MAX_ASPECT_RATIO:g}x"
+    if not (0 <= K[0, 2] <= width and 0 <= K[1, 2] <= height):
+        return f"principal point ({K[0, 2]:g}, {K[1, 2]:g}) lies outside the {width}x{height} image"
+    return None
 
 
 def encode_camera_info(camera: PinholeCamera) -> CameraInfoFields:

@@ -13,12 +13,22 @@ Errors mirror tf2's: :class:`LookupException` (a frame was never seen),
 :class:`ExtrapolationException` (the time lies outside the stored samples of an edge; the message
 says by how many seconds). All derive from :class:`TransformException`.
 
+One mis-stamped sample must not wipe a history (tf2 prunes everything older than the newest sample
+minus the cache duration, so a single transform stamped an hour ahead makes every later one "too old"):
+a dynamic sample farther than the cache duration from its edge's newest sample is held back instead of
+stored, unless it lies within the cache duration of the current time (``clock``, when the tree has one):
+then the stamps really jumped (a pause longer than the cache, a clock reset, a restarted bag) and the
+edge's history restarts with it. Otherwise the next sample of that edge decides: when it lies within the
+cache duration of the held one (at a different stamp), the stamps jumped and the history restarts with
+both; else the held sample is discarded and counted in ``discarded_samples``.
+
 The class is not thread-safe; :mod:`semantic_recon_ros.ros.tf_buffer` wraps it with a lock.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,6 +117,8 @@ class _Edge:
     stamps: list[int] = field(default_factory=list)
     translations: list[np.ndarray] = field(default_factory=list)
     quaternions: list[np.ndarray] = field(default_factory=list)
+    held: tuple[int, np.ndarray, np.ndarray] | None = None  # a sample far from the history, awaiting confirmation
+    invalid: list[int] = field(default_factory=list)  # stamps of refused samples: no interpolation across them
 
     def insert(self, stamp_ns: int, translation: np.ndarray, quaternion: np.ndarray) -> None:
         index = bisect.bisect_left(self.stamps, stamp_ns)
@@ -121,6 +133,7 @@ class _Edge:
         count = bisect.bisect_left(self.stamps, stamp_ns)
         if count:
             del self.stamps[:count], self.translations[:count], self.quaternions[:count]
+        del self.invalid[:bisect.bisect_left(self.invalid, stamp_ns)]
 
     def sample(self, stamp_ns: int, describe: str) -> tuple[np.ndarray, np.ndarray]:
         """(translation, quaternion) at ``stamp_ns``; ExtrapolationException outside the samples."""
@@ -140,6 +153,11 @@ class _Edge:
         if self.stamps[index] == stamp_ns:
             return self.translations[index], self.quaternions[index]
         t0, t1 = self.stamps[index - 1], self.stamps[index]
+        refused = bisect.bisect_right(self.invalid, t0)
+        if refused < len(self.invalid) and self.invalid[refused] < t1:
+            raise ExtrapolationException(
+                f"the transform at time {_seconds(self.invalid[refused])} was invalid: no pose is interpolated across "
+                f"it (requested time {_seconds(stamp_ns)}), {describe}")
         alpha = (stamp_ns - t0) / (t1 - t0)
         translation = (1.0 - alpha) * self.translations[index - 1] + alpha * self.translations[index]
         return translation, slerp(self.quaternions[index - 1], self.quaternions[index], alpha)
@@ -152,12 +170,17 @@ class TransformTree:
         cache_duration_ns: history kept per dynamic edge, measured back from the edge's newest
             sample (tf2 default 10 s); older samples are dropped and older inserts ignored.
             None keeps everything (offline use, e.g. a whole bag).
+        clock: the current time in ns (0 when unknown, e.g. sim time before its first message), which
+            vouches for samples near it (see the module docstring); None: no clock.
     """
 
-    def __init__(self, cache_duration_ns: int | None = DEFAULT_CACHE_DURATION_NS) -> None:
+    def __init__(self, cache_duration_ns: int | None = DEFAULT_CACHE_DURATION_NS,
+                 clock: Callable[[], int] | None = None) -> None:
         if cache_duration_ns is not None and cache_duration_ns <= 0:
             raise ValueError(f"cache_duration_ns must be positive or None, got {cache_duration_ns}")
         self.cache_duration_ns = cache_duration_ns
+        self.clock = clock
+        self.discarded_samples = 0  # held back as too far from their edge's history, and never confirmed
         self._edges: dict[str, _Edge] = {}
         self._frames: set[str] = set()
 
@@ -185,21 +208,29 @@ class TransformTree:
 
         A static transform replaces the child's edge and is valid at every time (``stamp_ns`` is
         ignored). A dynamic sample is added to the child's history; if the child had a different
-        parent or a static edge, the history restarts. Returns False (and stores nothing) when the
-        sample is older than the cache duration allows.
+        parent or a static edge, the history restarts. Returns False (and stores nothing yet) when the
+        sample lies farther than the cache duration from the edge's newest sample: it is held back
+        until the next sample confirms or refutes the jump (see the module docstring).
 
         Raises ValueError for empty or equal frame names, a non-finite transform, a zero quaternion
-        or an edge that would close a loop in the tree.
+        or an edge that would close a loop in the tree. A refused dynamic sample of a known edge is remembered:
+        lookups between its neighbours fail instead of interpolating across it.
         """
         parent_frame, child_frame = _frame_name(parent_frame), _frame_name(child_frame)
         if parent_frame == child_frame:
             raise ValueError(f"a transform needs two different frames, got {parent_frame!r} for both")
-        translation = np.asarray(translation, dtype=np.float64).reshape(-1)
-        if translation.shape != (3,) or not np.isfinite(translation).all():
-            raise ValueError(f"translation of {parent_frame} -> {child_frame} must be 3 finite numbers, got {translation}")
-        quaternion = _normalized_quaternion(quaternion_xyzw)
-        self._check_no_loop(parent_frame, child_frame)
         edge = self._edges.get(child_frame)
+        try:
+            translation = np.asarray(translation, dtype=np.float64).reshape(-1)
+            if translation.shape != (3,) or not np.isfinite(translation).all():
+                raise ValueError(f"translation of {parent_frame} -> {child_frame} must be 3 finite numbers, got "
+                                 f"{translation}")
+            quaternion = _normalized_quaternion(quaternion_xyzw)
+        except ValueError:
+            if not static and edge is not None and not edge.static and edge.parent == parent_frame:
+                bisect.insort(edge.invalid, int(stamp_ns))  # the pose at this time is unknown, not interpolated
+            raise
+        self._check_no_loop(parent_frame, child_frame)
         if static:
             edge = _Edge(parent_frame, static=True)
             edge.insert(0, translation, quaternion)
@@ -208,13 +239,40 @@ class TransformTree:
             if edge is None or edge.static or edge.parent != parent_frame:
                 edge = _Edge(parent_frame, static=False)
             elif self.cache_duration_ns is not None:
-                if stamp_ns < edge.stamps[-1] - self.cache_duration_ns:
+                edge = self._bounded_edge(edge, stamp_ns, translation, quaternion)
+                if edge is None:
                     return False
-                edge.drop_before(max(edge.stamps[-1], stamp_ns) - self.cache_duration_ns)
             edge.insert(stamp_ns, translation, quaternion)
         self._edges[child_frame] = edge
         self._frames.update((parent_frame, child_frame))
         return True
+
+    def _bounded_edge(self, edge: _Edge, stamp_ns: int, translation: np.ndarray,
+                      quaternion: np.ndarray) -> _Edge | None:
+        """The edge to insert a dynamic sample into under the cache duration (pruned, or restarted by a confirmed
+        jump); None when the sample is held back as a jump awaiting confirmation."""
+        cache = self.cache_duration_ns
+        held, edge.held = edge.held, None
+        if abs(stamp_ns - edge.stamps[-1]) <= cache:
+            self.discarded_samples += held is not None  # the history went on: the held sample was an outlier
+            edge.drop_before(max(edge.stamps[-1], stamp_ns) - cache)
+            return edge
+        now_ns = self.clock() if self.clock is not None else 0
+        if now_ns and abs(stamp_ns - now_ns) <= cache:  # the clock vouches for the jump
+            self.discarded_samples += held is not None
+            return _Edge(edge.parent, static=False)
+        if held is not None and 0 < abs(stamp_ns - held[0]) <= cache:  # two samples agree: the stamps jumped
+            restarted = _Edge(edge.parent, static=False)
+            restarted.insert(*held)
+            return restarted
+        self.discarded_samples += held is not None
+        edge.held = (stamp_ns, translation, quaternion)
+        return None
+
+    def newest_stamp(self, child_frame: str) -> int | None:
+        """Stamp (ns) of the newest stored sample of ``child_frame``'s edge; 0 for a static edge, None for none."""
+        edge = self._edges.get(_frame_name(child_frame))
+        return None if edge is None else edge.stamps[-1]
 
     def set_transform_matrix(
         self, parent_frame: str, child_frame: str, stamp_ns: int, T_parent_child: np.ndarray, *, static: bool = False
@@ -244,10 +302,11 @@ class TransformTree:
         T_target_ancestor[:3, 3] = -R.T @ t
         return T_target_ancestor @ T_ancestor_source
 
-    def latest_common_time(self, target_frame: str, source_frame: str) -> int:
-        """Newest stamp at which every dynamic edge between the frames has data (0 if all are static)."""
+    def latest_common_time(self, target_frame: str, source_frame: str, *, held: bool = False) -> int:
+        """Newest stamp at which every dynamic edge between the frames has data (0 if all are static); with
+        ``held``, a sample held back as a jump counts as data (the newest received, not the newest stored)."""
         source_path, target_path = self._path(target_frame, source_frame)
-        return self._latest_common_time(source_path + target_path)
+        return self._latest_common_time(source_path + target_path, held)
 
     def can_transform(self, target_frame: str, source_frame: str, stamp_ns: int = LATEST_TIME) -> bool:
         """Whether :meth:`lookup` would succeed."""
@@ -299,8 +358,9 @@ class TransformTree:
             f"of the same tree (roots '{target_chain[-1]}' and '{source_chain[-1]}')."
         )
 
-    def _latest_common_time(self, child_frames: list[str]) -> int:
-        latest = [self._edges[frame].stamps[-1] for frame in child_frames if not self._edges[frame].static]
+    def _latest_common_time(self, child_frames: list[str], held: bool = False) -> int:
+        edges = [self._edges[frame] for frame in child_frames if not self._edges[frame].static]
+        latest = [max(edge.stamps[-1], edge.held[0]) if held and edge.held else edge.stamps[-1] for edge in edges]
         return min(latest) if latest else LATEST_TIME
 
     def _compose(self, child_frames: list[str], stamp_ns: int, describe: str) -> np.ndarray:

@@ -23,13 +23,17 @@ def _flatten(values: dict, prefix: str = "") -> list[tuple[str, str]]:
 
 def status_level(status: dict) -> tuple[bytes, str]:
     """(level, message): ERROR when a requested completion network is not in use or completion runs failed,
-    WARN when frames were dropped, else OK."""
+    WARN when frames were dropped or input messages were stamped too far from the node clock (stale / future:
+    dropped before they could form frames), else OK."""
     completion = status["completion"]
     dropped = sum(status["dropped"].values())
+    off_clock = sum(status.get("dropped_messages", {}).get(reason, 0) for reason in ("stale", "future"))
     if completion.get("error") or completion.get("errors"):
         return DiagnosticStatus.ERROR, f"completion: {completion.get('error') or str(completion['errors']) + ' failed runs'}"
-    if dropped:
-        return DiagnosticStatus.WARN, f"{dropped} of {status['frames_in']} frames dropped"
+    if dropped or off_clock:
+        problems = [f"{dropped} of {status['frames_in']} frames dropped"] if dropped else []
+        problems += [f"{off_clock} input messages stamped too far from the node clock"] if off_clock else []
+        return DiagnosticStatus.WARN, "; ".join(problems)
     return DiagnosticStatus.OK, f"{status['integrated']} frames integrated"
 
 

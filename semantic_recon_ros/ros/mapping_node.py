@@ -16,8 +16,10 @@ name                       type                                   role
 ``~/status``               std_msgs/String                        out: the status line's numbers as JSON
 ``/diagnostics``           diagnostic_msgs/DiagnosticArray        out: the same status, one DiagnosticStatus
 ``~/save_map``             std_srvs/Trigger                       writes mesh_rgb.ply, mesh_semantic.ply,
-                                                                  volume.pt into output_dir (paths: JSON);
-                                                                  inputs wait meanwhile (DDS queues them)
+                                                                  volume.pt into output_dir as one set
+                                                                  (a new save folder, then ``current``;
+                                                                  paths: JSON); inputs wait while the map
+                                                                  is meshed (DDS queues them)
 ``~/load_map``             std_srvs/Trigger                       replaces the map by the one saved in
                                                                   output_dir, every layer (predictions too)
 ``~/reset_map``            std_srvs/Trigger                       empties the map (and the predictions)
@@ -34,21 +36,33 @@ points the network filled alone have ``observed = 0``, and labels come from the 
 voxel has votes, from the network elsewhere. The default ``checkpoint`` is the installed default model; a
 checkpoint that cannot be used is logged as an error at startup and the node maps by fusion only.
 
-Threads: the executor runs only light callbacks: the input callbacks decode, check and enqueue a
-frame into a bounded queue that drops its oldest frame when full; TF, /clock, services. One worker
-thread takes frames from the queue, looks up the camera pose in TF at the image stamp (waiting up to
-``tf_timeout``) and fuses the frame through the mapper. One output thread publishes mesh, voxel map and
-status on a steady schedule. With a completion network, the mapper's completion thread runs the network
-every ``completion_period`` seconds over the chunks whose observations changed, on a low-priority thread
-(see :mod:`semantic_recon_ros.core.mapper`).
+Threads: the executor runs only light callbacks: the input callbacks check each message's stamp, the
+synchronized sets are decoded, checked and enqueued into a bounded queue that drops its oldest frame when
+full; TF, /clock, services. One worker thread takes frames from the queue, looks up the camera pose in TF
+at the image stamp and fuses the frame through the mapper. A frame waits for missing TF at most until
+``tf_timeout`` after its arrival, and not at all when the pose cannot come in time (camera frame never
+seen in TF, or TF more than ``tf_timeout`` behind the frame), so a TF outage cannot hold up later frames.
+One output thread publishes mesh, voxel map and status on a steady schedule. With a completion network,
+the mapper's completion thread runs the network every ``completion_period`` seconds over the chunks whose
+observations changed, on a low-priority thread (see :mod:`semantic_recon_ros.core.mapper`).
 :func:`main` spins the node with rclpy's ``EventsExecutor`` where it exists (its per-message cost is far
 below the Python executors', which could not keep up with 30 Hz RGB-D + TF + /clock on 2 cores).
 
-Every frame that is not fused is counted under a reason (``status`` lists them) with a warning
-throttled per reason: ``stale`` / ``future`` (stamp farther than max_frame_age from the clock),
+Every input message that does not become part of a frame is counted in ``dropped_messages`` by reason:
+``stale`` / ``future`` (stamp farther than max_frame_age from the node clock: dropped on arrival, before
+the synchronizer, with a warning throttled per reason), and the synchronizer's ``unpaired`` (no partners
+within sync_slop before it left its queue), ``out_of_order`` (older than the last set of its input by up
+to 1 s; stamps further back restart the input), ``duplicate_stamp`` (see :mod:`.time_sync`; with
+message_filters every unused message counts as ``unpaired``). ``sync_queued`` messages still wait for
+partners: sum(messages_in) == inputs * frames_in + sum(dropped_messages) + sync_queued.
+
+Every synchronized frame that is not fused is counted in ``dropped`` under a reason, with a warning
+throttled per reason: ``stale`` / ``future`` (the clock moved while it waited for partners),
 ``encoding``, ``malformed``, ``camera_info``, ``size_mismatch``, ``no_frame_id``, ``queue_full``,
 ``tf``, ``no_valid_depth``, ``invalid_frame``, ``reset`` (queued before a reset or load), ``error``
-(an unexpected exception, logged; the node keeps running).
+(an unexpected exception, logged; the node keeps running): frames_in == integrated + sum(dropped).
+``tf_discarded`` counts /tf transforms discarded as stamped far from their frame's history (fallback
+TF buffer only).
 """
 
 from __future__ import annotations
@@ -70,6 +84,7 @@ from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -89,8 +104,11 @@ from ..core.classes import ClassSet
 from ..core.completion import CompletionEngine
 from ..core.concurrency import FrameQueue
 from ..core.config import CompletionConfig, MapperConfig, VolumeConfig
-from ..core.mapper import MapFrame, Mapper, MapState
+from ..core.keyframe_segmentation import KeyframeSegmentation
+from ..core.mapper import MapFrame, Mapper, MapState, map_folder
 from ..core.mapping_statistics import MappingStatistics
+from ..core.segmentation import confidence_weighted
+from ..core.segmentation.process_segmenter import ProcessSegmenter
 from ..core.voxel_map import VOXEL_POINT_DTYPE
 from .camera_info_conversions import InvalidCameraInfoError, camera_from_camera_info
 from .diagnostics_conversions import status_diagnostics
@@ -106,8 +124,9 @@ from .mesh_conversions import RegionMeshMarkers, class_legend_markers, mesh_vert
 from .node_config import MappingNodeConfig
 from .node_parameters import declare_sections
 from .pointcloud_conversions import voxel_points_to_pointcloud2
-from .tf_buffer import Buffer, TransformException, TransformListener
-from .time_sync import ApproximateTimeSynchronizer, Subscriber
+from .shutdown_signals import ShutdownSignals, ignore_shutdown_signals
+from .tf_buffer import Buffer, TransformException, TransformListener, lookup_transform_unless_futile
+from .time_sync import ApproximateTimeSynchronizer, GateFilter, Subscriber, synchronizer_drops
 from .transform_conversions import transform_to_matrix
 
 try:  # rclpy >= Jazzy
@@ -120,6 +139,7 @@ COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, LABELS_TOPIC = (
     "color/image_raw", "depth/image_raw", "color/camera_info", "semantic/image_raw")
 MESH_TOPIC, VOXEL_MAP_TOPIC, LEGEND_TOPIC, STATUS_TOPIC = "mesh", "voxel_map", "class_legend", "~/status"
 DIAGNOSTICS_TOPIC = "/diagnostics"
+SPIN_TIMEOUT_S = 0.2  # bounds the reaction time to SIGINT / SIGTERM (handled when spin_once returns)
 WARNING_PERIOD_S = 5.0  # per drop reason
 MAX_MESH_TIME_SHARE = 1 / 3  # meshing (which holds the volume) may take at most this share of the time
 LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
@@ -154,6 +174,11 @@ def resident_memory_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
+def weigh_by_depth_confidence(probs: np.ndarray, frame: MapFrame) -> np.ndarray:
+    """Keyframe probabilities scaled by the depth-based label confidence (weaker votes near depth edges and far away)."""
+    return confidence_weighted(probs, frame.depth, frame.camera)
+
+
 class ThrottledLog:
     """The node's logger as the mapper's :class:`~semantic_recon_ros.core.mapper.Log`, throttled per call site."""
 
@@ -165,6 +190,21 @@ class ThrottledLog:
 
     def warning(self, message: str) -> None:
         self._logger.warning(message, throttle_duration_sec=WARNING_PERIOD_S)
+
+
+LARGE_IMAGE_BYTES = 1_000_000  # over best-effort DDS, images this large lose fragments (measured: 640x480 lost 37 %)
+
+
+def input_hints(input_qos: str, messages_in: dict, color_topic: str, info_topic: str,
+                announced_image_bytes: int) -> list[str]:
+    """What the user can do about inputs that do not arrive: large color images on a best-effort subscription
+    (camera_info arrives, few images do) lose fragments and never arrive whole."""
+    infos, colors = messages_in.get(info_topic, 0), messages_in.get(color_topic, 0)
+    if input_qos == "sensor_data" and announced_image_bytes >= LARGE_IMAGE_BYTES and infos >= 5 and colors < infos / 2:
+        return [f"{infos} camera_info but only {colors} color images arrived: {announced_image_bytes / 1e6:.1f} MB "
+                f"images over best-effort QoS (input_qos sensor_data) lose fragments; set input_qos:=reliable and "
+                f"FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for publisher and node"]
+    return []
 
 
 def completion_text(completion: dict) -> str:
@@ -185,6 +225,7 @@ class PendingFrame:
         depth: (H, W) float32 metres, None in RGB-only mode.
         labels: (H, W) int64 class ids, None without labels.
         generation: map generation (number of resets) when the frame was received.
+        received: ``time.monotonic()`` seconds when the frame was enqueued (its TF wait counts from there).
     """
 
     stamp_ns: int
@@ -194,6 +235,7 @@ class PendingFrame:
     depth: np.ndarray | None
     labels: np.ndarray | None
     generation: int
+    received: float
 
 
 class MappingNode(Node):
@@ -222,6 +264,7 @@ class MappingNode(Node):
         self._report_network(mapper_config)
         if self.config.initial_map:
             self._load_initial_map(self.config.initial_map)
+        self._remove_save_leftovers()
         self.queue = FrameQueue(self.config.queue_size)
         self.mesh_markers = RegionMeshMarkers(self.config.world_frame, self.config.mesh_region_size)
         self._meshed_version = -1
@@ -231,6 +274,7 @@ class MappingNode(Node):
         self._voxel_map_version = -1
         self._output_lock = threading.Lock()  # mesh / voxel map publication state (taken before the map's lock)
         self._last_warning: dict[str, float] = {}
+        self._announced_image_bytes = 0  # color image size the newest camera_info announces (rgb8)
         self._warning_lock = threading.Lock()
 
         self.tf_buffer = Buffer(node=self)
@@ -257,13 +301,33 @@ class MappingNode(Node):
         self._output_thread = threading.Thread(target=self._publish_outputs, name="outputs", daemon=True)
         self._output_thread.start()
         self.mapper.start_completion(mapper_config.completion_period, log=ThrottledLog(self.get_logger()))
+        self.segmentation, self.segmenter_error = self._start_segmentation()
         mode = "rgb-only" if self.config.rgb_only else "rgb-d" + (" + labels" if self.config.use_labels else "")
         completion = (f"completion by {self.checkpoint} every {mapper_config.completion_period:g} s, mesh source "
                       f"{self.mesh_source}" if self.engine is not None else "fusion only (no completion network)")
         self.get_logger().info(
             f"mapping {mode} in {self.config.world_frame!r} at {volume_config.voxel_size * 100:g} cm on "
             f"{self.mapper.volume.device}; inputs {', '.join(self.input_topics)} ({self.config.input_qos}); "
-            f"{completion}")
+            f"{completion}; {self._segmentation_text()}")
+
+    def _start_segmentation(self) -> tuple[KeyframeSegmentation | None, str | None]:
+        """The keyframe segmentation of the ``segmenter`` parameter, or (None, why) when it cannot run."""
+        spec = self.config.segmenter
+        if not spec or self.config.rgb_only:
+            return None, None
+        try:
+            segmenter = ProcessSegmenter(spec, self.classes.names, num_threads=1)  # never holds this process's GIL
+            segmentation = KeyframeSegmentation(self.mapper, segmenter, self.config.segmentation_rate,
+                                                weigh=weigh_by_depth_confidence, log=ThrottledLog(self.get_logger()))
+        except (FileNotFoundError, ValueError, RuntimeError) as error:
+            self.get_logger().error(f"segmenter {spec!r} cannot be used, mapping without live segmentation: {error}")
+            return None, str(error)
+        return segmentation, None
+
+    def _segmentation_text(self) -> str:
+        if self.segmentation is None:
+            return "no live segmentation" + (f" ({self.segmenter_error})" if self.segmenter_error else "")
+        return f"segmenting keyframes with {self.segmentation.segmenter!r} at most {self.config.segmentation_rate:g}/s"
 
     # the mapper's settings, as the node's parameters resolved them
     @property
@@ -315,20 +379,29 @@ class MappingNode(Node):
         topics = [COLOR_TOPIC] + ([] if cfg.rgb_only else [DEPTH_TOPIC]) + [INFO_TOPIC]
         topics += [LABELS_TOPIC] if cfg.use_labels else []
         qos = input_qos_profile(cfg.input_qos, cfg.sync_queue_size)
-        subscribers = []
+        self._input_gates = []  # subscriber -> stamp check -> synchronizer
         for topic in topics:
             msg_type = CameraInfo if topic == INFO_TOPIC else Image
             subscriber = Subscriber(self, msg_type, topic, qos_profile=qos, callback_group=self.input_group)
-            subscriber.registerCallback(self._on_message, topic)
-            subscribers.append(subscriber)
+            self._input_gates.append(GateFilter(subscriber, self._admit_message, topic))
         self._input_order = topics
-        self._synchronizer = ApproximateTimeSynchronizer(subscribers, cfg.sync_queue_size, cfg.sync_slop)
+        self._synchronizer = ApproximateTimeSynchronizer(self._input_gates, cfg.sync_queue_size, cfg.sync_slop)
         self._synchronizer.registerCallback(self._on_frame)
         return [self.resolve_topic_name(topic) for topic in topics]
 
-    def _on_message(self, msg, topic: str) -> None:
-        del msg
+    def _admit_message(self, msg, topic: str) -> bool:
+        """Count an input message; False (counted, warned) when its stamp is farther than max_frame_age from the
+        node clock: such a message never reaches the synchronizer, where it could mislead the pairing."""
         self.stats.count_message(topic)
+        if topic == INFO_TOPIC:
+            self._announced_image_bytes = int(msg.width) * int(msg.height) * 3
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        problem = self._stamp_problem(stamp_ns)
+        if problem is None:
+            return True
+        self.stats.count_message_drop(problem)
+        self._warn(problem, f"dropping {topic} message: {self._stamp_text(stamp_ns, problem)}")
+        return False
 
     def _warn(self, reason: str, text: str) -> None:
         """Log ``text`` as a warning unless a warning for ``reason`` was logged in the last WARNING_PERIOD_S."""
@@ -356,6 +429,12 @@ class MappingNode(Node):
             return "future"
         return None
 
+    def _stamp_text(self, stamp_ns: int, problem: str) -> str:
+        now = self.get_clock().now().nanoseconds
+        return (f"stamp {stamp_ns / 1e9:.3f} s is {abs(now - stamp_ns) / 1e9:.1f} s "
+                f"{'behind' if problem == 'stale' else 'ahead of'} the node clock "
+                f"(max_frame_age {self.config.max_frame_age} s; bags need --clock and use_sim_time)")
+
     def _on_frame(self, *msgs) -> None:
         """Synchronized input set (in the order of ``_input_order``): decode, check, enqueue. Never raises."""
         self.stats.count_frame()
@@ -369,12 +448,9 @@ class MappingNode(Node):
         color_msg, info_msg = by_topic[COLOR_TOPIC], by_topic[INFO_TOPIC]
         stamp_ns = stamp_to_ns(color_msg.header.stamp)
         frame_id = color_msg.header.frame_id
-        problem = self._stamp_problem(stamp_ns)
+        problem = self._stamp_problem(stamp_ns)  # the messages passed on arrival; the clock may have moved since
         if problem is not None:
-            now = self.get_clock().now().nanoseconds
-            self._drop(problem, f"stamp {stamp_ns / 1e9:.3f} s is {abs(now - stamp_ns) / 1e9:.1f} s "
-                                f"{'behind' if problem == 'stale' else 'ahead of'} the node clock "
-                                f"(max_frame_age {self.config.max_frame_age} s; bags need --clock and use_sim_time)")
+            self._drop(problem, self._stamp_text(stamp_ns, problem))
             return
         if not frame_id:
             self._drop("no_frame_id", "color image without header.frame_id")
@@ -400,7 +476,8 @@ class MappingNode(Node):
             described = ", ".join(f"{name} {shape[1]}x{shape[0]}" for name, shape in mismatched.items())
             self._drop("size_mismatch", f"camera_info is {camera.width}x{camera.height} but {described}")
             return
-        frame = PendingFrame(stamp_ns, frame_id, camera, color, depth, labels, self.mapper.generation)
+        frame = PendingFrame(stamp_ns, frame_id, camera, color, depth, labels, self.mapper.generation,
+                             time.monotonic())
         if self.queue.put(frame) is not None:
             self._drop("queue_full", f"integration is slower than the input (queue_size {self.queue.capacity}); "
                                      "dropped the oldest queued frame")
@@ -422,12 +499,18 @@ class MappingNode(Node):
                                         throttle_duration_sec=WARNING_PERIOD_S)
 
     def _camera_pose(self, frame: PendingFrame) -> np.ndarray | None:
-        """(4, 4) ``T_world_cam`` at the frame's stamp from TF, or None (counted) when unavailable."""
-        timeout = 0.0 if self._stop.is_set() else self.config.tf_timeout  # no new TF arrives after shutdown
+        """(4, 4) ``T_world_cam`` at the frame's stamp from TF, or None (counted) when unavailable.
+
+        Waits for missing TF until ``tf_timeout`` after the frame's arrival (so frames queued together share
+        one wait), and not at all when the pose cannot arrive in time (see lookup_transform_unless_futile).
+        """
+        wait = frame.received + self.config.tf_timeout - time.monotonic()
+        wait = 0.0 if self._stop.is_set() else max(0.0, wait)  # no new TF arrives after shutdown
         try:
-            transform = self.tf_buffer.lookup_transform(
-                self.config.world_frame, frame.frame_id, Time(nanoseconds=frame.stamp_ns),
-                timeout=Duration(nanoseconds=round(timeout * 1e9)))
+            transform = lookup_transform_unless_futile(
+                self.tf_buffer, self.config.world_frame, frame.frame_id, Time(nanoseconds=frame.stamp_ns),
+                timeout=Duration(nanoseconds=round(wait * 1e9)),
+                max_lag=Duration(nanoseconds=round(self.config.tf_timeout * 1e9)))
         except TransformException as error:
             self._drop("tf", f"no camera pose {self.config.world_frame} <- {frame.frame_id} at "
                              f"{frame.stamp_ns / 1e9:.3f} s: {error}")
@@ -438,9 +521,9 @@ class MappingNode(Node):
         T_world_cam = self._camera_pose(frame)
         if T_world_cam is None:
             return
+        map_frame = MapFrame(frame.camera, T_world_cam, frame.color, frame.depth, frame.labels, stamp_ns=frame.stamp_ns)
         try:
-            stats = self.mapper.integrate(MapFrame(frame.camera, T_world_cam, frame.color, frame.depth, frame.labels,
-                                                   stamp_ns=frame.stamp_ns), generation=frame.generation)
+            stats = self.mapper.integrate(map_frame, generation=frame.generation)
         except ValueError as error:
             self._drop("invalid_frame", str(error))
             return
@@ -449,6 +532,8 @@ class MappingNode(Node):
         elif stats.valid_pixels == 0 and not self.config.rgb_only:
             self._drop("no_valid_depth", f"depth image at {frame.stamp_ns / 1e9:.3f} s has no valid "
                                          "pixel in [volume.min_depth, volume.max_depth]")
+        elif self.segmentation is not None:
+            self.segmentation.offer(map_frame, frame.generation)
 
     # ------------------------------------------------------------------ outputs
     def _publish_outputs(self) -> None:
@@ -510,6 +595,7 @@ class MappingNode(Node):
     def status(self) -> dict:
         """Counters, mean timings since the last call, queue, map size and memory (the ~/status JSON)."""
         summary = self.stats.period_summary()
+        summary.update(self._message_drops(summary))
         state = self.mapper.state  # no lock: never wait for a frame
         summary.update(queue=len(self.queue), queue_size=self.queue.capacity, blocks=state.blocks,
                        volume_mb=round(state.volume_bytes / 1e6, 1), rss_mb=round(resident_memory_bytes() / 1e6, 1),
@@ -522,32 +608,67 @@ class MappingNode(Node):
         if self.engine is not None:
             completion.update(self.mapper.completion_stats.period_summary())
         summary["completion"] = completion
+        summary["hints"] = input_hints(self.config.input_qos, summary["messages_in"], COLOR_TOPIC, INFO_TOPIC,
+                                       self._announced_image_bytes)
+        summary["segmentation"] = {"segmenter": self.config.segmenter, "active": self.segmentation is not None,
+                                   "error": self.segmenter_error}
+        if self.segmentation is not None:
+            summary["segmentation"].update(self.segmentation.stats.period_summary())
         return summary
+
+    def _message_drops(self, summary: dict) -> dict:
+        """``dropped_messages`` (stamp checks and synchronizer, by reason), ``sync_queued`` and ``tf_discarded``
+        for the counters in ``summary`` (see the module docstring)."""
+        checked = summary["dropped_messages"]
+        offered = sum(summary["messages_in"].values()) - sum(checked.values())
+        in_sets = len(self._input_order) * summary["frames_in"]
+        synchronized, queued = synchronizer_drops(self._synchronizer, offered, in_sets)
+        merged = {reason: checked.get(reason, 0) + synchronized.get(reason, 0) for reason in {*checked, *synchronized}}
+        return {"dropped_messages": dict(sorted(merged.items())), "sync_queued": queued,
+                "tf_discarded": getattr(self.tf_buffer, "discarded_transforms", None),
+                "tf_invalid": getattr(self.tf_buffer, "invalid_transforms", None)}
 
     def report_status(self) -> None:
         """Log the status line and publish it on ~/status."""
         status = self.status()
-        dropped = sum(status["dropped"].values())
-        reasons = ", ".join(f"{reason} {count}" for reason, count in status["dropped"].items())
-        unmatched = sum(status["messages_in"].values()) - len(self.input_topics) * status["frames_in"]
+
+        def counts(by_reason: dict) -> str:
+            reasons = ", ".join(f"{reason} {count}" for reason, count in by_reason.items())
+            return f"{sum(by_reason.values())}{f' ({reasons})' if reasons else ''}"
 
         def ms(value):
             return "-" if value is None else f"{value:.1f} ms"
 
         self.get_logger().info(
-            f"frames in {status['frames_in']} (unmatched messages {unmatched}), integrated {status['integrated']}, "
-            f"dropped {dropped}{f' ({reasons})' if reasons else ''}, queue {status['queue']}/{status['queue_size']}, "
+            f"frames in {status['frames_in']}, integrated {status['integrated']}, dropped {counts(status['dropped'])}; "
+            f"messages dropped {counts(status['dropped_messages'])}, {status['sync_queued']} waiting for partners; "
+            f"queue {status['queue']}/{status['queue_size']}, "
             f"integrate {ms(status['integrate_ms'])}, mesh {ms(status['mesh_ms'])}, blocks {status['blocks']}, "
             f"volume {status['volume_mb']} MB, rss {status['rss_mb']} MB{completion_text(status['completion'])}")
+        for hint in status["hints"]:
+            self._warn("hint", hint)
         self.status_publisher.publish(String(data=json.dumps(status)))
         self.diagnostics_publisher.publish(status_diagnostics(status, self.get_fully_qualified_name(),
                                                               self.get_clock().now().nanoseconds))
 
     # ------------------------------------------------------------------ services
     def save_map(self) -> dict:
-        """Write mesh_rgb.ply, mesh_semantic.ply and volume.pt (each atomically) into output_dir, from one
-        consistent state of the map; returns their paths and sizes."""
+        """Write mesh_rgb.ply, mesh_semantic.ply and volume.pt of one state of the map into output_dir as one set
+        (a new save folder that becomes ``current`` at once: :mod:`semantic_recon_ros.core.map_folder`); returns
+        their paths and sizes."""
         return self.mapper.save(Path(os.path.expanduser(self.config.output_dir))).summary()
+
+    def _remove_save_leftovers(self) -> None:
+        """Remove what interrupted saves left in output_dir (skipped while another process saves into it)."""
+        try:
+            removed = map_folder(self.config.output_dir).remove_leftovers(wait=False)
+        except OSError as error:
+            self.get_logger().warning(f"could not remove leftovers of interrupted saves in {self.config.output_dir!r}: "
+                                      f"{error}")
+            return
+        if removed:
+            self.get_logger().info(f"removed leftovers of interrupted saves in {self.config.output_dir}: "
+                                   f"{', '.join(removed)}")
 
     def _on_save_map(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         del request
@@ -559,7 +680,7 @@ class MappingNode(Node):
             return response
         response.success, response.message = True, json.dumps(saved)
         self.get_logger().info(f"saved the map: {saved['triangles']} triangles, {saved['blocks']} blocks -> "
-                               f"{saved['mesh_rgb']}, {saved['mesh_semantic']}, {saved['volume']}")
+                               f"{saved['folder']} (current in {self.config.output_dir})")
         return response
 
     def _clear_outputs(self, state: MapState) -> None:
@@ -620,9 +741,11 @@ class MappingNode(Node):
     # ------------------------------------------------------------------ shutdown
     def shutdown(self) -> None:
         """Stop the completion and output threads and the worker (after it fused the frames still queued), then
-        save the map if save_on_shutdown."""
+        save the map if save_on_shutdown. Call it while the rclpy context is valid (:func:`main` does): it logs."""
         self._stop.set()
         self.mapper.close()  # the network finishes its batch; no further batch starts
+        if self.segmentation is not None:
+            self.segmentation.close()  # the segmentation in progress is fused; no further one starts
         self._output_thread.join()
         self._worker.join()
         if self.config.save_on_shutdown:
@@ -631,36 +754,61 @@ class MappingNode(Node):
             except (OSError, ValueError) as error:
                 self.get_logger().error(f"saving the map on shutdown failed: {error}")
             else:
-                self.get_logger().info(f"saved the map on shutdown: {saved['mesh_rgb']}, {saved['mesh_semantic']}, "
-                                       f"{saved['volume']}")
+                self.get_logger().info(f"saved the map on shutdown: {saved['triangles']} triangles, {saved['blocks']} "
+                                       f"blocks -> {saved['folder']} (current in {self.config.output_dir})")
 
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``ros2 run semantic_recon_ros mapping_node`` (``--ros-args --params-file ...`` works).
 
-    Returns 0 after Ctrl-C / shutdown (the map saved first when save_on_shutdown), 2 for bad parameters.
+    The first SIGINT or SIGTERM (Ctrl-C, ``ros2 launch`` stopping) stops spinning; the node then shuts down (the
+    map saved first when save_on_shutdown) with the rclpy context still valid, so every log line reaches /rosout,
+    and only then shuts rclpy down. Further signals are ignored until the process exits
+    (:mod:`.shutdown_signals`). Returns 0 after such a shutdown (also for Ctrl-C while starting), 2 for bad
+    parameters.
     """
-    rclpy.init(args=args)
+    signals = ShutdownSignals(NODE_NAME)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)  # signals: installed below
     try:
         node = MappingNode()
     except (ValueError, FileNotFoundError) as error:  # bad parameters, class file or device
         get_logger(NODE_NAME).fatal(str(error))
         rclpy.try_shutdown()
         return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except (KeyboardInterrupt, ExternalShutdownException):  # while starting: nothing to save
+        ignore_shutdown_signals()
         rclpy.try_shutdown()
         return 0
+    signals.logger_name = node.get_logger().name
+    signals.doing = "saving the map" if node.config.save_on_shutdown else "shutting down"
+    executor = None
     try:
         executor = EventsExecutor() if EventsExecutor is not None else SingleThreadedExecutor()
+        signals.install()  # after the executor: newer EventsExecutors install SIGINT / SIGTERM handlers of their own
         executor.add_node(node)
-        while rclpy.ok():  # EventsExecutor.spin() would not return when Ctrl-C shuts the context down
-            executor.spin_once(timeout_sec=0.5)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while signals.received is None and rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
+    except KeyboardInterrupt:  # Ctrl-C just before the handlers were installed
+        signals.install()
+        signals.received = signals.received or "SIGINT"
+    except ExternalShutdownException:
         pass
+    except RuntimeError:
+        if rclpy.ok():  # the context was not shut down under the executor: a real error (raised after the save)
+            raise
     finally:
+        if executor is not None:
+            # detach the node's entities while they and the context exist: an executor left to be torn down at
+            # exit, after destroy_node() and rclpy's shutdown, now and then hung the process there
+            executor.shutdown()
+        if signals.received is not None:
+            node.get_logger().info(f"{signals.received}: shutting down" + (
+                f", saving the map into {node.config.output_dir} first (further signals are ignored)"
+                if node.config.save_on_shutdown else ""))
         node.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        ignore_shutdown_signals()
     return 0
 
 

@@ -41,10 +41,12 @@ class MappingNodeConfig:
     queue_size: int = parameter(
         3, "Frames waiting for integration; when full, the oldest is dropped (counted as queue_full).", 1, 1000)
     tf_timeout: float = parameter(
-        0.2, "Seconds the integration worker waits for the camera pose in TF before dropping a frame.", 0.0, 10.0)
+        0.2, "Seconds after its arrival until which a frame waits for its camera pose in TF; frames whose pose "
+             "cannot come in time (frame unknown to TF, TF more than this behind the frame) fail at once.",
+        0.0, 10.0)
     max_frame_age: float = parameter(
-        5.0, "Frames stamped more than this many seconds before or after the node clock (sim time with "
-             "use_sim_time) are dropped; 0 disables the check.", 0.0, 1e6)
+        5.0, "Input messages stamped more than this many seconds before or after the node clock (sim time with "
+             "use_sim_time) are dropped on arrival, before synchronization; 0 disables the check.", 0.0, 1e6)
     mesh_rate: float = parameter(
         1.0, "Mesh updates per second on the mesh topic (only changed regions are re-sent); 0 disables.",
         0.0, 100.0)
@@ -63,8 +65,19 @@ class MappingNodeConfig:
         "", "A map folder written by ~/save_map (or its volume.pt) to start from, every layer restored (predictions "
             "too); mapping continues on top of it. Empty starts with an empty map (~ expanded).")
     output_dir: str = parameter(
-        "~/.ros/semantic_recon_ros", "Folder where ~/save_map and the shutdown save write mesh_rgb.ply, "
-                                     "mesh_semantic.ply and volume.pt (created; ~ expanded).")
+        "~/.ros/semantic_recon_ros", "Folder where ~/save_map and the shutdown save write the map, each save "
+                                     "one consistent set: a new folder maps/NNNNNN that the link current then "
+                                     "names; mesh_rgb.ply, mesh_semantic.ply and volume.pt link into current "
+                                     "(created; ~ expanded).")
+    segmenter: str = parameter(
+        "default", "2D segmenter whose class probabilities label the map, run on keyframes in the background: "
+                   "\"default\" = the installed DeepLabV3-MobileNetV2 ADE20K model, a model file or folder "
+                   "(.tflite, .onnx, .pt/.ts, .pt2 with its segmenter.yaml), or empty = none. One that cannot be "
+                   "loaded is logged as an error and the node maps without it. Not used with rgb_only.")
+    segmentation_rate: float = parameter(
+        1.0, "Most keyframe segmentations per second (a keyframe: the newest integrated frame once the camera "
+             "moved 5 cm or turned 5 degrees since the last one); a slow segmenter lowers this rate, never the "
+             "integration rate.", 0.01, 100.0)
     save_on_shutdown: bool = parameter(
         False, "Save the map into output_dir when the node shuts down (after the pending frames are fused).")
     torch_threads: int = parameter(

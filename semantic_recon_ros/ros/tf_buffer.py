@@ -12,7 +12,12 @@ returning a ``geometry_msgs/TransformStamped`` ``T_target_source`` (``time`` an 
 ``set_transform(msg, authority)``, ``set_transform_static(msg, authority)``, ``clear()``; and
 ``TransformListener(buffer, node, *, spin_thread=False, qos=None, static_qos=None, ...)`` subscribing
 ``/tf`` (volatile, depth 100) and ``/tf_static`` (transient-local, reliable, depth 100) with
-``tf2_msgs/TFMessage``.
+``tf2_msgs/TFMessage``. Unlike tf2, one transform stamped far from its frame's history (e.g. an hour
+ahead) does not wipe that history: unless it lies near the node's clock, it is held back until the next one
+confirms the jump, else discarded (``discarded_transforms``; a throttled warning either way; see
+:mod:`~semantic_recon_ros.core.transform_tree`).
+
+:func:`lookup_transform_unless_futile` (either buffer) waits for missing TF only while it can still come.
 
 Threading: a lookup with a timeout waits on a condition variable that the listener's callbacks
 notify. The waiting thread must therefore not be the thread that runs those callbacks: look up
@@ -35,6 +40,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
 from tf2_msgs.msg import TFMessage
 
 from ..core.ros_message_codec import add_transform_stamped, stamp_to_ns
@@ -52,6 +58,7 @@ from .transform_conversions import matrix_to_transform_stamped
 TF_TOPIC = "/tf"
 TF_STATIC_TOPIC = "/tf_static"
 TF_QUEUE_DEPTH = 100
+WARNING_PERIOD_S = 5.0  # between warnings about held-back transforms
 
 
 def _time_to_ns(time: Any) -> int:
@@ -66,17 +73,28 @@ class TransformTreeBuffer:
 
     Args:
         cache_time: history kept per dynamic transform (default 10 s).
-        node: accepted for API compatibility (tf2_ros offers a frame-graph service with it); unused.
+        node: its clock vouches for transforms stamped near it, which are stored at once even when they jump
+            away from their frame's history (see :mod:`~semantic_recon_ros.core.transform_tree`); tf2_ros
+            also offers a frame-graph service with it, the fallback does not.
     """
 
     def __init__(self, cache_time: Duration | None = None, node: Node | None = None) -> None:
-        del node  # tf2_ros creates a tf2_frames service with it; the fallback offers none
         cache_ns = DEFAULT_CACHE_DURATION_NS if cache_time is None else int(cache_time.nanoseconds)
-        self._tree = TransformTree(cache_ns)
+        clock = None if node is None else (lambda: node.get_clock().now().nanoseconds)
+        self._tree = TransformTree(cache_ns, clock)
         self._condition = threading.Condition()
+        self._last_warning = -WARNING_PERIOD_S
+        self.invalid_transforms = 0  # refused as not rigid (non-finite, zero quaternion, bad frames)
+
+    @property
+    def discarded_transforms(self) -> int:
+        """Dynamic transforms held back as too far from their frame's history and never confirmed."""
+        with self._condition:
+            return self._tree.discarded_samples
 
     def set_transform(self, transform: TransformStamped, authority: str) -> bool:
-        """Add a dynamic ``TransformStamped``; False (with a logged reason) when it is invalid or too old."""
+        """Add a dynamic ``TransformStamped``; False (with a logged reason) when it is invalid or held back as
+        stamped far from its frame's history."""
         return self._store(transform, authority, static=False)
 
     def set_transform_static(self, transform: TransformStamped, authority: str) -> bool:
@@ -87,11 +105,30 @@ class TransformTreeBuffer:
         try:
             with self._condition:
                 stored = add_transform_stamped(self._tree, transform, static=static)
+                newest = self._tree.newest_stamp(transform.child_frame_id)
                 self._condition.notify_all()
         except ValueError as error:
-            get_logger("tf_buffer").error(f"ignoring transform from {authority!r}: {error}")
+            with self._condition:
+                self.invalid_transforms += 1
+            get_logger("tf_buffer").error(f"ignoring transform from {authority!r}: {error} ({self.invalid_transforms} "
+                                          f"invalid so far)", throttle_duration_sec=WARNING_PERIOD_S)
             return False
+        if not stored:
+            self._warn_held(transform, newest, authority)
         return stored
+
+    def _warn_held(self, transform: TransformStamped, newest_ns: int, authority: str) -> None:
+        """Warn (at most every WARNING_PERIOD_S) that ``transform`` was held back as a jump."""
+        now = wall_time.monotonic()
+        if now - self._last_warning < WARNING_PERIOD_S:
+            return
+        self._last_warning = now
+        stamp_ns = stamp_to_ns(transform.header.stamp)
+        get_logger("tf_buffer").warning(
+            f"holding back transform {transform.header.frame_id} -> {transform.child_frame_id} from {authority!r} "
+            f"stamped {stamp_ns / 1e9:.3f} s, {(stamp_ns - newest_ns) / 1e9:+.3f} s from the newest one: stored only "
+            f"if the next one confirms the jump, else discarded ({self.discarded_transforms} so far; further "
+            f"warnings throttled)")
 
     def clear(self) -> None:
         """Forget every transform."""
@@ -128,6 +165,12 @@ class TransformTreeBuffer:
         except TreeTransformException as error:
             return (False, str(error)) if return_debug_tuple else False
         return (True, "") if return_debug_tuple else True
+
+    def latest_received_time(self, target_frame: str, source_frame: str) -> int:
+        """Newest stamp (ns) for which every dynamic transform between the frames was received, stored or held
+        back as a jump (0 if all are static); raises LookupException or ConnectivityException."""
+        with self._condition:
+            return self._tree.latest_common_time(target_frame, source_frame, held=True)
 
     def lookup_transform(
         self, target_frame: str, source_frame: str, time: Any, timeout: Duration = Duration()
@@ -249,3 +292,32 @@ else:
     LookupException = TreeLookupException
     ConnectivityException = TreeConnectivityException
     ExtrapolationException = TreeExtrapolationException
+
+
+def lookup_transform_unless_futile(buffer: Any, target_frame: str, source_frame: str, time: Any,
+                                   timeout: Duration, max_lag: Duration) -> TransformStamped:
+    """``buffer.lookup_transform(target_frame, source_frame, time)``, waiting up to ``timeout`` for missing TF
+    only while it can still arrive in time (either ``Buffer``).
+
+    Raises the lookup's exception at once, without waiting, when a frame was never received or the two
+    are not connected, when ``time`` is older than the stored history, or when the newest transform
+    received between the frames (their latest common time; with the fallback buffer, transforms held back
+    as jumps count: the next one may confirm them) is more than ``max_lag`` older than ``time``: then the
+    TF source is stalled or far behind, and a wait would only hold up the frames behind this one.
+    """
+    try:
+        return buffer.lookup_transform(target_frame, source_frame, time)
+    except ExtrapolationException as error:
+        if timeout.nanoseconds <= 0:
+            raise
+        requested_ns = _time_to_ns(time)
+        stored_ns = _time_to_ns(buffer.lookup_transform(target_frame, source_frame, Time()).header.stamp)
+        if requested_ns <= stored_ns:
+            raise ExtrapolationException(f"{error} (older than the stored history: not waiting)") from None
+        received_ns = (buffer.latest_received_time(target_frame, source_frame)
+                       if isinstance(buffer, TransformTreeBuffer) else stored_ns)
+        lag_ns = requested_ns - received_ns
+        if lag_ns > max_lag.nanoseconds:
+            raise ExtrapolationException(f"{error} (the newest transform is {lag_ns / 1e9:.3f} s older, more than "
+                                         f"{max_lag.nanoseconds / 1e9:g} s: not waiting)") from None
+    return buffer.lookup_transform(target_frame, source_frame, time, timeout=timeout)

@@ -5,28 +5,38 @@ imports (``USING_MESSAGE_FILTERS``), otherwise :class:`FilterSubscriber` and
 :class:`ApproximateSynchronizer` with the same constructor signatures:
 ``Subscriber(node, msg_type, topic, qos_profile=10, **create_subscription_kwargs)`` and
 ``ApproximateTimeSynchronizer(subscribers, queue_size, slop, allow_headerless=False)``, each with
-``registerCallback(callback, *args)``.
+``registerCallback(callback, *args)``; :class:`GateFilter` chains between the two with either.
 
 Fallback policy (:class:`ApproximateSynchronizer`), per arriving message with header stamp ``s``:
 
-1. It joins its input's queue, ordered by stamp (an equal stamp replaces the queued message). A
-   message older than the last one this input contributed to an emitted set is dropped, and a
-   queue longer than ``queue_size`` drops its oldest message.
-2. Among sets made of this message and one queued message per other input whose stamps all lie
+1. A message not newer than the last one its input contributed to an emitted set is dropped:
+   ``duplicate_stamp`` when ``s`` equals that stamp, ``out_of_order`` when it is older by at most
+   ``max_lateness`` (default 1 s). Older still, the stamps jumped back (a clock reset, a bag restarted, or
+   the last set was mis-stamped, e.g. an hour ahead): the input forgets its last emitted stamp and the
+   message goes on, so no single stamp can block an input for longer than ``max_lateness`` of stamps.
+2. It joins its input's queue, ordered by stamp (an equal stamp replaces the queued message, which is
+   dropped as ``duplicate_stamp``); a queue longer than ``queue_size`` drops its oldest message
+   (``unpaired``).
+3. Among sets made of this message and one queued message per other input whose stamps all lie
    within ``slop`` seconds of each other, the set with the smallest stamp spread is emitted
    (callback receives the messages in input order).
-3. The emitted messages leave their queues together with every older message of those queues
-   (they can no longer be used: each message is emitted at most once, in stamp order).
+4. The emitted messages leave their queues together with every older message of those queues
+   (``unpaired``: they can no longer be used, each message is emitted at most once, in stamp order).
 
-``dropped`` counts messages discarded without being emitted, ``emitted`` the sets delivered. The
-real message_filters has neither counter: to count drops portably, compare received and emitted
-messages in the node. The synchronizer is thread-safe; callbacks run under its lock, so keep them short.
+``drops`` counts the messages discarded without being emitted by reason (``unpaired``,
+``out_of_order``, ``duplicate_stamp``, ``no_stamp`` for headerless ones), ``dropped`` is their sum,
+``pending`` the messages still queued, ``emitted`` the sets delivered and ``restarts`` the inputs restarted
+by a jump back (each logged, throttled). So ``received == inputs * emitted + dropped + pending``. The
+real message_filters counts nothing: :func:`synchronizer_drops` reports its unused messages as
+``unpaired``. The synchronizer is thread-safe; callbacks run under its lock, so keep them short.
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,6 +47,8 @@ from rclpy.node import Node
 from ..core.ros_message_codec import stamp_to_ns
 
 DEFAULT_SUBSCRIBER_DEPTH = 10
+DEFAULT_MAX_LATENESS_S = 1.0  # see ApproximateSynchronizer
+WARNING_PERIOD_S = 5.0  # per kind of warning of the fallback synchronizer
 
 
 class SimpleFilter:
@@ -82,6 +94,25 @@ class FilterSubscriber(SimpleFilter):
         return getattr(self.sub, name)
 
 
+class GateFilter(SimpleFilter):
+    """Passes on the messages of ``source`` for which ``accept(msg, *args)`` is true, and no others.
+
+    A message_filters-style filter (``registerCallback`` / ``signalMessage``), so it chains between a
+    ``Subscriber`` and either synchronizer: the mapping node drops messages with implausible stamps here,
+    before they can reach (and mislead) the synchronizer.
+    """
+
+    def __init__(self, source: Any, accept: Callable[..., bool], *args: Any) -> None:
+        super().__init__()
+        self.accept = accept
+        self.args = args
+        self.connection = source.registerCallback(self.add)
+
+    def add(self, msg: Any) -> None:
+        if self.accept(msg, *self.args):
+            self.signalMessage(msg)
+
+
 class ApproximateSynchronizer(SimpleFilter):
     """Emits sets of messages, one per input, whose header stamps lie within ``slop`` seconds.
 
@@ -91,21 +122,42 @@ class ApproximateSynchronizer(SimpleFilter):
         slop: largest allowed stamp spread in a set, seconds (>= 0).
         allow_headerless: stamp messages without ``header.stamp`` with the current ROS time
             instead of dropping them.
+        max_lateness: seconds (>= 0) a message may be older than the last set emitted from its input and
+            still count as late (dropped, ``out_of_order``); older still, the stamps jumped back and the
+            input starts afresh (see the module docstring).
     """
 
-    def __init__(self, fs: Sequence[SimpleFilter], queue_size: int, slop: float, allow_headerless: bool = False) -> None:
+    def __init__(self, fs: Sequence[SimpleFilter], queue_size: int, slop: float, allow_headerless: bool = False,
+                 max_lateness: float = DEFAULT_MAX_LATENESS_S) -> None:
         super().__init__()
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         if slop < 0:
             raise ValueError(f"slop must be >= 0 seconds, got {slop}")
+        if max_lateness < 0:
+            raise ValueError(f"max_lateness must be >= 0 seconds, got {max_lateness}")
         self.queue_size = int(queue_size)
         self.slop_ns = round(slop * 1e9)
+        self.max_lateness_ns = round(max_lateness * 1e9)
         self.allow_headerless = allow_headerless
         self.lock = threading.Lock()
-        self.dropped = 0
+        self.drops: Counter[str] = Counter()
         self.emitted = 0
+        self.restarts = 0
+        self._last_warning: dict[str, float] = {}
         self.connectInput(fs)
+
+    @property
+    def dropped(self) -> int:
+        """Messages discarded without being emitted, every reason."""
+        with self.lock:
+            return sum(self.drops.values())
+
+    @property
+    def pending(self) -> int:
+        """Messages waiting in the queues for partners."""
+        with self.lock:
+            return sum(len(stamps) for stamps in self._stamps)
 
     def connectInput(self, fs: Sequence[SimpleFilter]) -> None:  # noqa: N802 (message_filters name)
         self._stamps: list[list[int]] = [[] for _ in fs]
@@ -118,9 +170,9 @@ class ApproximateSynchronizer(SimpleFilter):
         stamp = self._stamp(msg)
         with self.lock:
             if stamp is None:
-                self.dropped += 1
+                self.drops["no_stamp"] += 1
                 return
-            if self._enqueue(msg, index, stamp):
+            if self._admit(index, stamp) and self._enqueue(msg, index, stamp):
                 chosen = self._best_set(index, stamp)
                 if chosen is not None:
                     self._emit(chosen)
@@ -136,23 +188,46 @@ class ApproximateSynchronizer(SimpleFilter):
         )
         return None
 
+    def _admit(self, index: int, stamp: int) -> bool:
+        """False (counted) for a message not newer than the last one its input contributed to a set; restarts
+        the input when the message is older than that by more than max_lateness."""
+        last = self._last_emitted[index]
+        if last is None or stamp > last:
+            return True
+        if stamp == last:
+            self.drops["duplicate_stamp"] += 1
+            return False
+        if last - stamp <= self.max_lateness_ns:
+            self.drops["out_of_order"] += 1
+            self._warn("out_of_order", f"input {index}: a message stamped {stamp / 1e9:.3f} s arrived after the set "
+                                       f"of {last / 1e9:.3f} s; dropped (out_of_order)")
+            return False
+        self._last_emitted[index] = None
+        self.restarts += 1
+        self._warn("restart", f"input {index}: stamps jumped back {(last - stamp) / 1e9:.3f} s from the last "
+                              f"synchronized set (more than max_lateness); the input starts afresh")
+        return True
+
+    def _warn(self, kind: str, text: str) -> None:
+        """A warning of the ``time_sync`` logger, at most one per kind every WARNING_PERIOD_S (wall time)."""
+        now = time.monotonic()
+        if now - self._last_warning.get(kind, -WARNING_PERIOD_S) >= WARNING_PERIOD_S:
+            self._last_warning[kind] = now
+            get_logger("time_sync").warning(f"{text} [further '{kind}' warnings throttled]")
+
     def _enqueue(self, msg: Any, index: int, stamp: int) -> bool:
         """Insert into the input's queue; False when the message is dropped on arrival."""
-        last = self._last_emitted[index]
-        if last is not None and stamp <= last:
-            self.dropped += 1
-            return False
         stamps, messages = self._stamps[index], self._messages[index]
         position = bisect.bisect_left(stamps, stamp)
         if position < len(stamps) and stamps[position] == stamp:
             messages[position] = msg
-            self.dropped += 1
+            self.drops["duplicate_stamp"] += 1  # the queued message with this stamp is replaced
         else:
             stamps.insert(position, stamp)
             messages.insert(position, msg)
         if len(stamps) > self.queue_size:
             del stamps[0], messages[0]
-            self.dropped += 1
+            self.drops["unpaired"] += 1
             if position == 0:
                 return False
         return True
@@ -191,7 +266,8 @@ class ApproximateSynchronizer(SimpleFilter):
         for index, position in enumerate(positions):
             msgs.append(self._messages[index][position])
             self._last_emitted[index] = self._stamps[index][position]
-            self.dropped += position  # older messages of this input can no longer be used
+            if position:  # older messages of this input can no longer be used
+                self.drops["unpaired"] += position
             del self._stamps[index][: position + 1], self._messages[index][: position + 1]
         self.emitted += 1
         self.signalMessage(*msgs)
@@ -209,3 +285,22 @@ if USING_MESSAGE_FILTERS:
 else:
     Subscriber = FilterSubscriber
     ApproximateTimeSynchronizer = ApproximateSynchronizer
+
+
+def synchronizer_drops(synchronizer: Any, offered: int, used: int) -> tuple[dict[str, int], int]:
+    """(messages dropped by reason, messages still queued) of either synchronizer.
+
+    Args:
+        synchronizer: an :class:`ApproximateSynchronizer` (which counts its drops) or message_filters'
+            synchronizer (which does not: every offered message not used in a set is ``unpaired``, the
+            queued ones included, and 0 are reported queued).
+        offered: messages fed to the synchronizer, every input together.
+        used: messages in the sets it emitted (inputs * sets).
+    """
+    if isinstance(synchronizer, ApproximateSynchronizer):
+        with synchronizer.lock:
+            drops = {reason: count for reason, count in synchronizer.drops.items() if count}
+            pending = sum(len(stamps) for stamps in synchronizer._stamps)
+        return drops, pending
+    unused = offered - used
+    return ({"unpaired": unused} if unused > 0 else {}), 0

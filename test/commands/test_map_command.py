@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from semantic_recon_ros.core.classes import load_class_set
 from semantic_recon_ros.core.ply import read_semantic_ply
 from semantic_recon_ros.core.synthetic import DEFAULT_CAMERA, write_synthetic_scene
 from semantic_recon_ros.core.map import load_volume
 
 from support.paths import SEVEN_SCENES
+from support.saved_maps import assert_clean, assert_consistent
 
 
 def semantic_recon(*args: str) -> subprocess.CompletedProcess:
@@ -39,8 +41,16 @@ def test_maps_seven_scenes_into_mesh_volume_and_preview(tmp_path):
     assert np.array_equal(semantic.vertices, mesh.vertices)
     volume = load_volume(out / "volume.pt", "cpu")
     assert volume.num_blocks == summary["blocks"] and volume.config.voxel_size == 0.05
+    assert_consistent(out, load_class_set())  # one set, in out/maps/000001, linked from out/
+    assert_clean(out, "preview.png", "summary.json")
     preview = np.asarray(Image.open(out / "preview.png"))
     assert preview.shape[0] > 200 and (preview < 250).any(axis=-1).mean() > 0.2  # a picture, not a blank page
+    assert summary["preview_title"].endswith(f"5 cm voxels, observed mesh of {mesh.num_triangles} triangles")
+    # seen from above along gravity (the cameras' mean up is 24 degrees off it): the dataset's gravity direction,
+    # which is itself 2.2 degrees off the kitchen floor's normal (the estimate is within 1 degree of that)
+    gravity = np.loadtxt(SEVEN_SCENES / "gravity-direction.txt")
+    up = np.array(summary["preview_up"])
+    assert np.degrees(np.arccos(-gravity @ up / np.linalg.norm(gravity))) < 3.0
 
 
 def test_maps_a_bag_with_labels_without_dds(tmp_path):
@@ -58,6 +68,10 @@ def test_maps_a_bag_with_labels_without_dds(tmp_path):
     completed, _ = read_semantic_ply(out / "mesh_completed.ply")
     assert completed.num_triangles == summary["completed_triangles"] > summary["triangles"]
     assert (completed.labels >= 0).mean() > 0.95
+    # the preview pictures the completed mesh, and its title says so
+    assert summary["preview_title"].endswith(f"mesh completed by default.pt: {completed.num_triangles} triangles "
+                                             f"({summary['triangles']} observed)")
+    assert np.degrees(np.arccos(summary["preview_up"][2])) < 0.5  # synthetic rooms are z up
 
 
 @pytest.mark.parametrize("args, message", [
@@ -99,3 +113,23 @@ def test_completes_the_map_with_a_checkpoint(tmp_path):
     result = semantic_recon("map", SEVEN_SCENES, "--out", out, "--stride", "60", "--checkpoint", checkpoint)
     assert result.returncode == 2 and "voxel size" in result.stderr and "Traceback" not in result.stderr
     assert "mapping" not in result.stderr  # refused before fusing a single frame
+
+
+def test_fuses_the_default_segmenters_labels(tmp_path):
+    """--labels segmenter without --segmenter: the installed DeepLabV3/ADE20K model labels the 7-Scenes kitchen."""
+    out = tmp_path / "kitchen"
+    result = semantic_recon("map", SEVEN_SCENES, "--out", out, "--stride", "100", "--voxel-size", "0.05",
+                            "--checkpoint", "", "--labels", "segmenter")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_integrated"] == summary["frames_with_labels"] == 6
+    assert summary["labeled_vertex_fraction"] > 0.8
+    mesh, names = read_semantic_ply(out / "mesh_semantic.ply")
+    share = {name: float((mesh.labels == i).mean()) for i, name in enumerate(names)}
+    assert share["wall"] > 0.2 and share["floor"] > 0.05 and share["counter"] > 0.02
+    # an unsupported model file is refused before mapping, naming the file
+    weights = tmp_path / "net.h5"
+    weights.write_bytes(b"\0")
+    result = semantic_recon("map", SEVEN_SCENES, "--out", out, "--labels", "segmenter", "--segmenter", weights)
+    assert result.returncode == 2 and "net.h5: unsupported segmenter file type" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,7 +161,7 @@ FALLBACK_SCRIPT = """
 import warnings
 import numpy as np
 from semantic_recon_ros.core.camera import PinholeCamera
-from semantic_recon_ros.core.map import SemanticTSDFVolume
+from semantic_recon_ros.core.map import SemanticTSDFVolume, fusion_kernel
 from semantic_recon_ros.core.config.volume import VolumeConfig
 
 camera = PinholeCamera(40.0, 40.0, 31.5, 23.5, 64, 48)
@@ -172,6 +173,7 @@ with warnings.catch_warnings(record=True) as caught:
 ours = [str(w.message) for w in caught if "integration kernel" in str(w.message)]
 print("RESULT", len(ours), updated[-1] > 0, volume.fusion.name == "torch")
 print("MESSAGE", *ours)
+print("FOLDER", fusion_kernel.build_directory())
 """
 
 
@@ -183,6 +185,54 @@ def test_build_failure_warns_once_and_integrates_with_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in result.stdout.splitlines() if " " in line}
     assert lines["RESULT"] == "1 True True", result.stdout
-    error_file = tmp_path / fusion_kernel.build_directory().name / "build-error.log"
+    error_file = Path(lines["FOLDER"]) / "build-error.log"
+    assert error_file.parent.parent == tmp_path and error_file.parent.name != fusion_kernel.build_directory().name
     assert str(error_file) in lines["MESSAGE"] and error_file.is_file()
     assert "no-such-compiler" in error_file.read_text()
+
+
+SOURCE_SCRIPT = """
+import sys
+from pathlib import Path
+from semantic_recon_ros.core.map import fusion_kernel
+
+fusion_kernel.SOURCE = Path(sys.argv[1])
+print(fusion_kernel.build_directory())
+if len(sys.argv) > 2:
+    print(fusion_kernel.load() is not None)
+"""
+
+
+def kernel_folder_of(source: Path, *, load: bool = False) -> list[str]:
+    """What a fresh process with ``SOURCE = source`` (another checkout) says: its build folder[, whether it loaded]."""
+    result = subprocess.run([sys.executable, "-c", SOURCE_SCRIPT, str(source), *(["load"] if load else [])],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_build_folder_belongs_to_the_source_not_the_checkout(tmp_path):
+    """Two checkouts of the same integrate.cpp share a build folder (and the built library: no rebuild); a source
+    differing by a comment gets another folder, so two versions never rebuild over each other."""
+    same, edited = tmp_path / "checkout_a" / "integrate.cpp", tmp_path / "checkout_b" / "integrate.cpp"
+    for path in (same, edited):
+        path.parent.mkdir()
+    same.write_bytes(fusion_kernel.SOURCE.read_bytes())
+    edited.write_text(fusion_kernel.SOURCE.read_text() + "// a comment\n")
+    ours = fusion_kernel.build_directory()
+    library = ours / f"{fusion_kernel.MODULE_NAME}.so"
+    built = library.stat().st_mtime_ns
+    assert kernel_folder_of(same, load=True) == [str(ours), "True"]
+    assert library.stat().st_mtime_ns == built, "the same source from another checkout was rebuilt"
+    assert kernel_folder_of(fusion_kernel.SOURCE) == [str(ours)]  # stable across processes
+    (other,) = kernel_folder_of(edited)
+    assert other != str(ours) and Path(other).parent == ours.parent
+
+
+def test_build_folder_depends_on_compile_flags_and_compiler(monkeypatch):
+    ours = fusion_kernel.build_directory()
+    monkeypatch.setattr(fusion_kernel, "COMPILE_FLAGS", [*fusion_kernel.COMPILE_FLAGS, "-DSOMETHING"])
+    with_flag = fusion_kernel.build_directory()
+    monkeypatch.undo()
+    monkeypatch.setenv("CXX", "some-other-c++")
+    assert len({ours, with_flag, fusion_kernel.build_directory()}) == 3

@@ -3,6 +3,8 @@ resets, and reports a checkpoint it cannot use instead of failing when asked to.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from torch import nn
 from semantic_recon_ros.core.classes import load_class_set
 from semantic_recon_ros.core.config import CompletionConfig, VolumeConfig
 from semantic_recon_ros.core.map import SemanticTSDFVolume
+from semantic_recon_ros.core.keyframe_segmentation import KeyframePolicy, KeyframeSegmentation
 from semantic_recon_ros.core.mapper import VOLUME_FILE, MapFrame, Mapper
 from semantic_recon_ros.core.ply import read_semantic_ply
 
@@ -70,8 +73,10 @@ def test_save_and_load_restore_every_layer_and_discard_older_frames(frames, tmp_
     completion = mapper.complete(time_budget=float("inf"))
     assert completion.chunks_run > 0 and float(mapper.volume.grid.values("pred_weight").sum()) > 0
     saved = mapper.save(tmp_path / "map", completed_mesh=True)
-    assert sorted(p.name for p in (tmp_path / "map").iterdir()) == [
+    assert sorted(p.name for p in saved.folder.iterdir()) == [
         "mesh_completed.ply", "mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"]
+    assert sorted(p.name for p in (tmp_path / "map").iterdir()) == [  # the files as links into current
+        "current", "maps", "mesh_completed.ply", "mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"]
     semantic, names = read_semantic_ply(saved.mesh_semantic)
     assert names == list(CLASSES.names) and semantic.num_triangles == saved.mesh.num_triangles > 0
 
@@ -120,3 +125,52 @@ def test_modes_and_checkpoints_that_cannot_be_used(tmp_path):
     lenient = Mapper(VolumeConfig(), CLASSES, checkpoint=tmp_path / "missing.pt", strict_checkpoint=False)
     assert lenient.engine is None and "missing.pt" in lenient.completion_error and lenient.mesh_source == "observed"
     assert lenient.complete() is None
+
+
+class ConstantSegmenter:
+    """Says "floor" (class 1) everywhere and counts its calls; slow enough to overlap integration."""
+
+    class_names = CLASSES.names
+
+    def __init__(self, seconds: float = 0.05):
+        self.calls, self.seconds = 0, seconds
+
+    def predict(self, color):
+        self.calls += 1
+        time.sleep(self.seconds)
+        probs = np.zeros((*color.shape[:2], CLASSES.num_classes), np.float32)
+        probs[..., 1] = 1.0
+        return probs
+
+
+def test_keyframes_are_segmented_in_the_background_and_fused(frames):
+    mapper = Mapper(VolumeConfig(), CLASSES)
+    segmentation = KeyframeSegmentation(mapper, ConstantSegmenter(), rate=50.0)
+    try:
+        for frame in frames:
+            geometry_only = MapFrame(frame.camera, frame.T_world_cam, frame.color, frame.depth)
+            mapper.integrate(geometry_only)
+            segmentation.offer(geometry_only, mapper.generation)
+            time.sleep(0.1)
+        still = MapFrame(frames[-1].camera, frames[-1].T_world_cam, frames[-1].color, frames[-1].depth)
+        segmentation.offer(still, mapper.generation)  # no motion since the last keyframe
+        time.sleep(0.2)
+    finally:
+        segmentation.close()
+    keyframes, previous = 0, None  # frames that moved enough since the previous keyframe
+    for frame in frames:
+        if KeyframePolicy().moved(previous, frame.T_world_cam):
+            keyframes, previous = keyframes + 1, frame.T_world_cam
+    summary = segmentation.stats.period_summary()
+    assert keyframes >= len(frames) - 2
+    assert summary["runs"] == keyframes and summary["errors"] == 0, summary
+    assert summary["skipped"] == {"no_motion": len(frames) + 1 - keyframes}, summary
+    mesh, _ = mapper.mesh()
+    assert (mesh.labels == 1).mean() > 0.95  # every fused label says floor
+
+
+def test_a_segmenter_for_other_classes_is_refused(frames):
+    segmenter = ConstantSegmenter()
+    segmenter.class_names = ("a", "b")
+    with pytest.raises(ValueError, match="not the map's"):
+        KeyframeSegmentation(Mapper(VolumeConfig(), CLASSES), segmenter, rate=1.0)

@@ -165,6 +165,25 @@ def test_invalid_transforms_are_refused():
         tree.set_transform("a", "x", T0, [0, 0, 0], [0, 0, 0, 0])
 
 
+def test_no_pose_is_interpolated_across_a_refused_sample():
+    """A zero quaternion or NaN translation between two good samples leaves a hole: lookups between its neighbours
+    fail (the pose there is unknown) while lookups outside them still interpolate."""
+    tree = TransformTree()
+    for i, bad in enumerate((None, [0, 0, 0, 0], None, None)):
+        stamp = T0 + i * 100_000_000
+        if bad is None:
+            tree.set_transform("world", "cam", stamp, [0.1 * i, 0, 0], [0, 0, 0, 1])
+        else:
+            with pytest.raises(ValueError, match="non-zero norm"):
+                tree.set_transform("world", "cam", stamp, [0.1 * i, 0, 0], bad)
+    with pytest.raises(ExtrapolationException, match="was invalid"):
+        tree.lookup("world", "cam", T0 + 100_000_000)
+    with pytest.raises(ExtrapolationException, match="was invalid"):
+        tree.lookup("world", "cam", T0 + 150_000_000)
+    np.testing.assert_allclose(tree.lookup("world", "cam", T0 + 250_000_000)[:3, 3], [0.25, 0, 0])
+    np.testing.assert_allclose(tree.lookup("world", "cam", T0)[:3, 3], [0, 0, 0])
+
+
 def test_history_is_bounded_by_the_cache_duration():
     tree = TransformTree(cache_duration_ns=2 * SEC)
     for i in range(50):  # 5 s at 10 Hz
@@ -181,6 +200,70 @@ def test_history_is_bounded_by_the_cache_duration():
     for i in range(50):
         unbounded.set_transform("world", "cam", T0 + i * SEC, [i, 0, 0], [0, 0, 0, 1])
     assert unbounded.lookup("world", "cam", T0)[0, 3] == 0
+
+
+def stream(tree: TransformTree, first: int, count: int, offset_ns: int = 0, child: str = "cam") -> None:
+    """``count`` samples world -> child at 30 Hz (x = frame index), all stored."""
+    for i in range(first, first + count):
+        assert tree.set_transform("world", child, T0 + offset_ns + i * SEC // 30, [i, 0, 0], [0, 0, 0, 1]), i
+
+
+@pytest.mark.parametrize("jump_s", [3600, -3600, 11])
+def test_one_sample_stamped_far_from_the_history_does_not_wipe_it(jump_s):
+    """tf2 (and this tree before) kept only the last cache duration before the newest sample: one transform
+    stamped +3600 s dropped the whole history and refused every later one as too old. Now the outlier is held
+    back, discarded when the stream goes on, and every lookup of the stream works."""
+    tree = TransformTree()
+    stream(tree, 0, 30)
+    assert not tree.set_transform("world", "cam", T0 + jump_s * SEC, [-1, 0, 0], [0, 0, 0, 1])
+    assert tree.discarded_samples == 0  # held back: the next sample decides
+    stream(tree, 30, 30)
+    assert tree.discarded_samples == 1 and tree.newest_stamp("cam") == T0 + 59 * SEC // 30
+    for i in range(60):
+        assert tree.lookup("world", "cam", T0 + i * SEC // 30)[0, 3] == pytest.approx(i)
+    with pytest.raises(ExtrapolationException):
+        tree.lookup("world", "cam", T0 + jump_s * SEC)
+
+
+@pytest.mark.parametrize("jump_s", [60, -60])
+def test_a_jump_confirmed_by_the_next_sample_restarts_the_history(jump_s):
+    """A pause longer than the cache, a clock reset or a restarted bag: two samples agree on the new stamps, the
+    history restarts there (the first of them included)."""
+    tree = TransformTree()
+    stream(tree, 0, 30)
+    assert not tree.set_transform("world", "cam", T0 + jump_s * SEC, [100, 0, 0], [0, 0, 0, 1])
+    assert tree.set_transform("world", "cam", T0 + jump_s * SEC + SEC // 30, [101, 0, 0], [0, 0, 0, 1])
+    assert tree.discarded_samples == 0 and tree._edges["cam"].stamps[0] == T0 + jump_s * SEC
+    assert tree.lookup("world", "cam", T0 + jump_s * SEC)[0, 3] == 100
+    with pytest.raises(ExtrapolationException):
+        tree.lookup("world", "cam", T0)
+    # the same stamp twice (a repeated message) confirms nothing
+    assert not tree.set_transform("world", "cam", T0 + 7200 * SEC, [0, 0, 0], [0, 0, 0, 1])
+    assert not tree.set_transform("world", "cam", T0 + 7200 * SEC, [0, 0, 0], [0, 0, 0, 1])
+    assert tree.discarded_samples == 1
+
+
+def test_the_clock_vouches_for_a_jump_near_it():
+    """With a clock, a sample far from its history but near the current time is stored at once (the first frame
+    after a pause longer than the cache needs its pose); one far from both is held back as before."""
+    now = [T0 + 60 * SEC]
+    tree = TransformTree(clock=lambda: now[0])
+    stream(tree, 0, 30)
+    assert tree.set_transform("world", "cam", T0 + 60 * SEC, [60, 0, 0], [0, 0, 0, 1])
+    assert tree._edges["cam"].stamps == [T0 + 60 * SEC] and tree.lookup("world", "cam", T0 + 60 * SEC)[0, 3] == 60
+    assert not tree.set_transform("world", "cam", T0 + 3600 * SEC, [0, 0, 0], [0, 0, 0, 1])
+    now[0] = 0  # unknown (sim time before its first message): no vouching
+    assert not tree.set_transform("world", "cam", T0 + 7200 * SEC, [0, 0, 0], [0, 0, 0, 1])
+    assert tree.discarded_samples == 1
+
+
+def test_without_a_cache_bound_every_sample_is_kept():
+    tree = TransformTree(cache_duration_ns=None)
+    stream(tree, 0, 3)
+    assert tree.set_transform("world", "cam", T0 + 3600 * SEC, [0, 0, 0], [0, 0, 0, 1])
+    stream(tree, 3, 3)
+    assert len(tree._edges["cam"].stamps) == 7 and tree.discarded_samples == 0
+    assert tree.newest_stamp("nope") is None
 
 
 # --- the rclpy layer: Buffer and TransformListener ------------------------------------------------
@@ -255,6 +338,75 @@ def test_buffer_lookup_waits_for_data_from_another_thread():
     with pytest.raises(tf_buffer.ExtrapolationException):
         buffer.lookup_transform("world", "cam", Time(nanoseconds=T0 + 5 * SEC), timeout=Duration(seconds=0.3))
     assert 0.25 < time.monotonic() - start < 1.5
+
+
+def test_buffer_holds_back_a_far_future_transform_with_a_throttled_warning(capfd):
+    buffer = tf_buffer.TransformTreeBuffer()
+    for i in range(10):
+        assert buffer.set_transform(matrix_to_transform_stamped(np.eye(4), T0 + i * SEC // 30, "world", "cam"), "test")
+    for hours in (1, 2):  # two outliers far from each other: neither confirms the other
+        assert not buffer.set_transform(matrix_to_transform_stamped(np.eye(4), T0 + hours * 3600 * SEC, "world", "cam"),
+                                        "test")
+    for i in range(10, 20):
+        assert buffer.set_transform(matrix_to_transform_stamped(np.eye(4), T0 + i * SEC // 30, "world", "cam"), "test")
+    assert buffer.discarded_transforms == 2
+    buffer.lookup_transform("world", "cam", Time(nanoseconds=T0 + 19 * SEC // 30))
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "holding back transform world -> cam" in line]
+    assert len(warnings) == 1 and "+3599.700 s from the newest one" in warnings[0]
+
+
+def test_lookup_unless_futile_waits_only_when_the_pose_can_still_come():
+    """No wait when the frame is unknown to TF, when TF lags the requested time by more than max_lag, or when the
+    time precedes the history; within max_lag it waits for the transform like lookup_transform."""
+    buffer = tf_buffer.TransformTreeBuffer()
+    for i in range(10):
+        buffer.set_transform(matrix_to_transform_stamped(np.eye(4), T0 + i * SEC // 10, "world", "cam"), "test")
+    newest = T0 + 9 * SEC // 10
+    wait, lag = Duration(seconds=2.0), Duration(seconds=0.2)
+
+    def elapsed(stamp_ns: int, frame: str = "cam", expected=tf_buffer.TransformException) -> float:
+        start = time.monotonic()
+        with pytest.raises(expected):
+            tf_buffer.lookup_transform_unless_futile(buffer, "world", frame, Time(nanoseconds=stamp_ns), wait, lag)
+        return time.monotonic() - start
+
+    assert elapsed(newest, frame="camera_without_tf", expected=tf_buffer.LookupException) < 0.1
+    assert elapsed(newest + SEC // 2, expected=tf_buffer.ExtrapolationException) < 0.1  # TF 0.5 s behind
+    assert elapsed(T0 - SEC, expected=tf_buffer.ExtrapolationException) < 0.1  # before the history
+    assert 1.9 < elapsed(newest + SEC // 10) < 3.0  # within max_lag: waits, and nothing comes
+
+    def publish_late():
+        time.sleep(0.3)
+        buffer.set_transform(matrix_to_transform_stamped(np.eye(4), newest + SEC // 5, "world", "cam"), "test")
+
+    threading.Thread(target=publish_late).start()
+    start = time.monotonic()
+    requested = Time(nanoseconds=newest + SEC // 10)
+    got = tf_buffer.lookup_transform_unless_futile(buffer, "world", "cam", requested, wait, lag)
+    assert 0.25 < time.monotonic() - start < 1.5 and got.header.stamp.nanosec == (newest + SEC // 10) % SEC
+    assert tf_buffer.lookup_transform_unless_futile(buffer, "world", "cam", Time(nanoseconds=T0), Duration(), lag)
+
+
+def test_lookup_unless_futile_waits_for_the_confirmation_of_a_held_jump():
+    """After a pause longer than the cache (and no clock to vouch for it), the first transform is held back; a
+    frame at its stamp waits for the next transform, which confirms the jump, instead of failing at once."""
+    buffer = tf_buffer.TransformTreeBuffer()
+    for i in range(10):
+        buffer.set_transform(matrix_to_transform_stamped(np.eye(4), T0 + i * SEC // 10, "world", "cam"), "test")
+    resumed = T0 + 60 * SEC
+    moved = np.eye(4)
+    moved[0, 3] = 6.0
+    assert not buffer.set_transform(matrix_to_transform_stamped(moved, resumed, "world", "cam"), "test")
+    assert buffer.latest_received_time("world", "cam") == resumed
+
+    def confirm():
+        time.sleep(0.1)
+        buffer.set_transform(matrix_to_transform_stamped(moved, resumed + SEC // 30, "world", "cam"), "test")
+
+    threading.Thread(target=confirm).start()
+    got = tf_buffer.lookup_transform_unless_futile(buffer, "world", "cam", Time(nanoseconds=resumed),
+                                                   Duration(seconds=1.0), Duration(seconds=0.2))
+    np.testing.assert_allclose(transform_to_matrix(got), moved, atol=1e-12)
 
 
 def test_listener_receives_tf_and_latched_tf_static_over_dds():

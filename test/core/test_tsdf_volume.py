@@ -230,3 +230,26 @@ def test_rgb_only_feature_backprojection_fills_the_frustum():
     assert torch.allclose(got["features"], torch.tensor([[1.0, 0.5, 0.5], [0.5, 0.5, 0.5]]))
     with pytest.raises(ValueError, match="max_range"):
         vol.integrate_features(features, CAMERA, np.eye(4), max_range=50.0)
+
+
+def test_semantics_fused_later_equal_semantics_fused_with_the_geometry(seven_scenes):
+    """integrate_semantics (a keyframe segmented after its geometry was fused) gives the votes integrate would have
+    given; geometry and color stay as fused; nothing is allocated; class probabilities work the same way."""
+    config = VolumeConfig(voxel_size=0.04)
+    together = SemanticTSDFVolume(config, CLASSES, "cpu")
+    later = SemanticTSDFVolume(config, CLASSES, "cpu")
+    rng = np.random.default_rng(0)
+    for i in range(0, 300, 60):
+        f = downscale(seven_scenes[i], 4)
+        labels = rng.integers(0, len(CLASSES), f.depth.shape)
+        together.integrate(f.depth, f.camera, f.T_world_cam, color=f.color, labels=labels)
+        later.integrate(f.depth, f.camera, f.T_world_cam, color=f.color)
+        blocks, tsdf = later.num_blocks, later.grid.values("tsdf").clone()
+        stats = later.integrate_semantics(f.depth, f.camera, f.T_world_cam, labels=labels)
+        assert stats.voxels_updated > 0 and later.num_blocks == blocks
+        assert torch.equal(later.grid.values("tsdf"), tsdf)
+    assert torch.equal(together.grid.block_coords(), later.grid.block_coords())
+    assert torch.allclose(together.grid.values("semantic"), later.grid.values("semantic"), atol=1e-4)
+    assert float(later.grid.values("semantic").sum()) > 0
+    with pytest.raises(ValueError, match="labels or class_probs"):
+        later.integrate_semantics(f.depth, f.camera, f.T_world_cam)

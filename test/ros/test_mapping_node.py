@@ -4,7 +4,8 @@ One node process (the shipped config/mapping.yaml plus -p overrides: sim time, l
 QoS so that a busy machine cannot lose best-effort frames, fast status and mesh rates, a temp
 output_dir, save on shutdown) serves the tests of this module in order: parameters, a synthetic room
 with exact ground truth (geometry and labels), a late mesh subscriber, the save and reset services, a
-7-Scenes bag (same surface as the core fusing offline), bad inputs and a flood, the save on Ctrl-C; a
+7-Scenes bag (same surface as the core fusing offline), bad inputs and a flood (more hostile input in
+test_hostile_inputs.py), the save on Ctrl-C; a
 second node process then checks the RGB-only mode. The test process receives mesh, voxel_map,
 class_legend and ~/status and calls the services. ROS_DOMAIN_ID is a free id in 100-199;
 FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA. The default best-effort input QoS is exercised by bench/bench_node.py.
@@ -13,9 +14,8 @@ FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA. The default best-effort input QoS is exer
 from __future__ import annotations
 
 import json
+import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,20 +26,15 @@ import torch
 
 rclpy = pytest.importorskip("rclpy")
 
-from diagnostic_msgs.msg import DiagnosticStatus, DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rcl_interfaces.srv import DescribeParameters, GetParameters  # noqa: E402
-from rclpy.qos import QoSProfile  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from scipy.spatial import cKDTree  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
-from tf2_msgs.msg import TFMessage  # noqa: E402
-from visualization_msgs.msg import MarkerArray  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from support.dds_processes import discovered_or_restarted, play_to_subscribers  # noqa: E402
-from support.rviz_marker_view import apply_marker_array, shown_mesh  # noqa: E402
-from support.spinning_test_node import SpinningTestNode  # noqa: E402
-from support.paths import REPO
+from support.saved_maps import SET, assert_clean, assert_consistent  # noqa: E402
+from support.mapping_node_process import CONFIG, FramePublisher, MapListener, node_log, start_node  # noqa: E402
 from semantic_recon_ros.cli import main as cli_main  # noqa: E402
 from semantic_recon_ros.ros.node_config import SECTIONS, parameter_name  # noqa: E402
 from semantic_recon_ros.core.camera import PinholeCamera  # noqa: E402
@@ -55,31 +50,22 @@ from semantic_recon_ros.core.map import SemanticTSDFVolume, load_volume  # noqa:
 from semantic_recon_ros.core.config.volume import VolumeConfig  # noqa: E402
 from semantic_recon_ros.ros.camera_info_conversions import camera_to_camera_info_msg  # noqa: E402
 from semantic_recon_ros.ros.header_conversions import time_msg  # noqa: E402
-from semantic_recon_ros.ros.image_conversions import (  # noqa: E402
-    color_to_image_msg,
-    depth_to_image_msg,
-    labels_to_image_msg,
-)
-from semantic_recon_ros.ros.mapping_node import LATCHED_QOS, MESH_QOS  # noqa: E402
+from semantic_recon_ros.ros.image_conversions import color_to_image_msg, depth_to_image_msg  # noqa: E402
+from semantic_recon_ros.ros.mapping_node import LATCHED_QOS  # noqa: E402
 from semantic_recon_ros.ros.pointcloud_conversions import pointcloud2_to_array  # noqa: E402
-from semantic_recon_ros.ros.transform_conversions import matrix_to_transform_stamped  # noqa: E402
 
 
-CONFIG = REPO / "config" / "mapping.yaml"
 SEC = 1_000_000_000
 SYNTHETIC_START = 1_700_000_000 * SEC  # each data source gets its own stretch of (sim) time
 KITCHEN_START = SYNTHETIC_START + 1000 * SEC
 BAD_INPUT_START = SYNTHETIC_START + 2000 * SEC
 VOXEL = 0.04
 CLASSES = load_class_set()
-CAMERA_TOPICS = {"color": "/camera/color/image_raw", "depth": "/camera/depth/image_raw",
-                 "info": "/camera/color/camera_info", "labels": "/camera/semantic/image_raw"}
-NODE_TOPICS = {"color": "color/image_raw", "depth": "depth/image_raw", "info": "color/camera_info",
-               "labels": "semantic/image_raw"}  # the node's relative input names
 NODE_OVERRIDES = {
     "use_sim_time": "true", "use_labels": "true", "mesh_color_mode": "semantic", "input_qos": "reliable",
     "status_period": "0.5", "mesh_rate": "2.0", "voxel_map_rate": "2.0", "queue_size": "10",
     "save_on_shutdown": "true", "checkpoint": "''",  # fusion only: the completion network has its own tests
+    "segmenter": "''",  # labels from the semantic topic: live segmentation has its own test
 }
 
 
@@ -87,20 +73,6 @@ NODE_OVERRIDES = {
 @pytest.fixture(scope="module")
 def output_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("maps")
-
-
-def start_node(env: dict, logs: Path, overrides: dict[str, str]) -> subprocess.Popen:
-    """The mapping node, started like `mapping_node --ros-args --params-file config/mapping.yaml -p ... -r ...`."""
-    args = [sys.executable, "-m", "semantic_recon_ros.ros.mapping_node", "--ros-args", "--params-file", str(CONFIG)]
-    for name, value in overrides.items():
-        args += ["-p", f"{name}:={value}"]
-    for key, topic in CAMERA_TOPICS.items():
-        args += ["-r", f"{NODE_TOPICS[key]}:={topic}"]
-    with open(logs / "stdout.txt", "a") as stdout, open(logs / "stderr.txt", "a") as stderr:  # restarts append
-        process = subprocess.Popen(args, env=env, stdout=stdout, stderr=stderr, text=True,
-                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    process.logs = logs
-    return process
 
 
 @pytest.fixture(scope="module")
@@ -118,102 +90,6 @@ def node_process(dds, output_dir, listener_node, tmp_path_factory):
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def node_log(process) -> str:
-    return (process.logs / "stdout.txt").read_text() + (process.logs / "stderr.txt").read_text()
-
-
-# ------------------------------------------------------------------ the test process's view of the node
-class MapListener(SpinningTestNode):
-    """Subscribes to the node's outputs in this process and keeps what a viewer would show.
-
-    ``shown`` maps (ns, id) -> (frame_id, stamp ns, (3T, 3) points, (3T, 3) uint8 colors) after applying
-    ADD / DELETE / DELETEALL like RViz.
-    """
-
-    def __init__(self, context, name: str = "map_listener", mesh_qos: QoSProfile = MESH_QOS) -> None:
-        super().__init__(context, name)
-        self.shown: dict = {}
-        self.mesh_messages = 0
-        self.voxel_map: PointCloud2 | None = None
-        self.legend: MarkerArray | None = None
-        self.status: dict | None = None
-        self.status_count = 0
-        self.diagnostics: DiagnosticArray | None = None
-        self.node.create_subscription(MarkerArray, "/mesh", self._on_mesh, mesh_qos)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.node.create_subscription(PointCloud2, "/voxel_map", self._on_voxel_map, LATCHED_QOS)
-        self.node.create_subscription(MarkerArray, "/class_legend", self._on_legend, LATCHED_QOS)
-        self.node.create_subscription(String, "/mapping_node/status", self._on_status, 10)
-        self.start_spinning()
-
-    def _on_mesh(self, msg: MarkerArray) -> None:
-        with self.lock:
-            self.mesh_messages += 1
-            apply_marker_array(self.shown, msg)
-
-    def _on_voxel_map(self, msg: PointCloud2) -> None:
-        with self.lock:
-            self.voxel_map = msg
-
-    def _on_legend(self, msg: MarkerArray) -> None:
-        with self.lock:
-            self.legend = msg
-
-    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        with self.lock:
-            self.diagnostics = msg
-
-    def _on_status(self, msg: String) -> None:
-        with self.lock:
-            self.status = json.loads(msg.data)
-            self.status_count += 1
-
-    def mesh(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """(3T, 3) triangle corners, (3T, 3) uint8 colors and the newest marker stamp (ns) of the shown mesh."""
-        with self.lock:
-            return shown_mesh(self.shown)
-
-    def has_status(self) -> bool:
-        with self.lock:
-            return self.status is not None
-
-    def wait_for(self, predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:  # reentrant: predicates may call mesh()
-                value = predicate(self)
-            if value:
-                return value
-            time.sleep(0.05)
-        pytest.fail(f"timed out after {timeout} s waiting for {what}; last status: {self.status}")
-
-    def fresh_status(self, timeout: float) -> dict:
-        """A status message the node produced after this call started."""
-        seen = self.status_count
-        self.wait_for(lambda listener: listener.status_count >= seen + 2, timeout, "a fresh status message")
-        with self.lock:
-            return self.status
-
-    def wait_until_idle(self, timeout: float = 60.0, mesh: bool = True) -> dict:
-        """Wait until every received frame is processed, twice in a row, and (``mesh``) the mesh shows the newest map."""
-        def idle(s: dict) -> bool:
-            done = s["frames_in"] == s["integrated"] + sum(s["dropped"].values())
-            return done and not s["queue"] and s["mesh_stamp_ns"] == s["map_stamp_ns"]
-
-        deadline = time.monotonic() + timeout
-        previous = None
-        while True:
-            status = self.fresh_status(timeout)
-            if idle(status) and previous is not None and status["frames_in"] == previous["frames_in"]:
-                break
-            previous = status if idle(status) else None
-            if time.monotonic() > deadline:
-                pytest.fail(f"the node did not become idle within {timeout} s; last status: {status}")
-        if mesh and status["map_stamp_ns"]:
-            self.wait_for(lambda listener: listener.mesh()[2] == status["map_stamp_ns"], timeout, "the newest mesh")
-        return status
 
 
 @pytest.fixture(scope="module")
@@ -375,8 +251,10 @@ def test_save_and_reset_services(listener, output_dir):
     response = listener.call("/mapping_node/save_map")
     assert response.success, response.message
     saved = json.loads(response.message)
-    assert sorted(p.name for p in output_dir.iterdir()) == ["mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"]  # no temp files
-    assert {saved[k] for k in ("mesh_rgb", "mesh_semantic", "volume")} == {str(p) for p in output_dir.iterdir()}
+    folder = assert_consistent(output_dir, CLASSES)  # one set: the meshes are those of the volume
+    assert str(folder) == saved["folder"] and {saved[k] for k in ("mesh_rgb", "mesh_semantic", "volume")} == {
+        str(folder / name) for name in SET}
+    assert_clean(output_dir)  # current, maps/ and the three names as links into current; no temporaries
     volume = load_volume(saved["volume"], "cpu")
     assert volume.num_blocks == saved["blocks"] == status["blocks"] and volume.class_names == CLASSES.names
     semantic, names = read_semantic_ply(saved["mesh_semantic"])
@@ -465,38 +343,6 @@ def uncalibrated(camera: PinholeCamera, stamp_ns: int) -> CameraInfo:
     return info
 
 
-class FramePublisher:
-    """Publishes frames (images, camera_info, /tf, /clock) from this process the way a camera driver would."""
-
-    def __init__(self, node) -> None:
-        self.node = node
-        qos = QoSProfile(depth=100)
-        self.publishers = {key: node.create_publisher(CameraInfo if key == "info" else Image, topic, qos)
-                           for key, topic in CAMERA_TOPICS.items()}
-        self.tf = node.create_publisher(TFMessage, "/tf", qos)
-        self.clock = node.create_publisher(Clock, "/clock", qos)
-
-    def wait_for_node(self, inputs=tuple(CAMERA_TOPICS), timeout: float = 20.0) -> None:
-        """Wait until the node subscribes to the ``inputs`` (keys of CAMERA_TOPICS), /tf and /clock."""
-        deadline = time.monotonic() + timeout
-        publishers = [*(self.publishers[key] for key in inputs), self.tf, self.clock]
-        while any(p.get_subscription_count() == 0 for p in publishers):
-            assert time.monotonic() < deadline, "the mapping node did not subscribe in time"
-            time.sleep(0.05)
-
-    def publish(self, frame: RGBDFrame, stamp_ns: int, *, clock_ns: int | None = None, frame_id: str = "test_camera",
-                pose: bool = True, color: Image | None = None, depth: Image | None = None,
-                info_camera: PinholeCamera | None = None, info: CameraInfo | None = None) -> None:
-        """One frame; ``color`` / ``depth`` / ``info`` replace the messages, ``info_camera`` the intrinsics."""
-        self.clock.publish(Clock(clock=time_msg(clock_ns or stamp_ns)))
-        if pose:
-            self.tf.publish(TFMessage(transforms=[matrix_to_transform_stamped(frame.T_world_cam, stamp_ns, "world", frame_id)]))
-        self.publishers["info"].publish(info or camera_to_camera_info_msg(info_camera or frame.camera, stamp_ns, frame_id))
-        self.publishers["color"].publish(color or color_to_image_msg(frame.color, stamp_ns, frame_id))
-        self.publishers["depth"].publish(depth or depth_to_image_msg(frame.depth, stamp_ns, frame_id))
-        self.publishers["labels"].publish(labels_to_image_msg(frame.labels, stamp_ns, frame_id))
-
-
 def test_bad_inputs_are_counted_and_mapping_goes_on(listener, synthetic, node_process):
     frames, _, _ = synthetic
     listener.call("/mapping_node/reset_map")
@@ -533,13 +379,12 @@ def test_bad_inputs_are_counted_and_mapping_goes_on(listener, synthetic, node_pr
         ("no_valid_depth", dict(stamp_ns=next_stamp(),  # 16UC1 zeros: no reading anywhere
                                 depth=depth_to_image_msg(np.zeros_like(good.depth), stamp, "test_camera", "16UC1"))),
         ("tf", dict(stamp_ns=next_stamp(), frame_id="camera_without_tf", pose=False)),
-        # older stamps than the last synchronized set never reach the node (the synchronizer drops them),
-        # so "stale" is a new stamp behind a clock that ran ahead, "future" a stamp ahead of the clock
-        ("stale", dict(stamp_ns=next_stamp(), clock_ns=stamp + 60 * SEC)),
-        ("future", dict(stamp_ns=next_stamp() + 60 * SEC, clock_ns=stamp)),
     ]
-    stamp += 60 * SEC  # later frames come after the future one
-    for _, arguments in bad:
+    bad_stamps = [  # each of the 4 messages is dropped on arrival, before the synchronizer, and counted
+        ("stale", dict(stamp_ns=next_stamp(), clock_ns=stamp + 60 * SEC, clock_settle=0.3)),  # the clock ran ahead
+        ("future", dict(stamp_ns=next_stamp() + 60 * SEC, clock_ns=stamp, clock_settle=0.3)),
+    ]
+    for _, arguments in bad + bad_stamps:
         publisher.publish(good, **arguments)
         time.sleep(0.05)
     publisher.publish(RGBDFrame(half.color, half_nan, half.camera, half.T_world_cam, 0.0, half.labels), next_stamp())
@@ -550,26 +395,34 @@ def test_bad_inputs_are_counted_and_mapping_goes_on(listener, synthetic, node_pr
     expected: dict[str, int] = {}
     for reason, _ in bad:
         expected[reason] = expected.get(reason, 0) + 1
-    dropped = {reason: status["dropped"].get(reason, 0) - before["dropped"].get(reason, 0) for reason in expected}
-    print(f"\nbad inputs: dropped {dropped}; {status}")
-    assert dropped == expected
+    dropped = {reason: status["dropped"].get(reason, 0) - before["dropped"].get(reason, 0)
+               for reason in {*status["dropped"], *before["dropped"]}}
+    messages = {reason: status["dropped_messages"].get(reason, 0) - before["dropped_messages"].get(reason, 0)
+                for reason in {*status["dropped_messages"], *before["dropped_messages"]}}
+    print(f"\nbad inputs: dropped {dropped}, messages {messages}; {status}")
+    assert {reason: count for reason, count in dropped.items() if count} == expected
+    assert {reason: count for reason, count in messages.items() if count} == {"stale": 4, "future": 4}
     assert status["integrated"] - before["integrated"] == 5  # the half-NaN frame and the 4 good ones
     assert node_process.poll() is None
     log = node_log(node_process)
-    for reason in expected:
+    for reason in [*expected, "stale", "future"]:
         assert f"[{reason}; counted" in log, f"no warning for {reason}"
-    assert "Traceback" not in log
+    assert re.search(r"dropping \S+/\S+ message: stamp", log) and "Traceback" not in log
 
-    # frames faster than processing: while the worker waits tf_timeout for the pose of each frame (a stalled
-    # localization), frames keep coming; the bounded queue drops its oldest and everything is accounted for
+    # a stalled localization: the camera's TF stops just before a burst of frames, faster than processing. Each
+    # frame waits for its pose at most until tf_timeout after its arrival (the burst costs one wait, not one per
+    # frame); meanwhile the bounded queue drops its oldest frames, and everything is accounted for
+    stalled = next_stamp()
+    publisher.publish_pose(good.T_world_cam, stalled, "stalled_camera")
     flood = 3 * status["queue_size"]
     for i in range(flood):
-        publisher.publish(frames[i % len(frames)], next_stamp(), frame_id="stalled_camera", pose=False)
+        publisher.publish(frames[i % len(frames)], stalled + (i + 1) * SEC // 1000, frame_id="stalled_camera",
+                          pose=False)
     flooded = listener.wait_until_idle()
     new = {reason: flooded["dropped"].get(reason, 0) - status["dropped"].get(reason, 0) for reason in ("queue_full", "tf")}
     print(f"flood of {flood} frames: {flooded['frames_in'] - status['frames_in']} in, dropped {new}")
     assert flooded["frames_in"] - status["frames_in"] == new["queue_full"] + new["tf"] > 0.8 * flood
-    assert new["queue_full"] >= status["queue_size"] and new["tf"] >= 1
+    assert new["queue_full"] >= 1 and new["tf"] >= 1
     assert "[queue_full; counted" in node_log(node_process) and node_process.poll() is None
 
     for frame in frames[6:9]:  # still mapping afterwards
@@ -587,12 +440,11 @@ def test_ctrl_c_saves_the_map_and_exits_cleanly(listener, node_process, output_d
     assert node_process.wait(timeout=60) == 0, node_log(node_process)
     log = node_log(node_process)
     assert "Traceback" not in log and "saved the map on shutdown" in log
-    volume_file = output_dir / "volume.pt"
-    assert volume_file.stat().st_mtime >= interrupted
-    assert load_volume(volume_file, "cpu").num_blocks == status["blocks"]
-    mesh, _ = read_semantic_ply(output_dir / "mesh_rgb.ply")
-    assert mesh.num_triangles > 0 and sorted(p.name for p in output_dir.iterdir()) == [
-        "mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"]
+    assert "rosout" not in log  # nothing was logged after the rclpy context was shut down
+    folder = assert_consistent(output_dir, CLASSES)
+    assert (folder / "volume.pt").stat().st_mtime >= interrupted
+    assert load_volume(output_dir / "volume.pt", "cpu").num_blocks == status["blocks"]
+    assert_clean(output_dir)
 
 
 def test_a_node_starts_from_a_saved_map(dds, output_dir, tmp_path):

@@ -76,7 +76,8 @@ CAMERA_TOPICS = {"color/image_raw": "/camera/color/image_raw", "depth/image_raw"
                  "color/camera_info": "/camera/color/camera_info"}
 NODE_PARAMETERS = {"use_sim_time": "true", "input_qos": "reliable", "status_period": "0.5", "mesh_rate": "2.0",
                    "voxel_map_rate": "2.0", "mesh_color_mode": "semantic", "completion_period": "0.5",
-                   "queue_size": "10"}  # 1 s of frames: other jobs on the machine may stall any process briefly
+                   "queue_size": "10",  # 1 s of frames: other jobs on the machine may stall any process briefly
+                   "segmenter": "''"}  # the completion network alone labels what it fills
 NAMESPACES = ("complete", "observed", "mismatched")
 
 
@@ -523,6 +524,9 @@ def test_a_node_with_default_parameters_completes_with_the_installed_default_mod
         assert node.engine is not None and node.mesh_source == "both"
         assert node.engine.label_input  # the default model also reads fused 2D labels (none here: use_labels off)
         assert node.engine.config.fill_radius == CompletionConfig().fill_radius > 0
+        # and segments keyframes with the installed default segmenter
+        assert node.segmentation is not None and node.segmenter_error is None
+        assert node.status()["segmentation"]["active"] and repr(node.segmentation.segmenter).startswith("TFLite")
     finally:
         node.shutdown()
         node.destroy_node()

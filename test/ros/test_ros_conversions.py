@@ -226,6 +226,15 @@ def test_camera_info_round_trip_and_refusals():
     empty.width = 0
     with pytest.raises(InvalidCameraInfoError, match="size 0x480 is empty"):
         camera_from_camera_info(empty)
+    # degenerate intrinsics that a pinhole model would silently misuse
+    for index, value, reason in ((8, 0.0, "not an intrinsic matrix"), (1, 50.0, "skew"), (4, 5000.0, "differ by more"),
+                                 (2, -10.0, "principal point"), (5, 900.0, "principal point"), (3, 1.0, "not an intrinsic")):
+        bad = camera_to_camera_info_msg(camera, STAMP, "cam")
+        k = list(bad.k)
+        k[index] = value
+        bad.k = k
+        with pytest.raises(InvalidCameraInfoError, match=reason):
+            camera_from_camera_info(bad)
 
 
 def test_transform_stamped_round_trip_and_normalisation():

@@ -16,7 +16,12 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 
 from semantic_recon_ros.ros import time_sync  # noqa: E402
-from semantic_recon_ros.ros.time_sync import ApproximateSynchronizer, SimpleFilter  # noqa: E402
+from semantic_recon_ros.ros.time_sync import (  # noqa: E402
+    ApproximateSynchronizer,
+    GateFilter,
+    SimpleFilter,
+    synchronizer_drops,
+)
 
 MS = 1_000_000
 T0 = 1_700_000_000 * 1_000_000_000
@@ -35,9 +40,9 @@ class Stamped:
         self.header = Header(stamp=Time(sec=self.stamp_ns // 1_000_000_000, nanosec=self.stamp_ns % 1_000_000_000))
 
 
-def make_sync(num_inputs: int, queue_size: int = 10, slop: float = 0.010):
+def make_sync(num_inputs: int, queue_size: int = 10, slop: float = 0.010, **options):
     sources = [SimpleFilter() for _ in range(num_inputs)]
-    sync = ApproximateSynchronizer(sources, queue_size, slop)
+    sync = ApproximateSynchronizer(sources, queue_size, slop, **options)
     emitted = []
     sync.registerCallback(lambda *msgs: emitted.append(msgs))
     return sources, sync, emitted
@@ -114,15 +119,19 @@ def test_slop_is_respected_and_three_inputs_synchronise():
 def test_bounded_queues_drop_oldest_when_a_topic_stalls():
     sources, sync, emitted = make_sync(2, queue_size=5)
     feed(sources, [(0, Stamped(T0 + i * PERIOD, ("a", i))) for i in range(20)])
-    assert len(sync._stamps[0]) == 5 and sync.dropped == 15
+    assert len(sync._stamps[0]) == 5 and sync.drops == {"unpaired": 15}
     feed(sources, [(1, Stamped(T0 + 17 * PERIOD + MS, ("b", 17)))])
     assert [(x.tag[1], y.tag[1]) for x, y in emitted] == [(17, 17)]
-    assert sync.dropped == 15 + 2  # a15 and a16 were older than the emitted a17
+    assert sync.drops == {"unpaired": 15 + 2}  # a15 and a16 were older than the emitted a17
 
 
-def test_each_message_is_emitted_at_most_once_and_invariants_hold():
+@pytest.mark.parametrize("max_lateness", [3.0, 1.0])
+def test_each_message_is_emitted_at_most_once_and_invariants_hold(max_lateness):
+    """Stamps over 2 s in arbitrary order: with max_lateness beyond that span every input emits in stamp order;
+    with the default 1 s, inputs restart on jumps back, and every message is still emitted at most once or
+    counted."""
     rng = np.random.default_rng(1)
-    sources, sync, emitted = make_sync(3, queue_size=4, slop=0.012)
+    sources, sync, emitted = make_sync(3, queue_size=4, slop=0.012, max_lateness=max_lateness)
     received = 0
     for _ in range(3000):
         topic = int(rng.integers(0, 3))
@@ -135,18 +144,147 @@ def test_each_message_is_emitted_at_most_once_and_invariants_hold():
         stamps = [m.stamp_ns for m in msgs]
         assert max(stamps) - min(stamps) <= 12 * MS
         assert [m.tag[0] for m in msgs] == [0, 1, 2]
-    for topic in range(3):
-        stamps = [msgs[topic].stamp_ns for msgs in emitted]
-        assert stamps == sorted(set(stamps))
-    pending = sum(len(queue) for queue in sync._stamps)
-    assert len(used) + sync.dropped + pending == received
+    if max_lateness > 2:
+        assert sync.restarts == 0
+        for topic in range(3):
+            stamps = [msgs[topic].stamp_ns for msgs in emitted]
+            assert stamps == sorted(set(stamps))
+    else:
+        assert sync.restarts > 0
+    assert len(used) + sync.dropped + sync.pending == received
+    assert set(sync.drops) <= {"unpaired", "out_of_order", "duplicate_stamp"}
     assert sync.emitted == len(emitted) > 0
+
+
+# --- one bad stamp must never stop the synchronizer; every discarded message is counted by reason ---------------
+
+def camera_sets(first: int, count: int, offset_ns: int = 0, skip: tuple[int, ...] = ()) -> list:
+    """(input, message) events of ``count`` color / depth / camera_info sets at 30 Hz, stamps jittered by up to
+    2 ms, tagged (input, frame index); ``skip`` leaves the depth image of those frames out."""
+    events = []
+    for i in range(first, first + count):
+        stamp = T0 + offset_ns + i * PERIOD
+        for topic, jitter in enumerate((0, 2 * MS, -MS)):
+            if not (topic == 1 and i in skip):
+                events.append((topic, Stamped(stamp + jitter, (topic, i))))
+    return events
+
+
+def emitted_frames(emitted) -> list[int]:
+    assert all(len({m.tag[1] for m in s}) == 1 for s in emitted), "a set mixes frames"
+    return [s[0].tag[1] for s in emitted]
+
+
+def accounted(sync, received: int) -> bool:
+    return 3 * sync.emitted + sync.dropped + sync.pending == received
+
+
+@pytest.mark.parametrize("ahead_s", [3600, 4])
+def test_a_set_stamped_in_the_future_does_not_block_later_sets(ahead_s):
+    """Measured in the node before: after one set stamped +3600 s every later set was discarded (300 of 300), after
+    +4 s the next 65, uncounted. Now the first valid message of each input restarts it: nothing is lost."""
+    sources, sync, emitted = make_sync(3)
+    feed(sources, camera_sets(0, 10))
+    feed(sources, camera_sets(10, 1, offset_ns=ahead_s * 1_000_000_000))
+    feed(sources, camera_sets(11, 300))
+    assert emitted_frames(emitted) == list(range(311))
+    assert sync.restarts == 3 and sync.dropped == 0 and accounted(sync, 3 * 311)
+
+
+@pytest.mark.parametrize("behind_s", [3600, 6])
+def test_a_set_stamped_in_the_past_is_emitted_alone_and_later_sets_go_on(behind_s):
+    """Stamps an hour or 6 s old: the inputs restart (the stamps jumped back), the old set is emitted on its own
+    (the node drops it by age before synchronization), and the valid sets after it are all emitted."""
+    sources, sync, emitted = make_sync(3)
+    feed(sources, camera_sets(0, 10))
+    feed(sources, camera_sets(10, 1, offset_ns=-behind_s * 1_000_000_000))
+    feed(sources, camera_sets(11, 20))
+    assert emitted_frames(emitted) == list(range(31))
+    assert sync.restarts == 3 and sync.dropped == 0 and accounted(sync, 3 * 31)
+
+
+def test_late_messages_within_max_lateness_are_counted_as_out_of_order():
+    sources, sync, emitted = make_sync(3)
+    feed(sources, camera_sets(0, 10))
+    feed(sources, camera_sets(3, 1))  # frame 3 once more, 0.23 s late: out of order
+    feed(sources, [(0, Stamped(T0 + 9 * PERIOD, ("again", 9)))])  # the stamp of the last set: a duplicate
+    feed(sources, camera_sets(10, 5))
+    assert emitted_frames(emitted) == list(range(15))
+    assert sync.drops == {"out_of_order": 3, "duplicate_stamp": 1} and sync.restarts == 0
+    assert accounted(sync, 3 * 16 + 1)
+
+
+def test_shuffled_stamps_are_each_emitted_or_counted():
+    """Sets published in shuffled stamp order (within 0.7 s): the sets older than one already emitted cannot be
+    (the synchronizer emits in stamp order) and are counted as out_of_order; in-order sets after them all pass."""
+    rng = np.random.default_rng(3)
+    sources, sync, emitted = make_sync(3)
+    order = rng.permutation(20)
+    for i in order:
+        feed(sources, camera_sets(int(i), 1))
+    shuffled = emitted_frames(emitted)
+    assert shuffled == sorted(shuffled) and len(shuffled) < 20
+    assert sync.drops["out_of_order"] > 0 and set(sync.drops) <= {"out_of_order", "unpaired"}
+    assert accounted(sync, 60) and sync.restarts == 0
+    feed(sources, camera_sets(20, 30))
+    assert emitted_frames(emitted)[len(shuffled):] == list(range(20, 50))
+    assert accounted(sync, 60 + 90)
+
+
+def test_sets_with_a_missing_input_are_counted_as_unpaired():
+    """Color + camera_info without depth: both wait for a partner and are counted unpaired once a later set is
+    emitted (their queue overflowing does the same)."""
+    sources, sync, emitted = make_sync(3, queue_size=5)
+    missing = (3, 4, 5, 12)
+    feed(sources, camera_sets(0, 20, skip=missing))
+    assert emitted_frames(emitted) == [i for i in range(20) if i not in missing]
+    assert sync.drops == {"unpaired": 2 * len(missing)} and sync.pending == 0
+    feed(sources, [(0, Stamped(T0 + i * PERIOD, ("color only", i))) for i in range(20, 30)])  # depth and info stop
+    assert sync.drops == {"unpaired": 2 * len(missing) + 5} and sync.pending == 5
+
+
+def test_max_lateness_zero_restarts_on_any_older_stamp_and_invalid_values_are_refused():
+    sources, sync, emitted = make_sync(3, max_lateness=0.0)
+    feed(sources, camera_sets(0, 10) + camera_sets(3, 1))
+    assert emitted_frames(emitted) == list(range(10)) + [3] and sync.restarts == 3
+    with pytest.raises(ValueError, match="max_lateness"):
+        ApproximateSynchronizer([SimpleFilter()], 5, 0.1, max_lateness=-1.0)
+
+
+def test_gate_filter_passes_only_accepted_messages_to_the_synchronizer():
+    sources = [SimpleFilter() for _ in range(3)]
+    seen = []
+
+    def accept(msg, topic):
+        seen.append(topic)
+        return msg.stamp_ns < T0 + 3600 * 1_000_000_000
+
+    gates = [GateFilter(source, accept, f"topic{index}") for index, source in enumerate(sources)]
+    sync = ApproximateSynchronizer(gates, 10, 0.01)
+    emitted = []
+    sync.registerCallback(lambda *msgs: emitted.append(msgs))
+    feed(sources, camera_sets(0, 5) + camera_sets(5, 1, offset_ns=3600 * 1_000_000_000) + camera_sets(6, 5))
+    assert emitted_frames(emitted) == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
+    assert sync.restarts == 0 and sync.dropped == 0  # the gated set never reached it
+    assert seen == [f"topic{i}" for i in (0, 1, 2)] * 11
+
+
+def test_synchronizer_drops_for_the_fallback_and_for_message_filters():
+    sources, sync, emitted = make_sync(3, queue_size=5)
+    feed(sources, camera_sets(0, 10, skip=(4,)) + camera_sets(2, 1) + [(0, Stamped(T0 + 20 * PERIOD, ("alone",)))])
+    assert synchronizer_drops(sync, offered=0, used=0) == ({"unpaired": 2, "out_of_order": 3}, 1)
+
+    class MessageFiltersLike:  # counts nothing: unused messages are reported unpaired, queued ones included
+        pass
+
+    assert synchronizer_drops(MessageFiltersLike(), offered=35, used=27) == ({"unpaired": 8}, 0)
+    assert synchronizer_drops(MessageFiltersLike(), offered=27, used=27) == ({}, 0)
 
 
 def test_headerless_messages_are_dropped_unless_allowed():
     sources, sync, emitted = make_sync(2)
     feed(sources, [(0, String(data="x")), (1, String(data="y"))])
-    assert emitted == [] and sync.dropped == 2
+    assert emitted == [] and sync.drops == {"no_stamp": 2}
     rclpy.init()
     try:
         sources = [SimpleFilter(), SimpleFilter()]

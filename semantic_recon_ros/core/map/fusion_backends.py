@@ -176,25 +176,53 @@ class TorchFusion:
     def lookup(self, grid: BlockGrid, keys: torch.Tensor) -> torch.Tensor:
         return grid.lookup_keys(keys)
 
-    def fuse_voxels(self, grid: BlockGrid, slots: torch.Tensor, frame: FrameTensors, camera: PinholeCamera,
-                    config: VolumeConfig, geometry: bool, feature_range: float) -> int:
+    @staticmethod
+    def _project(grid: BlockGrid, slots: torch.Tensor, frame: FrameTensors, camera: PinholeCamera,
+                 config: VolumeConfig) -> tuple[torch.Tensor, ...]:
+        """Every voxel of ``slots`` in the image: (n, V) depth ``z``, (n, V) int32 padded pixel columns ``u`` and rows
+        ``v``, (n * V,) flat padded pixel, and (n,) bool blocks reaching behind the camera."""
         block_proj, voxel_proj = voxel_projection(grid, slots, frame.T_world_cam, camera, config.voxel_size)
-        V, W = config.voxels_per_block, camera.width
+        W = camera.width
         z = block_proj[:, 2:3] + voxel_proj[:, 2]  # (n, V)
         behind = block_proj[:, 2] + voxel_proj[:, 2].min() <= 0  # blocks reaching behind the camera
-        any_behind = bool(behind.any())
-        divisor = z.clamp(min=1e-6) if any_behind else z  # no NaN from 0 / 0; behind voxels masked below
+        divisor = z.clamp(min=1e-6) if bool(behind.any()) else z  # no NaN from 0 / 0; behind voxels masked later
         u = (block_proj[:, 0:1] + voxel_proj[:, 0]).div_(divisor).clamp_(0, W + 1.5).to(torch.int32)
         v = (block_proj[:, 1:2] + voxel_proj[:, 1]).div_(divisor).clamp_(0, camera.height + 1.5).to(torch.int32)
         # Pixels are looked up in images padded by one invalid pixel on every side, so a projection
         # clamped onto the padding reads "invalid" without separate bound checks.
-        padded_pixel = torch.add(u, v, alpha=W + 2).view(-1)  # (n * V,)
+        return z, u, v, torch.add(u, v, alpha=W + 2).view(-1), behind
+
+    @staticmethod
+    def _signed_distances(frame: FrameTensors, config: VolumeConfig, padded_pixel: torch.Tensor,
+                          z: torch.Tensor) -> torch.Tensor:
+        """(n * V,) observed depth minus voxel depth (metres; -inf where the pixel has no valid depth)."""
+        padded_depth = _pad(torch.where(valid_depth(frame.depth, config), frame.depth, -torch.inf), -torch.inf)
+        return padded_depth.view(-1).index_select(0, padded_pixel).sub_(z.view(-1))
+
+    def fuse_semantics(self, grid: BlockGrid, slots: torch.Tensor, frame: FrameTensors, camera: PinholeCamera,
+                       config: VolumeConfig) -> int:
+        """Fuse only the frame's labels or class probabilities into the voxels of ``slots`` within truncation of
+        its depth (the voxels a full update would give votes); TSDF, weight and color stay. Returns the number of
+        voxels that received votes. (Used for keyframes segmented after their geometry was fused; on every
+        device, as it runs about once a second.)"""
+        V = config.voxels_per_block
+        z, _, _, padded_pixel, _ = self._project(grid, slots, frame, camera, config)
+        sdf = self._signed_distances(frame, config, padded_pixel, z)
+        flat = ((sdf.abs() < config.truncation) & (z.view(-1) > 0)).nonzero().squeeze(1)
+        voxel = slots.index_select(0, flat // V) * V + flat % V
+        pixel = _unpad_index(padded_pixel.index_select(0, flat), camera.width)
+        self._fuse_semantics(grid, voxel, pixel, frame, config)
+        return int(voxel.numel())
+
+    def fuse_voxels(self, grid: BlockGrid, slots: torch.Tensor, frame: FrameTensors, camera: PinholeCamera,
+                    config: VolumeConfig, geometry: bool, feature_range: float) -> int:
+        V, W = config.voxels_per_block, camera.width
+        z, u, v, padded_pixel, behind = self._project(grid, slots, frame, camera, config)
         updated = 0
         if geometry:
-            padded_depth = _pad(torch.where(valid_depth(frame.depth, config), frame.depth, -torch.inf), -torch.inf)
-            sdf = padded_depth.view(-1).index_select(0, padded_pixel).sub_(z.view(-1))  # -inf where invalid
+            sdf = self._signed_distances(frame, config, padded_pixel, z)  # -inf where invalid
             update = sdf >= -config.truncation
-            if any_behind:
+            if bool(behind.any()):
                 update.view(-1, V)[behind] &= z[behind] > 0
             flat = update.nonzero().squeeze(1)  # (M,) indices into the (n * V) candidates
             voxel = slots.index_select(0, flat // V) * V + flat % V  # (M,) flat pool indices

@@ -164,6 +164,31 @@ class SemanticTSDFVolume:
             stats.blocks_dropped += self.grid.remove(far)
         return stats
 
+    def integrate_semantics(
+        self,
+        depth: np.ndarray | torch.Tensor,
+        camera: PinholeCamera,
+        T_world_cam: np.ndarray | torch.Tensor,
+        labels: np.ndarray | torch.Tensor | None = None,
+        class_probs: np.ndarray | torch.Tensor | None = None,
+    ) -> IntegrationStats:
+        """Fuse only the 2D labels or class probabilities of a frame whose geometry was fused before (e.g. a
+        keyframe segmented later): the voxels within truncation of its depth get its votes, as :meth:`integrate`
+        would give them; no block is allocated and TSDF, weight and color stay. Arguments as :meth:`integrate`
+        (one of ``labels`` and ``class_probs``)."""
+        if labels is None and class_probs is None:
+            raise ValueError("integrate_semantics needs labels or class_probs")
+        frame = self._check_inputs(depth, camera, T_world_cam, None, labels, class_probs, None)
+        keys, valid_pixels = self.fusion.band_block_keys(frame, self._band_query(frame, camera), self.config)
+        stats = IntegrationStats(valid_pixels=valid_pixels)
+        slots = self.fusion.lookup(self.grid, keys)
+        slots = slots[slots >= 0]
+        stats.blocks_in_view = int(slots.numel())
+        if valid_pixels and slots.numel():
+            stats.voxels_updated = TorchFusion().fuse_semantics(self.grid, slots, frame, camera, self.config)
+            self.grid.mark_changed(slots)
+        return stats
+
     def integrate_features(
         self,
         features: np.ndarray | torch.Tensor,
