@@ -1,7 +1,9 @@
-"""Thread helpers of the live mapper: a mutex granted in request order and a bounded drop-oldest frame queue."""
+"""Thread helpers of the live mapper: a mutex granted in request order, a bounded drop-oldest frame queue, and
+lower CPU priority for background threads."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 
@@ -62,3 +64,14 @@ class FrameQueue:
     def __len__(self) -> int:
         with self._condition:
             return len(self._items)
+
+
+def lower_thread_priority(niceness: int) -> str | None:
+    """Raise the calling thread's nice value by ``niceness`` above the process's (Linux: per thread), so it takes
+    only CPU time the other threads leave; returns why it could not (not Linux, not permitted), else None."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                       min(19, os.getpriority(os.PRIO_PROCESS, 0) + niceness))
+    except (AttributeError, OSError) as error:
+        return str(error)
+    return None

@@ -12,7 +12,6 @@ not fused.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from .concurrency import lower_thread_priority
 from .mapper import Log, MapFrame, Mapper, PrintLog
 from .segmentation import Segmenter
 
@@ -157,8 +157,6 @@ class KeyframeSegmentation:
                 self._condition.wait_for(lambda: self._stop, timeout=max(0.0, self.period - (time.monotonic() - start)))
 
     def _lower_priority(self) -> None:
-        try:
-            niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + SEGMENTATION_NICENESS)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-        except (AttributeError, OSError) as error:  # not Linux or not permitted
-            self.log.warning(f"the segmentation runs at normal priority: {error}")
+        problem = lower_thread_priority(SEGMENTATION_NICENESS)
+        if problem is not None:
+            self.log.warning(f"the segmentation runs at normal priority: {problem}")

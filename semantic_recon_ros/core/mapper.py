@@ -22,7 +22,6 @@ link through ``current`` (:mod:`.map_folder`, :func:`map_folder`).
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -37,7 +36,7 @@ import torch
 from .camera import PinholeCamera
 from .classes import ClassSet, load_class_set
 from .completion import CompletionEngine, CompletionNetwork, CompletionStats, resolve_checkpoint
-from .concurrency import FairLock
+from .concurrency import FairLock, lower_thread_priority
 from .config import CompletionConfig, MapperConfig, VolumeConfig
 from .device import resolve_device
 from .map import (
@@ -340,12 +339,9 @@ class Mapper:
             self._network_computing.clear()
 
     def _lower_thread_priority(self) -> None:
-        """Raise the calling thread's nice value by COMPLETION_NICENESS (Linux: per thread)."""
-        try:
-            niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + COMPLETION_NICENESS)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-        except (AttributeError, OSError) as error:  # not Linux or not permitted: same priority as the rest
-            self._log.warning(f"the completion network runs at normal priority: {error}")
+        problem = lower_thread_priority(COMPLETION_NICENESS)
+        if problem is not None:
+            self._log.warning(f"the completion network runs at normal priority: {problem}")
 
     def close(self) -> None:
         """Stop background completion (the network finishes its batch; no further batch starts)."""
