@@ -139,7 +139,8 @@ COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, LABELS_TOPIC = (
     "color/image_raw", "depth/image_raw", "color/camera_info", "semantic/image_raw")
 MESH_TOPIC, VOXEL_MAP_TOPIC, LEGEND_TOPIC, STATUS_TOPIC = "mesh", "voxel_map", "class_legend", "~/status"
 DIAGNOSTICS_TOPIC = "/diagnostics"
-SPIN_TIMEOUT_S = 0.2  # bounds the reaction time to SIGINT / SIGTERM (handled when spin_once returns)
+SPIN_TIMEOUT_S = 0.2  # bounds the reaction time to SIGINT / SIGTERM (seen when spin_once returns)
+SPIN_EXIT_TIMEOUT_S = 5.0  # after a signal, longest wait for the executor to return before shutting down without it
 WARNING_PERIOD_S = 5.0  # per drop reason
 RELEASE_TIMEOUT_S = 10.0  # longest wait for rclpy to release the node at exit (the map is saved before)
 MAX_MESH_TIME_SHARE = 1 / 3  # meshing (which holds the volume) may take at most this share of the time
@@ -296,13 +297,13 @@ class MappingNode(Node):
 
         self.legend_publisher.publish(serialize_marker_array(
             class_legend_markers(self.classes, self.config.world_frame, self.get_clock().now().nanoseconds)))
+        self.segmentation, self.segmenter_error = self._start_segmentation()  # before the threads that use it
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="integration", daemon=True)
         self._worker.start()
         self._output_thread = threading.Thread(target=self._publish_outputs, name="outputs", daemon=True)
         self._output_thread.start()
         self.mapper.start_completion(mapper_config.completion_period, log=ThrottledLog(self.get_logger()))
-        self.segmentation, self.segmenter_error = self._start_segmentation()
         mode = "rgb-only" if self.config.rgb_only else "rgb-d" + (" + labels" if self.config.use_labels else "")
         completion = (f"completion by {self.checkpoint} every {mapper_config.completion_period:g} s, mesh source "
                       f"{self.mesh_source}" if self.engine is not None else "fusion only (no completion network)")
@@ -764,52 +765,91 @@ def main(args: list[str] | None = None) -> int:
 
     The first SIGINT or SIGTERM (Ctrl-C, ``ros2 launch`` stopping) stops spinning; the node then shuts down (the
     map saved first when save_on_shutdown) with the rclpy context still valid, so every log line reaches /rosout,
-    and only then shuts rclpy down. Further signals are ignored until the process exits
-    (:mod:`.shutdown_signals`). Returns 0 after such a shutdown (also for Ctrl-C while starting), 2 for bad
-    parameters.
+    and only then shuts rclpy down. Signals are received on a thread of their own (:mod:`.shutdown_signals`), so
+    they are seen whatever the executor does; when the executor has not returned ``SPIN_EXIT_TIMEOUT_S`` after the
+    signal, that thread shuts the node down (saving the map) and ends the process. Further signals are ignored until
+    the process exits. Returns 0 after such a shutdown (a signal while the node starts takes effect once it has
+    started), 2 for bad parameters.
     """
-    signals = ShutdownSignals(NODE_NAME)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)  # signals: installed below
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)  # signals: handled below
+    executor = EventsExecutor() if EventsExecutor is not None else SingleThreadedExecutor()
+    # after the executor (newer EventsExecutors install SIGINT / SIGTERM handlers of their own); a signal while the
+    # node starts is acted on once it has started
+    signals = ShutdownSignals(NODE_NAME).install()
     try:
         node = MappingNode()
     except (ValueError, FileNotFoundError) as error:  # bad parameters, class file or device
         get_logger(NODE_NAME).fatal(str(error))
+        executor.shutdown()
         rclpy.try_shutdown()
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):  # while starting: nothing to save
         ignore_shutdown_signals()
-        rclpy.try_shutdown()
-        return 0
+        return 2
     signals.logger_name = node.get_logger().name
     signals.doing = "saving the map" if node.config.save_on_shutdown else "shutting down"
-    executor = None
+    executor.add_node(node)
+    shutdown = NodeShutdown(node, signals)
+    signals.on_first(executor.wake)
+    threading.Thread(target=shutdown.unless_spinning_ends, name="shutdown_watchdog", daemon=True).start()
     try:
-        executor = EventsExecutor() if EventsExecutor is not None else SingleThreadedExecutor()
-        signals.install()  # after the executor: newer EventsExecutors install SIGINT / SIGTERM handlers of their own
-        executor.add_node(node)
         while signals.received is None and rclpy.ok():
             executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
-    except KeyboardInterrupt:  # Ctrl-C just before the handlers were installed
-        signals.install()
-        signals.received = signals.received or "SIGINT"
     except ExternalShutdownException:
         pass
     except RuntimeError:
         if rclpy.ok():  # the context was not shut down under the executor: a real error (raised after the save)
             raise
     finally:
-        if executor is not None:
-            # detach the node's entities while they and the context exist: an executor left to be torn down at
-            # exit, after destroy_node() and rclpy's shutdown, now and then hung the process there
-            executor.shutdown()
-        if signals.received is not None:
-            node.get_logger().info(f"{signals.received}: shutting down" + (
-                f", saving the map into {node.config.output_dir} first (further signals are ignored)"
-                if node.config.save_on_shutdown else ""))
-        node.shutdown()
+        shutdown.spinning_ended()
+        # detach the node's entities while they and the context exist: an executor left to be torn down at exit,
+        # after destroy_node() and rclpy's shutdown, now and then hung the process there
+        executor.shutdown()
+        shutdown.run()
         release_ros(node)
         ignore_shutdown_signals()
     return 0
+
+
+class NodeShutdown:
+    """The node's shutdown (:meth:`MappingNode.shutdown`, saving the map) run exactly once: by the main thread when
+    the executor returns after the first signal, or else by :meth:`unless_spinning_ends` on its own thread."""
+
+    def __init__(self, node: "MappingNode", signals: ShutdownSignals) -> None:
+        self.node = node
+        self.signals = signals
+        self._claim = threading.Lock()
+        self._spinning_ended = threading.Event()
+        self._done = threading.Event()
+
+    def spinning_ended(self) -> None:
+        self._spinning_ended.set()
+
+    def run(self) -> bool:
+        """Shut the node down, or wait until the thread that already does it is done; True when this call did it."""
+        if not self._claim.acquire(blocking=False):
+            self._done.wait()
+            return False
+        try:
+            if self.signals.received is not None:
+                self.node.get_logger().info(f"{self.signals.received}: shutting down" + (
+                    f", saving the map into {self.node.config.output_dir} first (further signals are ignored)"
+                    if self.node.config.save_on_shutdown else ""))
+            self.node.shutdown()
+        finally:
+            self._done.set()
+        return True
+
+    def unless_spinning_ends(self, timeout: float = SPIN_EXIT_TIMEOUT_S) -> None:
+        """Watchdog thread: after the first signal, give the executor ``timeout`` seconds to return; if it does not,
+        shut the node down from here and end the process (exit code 0) without waiting for it."""
+        self.signals.wait()
+        if self._spinning_ended.wait(timeout):
+            return
+        self.node.get_logger().error(f"the executor did not return within {timeout:g} s of {self.signals.received}: "
+                                     "shutting down without it")
+        if self.run():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
 
 def release_ros(node: Node, timeout: float = RELEASE_TIMEOUT_S) -> None:

@@ -60,6 +60,21 @@ def node_log(process) -> str:
     return (process.logs / "stdout.txt").read_text() + (process.logs / "stderr.txt").read_text()
 
 
+def condensed_log(log: str) -> str:
+    """``log`` with each run of periodic status lines ("frames in ...") cut to its first and last line, so that a
+    failure message shows what happened around them (CI shows only so much of it)."""
+    lines, run = [], []
+    for line in log.splitlines() + [""]:
+        if "frames in " in line:
+            run.append(line)
+            continue
+        if run:
+            lines += run if len(run) <= 2 else [run[0], f"    ... {len(run) - 2} status lines ...", run[-1]]
+            run = []
+        lines.append(line)
+    return "\n".join(lines[:-1])
+
+
 class MapListener(SpinningTestNode):
     """Subscribes to the node's outputs in this process and keeps what a viewer would show.
 
