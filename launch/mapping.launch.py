@@ -10,7 +10,10 @@ every parameter explicit), then ``camera_params_file`` if given: a small file of
 kind of recording's differences (``config/cameras/``, ``config/datasets/``) whose keys override the
 base one by one, as ROS 2 applies later parameter files over earlier ones. Its relative input topics
 are remapped below ``camera_namespace`` unless a topic is given explicitly. RViz comes from
-``rviz.launch.py``, included when ``rviz`` is true.
+``rviz.launch.py``, included when ``rviz`` is true; it starts RViz only where RViz is installed (a warning
+otherwise), so the defaults also work on a headless robot.
+
+Without ``ros2`` (a venv), ``semantic-recon launch mapping.launch.py <name>:=<value> ...`` runs this file the same way.
 """
 
 import os
@@ -63,6 +66,10 @@ def mapping_node(context: LaunchContext, config_dir: str, remappings: list) -> l
         remappings=remappings,
         output="screen",
         emulate_tty=True,
+        # the node saves its map on the first SIGINT and ignores later signals: the launch must not escalate to
+        # SIGKILL (sigterm_timeout + sigkill_timeout after its SIGINT) while a large map is being written
+        sigterm_timeout=LaunchConfiguration("save_timeout"),
+        sigkill_timeout="5",
     )]
 
 
@@ -88,8 +95,13 @@ def generate_launch_description() -> LaunchDescription:
                               description="completion network for the node's checkpoint parameter (overrides the "
                                           "params files): 'default' = the installed models/default.pt, empty = "
                                           "fusion only, or a checkpoint file path"),
+        DeclareLaunchArgument("save_timeout", default_value="120",
+                              description="seconds the node may take to save its map after Ctrl-C before the "
+                                          "launch escalates to SIGTERM (ignored while saving) and, 5 s later, "
+                                          "SIGKILL"),
         DeclareLaunchArgument("rviz", default_value="true",
-                              description="start RViz (rviz.launch.py) with rviz_config"),
+                              description="start RViz (rviz.launch.py) with rviz_config where RViz is installed "
+                                          "(a warning otherwise)"),
         DeclareLaunchArgument("rviz_config", default_value=os.path.join(share, "config", "mapping.rviz"),
                               description="RViz configuration file"),
     ]

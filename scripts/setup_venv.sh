@@ -7,9 +7,16 @@
 #
 # Steps: create the venv if missing (an existing one is kept), upgrade pip, install requirements.txt,
 # make open3d importable (Debian system libraries, as root only), build interfaces/tf2_msgs into the
-# venv with CMake when `from tf2_msgs.msg import TFMessage` fails or its sources changed, then
-# `pip install -e . --no-deps`. A stamp file records a hash of every input; when nothing changed,
+# venv with CMake when `from tf2_msgs.msg import TFMessage` fails or its sources changed, install the
+# ROS 2 launch system from ../shared/vendor/ros2-launch when no ROS 2 install provides it (see below),
+# then `pip install -e . --no-deps`. A stamp file records a hash of every input; when nothing changed,
 # the script only checks the stamp and exits.
+#
+# The launch system (`ros2 launch`'s launch, launch_ros, ros2launch; `semantic-recon launch` and the launch
+# tests run on it) is on no package registry. Where ../shared is present, its vendored upstream sources are
+# installed: the three pure-Python packages with pip (--no-deps: ros2launch's ros2cli is not needed by
+# ros2launch.api), osrf-pycommon from PyPI, and composition_interfaces built with CMake like tf2_msgs. A
+# launch system that this script did not install (a sourced ROS 2 install's) is never replaced.
 #
 # torch: requirements.txt pins torch==2.13.0; the CPU build 2.13.0+cpu satisfies it (a looser pin would
 # pull a multi-GB CUDA build).
@@ -22,6 +29,11 @@ STAMP="$VENV_DIR/.setup-stamp"
 TF2_SRC="$REPO_ROOT/interfaces/tf2_msgs"
 TF2_BUILD="$VENV_DIR/build/tf2_msgs"
 TF2_STAMP="$VENV_DIR/build/tf2_msgs.stamp"
+LAUNCH_VENDOR="$REPO_ROOT/../shared/vendor/ros2-launch"
+LAUNCH_PACKAGES=(launch launch_ros ros2launch)  # pure Python, installed with pip from LAUNCH_VENDOR
+LAUNCH_BUILD="$VENV_DIR/build/ros2-launch"
+LAUNCH_STAMP="$VENV_DIR/build/ros2-launch.stamp"
+OSRF_PYCOMMON="osrf-pycommon==2.0.2"  # launch's process utilities (PyPI)
 OPEN3D_DEBIAN_LIBS=(libusb-1.0-0 libgl1 libx11-6 libudev1 libgomp1)
 START_SECONDS=$SECONDS
 
@@ -47,6 +59,14 @@ INPUT_HASH="$(hash_files scripts/setup_venv.sh requirements.txt "${TF2_FILES[@]}
     semantic_recon_ros/core/map/fusion_kernel/integrate.cpp \
     semantic_recon_ros/core/map/fusion_kernel/__init__.py)"
 TF2_HASH="$(hash_files "${TF2_FILES[@]}")"
+# The vendored launch sources count as an input while ../shared is there (its appearing or going counts too).
+if [ -d "$LAUNCH_VENDOR" ]; then
+    LAUNCH_HASH="$(cd "$LAUNCH_VENDOR" && find . -type f -not -name '*.pyc' -print0 | LC_ALL=C sort -z \
+        | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+else
+    LAUNCH_HASH="no vendored launch system"
+fi
+INPUT_HASH="$(printf '%s\n%s\n' "$INPUT_HASH" "$LAUNCH_HASH" | sha256sum | cut -d' ' -f1)"
 
 if [ -x "$VENV_PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$INPUT_HASH" ]; then
     say "$VENV_DIR is up to date (nothing changed since the last setup)"
@@ -100,7 +120,7 @@ if ! "$VENV_PY" -c 'import open3d' 2>/dev/null; then
     "$VENV_PY" -c 'import open3d' || die "open3d does not import; on Debian/Ubuntu install: ${OPEN3D_DEBIAN_LIBS[*]}"
 fi
 
-# --- tf2_msgs interface package -----------------------------------------------------------------
+# --- interface packages (tf2_msgs; composition_interfaces for the launch system) ------------------
 cmake_is_recent() {
     command -v cmake >/dev/null || return 1
     local version
@@ -108,32 +128,86 @@ cmake_is_recent() {
     [ "$(printf '%s\n3.21\n' "$version" | sort -V | head -n1)" = "3.21" ]
 }
 
-tf2_build_needed() {
-    if ! "$VENV_PY" -c 'from tf2_msgs.msg import TFMessage' 2>/dev/null; then
-        return 0
-    fi
-    # Rebuild a tf2_msgs this script built earlier from different sources; never replace one it did not build.
-    [ -f "$TF2_STAMP" ] && [ "$(cat "$TF2_STAMP")" != "$TF2_HASH" ]
+# True when the `check` import fails, or when this script built the package earlier (stamp) from other sources;
+# never replaces a package it did not build. -P: the current directory is not on sys.path.
+interface_build_needed() {
+    local check="$1" stamp="$2" hash="$3"
+    "$VENV_PY" -P -c "$check" 2>/dev/null || return 0
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$hash" ]
 }
 
-if tf2_build_needed; then
+# Builds the ament_cmake interface package in `src` with the venv's rosidl toolchain and installs it into the venv.
+build_interface() {
+    local name="$1" src="$2" check="$3"
+    local build="$VENV_DIR/build/$name"
     if ! cmake_is_recent || ! command -v c++ >/dev/null || ! command -v make >/dev/null; then
-        can_apt || die "building tf2_msgs needs cmake >= 3.21, make and a C++ compiler"
+        can_apt || die "building $name needs cmake >= 3.21, make and a C++ compiler"
         apt_install_missing cmake make g++
-        cmake_is_recent || die "cmake >= 3.21 is required to build interfaces/tf2_msgs"
+        cmake_is_recent || die "cmake >= 3.21 is required to build $name"
     fi
-    say "building tf2_msgs from interfaces/tf2_msgs into $VENV_DIR (about 10-30 s)"
-    rm -rf "$TF2_BUILD"
-    mkdir -p "$TF2_BUILD"
-    BUILD_ENV=(env AMENT_PREFIX_PATH="$VENV_DIR" CMAKE_PREFIX_PATH="$VENV_DIR" PATH="$VENV_DIR/bin:$PATH")
-    logged "${BUILD_ENV[@]}" cmake -S "$TF2_SRC" -B "$TF2_BUILD" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \
+    say "building $name into $VENV_DIR (about 10-30 s)"
+    rm -rf "$build"
+    mkdir -p "$build"
+    local build_env=(env AMENT_PREFIX_PATH="$VENV_DIR" CMAKE_PREFIX_PATH="$VENV_DIR" PATH="$VENV_DIR/bin:$PATH")
+    logged "${build_env[@]}" cmake -S "$src" -B "$build" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_INSTALL_PREFIX="$VENV_DIR" -DPython3_EXECUTABLE="$VENV_PY"
-    logged "${BUILD_ENV[@]}" cmake --build "$TF2_BUILD" --parallel "$(nproc)"
-    logged cmake --install "$TF2_BUILD"
-    "$VENV_PY" -c 'from tf2_msgs.msg import TFMessage' || die "tf2_msgs was built but does not import; log: $LOG"
+    logged "${build_env[@]}" cmake --build "$build" --parallel "$(nproc)"
+    logged cmake --install "$build"
+    "$VENV_PY" -P -c "$check" || die "$name was built but does not import; log: $LOG"
+}
+
+TF2_CHECK='from tf2_msgs.msg import TFMessage'
+if interface_build_needed "$TF2_CHECK" "$TF2_STAMP" "$TF2_HASH"; then
+    build_interface tf2_msgs "$TF2_SRC" "$TF2_CHECK"
     echo "$TF2_HASH" >"$TF2_STAMP"
 else
     say "tf2_msgs already importable"
+fi
+
+# --- the ROS 2 launch system (vendored sources; only where no ROS 2 install provides it) -------------
+COMPOSITION_CHECK='from composition_interfaces.srv import LoadNode'
+# Prints "venv" when the launch system imports from this venv, the folder it imports from when from elsewhere
+# (a sourced ROS 2 install), nothing when it does not import. -P: never the repository's own launch/ folder.
+launch_origin() {
+    "$VENV_PY" -P -c '
+import os, sys
+import launch, launch_ros.actions, ros2launch.api
+where = os.path.dirname(os.path.dirname(launch.__file__))  # None for a namespace package: fails
+print("venv" if os.path.realpath(where).startswith(os.path.realpath(sys.prefix) + os.sep) else where)
+' 2>/dev/null || true
+}
+
+if [ ! -d "$LAUNCH_VENDOR" ]; then
+    say "no ../shared/vendor/ros2-launch: not installing the launch system from it (semantic-recon launch and its tests need one)"
+else
+    origin="$(launch_origin)"
+    stale=false  # installed by this script from other vendored sources
+    if [ -f "$LAUNCH_STAMP" ] && [ "$(cat "$LAUNCH_STAMP")" != "$LAUNCH_HASH" ]; then
+        stale=true
+    fi
+    if [ -n "$origin" ] && { [ "$origin" != venv ] || [ ! -f "$LAUNCH_STAMP" ]; }; then
+        say "launch system already importable${origin:+ from $origin} (not replaced)"
+    elif [ -z "$origin" ] || $stale; then
+        if $stale || ! "$VENV_PY" -P -c "$COMPOSITION_CHECK" 2>/dev/null; then
+            build_interface composition_interfaces "$LAUNCH_VENDOR/composition_interfaces" "$COMPOSITION_CHECK"
+        fi
+        say "installing the launch system (${LAUNCH_PACKAGES[*]}) from ../shared/vendor/ros2-launch, and $OSRF_PYCOMMON"
+        # pip builds a local folder in place: build copies, never writing into ../shared
+        rm -rf "$LAUNCH_BUILD"
+        mkdir -p "$LAUNCH_BUILD"
+        sources=()
+        for package in "${LAUNCH_PACKAGES[@]}"; do
+            cp -r "$LAUNCH_VENDOR/$package" "$LAUNCH_BUILD/$package"
+            sources+=("$LAUNCH_BUILD/$package")
+        done
+        chmod -R u+w "$LAUNCH_BUILD"  # ../shared may be read-only; the copies are built in place
+        logged "$VENV_PY" -m pip install --no-deps --no-build-isolation "$OSRF_PYCOMMON" "${sources[@]}"
+        rm -rf "$LAUNCH_BUILD"
+        [ "$(launch_origin)" = venv ] || die "the launch system was installed but does not import from $VENV_DIR; log: $LOG"
+        echo "$LAUNCH_HASH" >"$LAUNCH_STAMP"
+    else
+        say "launch system already installed from ../shared/vendor/ros2-launch"
+    fi
 fi
 
 # --- this package -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "play-bag": "play_bag",
     "params": "params",
     "synth": "synth",
+    "launch": "launch",
 }
 
 

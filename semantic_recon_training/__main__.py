@@ -10,8 +10,10 @@ Commands:
 * ``export``   Lightning checkpoint -> inference checkpoint (``load_checkpoint`` / the mapping node)
 * ``plot``     loss curves of a run (PNG) from its CSV logs
 * ``evaluate`` evaluate an inference checkpoint on held-out scenes (:mod:`.evaluation.evaluate`)
+* ``calibrate`` fit the confidence of a checkpoint's predicted surface on the validation rooms and store it in the
+  checkpoint, or check it on other rooms (:mod:`.evaluation.calibration`)
 
-Every command but ``evaluate`` reads a YAML run config (``--config``; default
+Every command but ``evaluate`` and ``calibrate`` reads a YAML run config (``--config``; default
 ``semantic_recon_training/configs/default.yaml``).
 """
 
@@ -29,6 +31,7 @@ COMMANDS = {
     "export": "Write the inference checkpoint of a Lightning checkpoint.",
     "plot": "Plot the loss curves of a run from its CSV logs (PNG).",
     "evaluate": "Evaluate an inference checkpoint on held-out scenes.",
+    "calibrate": "Fit (validation rooms) or check the confidence calibration of a checkpoint's predicted surface.",
 }
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
@@ -110,11 +113,19 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluation_module():
-    """:mod:`.evaluation.evaluate`, imported only when ``evaluate`` runs (the other commands do not load it)."""
+def _evaluation_module(command: str):
+    """:mod:`.evaluation.evaluate` or :mod:`.evaluation.calibration`, imported only when ``command`` (``evaluate``,
+    ``calibrate``) runs (the other commands do not load them)."""
+    if command == "calibrate":
+        from .evaluation import calibration
+
+        return calibration
     from .evaluation import evaluate
 
     return evaluate
+
+
+EVALUATION_COMMANDS = ("evaluate", "calibrate")
 
 
 HANDLERS = {
@@ -131,9 +142,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name, help_text in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
-        if name == "evaluate":
-            if argv[:1] == ["evaluate"]:  # import the evaluation only when it is the command being run
-                _evaluation_module().add_arguments(command)
+        if name in EVALUATION_COMMANDS:
+            if argv[:1] == [name]:  # import the evaluation only when it is the command being run
+                _evaluation_module(name).add_arguments(command)
             continue
         HANDLERS[name][0](command)
     return parser
@@ -143,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     try:
-        if args.command == "evaluate":
-            return int(_evaluation_module().run(args))
+        if args.command in EVALUATION_COMMANDS:
+            return int(_evaluation_module(args.command).run(args))
         return int(HANDLERS[args.command][1](args))
     except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
         print(f"python -m semantic_recon_training {args.command}: error: {error}", file=sys.stderr)

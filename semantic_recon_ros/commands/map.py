@@ -8,10 +8,13 @@ volume.pt (every layer; reload with semantic_recon_ros.core.map.load_volume) -- 
 like the node's maps (links into the folder's current save, :mod:`semantic_recon_ros.core.map_folder`) --,
 preview.png (the mesh seen from above, along the normal of the map's floor and table tops) and summary.json.
 The completion network (by default the installed models/default.pt; --checkpoint FILE for another,
---checkpoint '' for none) then predicts the whole mapped region: mesh_completed.ply holds the observed
-geometry plus the predicted completion (fused labels where observed, the network's elsewhere), and the
-preview shows it. When the default model does not fit the volume settings (e.g. another --voxel-size),
-the map is made by fusion only, with a warning; a checkpoint given explicitly must fit.
+--checkpoint '' for none) then predicts the whole mapped region. The map stays the observed surface
+(mesh_rgb.ply, mesh_semantic.ply, the preview), its labels combining the fused 2D labels and the network's
+classes; mesh_additions.ply holds the surface the network adds where nothing was observed, only where its
+calibrated confidence reaches completion.min_confidence, with that confidence per vertex
+(``surface_confidence``); volume.pt keeps the predictions of every block of the map with their confidence.
+When the default model does not fit the volume settings (e.g. another --voxel-size), the map is made by fusion
+only, with a warning; a checkpoint given explicitly must fit.
 """
 
 from __future__ import annotations
@@ -123,19 +126,16 @@ def run(args: argparse.Namespace) -> int:
             completion = mapper.complete(time_budget=float("inf"), progress=advance)
     out = args.out
     start = time.perf_counter()
-    saved = mapper.save(out, completed_mesh=True)
+    saved = mapper.save(out)
     save_seconds = time.perf_counter() - start
     mesh = saved.mesh
     up = estimate_up(poses, mesh)  # the observed floor's and tables' normal: a top-down view along gravity
     view = TopDownView(up=up, max_height=max(float(T[:3, 3] @ up) for T in poses) + 0.4)
-    if saved.completed is None:
-        preview, pictured = mesh, f"observed mesh of {mesh.num_triangles} triangles"
-    else:
-        preview = saved.completed
-        pictured = (f"mesh completed by {mapper.checkpoint.name}: {preview.num_triangles} triangles "
-                    f"({mesh.num_triangles} observed)")
+    pictured = f"observed mesh of {mesh.num_triangles} triangles"
+    if saved.additions is not None:
+        pictured += f" ({saved.additions.num_triangles} more added by {mapper.checkpoint.name}: mesh_additions.ply)"
     title = f"{sequence.name}: {len(poses)} frames, {config.voxel_size * 100:g} cm voxels, {pictured}"
-    preview_picture(preview, classes, view, title).save(out / "preview.png")
+    preview_picture(mesh, classes, view, title).save(out / "preview.png")
     summary = {
         "sequence": str(args.sequence), "frames_integrated": len(poses), "frames_skipped": len(skipped),
         "frames_with_labels": labeled, "device": str(device), "voxel_size": config.voxel_size,
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if completion is not None:
         summary.update(checkpoint=str(mapper.checkpoint), completion_seconds=round(completion.seconds, 2),
-                       completion_chunks=completion.chunks_run, completed_triangles=saved.completed.num_triangles)
+                       completion_chunks=completion.chunks_run, additions_triangles=saved.additions.num_triangles)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0

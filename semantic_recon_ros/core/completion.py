@@ -14,15 +14,16 @@ Predictions live in their own layers beside the observed data:
 * ``pred_tsdf`` (slots, V): predicted normalized TSDF (fill 1 = free),
 * ``pred_color`` (slots, V, 3): predicted RGB in [0, 1],
 * ``pred_semantic`` (slots, V, K): predicted class probabilities,
+* ``pred_confidence`` (slots, V): calibrated probability that a surface predicted at the voxel is right
+  (:mod:`.completion_confidence`: from the distance to the nearest observed surface voxel and the network's
+  class probability; the engine's :attr:`~CompletionEngine.calibration` comes with the checkpoint),
 * ``pred_weight`` (slots, V): 1 where predicted.
 
-Predictions farther than ``fill_radius`` voxels (along each axis) from an observed surface voxel are
-discarded (``pred_weight`` 0, ``pred_tsdf`` 1): there the network guesses, e.g. a false surface just
-behind the observed band of a wall, and costs more precision than it adds recall (on the synthetic
-validation rooms 905-909 a radius of 3 voxels scored best; see README, "Default model").
-
-"Never observed" is ``weight == 0``. Blocks are allocated for predictions where a predicted surface
-passes (``|pred_tsdf| < 1`` somewhere in the block) or where the map already has the block.
+Predictions are stored with their confidences; the map shows the network's surface only where the
+confidence reaches ``completion.min_confidence`` (:mod:`.surface_fields`), and users can filter the saved
+layers by a higher one. "Never observed" is ``weight == 0``. Blocks are allocated for predictions where a
+predicted surface passes with that confidence (``|pred_tsdf| < 1`` and ``pred_confidence >= min_confidence``
+somewhere in the block); blocks the map already has get every prediction.
 
 A run is split into :meth:`CompletionEngine.plan` + :meth:`gather` (read the map), :meth:`predict`
 (the network; does not touch the map) and :meth:`write`, so a live node can hold its map lock only
@@ -39,6 +40,7 @@ from typing import Callable
 
 import torch
 
+from .completion_confidence import ConfidenceCalibration, observed_surface, surface_distance
 from .map.block_index import pack_coords, unpack_keys
 from .config.completion import CompletionConfig
 from .resources import resolve_setting
@@ -107,25 +109,29 @@ class CompletionEngine:
         volume: the map; prediction layers are added to it if missing.
         config: chunking and scheduling.
         use_color: pass the fused color to the network (False for color-blind networks).
+        calibration: how confidences are computed (the checkpoint's; None: :meth:`ConfidenceCalibration.uncalibrated`).
 
     Attributes:
+        calibration: the :class:`~.completion_confidence.ConfidenceCalibration` in use.
         grid_offset: (3,) int64 shift of the chunk grid in blocks (chunk ``c``'s core holds the blocks
             ``c * core_blocks + grid_offset + [0, core_blocks)^3``), None until the first run with
             observations chooses it.
     """
 
     def __init__(self, network: CompletionNetwork, volume: SemanticTSDFVolume, config: CompletionConfig,
-                 use_color: bool = True):
+                 use_color: bool = True, calibration: ConfidenceCalibration | None = None):
         B = volume.config.block_size
         if config.chunk_size % B or config.chunk_margin % B:
             raise ValueError(f"chunk_size ({config.chunk_size}) and chunk_margin ({config.chunk_margin}) must be "
                              f"multiples of the volume's block_size ({B})")
         self.network, self.volume, self.config, self.use_color = network, volume, config, use_color
+        self.calibration = calibration or ConfidenceCalibration.uncalibrated()
         model_config = getattr(network, "config", None)
         self.label_input = bool(getattr(model_config, "label_input", False))  # feed the fused 2D labels
         V, K = volume.config.voxels_per_block, volume.num_classes
         for name, shape, fill in (("pred_tsdf", (V,), 1.0), ("pred_color", (V, 3), 0.0),
-                                  ("pred_semantic", (V, K), 0.0), ("pred_weight", (V,), 0.0)):
+                                  ("pred_semantic", (V, K), 0.0), ("pred_confidence", (V,), 0.0),
+                                  ("pred_weight", (V,), 0.0)):
             if not volume.grid.has_layer(name):
                 volume.grid.add_layer(name, shape, fill)
         self.core_blocks = config.core_size // B
@@ -140,7 +146,8 @@ class CompletionEngine:
 
     @classmethod
     def from_checkpoint(cls, path, volume: SemanticTSDFVolume, config: CompletionConfig) -> "CompletionEngine":
-        """Load an S4R checkpoint (ValueError when it does not fit the map's classes, voxel size, truncation)."""
+        """Load an S4R checkpoint and its confidence calibration (ValueError when it does not fit the map's classes,
+        voxel size, truncation, or its calibration is invalid)."""
         from .models import load_checkpoint  # the models package is only needed with a network
 
         network, info = load_checkpoint(path, volume.device, expected_class_names=volume.class_names,
@@ -148,7 +155,11 @@ class CompletionEngine:
                                         expected_truncation=volume.config.truncation)
         if info.model not in ("s4r", "s4r_colorblind"):
             raise ValueError(f"{path}: a {info.model!r} model cannot complete a fused RGB-D map (needs s4r)")
-        return cls(network, volume, config, use_color=info.model == "s4r")
+        try:
+            calibration = None if info.calibration is None else ConfidenceCalibration.from_dict(info.calibration)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+        return cls(network, volume, config, use_color=info.model == "s4r", calibration=calibration)
 
     def reset(self) -> None:
         """Forget which chunks were run and the grid offset (after the map was cleared or reloaded).
@@ -257,33 +268,27 @@ class CompletionEngine:
 
     @torch.inference_mode()
     def predict(self, batch: ChunkBatch) -> dict[str, torch.Tensor]:
-        """Run the network; returns the core crop of tsdf (n,1,c,c,c), color (n,3,...), semantic_logits (n,K,...)
-        and keep (n,1,c,c,c) bool: voxels within ``fill_radius`` of an observed surface voxel (the rest is
-        discarded: tsdf 1, not written as predicted)."""
+        """Run the network; returns the chunks' core crops (c = core size): tsdf (n, 1, c, c, c), color (n, 3, ...),
+        semantic (n, K, ...) class probabilities and confidence (n, 1, ...) (:mod:`.completion_confidence`; the
+        distances to the observed surface are measured in the whole input, margins included)."""
         color = batch.color if self.use_color else None
         out = (self.network(batch.tsdf, batch.observed, color, batch.labels) if self.label_input
                else self.network(batch.tsdf, batch.observed, color))
         m, c = self.config.chunk_margin, self.config.core_size
         crop = (slice(None), slice(None), slice(m, m + c), slice(m, m + c), slice(m, m + c))
-        keep = self._within_fill_radius(batch)[crop]
-        tsdf = torch.where(keep, out["tsdf"][crop], torch.ones_like(out["tsdf"][crop]))
+        surface = observed_surface(batch.tsdf, batch.observed, self.volume.config.truncation_voxels)
+        distance = surface_distance(surface, min(self.calibration.max_distance, m))[crop]
+        semantic = torch.softmax(out["semantic_logits"][crop], dim=1)
+        confidence = self.calibration.confidence(distance, semantic.amax(dim=1, keepdim=True))
+        tsdf = out["tsdf"][crop]
         color = out["color"][crop] if "color" in out else torch.full_like(tsdf, 0.5).expand(-1, 3, -1, -1, -1)
-        return {"tsdf": tsdf, "color": color, "semantic_logits": out["semantic_logits"][crop], "keep": keep}
-
-    def _within_fill_radius(self, batch: ChunkBatch) -> torch.Tensor:
-        """(n, 1, S, S, S) bool: voxels at most ``fill_radius`` voxels along each axis from an observed voxel
-        within one voxel of the surface (everything when ``fill_radius`` is 0)."""
-        radius = self.config.fill_radius
-        if radius == 0:
-            return torch.ones_like(batch.observed, dtype=torch.bool)
-        surface = (batch.observed > 0) & (batch.tsdf.abs() < 1.0 / self.volume.config.truncation_voxels)
-        return torch.nn.functional.max_pool3d(surface.float(), 2 * radius + 1, stride=1, padding=radius) > 0
+        return {"tsdf": tsdf, "color": color, "semantic": semantic, "confidence": confidence}
 
     def write(self, batch: ChunkBatch, prediction: dict[str, torch.Tensor]) -> int:
         """Store predictions of the chunks' cores in the map (hold the map lock); returns blocks allocated.
 
-        Only blocks the map has, or that a predicted surface passes (then allocated), are written; the
-        class probabilities (softmax of the logits) are computed for those blocks only.
+        Only blocks the map has, or that a predicted surface with confidence at least ``min_confidence`` passes (then
+        allocated), are written.
         """
         vol, grid, cb = self.volume, self.volume.grid, self.core_blocks
         n = len(batch.chunks)
@@ -295,9 +300,9 @@ class CompletionEngine:
             values = grid.from_boxes(prediction[name].to(vol.device))
             return values.reshape(n * cb ** 3, *values.shape[2:])
 
-        tsdf = per_block("tsdf")[..., 0]
+        tsdf, confidence = per_block("tsdf")[..., 0], per_block("confidence")[..., 0]
         slots = grid.lookup(blocks)
-        surface = tsdf.abs().amin(dim=1) < 1.0
+        surface = ((tsdf.abs() < 1.0) & (confidence >= self.config.min_confidence)).any(dim=1)
         wanted = (slots < 0) & surface
         room = grid.max_blocks - grid.num_blocks
         new = wanted.nonzero().squeeze(1)[:max(room, 0)]
@@ -307,9 +312,9 @@ class CompletionEngine:
         slots = slots[rows]
         grid.layer("pred_tsdf")[slots] = tsdf[rows]
         grid.layer("pred_color")[slots] = per_block("color")[rows]
-        # the softmax over classes only for the blocks written
-        grid.layer("pred_semantic")[slots] = torch.softmax(per_block("semantic_logits")[rows], dim=-1)
-        grid.layer("pred_weight")[slots] = per_block("keep")[rows][..., 0].float()
+        grid.layer("pred_semantic")[slots] = per_block("semantic")[rows]
+        grid.layer("pred_confidence")[slots] = confidence[rows]
+        grid.layer("pred_weight")[slots] = 1.0
         self._mark_done(batch.chunks, batch.versions)
         return int(new.numel())
 

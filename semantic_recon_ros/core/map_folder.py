@@ -3,7 +3,7 @@
 Layout of a map folder (the node's ``output_dir``, the ``--out`` of ``semantic-recon map``)::
 
     current -> maps/000012              the newest complete save (a relative symlink)
-    maps/000012/                        volume.pt, mesh_rgb.ply, mesh_semantic.ply [, mesh_completed.ply]
+    maps/000012/                        volume.pt, mesh_rgb.ply, mesh_semantic.ply [, mesh_additions.ply]
     maps/000011/                        the save before it, kept for readers that resolved current just before
     volume.pt -> current/volume.pt      the usual names, as links through current
     mesh_rgb.ply -> current/mesh_rgb.ply

@@ -12,12 +12,13 @@ low-priority thread when :meth:`Mapper.start_completion` runs completion in the 
 that takes the lock keeps its priority: a low-priority thread holding the lock would stall integration
 on a busy machine).
 
-Files (:meth:`Mapper.save`, :meth:`Mapper.load`): ``volume.pt`` (every layer, predictions included),
-``mesh_rgb.ply`` and ``mesh_semantic.ply`` (the mesh of :attr:`Mapper.mesh_source`, fused colors / class
-palette; both keep label and confidence per vertex) and, on request, ``mesh_completed.ply`` (observed
-surface plus the network's completion). A save is one consistent set: the files of one map state go into a
-new numbered save folder that then becomes ``current`` at once, the usual names at the top of the folder
-link through ``current`` (:mod:`.map_folder`, :func:`map_folder`).
+Files (:meth:`Mapper.save`, :meth:`Mapper.load`): ``volume.pt`` (every layer, predictions and their confidences
+included), ``mesh_rgb.ply`` and ``mesh_semantic.ply`` (the mesh of :attr:`Mapper.mesh_source`, fused colors / class
+palette; both keep label and confidence per vertex) and, with a completion network, ``mesh_additions.ply`` (the
+surface the network adds where nothing was observed, only where its calibrated confidence reaches
+``completion.min_confidence``, with the confidence per vertex). A save is one consistent set: the files of one map
+state go into a new numbered save folder that then becomes ``current`` at once, the usual names at the top of the
+folder link through ``current`` (:mod:`.map_folder`, :func:`map_folder`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import torch
 from .camera import PinholeCamera
 from .classes import ClassSet, load_class_set
 from .completion import CompletionEngine, CompletionNetwork, CompletionStats, resolve_checkpoint
+from .completion_confidence import ConfidenceCalibration
 from .concurrency import FairLock, lower_thread_priority
 from .config import CompletionConfig, MapperConfig, VolumeConfig
 from .device import resolve_device
@@ -54,9 +56,9 @@ from .meshing import extract_mesh
 from .ply import write_semantic_ply
 from .voxel_map import surface_voxel_points
 
-MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_COMPLETED_FILE, VOLUME_FILE = (
-    "mesh_rgb.ply", "mesh_semantic.ply", "mesh_completed.ply", "volume.pt")
-MAP_FILES = (VOLUME_FILE, MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_COMPLETED_FILE)
+MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_ADDITIONS_FILE, VOLUME_FILE = (
+    "mesh_rgb.ply", "mesh_semantic.ply", "mesh_additions.ply", "volume.pt")
+MAP_FILES = (VOLUME_FILE, MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_ADDITIONS_FILE)
 COMPLETION_NICENESS = 10  # nice value of the background network thread above the process's
 
 
@@ -126,8 +128,8 @@ class SavedMap:
     mesh_semantic: Path
     mesh: SemanticMesh
     state: MapState
-    mesh_completed: Path | None = None
-    completed: SemanticMesh | None = None
+    mesh_additions: Path | None = None
+    additions: SemanticMesh | None = None
     folder: Path | None = None
 
     def summary(self) -> dict:
@@ -135,8 +137,8 @@ class SavedMap:
         out = {"folder": str(self.folder), "mesh_rgb": str(self.mesh_rgb), "mesh_semantic": str(self.mesh_semantic),
                "volume": str(self.volume),
                "triangles": self.mesh.num_triangles, "blocks": self.state.blocks, "map_stamp_ns": self.state.stamp_ns}
-        if self.mesh_completed is not None:
-            out.update(mesh_completed=str(self.mesh_completed), completed_triangles=self.completed.num_triangles)
+        if self.mesh_additions is not None:
+            out.update(mesh_additions=str(self.mesh_additions), additions_triangles=self.additions.num_triangles)
         return out
 
 
@@ -148,10 +150,11 @@ class Mapper:
         classes: class names and palette (votes are kept in this order); bare names are colored as in the package's
             class list (:meth:`ClassSet.from_names`).
         device: torch device of the volume (and of the network).
-        completion_config: chunking and scheduling of the completion network.
+        completion_config: chunking and scheduling of the completion network, and how meshes and voxel maps use
+            its predictions (``min_confidence``, ``label_override_probability``).
         checkpoint: completion network: "default" (the installed model), a file, or ""/None for fusion only.
-        mesh_source: what meshes, voxel maps and saves show: "observed", "completed" or "both"
-            (observed when there is no network).
+        mesh_source: what :meth:`mesh` and the saved mesh_rgb.ply / mesh_semantic.ply show by default: "observed",
+            "completed" or "both" (observed when there is no network).
         rgb_only_max_range: map without depth (Atlas-style feature back-projection of the color, needs
             ``volume_config.feature_dim == 3``) up to this range in metres; None maps RGB-D frames.
         strict_checkpoint: raise when the checkpoint cannot be used; otherwise keep the reason in
@@ -164,7 +167,7 @@ class Mapper:
 
     def __init__(self, volume_config: VolumeConfig, classes: ClassSet | Sequence[str], device: torch.device | str = "cpu",
                  completion_config: CompletionConfig | None = None, checkpoint: str | Path | None = None,
-                 mesh_source: str = "both", rgb_only_max_range: float | None = None,
+                 mesh_source: str = "observed", rgb_only_max_range: float | None = None,
                  strict_checkpoint: bool = True):
         self.classes = classes if isinstance(classes, ClassSet) else ClassSet.from_names(classes)
         self.volume = SemanticTSDFVolume(volume_config, self.classes.names, device)
@@ -181,7 +184,8 @@ class Mapper:
         self.completion_stats = CompletionStatistics()
         self.checkpoint: Path | None = None
         self.completion_error: str | None = None
-        self.engine = self._load_network(checkpoint, completion_config or CompletionConfig(), strict_checkpoint)
+        self.completion_config = completion_config or CompletionConfig()
+        self.engine = self._load_network(checkpoint, self.completion_config, strict_checkpoint)
         self.mesh_source = mesh_source if self.engine is not None else "observed"
         self.generation = 0
         self._version = 0
@@ -205,10 +209,13 @@ class Mapper:
         return cls(volume_config, classes, resolve_device(config.device), completion_config, checkpoint,
                    config.mesh_source, rgb_only_max_range, strict_checkpoint)
 
-    def attach_network(self, network: CompletionNetwork, config: CompletionConfig, use_color: bool = True) -> None:
-        """Complete the map with an already loaded ``network`` (e.g. one being trained) instead of a checkpoint."""
+    def attach_network(self, network: CompletionNetwork, config: CompletionConfig, use_color: bool = True,
+                       calibration: ConfidenceCalibration | None = None) -> None:
+        """Complete the map with an already loaded ``network`` (e.g. one being trained) instead of a checkpoint;
+        ``calibration``: its confidence calibration (None: uncalibrated, see :mod:`.completion_confidence`)."""
         with self.lock:
-            self.engine = CompletionEngine(network, self.volume, config, use_color=use_color)
+            self.engine = CompletionEngine(network, self.volume, config, use_color=use_color, calibration=calibration)
+            self.completion_config = config
 
     def _load_network(self, checkpoint, config: CompletionConfig, strict: bool) -> CompletionEngine | None:
         if checkpoint is None or str(checkpoint) == "":
@@ -353,25 +360,40 @@ class Mapper:
 
     # ------------------------------------------------------------------ outputs
     def mesh(self, source: str | None = None) -> tuple[SemanticMesh, MapState]:
-        """The mesh of ``source`` (default :attr:`mesh_source`) and the state it shows."""
+        """The mesh of ``source`` (default :attr:`mesh_source`; "additions": the network's additions) and the state
+        it shows."""
+        meshes, state = self.meshes((source or self.mesh_source,))
+        return meshes[0], state
+
+    def meshes(self, sources: Sequence[str]) -> tuple[list[SemanticMesh], MapState]:
+        """The meshes of ``sources`` (see :mod:`.surface_fields`), all of one state of the map, and that state."""
         with self.lock:
-            return extract_mesh(self.volume, source=source or self.mesh_source), self.state
+            return [extract_mesh(self.volume, source=source, completion=self.completion_config)
+                    for source in sources], self.state
+
+    @property
+    def voxel_map_source(self) -> str:
+        """What :meth:`voxel_map` shows: the observed voxels and, with a network, its trusted additions ("both";
+        the points' ``observed`` flag and ``surface_confidence`` tell them apart)."""
+        return "observed" if self.engine is None else "both"
 
     def voxel_map(self, max_distance_voxels: float, source: str | None = None) -> tuple[np.ndarray, MapState]:
-        """The near-surface voxels (:data:`~.voxel_map.VOXEL_POINT_DTYPE`) and the state they show."""
+        """The near-surface voxels (:data:`~.voxel_map.VOXEL_POINT_DTYPE`) of ``source`` (default
+        :attr:`voxel_map_source`) and the state they show."""
         with self.lock:
-            return surface_voxel_points(self.volume, max_distance_voxels, source or self.mesh_source), self.state
+            return surface_voxel_points(self.volume, max_distance_voxels, source or self.voxel_map_source,
+                                        self.completion_config), self.state
 
-    def save(self, directory: str | Path, completed_mesh: bool = False) -> SavedMap:
-        """Write volume.pt, mesh_rgb.ply, mesh_semantic.ply (and with ``completed_mesh`` and a network,
-        mesh_completed.ply) of one state of the map as one set: into a new save folder of the map folder
-        ``directory`` that becomes its ``current`` save at once (:class:`~.map_folder.MapFolder`; a crash at any
-        moment leaves the previous set or the new one). The map is held while meshing and copying the volume."""
-        completed = None
+    def save(self, directory: str | Path) -> SavedMap:
+        """Write volume.pt, mesh_rgb.ply, mesh_semantic.ply (and with a network, mesh_additions.ply) of one state
+        of the map as one set: into a new save folder of the map folder ``directory`` that becomes its ``current``
+        save at once (:class:`~.map_folder.MapFolder`; a crash at any moment leaves the previous set or the new
+        one). The map is held while meshing and copying the volume."""
+        additions = None
         with self.lock:
-            mesh = extract_mesh(self.volume, source=self.mesh_source)
-            if completed_mesh and self.engine is not None:
-                completed = extract_mesh(self.volume, source="both")
+            mesh = extract_mesh(self.volume, source=self.mesh_source, completion=self.completion_config)
+            if self.engine is not None:
+                additions = extract_mesh(self.volume, source="additions", completion=self.completion_config)
             volume = volume_state(self.volume)  # a copy: written after the map is released
             state = self.state
         names = self.classes.names
@@ -380,14 +402,14 @@ class Mapper:
             atomic_torch_save(volume, folder / VOLUME_FILE)
             write_semantic_ply(folder / MESH_RGB_FILE, mesh, names)
             write_semantic_ply(folder / MESH_SEMANTIC_FILE, mesh, names, colors=self.classes.colorize(mesh.labels))
-            if completed is not None:
-                write_semantic_ply(folder / MESH_COMPLETED_FILE, completed, names)
+            if additions is not None:
+                write_semantic_ply(folder / MESH_ADDITIONS_FILE, additions, names)
 
         folder, _ = map_folder(directory).save(write)
         return SavedMap(volume=folder / VOLUME_FILE, mesh_rgb=folder / MESH_RGB_FILE,
                         mesh_semantic=folder / MESH_SEMANTIC_FILE, mesh=mesh, state=state,
-                        mesh_completed=None if completed is None else folder / MESH_COMPLETED_FILE,
-                        completed=completed, folder=folder)
+                        mesh_additions=None if additions is None else folder / MESH_ADDITIONS_FILE,
+                        additions=additions, folder=folder)
 
     def load(self, path: str | Path) -> MapState:
         """Replace the map by a saved one (a map folder written by :meth:`save`: its current save; a save

@@ -1,4 +1,5 @@
-"""Triangle meshes with per-vertex color, semantic label and label confidence."""
+"""Triangle meshes with per-vertex color, semantic label, label confidence and, for meshes with the completion
+network's surface, surface confidence."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ class SemanticMesh:
         triangles: (M, 3) int64 vertex indices, counter-clockwise seen from the free-space side.
         colors: (N, 3) uint8 RGB.
         labels: (N,) int64 class ids, -1 where unlabeled.
-        confidence: (N,) float32 in [0, 1], share of the winning class in the fused label votes.
+        confidence: (N,) float32 in [0, 1], share of the winning class in the class scores.
+        surface_confidence: (N,) float32 in [0, 1]: 1 on observed surface, the completion network's calibrated
+            confidence on predicted surface; None for meshes of observed surface only.
     """
 
     vertices: np.ndarray
@@ -24,15 +27,17 @@ class SemanticMesh:
     colors: np.ndarray
     labels: np.ndarray
     confidence: np.ndarray
+    surface_confidence: np.ndarray | None = None
 
     @classmethod
-    def empty(cls) -> "SemanticMesh":
+    def empty(cls, with_surface_confidence: bool = False) -> "SemanticMesh":
         return cls(
             np.zeros((0, 3), np.float32),
             np.zeros((0, 3), np.int64),
             np.zeros((0, 3), np.uint8),
             np.zeros((0,), np.int64),
             np.zeros((0,), np.float32),
+            np.zeros((0,), np.float32) if with_surface_confidence else None,
         )
 
     @property

@@ -13,6 +13,7 @@ import itertools
 
 import torch
 
+from .config.completion import CompletionConfig
 from .marching_cubes_table import CORNER_OFFSETS, EDGE_AXIS, EDGE_CORNERS, TRIANGLE_COUNT, TRIANGLE_EDGES
 from .mesh import SemanticMesh
 from .surface_fields import SurfaceFields, labels_from_scores
@@ -57,23 +58,27 @@ def _cube_all(flags: torch.Tensor) -> torch.Tensor:
     return y[:, :-1] & y[:, 1:]
 
 
-def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0, source: str = "observed") -> SemanticMesh:
+def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0, source: str = "observed",
+                 completion: CompletionConfig | None = None) -> SemanticMesh:
     """Triangle mesh of the zero level set of the TSDF, in the world frame.
 
     Args:
         volume: the map.
         min_weight: observed voxels count only with weight above this (0 = observed at least once);
             cubes are meshed only where all 8 corner voxels are valid.
-        source: "observed", "completed" or "both", see :mod:`.surface_fields`.
+        source: "observed", "completed", "both" or "additions", see :mod:`.surface_fields` ("additions": only
+            the cubes of "both" with at least one unobserved corner).
+        completion: which predictions are trusted and whose labels win (default: :class:`CompletionConfig`'s).
     Returns:
-        SemanticMesh with per-vertex color, label (argmax of the interpolated class votes,
-        -1 where no votes) and confidence (winning share of the votes).
+        SemanticMesh with per-vertex color, label (argmax of the interpolated class scores, -1 where there are
+        none), confidence (winning share of the scores) and, for sources other than "observed", the interpolated
+        surface confidence (1 on observed voxels, the network's calibrated confidence elsewhere).
     """
     device, cfg = volume.device, volume.config
     B, K = cfg.block_size, volume.num_classes
-    fields = SurfaceFields(volume, source, min_weight)
+    fields = SurfaceFields(volume, source, min_weight, completion)
     if volume.num_blocks == 0:
-        return SemanticMesh.empty()
+        return SemanticMesh.empty(with_surface_confidence=source != "observed")
     grid = volume.grid
     slots = grid.slots
     coords = grid.block_coords(slots)  # (n, 3), key order
@@ -83,21 +88,24 @@ def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0, source: st
     pool_shape = (-1, B, B, B)
     tsdf = _gather_extended(fields.tsdf.view(pool_shape), neighbours, 1.0)
     observed = _gather_extended(fields.valid.view(pool_shape), neighbours, False)
+    measured = _gather_extended(fields.observed.view(pool_shape), neighbours, False) if source == "additions" else None
     inside = (tsdf < 0) & observed
     outside = (tsdf >= 0) & observed
     # only blocks with both signs among observed corners can hold surface
     flat_in, flat_out = inside.view(len(slots), -1), outside.view(len(slots), -1)
     keep = (flat_in.any(dim=1) & flat_out.any(dim=1)).nonzero().squeeze(1)
     if keep.numel() == 0:
-        return SemanticMesh.empty()
+        return SemanticMesh.empty(with_surface_confidence=source != "observed")
     coords, inside, observed = coords[keep], inside[keep], observed[keep]
 
     case = _cube_cases(inside.to(torch.uint8))
     valid = _cube_all(observed)
+    if measured is not None:  # the additions: cubes the observed surface does not have
+        valid &= ~_cube_all(measured[keep])
     case = torch.where(valid, case, torch.zeros_like(case)).view(-1)
     cube = ((case != 0) & (case != 255)).nonzero().squeeze(1)
     if cube.numel() == 0:
-        return SemanticMesh.empty()
+        return SemanticMesh.empty(with_surface_confidence=source != "observed")
     case = case[cube].long()
 
     # one row per triangle: its cube and its three edge ids
@@ -132,6 +140,10 @@ def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0, source: st
     rgb = torch.lerp(color[:, 0], color[:, 1], t[:, None]).round_().clamp_(0, 255).to(torch.uint8)
     scores = fields.scores_at(voxel).view(-1, 2, K)
     label, confidence = labels_from_scores(torch.lerp(scores[:, 0], scores[:, 1], t[:, None]))
+    surface_confidence = None
+    if source != "observed":
+        ends = fields.surface_confidence_at(voxel).view(-1, 2)
+        surface_confidence = torch.lerp(ends[:, 0], ends[:, 1], t).float().cpu().numpy()
 
     return SemanticMesh(
         vertices=positions.cpu().numpy(),
@@ -139,4 +151,5 @@ def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0, source: st
         colors=rgb.cpu().numpy(),
         labels=label.cpu().numpy(),
         confidence=confidence.float().cpu().numpy(),
+        surface_confidence=surface_confidence,
     )

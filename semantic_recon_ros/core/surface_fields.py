@@ -3,27 +3,45 @@
 ``source`` is one of :data:`SURFACE_SOURCES`:
 
 * ``observed``: voxels with fusion weight above ``min_weight``, their fused distance and color;
-* ``completed``: voxels the completion network predicted, their predicted distance and color;
-* ``both``: observed voxels as fused, and where unobserved, the predicted ones.
+* ``completed``: every voxel the completion network predicted, its predicted distance and color (the network
+  alone, no confidence filter);
+* ``both``: observed voxels as fused and, where unobserved, the network's trusted predictions;
+* ``additions``: what ``both`` adds to ``observed``: the network's trusted predictions where nothing was
+  observed (meshes keep the cubes of ``both`` with at least one unobserved corner, so the ``observed`` and
+  ``additions`` meshes together are the ``both`` mesh).
 
-Class scores come from the fused 2D label votes wherever a voxel has votes (observations win, as for
-distances), from the network's prediction elsewhere; "completed" shows the network's classes only.
-Distances are read as full per-slot pools (cheap: one float per voxel); colors and class
-scores only at the voxels a caller asks for, since full-pool copies of those (3 and K floats per
-voxel) would dominate meshing.
+A prediction is *trusted* where its calibrated confidence (``pred_confidence``, :mod:`.completion_confidence`)
+reaches ``completion.min_confidence``. Untrusted voxels are left out altogether, free-space predictions too: a
+sign change between the back of an observed wall's truncation band and a predicted voxel behind it would
+otherwise be meshed as a false shell.
+
+Class scores: where a voxel has fused 2D label votes and a prediction, the network's probabilities replace the
+votes when the network's top class probability exceeds ``completion.label_override_probability``; voxels without
+votes take the prediction; "completed" shows the network's classes only. (The former rule, fused votes always
+winning, cost the map most of the floors the network recognizes.) Distances are read as full per-slot pools
+(cheap: one float per voxel); colors and class scores only at the voxels a caller asks for, since full-pool
+copies of those (3 and K floats per voxel) would dominate meshing.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .config.completion import CompletionConfig
 from .config.mapper import SURFACE_SOURCES
 from .map.tsdf_volume import SemanticTSDFVolume
-PREDICTION_LAYERS = ("pred_tsdf", "pred_color", "pred_semantic", "pred_weight")
+
+PREDICTION_LAYERS = ("pred_tsdf", "pred_color", "pred_semantic", "pred_confidence", "pred_weight")
 
 
 class SurfaceFields:
     """The fields of one ``source`` over the volume's block pool (slot-major, V voxels per slot).
+
+    Args:
+        volume: the map.
+        source: one of :data:`SURFACE_SOURCES`.
+        min_weight: observed voxels count only with fusion weight above this.
+        completion: ``min_confidence`` and ``label_override_probability`` (default: :class:`CompletionConfig`'s).
 
     Attributes:
         tsdf: (slots, V) normalized signed distance of the source.
@@ -31,25 +49,29 @@ class SurfaceFields:
         observed: (slots, V) bool, voxels with fusion weight above ``min_weight``.
     """
 
-    def __init__(self, volume: SemanticTSDFVolume, source: str = "observed", min_weight: float = 0.0) -> None:
+    def __init__(self, volume: SemanticTSDFVolume, source: str = "observed", min_weight: float = 0.0,
+                 completion: CompletionConfig | None = None) -> None:
         if source not in SURFACE_SOURCES:
             raise ValueError(f"surface source must be one of {SURFACE_SOURCES}, got {source!r}")
         grid = volume.grid
-        layers = {name: grid.layer(name) for name in grid.layer_names}
         self.has_predictions = all(grid.has_layer(name) for name in PREDICTION_LAYERS)
         if source != "observed" and not self.has_predictions:
             raise ValueError(f"surface source {source!r} needs the completion network's predictions; none are loaded")
         self.source = source
-        self._layers = layers
+        self.completion = completion or CompletionConfig()
+        self._layers = {name: grid.layer(name) for name in grid.layer_names}
         self._num_classes = volume.num_classes
-        self.observed = layers["weight"] > min_weight
+        self.observed = self._layers["weight"] > min_weight
         if source == "observed":
-            self.tsdf, self.valid = layers["tsdf"], self.observed
-        elif source == "completed":
-            self.tsdf, self.valid = layers["pred_tsdf"], layers["pred_weight"] > 0
-        else:
-            self.tsdf = torch.where(self.observed, layers["tsdf"], layers["pred_tsdf"])
-            self.valid = self.observed | (layers["pred_weight"] > 0)
+            self.tsdf, self.valid = self._layers["tsdf"], self.observed
+            return
+        predicted = self._layers["pred_weight"] > 0
+        if source == "completed":
+            self.tsdf, self.valid = self._layers["pred_tsdf"], predicted
+            return
+        trusted = predicted & (self._layers["pred_confidence"] >= self.completion.min_confidence)
+        self.tsdf = torch.where(self.observed, self._layers["tsdf"], self._layers["pred_tsdf"])
+        self.valid = self.observed | trusted
 
     def color_at(self, voxels: torch.Tensor) -> torch.Tensor:
         """(N,) flat voxel indices -> (N, 3) float RGB 0..255: fused where observed (predicted for "completed")."""
@@ -62,20 +84,30 @@ class SurfaceFields:
         return torch.where(self.observed.view(-1)[voxels, None], fused, predicted)
 
     def scores_at(self, voxels: torch.Tensor) -> torch.Tensor:
-        """(N,) flat voxel indices -> (N, K) class scores: the fused label votes where a voxel has any, else
-        the predicted probabilities where the network predicted (all 0 where neither); for "completed" the
-        predicted probabilities only."""
+        """(N,) flat voxel indices -> (N, K) class scores (see the module docstring; all 0 where the voxel has
+        neither votes nor a prediction)."""
         K = self._num_classes
         votes = self._layers["semantic"].view(-1, K)[voxels]
         if not self.has_predictions:
             return votes
+        probabilities = self._layers["pred_semantic"].view(-1, K)[voxels]
         use_prediction = self._layers["pred_weight"].view(-1)[voxels] > 0
         if self.source == "completed":
-            otherwise = torch.zeros_like(votes)
-        else:
-            use_prediction &= votes.sum(dim=1) <= 0
-            otherwise = votes
-        return torch.where(use_prediction[:, None], self._layers["pred_semantic"].view(-1, K)[voxels], otherwise)
+            return torch.where(use_prediction[:, None], probabilities, torch.zeros_like(votes))
+        unvoted = votes.sum(dim=1) <= 0
+        sure = probabilities.amax(dim=1) > self.completion.label_override_probability
+        return torch.where((use_prediction & (unvoted | sure))[:, None], probabilities, votes)
+
+    def surface_confidence_at(self, voxels: torch.Tensor) -> torch.Tensor:
+        """(N,) flat voxel indices -> (N,) float32: 1 where the source shows observed data, else the calibrated
+        confidence of the network's prediction (0 where there is none)."""
+        observed = self.observed.view(-1)[voxels]
+        if not self.has_predictions:
+            return observed.float()
+        confidence = self._layers["pred_confidence"].view(-1)[voxels]
+        if self.source == "completed":
+            return confidence
+        return torch.where(observed, torch.ones_like(confidence), confidence)
 
 
 def labels_from_scores(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,31 +9,33 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .config.completion import CompletionConfig
 from .map.tsdf_volume import SemanticTSDFVolume
 from .surface_fields import SurfaceFields, labels_from_scores
 
 VOXEL_POINT_DTYPE = np.dtype({
-    "names": ["x", "y", "z", "rgb", "label", "confidence", "observed"],
-    "formats": ["<f4", "<f4", "<f4", "<u4", "<i4", "<f4", "u1"],
-    "offsets": [0, 4, 8, 12, 16, 20, 24],
-    "itemsize": 28,
+    "names": ["x", "y", "z", "rgb", "label", "confidence", "observed", "surface_confidence"],
+    "formats": ["<f4", "<f4", "<f4", "<u4", "<i4", "<f4", "u1", "<f4"],
+    "offsets": [0, 4, 8, 12, 16, 20, 24, 28],
+    "itemsize": 32,
 })
 
 
-def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float,
-                         source: str = "observed") -> np.ndarray:
+def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float, source: str = "observed",
+                         completion: CompletionConfig | None = None) -> np.ndarray:
     """(N,) :data:`VOXEL_POINT_DTYPE` points of the voxels within ``max_distance_voxels`` of the surface.
 
     ``source`` selects the voxels, their distance, color and class scores as for the mesh
-    (:mod:`~semantic_recon_ros.core.surface_fields`): "observed" takes the voxels with fusion
-    weight > 0 and their fused distance, "completed" the voxels the network predicted and their
-    predicted distance, "both" the observed voxels and, where unobserved, the predicted ones. A voxel
-    qualifies when ``|tsdf| * truncation <= max_distance_voxels * voxel_size``. Colors are fused where
-    observed (predicted for "completed"); labels come from the fused votes where a voxel has any, else
-    from the network. Points come in block key order, voxels in their storage order within a block.
+    (:mod:`~semantic_recon_ros.core.surface_fields`, with ``completion``'s ``min_confidence`` and
+    ``label_override_probability``): "observed" takes the voxels with fusion weight > 0 and their fused distance,
+    "completed" the voxels the network predicted and their predicted distance, "both" the observed voxels and,
+    where unobserved, the trusted predicted ones, "additions" only the latter. A voxel qualifies when
+    ``|tsdf| * truncation <= max_distance_voxels * voxel_size``. Colors are fused where observed (predicted for
+    "completed"); ``surface_confidence`` is 1 where observed (except for "completed"), else the network's
+    calibrated confidence. Points come in block key order, voxels in their storage order within a block.
     Raises ValueError for a source other than "observed" when the volume holds no predictions.
     """
-    fields = SurfaceFields(volume, source)  # validates the source
+    fields = SurfaceFields(volume, source, completion=completion)  # validates the source
     points = np.zeros(0, VOXEL_POINT_DTYPE)
     if volume.num_blocks == 0:
         return points
@@ -41,6 +43,8 @@ def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float,
     slots = grid.slots
     valid, tsdf = fields.valid.index_select(0, slots), fields.tsdf.index_select(0, slots)  # (n, V)
     keep = valid & (tsdf.abs() <= max_distance_voxels / cfg.truncation_voxels)
+    if source == "additions":
+        keep &= ~fields.observed.index_select(0, slots)
     block, local = keep.nonzero(as_tuple=True)
     flat = slots[block] * cfg.voxels_per_block + local
     centers = (grid.voxel_coords(flat).double() * cfg.voxel_size).float()
@@ -55,4 +59,5 @@ def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float,
     points["label"] = label.cpu().numpy()
     points["confidence"] = confidence.cpu().numpy()
     points["observed"] = fields.observed.view(-1)[flat].cpu().numpy()
+    points["surface_confidence"] = fields.surface_confidence_at(flat).cpu().numpy()
     return points

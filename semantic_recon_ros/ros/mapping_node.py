@@ -11,12 +11,16 @@ name                       type                                   role
 ``semantic/image_raw``     sensor_msgs/Image                      in (use_labels): mono8 / 16UC1 class ids
 ``/tf``, ``/tf_static``    tf2_msgs/TFMessage                     in: camera pose world_frame <- image frame
 ``mesh``                   visualization_msgs/MarkerArray         out, transient-local, depth 10: incremental
+``mesh_additions``         visualization_msgs/MarkerArray         out, as ``mesh``: the completion network's
+                                                                  additions, semi-transparent (ns
+                                                                  ``mesh_additions``)
 ``voxel_map``              sensor_msgs/PointCloud2                out, transient-local: near-surface voxels
 ``class_legend``           visualization_msgs/MarkerArray         out, latched: one text marker per class
 ``~/status``               std_msgs/String                        out: the status line's numbers as JSON
 ``/diagnostics``           diagnostic_msgs/DiagnosticArray        out: the same status, one DiagnosticStatus
 ``~/save_map``             std_srvs/Trigger                       writes mesh_rgb.ply, mesh_semantic.ply,
-                                                                  volume.pt into output_dir as one set
+                                                                  volume.pt (and mesh_additions.ply with a
+                                                                  network) into output_dir as one set
                                                                   (a new save folder, then ``current``;
                                                                   paths: JSON); inputs wait while the map
                                                                   is meshed (DDS queues them)
@@ -30,11 +34,15 @@ map`` and the trainer use); this node is subscriptions, TF, threads, services an
 around it. ``initial_map`` starts the node from a saved map.
 
 With a ``checkpoint``, a completion network (S4R, :mod:`semantic_recon_ros.core.completion`) predicts
-the geometry, color and classes of the map, including space the camera never saw, and ``mesh_source``
-chooses what the mesh, the voxel map and saved meshes show (observed, completed or both); voxel map
-points the network filled alone have ``observed = 0``, and labels come from the fused 2D labels where a
-voxel has votes, from the network elsewhere. The default ``checkpoint`` is the installed default model; a
-checkpoint that cannot be used is logged as an error at startup and the node maps by fusion only.
+the geometry, color and classes of the map, including space the camera never saw, each predicted voxel with a
+calibrated confidence (:mod:`semantic_recon_ros.core.completion_confidence`). By default (``mesh_source``
+observed) ``mesh`` shows the observed surface only and ``mesh_additions`` the surface the network adds where
+nothing was observed and its confidence reaches ``completion.min_confidence``, drawn semi-transparent; the
+voxel map holds both, its points flagged ``observed`` (0: filled by the network) with their
+``surface_confidence``. Labels everywhere combine the fused 2D labels and the network's classes
+(``completion.label_override_probability``, :mod:`semantic_recon_ros.core.surface_fields`). The default
+``checkpoint`` is the installed default model; a checkpoint that cannot be used is logged as an error at
+startup and the node maps by fusion only.
 
 Threads: the executor runs only light callbacks: the input callbacks check each message's stamp, the
 synchronized sets are decoded, checked and enqueued into a bounded queue that drops its oldest frame when
@@ -120,7 +128,8 @@ from .image_conversions import (
     decode_depth_image,
     decode_label_image,
 )
-from .mesh_conversions import RegionMeshMarkers, class_legend_markers, mesh_vertex_colors, serialize_marker_array
+from .mesh_conversions import (ADDITIONS_ALPHA, ADDITIONS_NAMESPACE, RegionMeshMarkers, class_legend_markers,
+                               mesh_vertex_colors, serialize_marker_array)
 from .node_config import MappingNodeConfig
 from .node_parameters import declare_sections
 from .pointcloud_conversions import voxel_points_to_pointcloud2
@@ -138,6 +147,7 @@ NODE_NAME = "mapping_node"
 COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, LABELS_TOPIC = (
     "color/image_raw", "depth/image_raw", "color/camera_info", "semantic/image_raw")
 MESH_TOPIC, VOXEL_MAP_TOPIC, LEGEND_TOPIC, STATUS_TOPIC = "mesh", "voxel_map", "class_legend", "~/status"
+ADDITIONS_TOPIC = "mesh_additions"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 SPIN_TIMEOUT_S = 0.2  # bounds the reaction time to SIGINT / SIGTERM (seen when spin_once returns)
 SPIN_EXIT_TIMEOUT_S = 5.0  # after a signal, longest wait for the executor to return before shutting down without it
@@ -269,9 +279,11 @@ class MappingNode(Node):
         self._remove_save_leftovers()
         self.queue = FrameQueue(self.config.queue_size)
         self.mesh_markers = RegionMeshMarkers(self.config.world_frame, self.config.mesh_region_size)
+        self.additions_markers = RegionMeshMarkers(self.config.world_frame, self.config.mesh_region_size,
+                                                   ADDITIONS_NAMESPACE, ADDITIONS_ALPHA)
         self._meshed_version = -1
         self._mesh_stamp_ns = 0
-        self._mesh_subscribers = 0
+        self._mesh_subscribers = self._additions_subscribers = 0
         self._next_mesh_time = 0.0  # monotonic time before which no new mesh is extracted
         self._voxel_map_version = -1
         self._output_lock = threading.Lock()  # mesh / voxel map publication state (taken before the map's lock)
@@ -283,6 +295,7 @@ class MappingNode(Node):
         self.tf_listener = TransformListener(self.tf_buffer, self)
 
         self.mesh_publisher = self.create_publisher(MarkerArray, MESH_TOPIC, MESH_QOS)
+        self.additions_publisher = self.create_publisher(MarkerArray, ADDITIONS_TOPIC, MESH_QOS)
         self.voxel_map_publisher = self.create_publisher(PointCloud2, VOXEL_MAP_TOPIC, LATCHED_QOS)
         self.legend_publisher = self.create_publisher(MarkerArray, LEGEND_TOPIC, LATCHED_QOS)
         self.status_publisher = self.create_publisher(String, STATUS_TOPIC, 10)
@@ -556,27 +569,35 @@ class MappingNode(Node):
                     schedule[index] = (period, task, max(due + period, time.monotonic()))
 
     def publish_mesh(self) -> None:
-        """Mesh the map when it changed and publish the changed regions (everything for new subscribers).
+        """Mesh the map when it changed and publish the changed regions (everything for new subscribers): the
+        mesh of ``mesh_source`` on ``mesh`` and, with a completion network, its additions on ``mesh_additions``.
 
-        The whole volume is meshed while holding it, so after a mesh that took ``t`` seconds the next one
-        waits ``t * (1 / MAX_MESH_TIME_SHARE - 1)``: on large maps updates come less often than mesh_rate.
+        The whole volume is meshed while holding it, so after meshes that took ``t`` seconds the next ones
+        wait ``t * (1 / MAX_MESH_TIME_SHARE - 1)``: on large maps updates come less often than mesh_rate.
         """
         with self._output_lock:
             subscribers = self.mesh_publisher.get_subscription_count()
+            additions_subscribers = self.additions_publisher.get_subscription_count()
             resend_all = subscribers > self._mesh_subscribers
-            self._mesh_subscribers = subscribers
-            unchanged = self.mapper.state.version == self._meshed_version and not resend_all
+            resend_additions = additions_subscribers > self._additions_subscribers
+            self._mesh_subscribers, self._additions_subscribers = subscribers, additions_subscribers
+            unchanged = (self.mapper.state.version == self._meshed_version and not resend_all
+                         and not resend_additions)
             if unchanged or time.monotonic() < self._next_mesh_time:
                 return
             start = time.perf_counter()
-            mesh, state = self.mapper.mesh()
+            sources = [self.mesh_source] + (["additions"] if self.engine is not None else [])
+            meshes, state = self.mapper.meshes(sources)
             seconds = time.perf_counter() - start
             # on a large map, meshing the whole volume takes long: leave the volume to integration in between
             self._next_mesh_time = time.monotonic() + seconds * (1 / MAX_MESH_TIME_SHARE - 1)
-            colors = mesh_vertex_colors(mesh, self.classes, self.config.mesh_color_mode)
-            markers, _ = self.mesh_markers.update(mesh, colors, state.stamp_ns, resend_all=resend_all)
-            if markers:
-                self.mesh_publisher.publish(serialize_marker_array(markers))
+            outputs = ((self.mesh_markers, self.mesh_publisher, resend_all),
+                       (self.additions_markers, self.additions_publisher, resend_additions))
+            for mesh, (markers_of, publisher, resend) in zip(meshes, outputs):
+                colors = mesh_vertex_colors(mesh, self.classes, self.config.mesh_color_mode)
+                markers, _ = markers_of.update(mesh, colors, state.stamp_ns, resend_all=resend)
+                if markers:
+                    publisher.publish(serialize_marker_array(markers))
             self._meshed_version, self._mesh_stamp_ns = state.version, state.stamp_ns
         self.stats.count_mesh(seconds)
 
@@ -601,7 +622,8 @@ class MappingNode(Node):
         state = self.mapper.state  # no lock: never wait for a frame
         summary.update(queue=len(self.queue), queue_size=self.queue.capacity, blocks=state.blocks,
                        volume_mb=round(state.volume_bytes / 1e6, 1), rss_mb=round(resident_memory_bytes() / 1e6, 1),
-                       mesh_regions=self.mesh_markers.num_regions, map_stamp_ns=state.stamp_ns,
+                       mesh_regions=self.mesh_markers.num_regions,
+                       additions_regions=self.additions_markers.num_regions, map_stamp_ns=state.stamp_ns,
                        mesh_stamp_ns=self._mesh_stamp_ns, map_version=state.version,
                        mesh_version=self._meshed_version, voxel_map_version=self._voxel_map_version)
         completion = {"checkpoint": str(self.checkpoint) if self.checkpoint else self._checkpoint_parameter,
@@ -655,9 +677,9 @@ class MappingNode(Node):
 
     # ------------------------------------------------------------------ services
     def save_map(self) -> dict:
-        """Write mesh_rgb.ply, mesh_semantic.ply and volume.pt of one state of the map into output_dir as one set
-        (a new save folder that becomes ``current`` at once: :mod:`semantic_recon_ros.core.map_folder`); returns
-        their paths and sizes."""
+        """Write mesh_rgb.ply, mesh_semantic.ply, volume.pt (and with a network mesh_additions.ply) of one state of
+        the map into output_dir as one set (a new save folder that becomes ``current`` at once:
+        :mod:`semantic_recon_ros.core.map_folder`); returns their paths and sizes."""
         return self.mapper.save(Path(os.path.expanduser(self.config.output_dir))).summary()
 
     def _remove_save_leftovers(self) -> None:
@@ -689,6 +711,7 @@ class MappingNode(Node):
         """Publish an empty mesh and voxel map for ``state`` (hold the output lock)."""
         stamp_ns = self.get_clock().now().nanoseconds
         self.mesh_publisher.publish(serialize_marker_array(self.mesh_markers.clear(stamp_ns)))
+        self.additions_publisher.publish(serialize_marker_array(self.additions_markers.clear(stamp_ns)))
         self._meshed_version, self._mesh_stamp_ns = state.version, 0
         empty = np.zeros(0, VOXEL_POINT_DTYPE)
         self.voxel_map_publisher.publish(voxel_points_to_pointcloud2(empty, self.config.world_frame, stamp_ns))

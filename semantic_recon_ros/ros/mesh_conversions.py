@@ -1,8 +1,9 @@
 """SemanticMesh -> ``visualization_msgs/MarkerArray`` of TRIANGLE_LIST markers, one per spatial region.
 
 The mesh is cut into cubic regions of ``region_size`` metres (a triangle belongs to the region of its
-centroid); each region is one ``Marker`` (``ns`` = "mesh", a stable id per region) with three points
-and three per-vertex colors per triangle, so no single marker grows with the map and RViz updates
+centroid); each region is one ``Marker`` (``ns`` = "mesh", or "mesh_additions" for the completion network's
+additions, which are drawn semi-transparent; a stable id per region) with three points and three per-vertex
+colors per triangle, so no single marker grows with the map and RViz updates
 only what changed. :class:`RegionMeshMarkers` remembers a digest of every region it sent: an update
 carries only new or changed regions plus DELETE markers for regions that vanished; a full resend
 (for new subscribers) starts with a DELETEALL.
@@ -30,6 +31,8 @@ TRIANGLE_LIST = 11  # visualization_msgs/Marker constants
 TEXT_VIEW_FACING = 9
 ADD, DELETE, DELETEALL = 0, 2, 3
 MESH_NAMESPACE = "mesh"
+ADDITIONS_NAMESPACE = "mesh_additions"
+ADDITIONS_ALPHA = 0.5  # the network's additions are see-through: a viewer tells them from observed surface
 CDR_LITTLE_ENDIAN_HEADER = b"\x00\x01\x00\x00"
 
 
@@ -157,12 +160,13 @@ def triangle_regions(mesh: SemanticMesh, region_size: float) -> dict[tuple[int, 
 
 
 def triangle_list_marker(mesh: SemanticMesh, vertex_colors: np.ndarray, triangles: np.ndarray, frame_id: str,
-                         stamp_ns: int, marker_id: int, ns: str = MESH_NAMESPACE) -> MarkerFields:
-    """TRIANGLE_LIST marker of the triangles ``triangles`` (indices into ``mesh.triangles``), per-vertex colored."""
+                         stamp_ns: int, marker_id: int, ns: str = MESH_NAMESPACE, alpha: float = 1.0) -> MarkerFields:
+    """TRIANGLE_LIST marker of the triangles ``triangles`` (indices into ``mesh.triangles``), per-vertex colored
+    with opacity ``alpha``."""
     corners = mesh.triangles[triangles].reshape(-1)  # (3 T,) vertex ids, triangle by triangle
     rgba = np.empty((len(corners), 4), np.float32)
     rgba[:, :3] = vertex_colors[corners] / np.float32(255)
-    rgba[:, 3] = 1.0
+    rgba[:, 3] = alpha
     return MarkerFields(frame_id=frame_id, stamp_ns=stamp_ns, ns=ns, id=marker_id, type=TRIANGLE_LIST,
                         points=mesh.vertices[corners].astype(np.float64), colors=rgba)
 
@@ -173,13 +177,16 @@ class RegionMeshMarkers:
     Args:
         frame_id: frame of the mesh vertices (the map's world frame).
         region_size: edge of the cubic regions, metres.
+        namespace: the markers' ``ns`` (the DELETEALL of :meth:`clear` clears only it).
+        alpha: opacity of every vertex color.
     """
 
-    def __init__(self, frame_id: str, region_size: float) -> None:
+    def __init__(self, frame_id: str, region_size: float, namespace: str = MESH_NAMESPACE, alpha: float = 1.0) -> None:
         if region_size <= 0:
             raise ValueError(f"region_size must be positive, got {region_size}")
         self.frame_id = frame_id
         self.region_size = float(region_size)
+        self.namespace, self.alpha = namespace, float(alpha)
         self._ids: dict[tuple[int, int, int], int] = {}
         self._digests: dict[tuple[int, int, int], bytes] = {}  # what the subscribers currently show
 
@@ -212,7 +219,8 @@ class RegionMeshMarkers:
         regions = triangle_regions(mesh, self.region_size)
         changed = 0
         for region, triangles in regions.items():
-            marker = triangle_list_marker(mesh, vertex_colors, triangles, self.frame_id, stamp_ns, self._region_id(region))
+            marker = triangle_list_marker(mesh, vertex_colors, triangles, self.frame_id, stamp_ns,
+                                          self._region_id(region), self.namespace, self.alpha)
             digest = hashlib.blake2b(marker.points.tobytes() + marker.colors.tobytes(), digest_size=16).digest()
             if self._digests.get(region) != digest:
                 self._digests[region] = digest
@@ -220,13 +228,13 @@ class RegionMeshMarkers:
                 changed += 1
         for region in [r for r in self._digests if r not in regions]:
             del self._digests[region]
-            markers.append(MarkerFields(frame_id=self.frame_id, stamp_ns=stamp_ns, ns=MESH_NAMESPACE,
+            markers.append(MarkerFields(frame_id=self.frame_id, stamp_ns=stamp_ns, ns=self.namespace,
                                         id=self._ids[region], type=TRIANGLE_LIST, action=DELETE))
         return markers, changed
 
     def delete_all_marker(self, stamp_ns: int) -> MarkerFields:
-        """A DELETEALL marker for the mesh namespace."""
-        return MarkerFields(frame_id=self.frame_id, stamp_ns=stamp_ns, ns=MESH_NAMESPACE, id=0, type=TRIANGLE_LIST,
+        """A DELETEALL marker for this namespace."""
+        return MarkerFields(frame_id=self.frame_id, stamp_ns=stamp_ns, ns=self.namespace, id=0, type=TRIANGLE_LIST,
                             action=DELETEALL)
 
     def clear(self, stamp_ns: int) -> list[MarkerFields]:

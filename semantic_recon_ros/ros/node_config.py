@@ -58,7 +58,8 @@ class MappingNodeConfig:
         0.5, "voxel_map publications per second; 0 disables.", 0.0, 100.0)
     voxel_map_distance: float = parameter(
         1.0, "voxel_map holds the observed voxels whose fused distance to the surface is at most this many "
-             "voxel sizes.", 0.0, 16.0)
+             "voxel sizes and, with a completion network, the voxels it adds within this distance of its surface "
+             "(observed = 0, with their surface_confidence).", 0.0, 16.0)
     status_period: float = parameter(
         5.0, "Seconds between status log lines (also published as JSON on ~/status); 0 disables.", 0.0, 3600.0)
     initial_map: str = parameter(

@@ -1,9 +1,9 @@
 """The voxel map -> ``sensor_msgs/PointCloud2``, built from the bytes of a numpy structured array.
 
 One point per voxel near the surface, at the voxel centre (world frame): the observed voxels near the
-fused surface, and with a completion network (source ``completed`` or ``both``, see
-:mod:`~semantic_recon_ros.core.surface_fields`) the predicted voxels near the predicted surface,
-with fields
+fused surface, and with a completion network (the node's voxel map shows source ``both``, see
+:mod:`~semantic_recon_ros.core.surface_fields`) the voxels the network adds near its predicted surface where its
+calibrated confidence reaches ``completion.min_confidence``, with fields
 
 =============  ==========  ======  ==============================================================
 field          datatype    offset  meaning
@@ -11,13 +11,16 @@ field          datatype    offset  meaning
 ``x y z``      FLOAT32     0 4 8   voxel centre, metres
 ``rgb``        FLOAT32     12      color packed as ``0x00RRGGBB`` in the float's bits (PCL/RViz convention):
                                    fused where observed, predicted elsewhere
-``label``      INT32       16      argmax of the fused class votes where the voxel has votes, else of the
-                                   network's class probabilities where it predicted; -1 = unlabeled
+``label``      INT32       16      class of the fused votes and the network's probabilities combined (the
+                                   network's where it is sure enough, see ``surface_fields``); -1 = unlabeled
 ``confidence`` FLOAT32     20      winning share of the votes / probability (0 when unlabeled)
 ``observed``   UINT8       24      1 = seen by the sensor; 0 = filled by the completion network only
+``surface_     FLOAT32     28      1 where observed; where filled by the network, the calibrated
+confidence``                       probability that its surface there is right (filter on it)
 =============  ==========  ======  ==============================================================
 
-``point_step`` is 28 bytes (3 bytes of padding), little-endian, ``height`` 1, ``is_dense`` true.
+``point_step`` is 32 bytes (3 bytes of padding after ``observed``), little-endian, ``height`` 1, ``is_dense``
+true.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from ..core.voxel_map import VOXEL_POINT_DTYPE
 from .header_conversions import header_msg
 
 _DATATYPES = {"x": PointField.FLOAT32, "y": PointField.FLOAT32, "z": PointField.FLOAT32, "rgb": PointField.FLOAT32,
-              "label": PointField.INT32, "confidence": PointField.FLOAT32, "observed": PointField.UINT8}
+              "label": PointField.INT32, "confidence": PointField.FLOAT32, "observed": PointField.UINT8,
+              "surface_confidence": PointField.FLOAT32}
 _NUMPY_TYPES = {PointField.INT8: "i1", PointField.UINT8: "u1", PointField.INT16: "<i2", PointField.UINT16: "<u2",
                 PointField.INT32: "<i4", PointField.UINT32: "<u4", PointField.FLOAT32: "<f4", PointField.FLOAT64: "<f8"}
 

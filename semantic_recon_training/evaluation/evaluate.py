@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from semantic_recon_ros.core.classes import load_class_set
+from semantic_recon_ros.core.completion_confidence import ConfidenceCalibration
 from semantic_recon_ros.core.config.completion import CompletionConfig
 from semantic_recon_ros.core.models import load_checkpoint
 from semantic_recon_ros.core.config.files import load_section
@@ -36,7 +37,7 @@ from .evaluation_plots import depth_error_histogram, mesh_preview, per_class_iou
 from .evaluation_protocol import (EvaluationProtocol, held_out_synthetic_scene, parse_seeds, real_evaluation_scene,
                                   synthetic_evaluation_scene)
 from .evaluation_report import DatasetResult, metrics_table, write_results
-from .reconstructions import LABEL_FUSION
+from .reconstructions import ABLATION_PREFIX, LABEL_FUSION
 from .scene_evaluation import SceneResult, evaluate_scene
 
 DEFAULT_SEGMENTER = Path(repo_path(DEFAULT_SEGMENTER_DIR))
@@ -102,6 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-file", type=Path, default=None,
                         help="parameter YAML whose 'completion' section chunks the network run (default: the "
                              "node's config/mapping.yaml)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also score rows that change one lever of the map each: the label rule, the "
+                             "confidence threshold of the network's additions")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default %(default)s)")
     parser.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -121,12 +125,14 @@ def write_plots(out: Path, datasets: list[DatasetResult], class_names: tuple[str
         which = "full" if dataset.synthetic else "views"
         per_class_iou_plot(out / f"per_class_iou_{'synthetic' if dataset.synthetic else 'seven_scenes'}.png",
                            class_names, {name: getattr(scores, which).per_class_iou().numpy()
-                                         for name, scores in dataset.totals.items() if scores.has_semantics},
+                                         for name, scores in dataset.totals.items()
+                                         if scores.has_semantics and not name.startswith(ABLATION_PREFIX)},
                            f"{dataset.title}: per-class IoU, "
                            f"{'partial-to-full' if dataset.synthetic else 'held-out views vs the segmenter'}")
     depth_error_histogram(out / "depth_error_histogram.png",
                           {d.title: {name: np.concatenate(scores.depth_errors) for name, scores in d.totals.items()
-                                     if name != LABEL_FUSION} for d in datasets})
+                                     if name != LABEL_FUSION and not name.startswith(ABLATION_PREFIX)}
+                           for d in datasets})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,10 +170,12 @@ def run(args: argparse.Namespace) -> int:
         labels = GroundTruthLabels(classes.num_classes)
     completion = load_section(args.params_file or share_file("config/mapping.yaml"), "completion", CompletionConfig)
     progress = not args.no_progress
+    calibration = (ConfidenceCalibration.uncalibrated() if info.calibration is None
+                   else ConfidenceCalibration.from_dict(info.calibration))
 
     def evaluate(scene) -> SceneResult:
         return evaluate_scene(scene, network, info.model == "s4r", protocol, classes.names, labels, completion,
-                              device=args.device, progress=progress)
+                              device=args.device, progress=progress, calibration=calibration, ablation=args.ablation)
 
     datasets = []
     if seeds:
@@ -193,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         if len(sys.argv) > 1 and sys.argv[1] == "evaluate" else "python -m semantic_recon_training evaluate"
     seconds = time.perf_counter() - started
     markdown, _ = write_results(out, datasets, classes.names, protocol, completion, args.checkpoint, command,
-                                seconds)
+                                seconds, calibration)
     for dataset in datasets:
         print(f"\n{dataset.title}\n" + metrics_table({m: s.summary() for m, s in dataset.totals.items()}))
     print(f"\nwrote {markdown} ({seconds / 60:.1f} min)")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from semantic_recon_ros.core.completion_confidence import ConfidenceCalibration
 from semantic_recon_ros.core.config.completion import CompletionConfig
 
 from .evaluation_protocol import EvaluationProtocol
@@ -113,22 +114,28 @@ DeepLab segmenter, i.e. semantic consistency). 2D depth (Atlas): each method's m
 with a prediction; averaged over views. 3D (Atlas): points sampled every {spacing:g} cm on the method's mesh and on the
 target mesh (synthetic: ground truth; 7-Scenes: the fusion of all frames); Acc / Comp = mean distance prediction -> target /
 target -> prediction, Prec / Recall / F-score at {threshold:g} cm; averaged over scenes. "TSDF fusion" and "2D label fusion" share
-their geometry (the same fusion of the input frames); "fusion + network" keeps observed voxels and takes the network's
-prediction elsewhere (the node's completed map)."""
+their geometry (the same fusion of the input frames); "network" is the network's prediction alone, unfiltered;
+"fusion + network labels" is the map by default (the observed geometry, labels combining the fused votes and the
+network's classes); "fusion + network" keeps observed voxels and adds the network's prediction where its calibrated
+confidence reaches completion.min_confidence (the map with its additions). "ablation:" rows change one setting of
+the latter two each."""
 
 
 def write_results(out_dir: Path, datasets: Sequence[DatasetResult], class_names: Sequence[str],
                   protocol: EvaluationProtocol, completion: CompletionConfig, checkpoint: Path, command: str,
-                  seconds: float) -> tuple[Path, Path]:
+                  seconds: float, calibration: ConfidenceCalibration) -> tuple[Path, Path]:
     """Write ``results.md`` and ``results.json``; returns their paths."""
     lines = [f"# Evaluation of `{checkpoint}`", "", f"Command: `{command}`", "",
              f"Protocol: {protocol.voxel_size * 100:g} cm voxels, truncation {protocol.truncation_voxels:g} voxels, "
              f"input = a seeded {protocol.input_fraction:.0%} of the frames (seed {protocol.seed}), "
              f"up to {protocol.views_per_scene} held-out views per scene at 1/{protocol.view_downscale} resolution, "
              f"pseudo-labels from the 2D segmenter (min probability {protocol.min_label_probability:g}). "
+             f"Completion: min_confidence {completion.min_confidence:g}, label_override_probability "
+             f"{completion.label_override_probability:g}; confidence calibration: {calibration.fitted_on}. "
              f"Wall time {seconds / 60:.1f} min.", ""]
     document = {"checkpoint": str(checkpoint), "command": command, "seconds": round(seconds, 1),
                 "protocol": dataclasses.asdict(protocol), "completion": dataclasses.asdict(completion),
+                "calibration": calibration.to_dict(),
                 "class_names": list(class_names), "datasets": {}}
     for dataset in datasets:
         summaries = {name: scores.summary() for name, scores in dataset.totals.items()}

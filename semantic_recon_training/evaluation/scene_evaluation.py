@@ -14,7 +14,7 @@ Targets:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from semantic_recon_ros.core.completion_confidence import ConfidenceCalibration
 from semantic_recon_ros.core.config.completion import CompletionConfig
 from semantic_recon_ros.core.mesh import SemanticMesh
 from semantic_recon_ros.core.mesh_preview import TopDownView, estimate_up
@@ -34,7 +35,7 @@ from ..data.view_images import pick_pixels, reduced_view
 from .evaluation_protocol import EvaluationProtocol, EvaluationScene, fuse_frames
 from .evaluation_scoring import MethodScores, ViewTarget, VoxelTarget, mesh_points, score_reconstruction
 from .metrics import occupied, semantic_masks, visible_surface
-from .reconstructions import (EvaluationBox, Reconstruction, fusion_reconstructions,
+from .reconstructions import (FUSION_AND_NETWORK, NETWORK, EvaluationBox, Reconstruction, fusion_reconstructions,
                               network_reconstructions)
 
 GROUND_TRUTH = "ground truth"
@@ -123,7 +124,8 @@ def view_target(scene: EvaluationScene, protocol: EvaluationProtocol, labels: La
 
 def evaluate_scene(scene: EvaluationScene, network: nn.Module, use_color: bool, protocol: EvaluationProtocol,
                    class_names: Sequence[str], labels: LabelSource, completion: CompletionConfig | None = None,
-                   device: str = "cpu", progress: bool = True) -> SceneResult:
+                   device: str = "cpu", progress: bool = True, calibration: ConfidenceCalibration | None = None,
+                   ablation: bool = False) -> SceneResult:
     """Fuse the scene's input frames with their 2D labels, complete them with ``network``, score all methods.
 
     Args:
@@ -131,7 +133,11 @@ def evaluate_scene(scene: EvaluationScene, network: nn.Module, use_color: bool, 
         network: S4R network (eval mode) trained for ``protocol.voxel_size`` and ``class_names``.
         use_color: the network takes color (``s4r``, not ``s4r_colorblind``).
         labels: 2D labels of the input frames (pseudo-labels), and of real held-out views.
-        completion: chunking of the completion run (default: the node's).
+        completion: chunking of the completion run and how the map uses the predictions (default: the node's).
+            The run itself stores every prediction (``min_confidence`` 0 for the allocation of blocks), so that
+            rows can apply any confidence threshold.
+        calibration: the network's confidence calibration (None: uncalibrated).
+        ablation: also score the rows of :func:`.reconstructions.ablation_variants`.
     """
     seconds = {}
     start = time.perf_counter()
@@ -161,16 +167,18 @@ def evaluate_scene(scene: EvaluationScene, network: nn.Module, use_color: bool, 
     seconds["targets"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    mapper.attach_network(network, completion or CompletionConfig(), use_color=use_color)
+    completion = completion or CompletionConfig()
+    mapper.attach_network(network, replace(completion, min_confidence=0.0), use_color=use_color,
+                          calibration=calibration)
     with tqdm(desc=f"completing {scene.name}", unit="chunk", disable=not progress, leave=False) as bar:
         chunks = mapper.complete(time_budget=float("inf"), progress=lambda done, planned: bar.update(done - bar.n)
                                  ).chunks_run
-    network_result, both = network_reconstructions(volume, box, label_fusion, observed)
+    completed = network_reconstructions(volume, box, completion, ablation)
     seconds["complete"] = time.perf_counter() - start
 
     start = time.perf_counter()
     methods = {}
-    for reconstruction in (plain, label_fusion, network_result, both):
+    for reconstruction in (plain, label_fusion, *completed):
         methods[reconstruction.name] = score_reconstruction(
             reconstruction, voxels, views, target_points, len(class_names), protocol.truncation, protocol.voxel_size,
             protocol.occupancy, protocol.mesh_sample_spacing, protocol.max_mesh_samples, protocol.fscore_threshold)
@@ -181,7 +189,7 @@ def evaluate_scene(scene: EvaluationScene, network: nn.Module, use_color: bool, 
         up = estimate_up(views.poses)
         preview = TopDownView(up, max(float(T[:3, 3] @ up) for T in views.poses) + 0.4)
     meshes = {reference_name: reference_mesh, label_fusion.name: label_fusion.mesh,
-              network_result.name: network_result.mesh, both.name: both.mesh}
+              **{r.name: r.mesh for r in completed if r.name in (NETWORK, FUSION_AND_NETWORK)}}
     info = {"frames": len(scene.frames), "input_frames": len(input_positions),
             "held_out_views": [scene.frame_index(p) for p in scene.views], "box_voxels": list(box.shape),
             "chunks_completed": chunks, "seconds": {k: round(v, 2) for k, v in seconds.items()}}

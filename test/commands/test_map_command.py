@@ -31,7 +31,7 @@ def test_maps_seven_scenes_into_mesh_volume_and_preview(tmp_path):
     assert result.returncode == 0, result.stderr
     # the default model is for 4 cm voxels: fusion only, with a warning
     assert "default completion model does not fit this map" in result.stderr and "Traceback" not in result.stderr
-    assert not (out / "mesh_completed.ply").exists()
+    assert not (out / "mesh_additions.ply").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames_integrated"] == 20 and summary["frames_skipped"] == 0
     mesh, names = read_semantic_ply(out / "mesh_rgb.ply")
@@ -63,14 +63,20 @@ def test_maps_a_bag_with_labels_without_dds(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames_integrated"] == 12 and summary["frames_with_labels"] == 12
     assert summary["labeled_vertex_fraction"] > 0.95
-    # completed by the installed default model (4 cm voxels, the default): more surface than was observed
+    # completed by the installed default model (4 cm voxels, the default): the map is the observed surface, the
+    # network's confident additions are a mesh of their own, with the confidence per vertex
     assert Path(summary["checkpoint"]).name == "default.pt" and summary["completion_chunks"] > 0
-    completed, _ = read_semantic_ply(out / "mesh_completed.ply")
-    assert completed.num_triangles == summary["completed_triangles"] > summary["triangles"]
-    assert (completed.labels >= 0).mean() > 0.95
-    # the preview pictures the completed mesh, and its title says so
-    assert summary["preview_title"].endswith(f"mesh completed by default.pt: {completed.num_triangles} triangles "
-                                             f"({summary['triangles']} observed)")
+    additions, _ = read_semantic_ply(out / "mesh_additions.ply")
+    assert additions.num_triangles == summary["additions_triangles"] > 0
+    assert (additions.labels >= 0).mean() > 0.95
+    assert (additions.surface_confidence >= 0.6 - 1e-6).mean() > 0.9  # the seam to the observed surface: 1
+    rgb, _ = read_semantic_ply(out / "mesh_rgb.ply")
+    assert rgb.num_triangles == summary["triangles"] and rgb.surface_confidence is None
+    assert_consistent(out, load_class_set())  # mesh_rgb.ply and mesh_semantic.ply: the observed surface
+    # the preview pictures the map (the observed mesh); its title counts the additions
+    assert summary["preview_title"].endswith(f"observed mesh of {summary['triangles']} triangles "
+                                             f"({additions.num_triangles} more added by default.pt: "
+                                             "mesh_additions.ply)")
     assert np.degrees(np.arccos(summary["preview_up"][2])) < 0.5  # synthetic rooms are z up
 
 
@@ -106,9 +112,10 @@ def test_completes_the_map_with_a_checkpoint(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["completion_chunks"] > 0 and summary["checkpoint"] == str(checkpoint)
-    completed, _ = read_semantic_ply(out / "mesh_completed.ply")
-    assert completed.num_triangles == summary["completed_triangles"] > 0
-    assert (completed.labels >= 0).mean() > 0.5  # 7-Scenes has no 2D labels: the network labels the map
+    additions, _ = read_semantic_ply(out / "mesh_additions.ply")  # uncalibrated: within 3 voxels of observations
+    assert additions.num_triangles == summary["additions_triangles"] > 0
+    mesh, _ = read_semantic_ply(out / "mesh_rgb.ply")
+    assert (mesh.labels >= 0).mean() > 0.5  # 7-Scenes has no 2D labels: the network labels the map
     # a checkpoint made for another voxel size is refused with a clear message
     result = semantic_recon("map", SEVEN_SCENES, "--out", out, "--stride", "60", "--checkpoint", checkpoint)
     assert result.returncode == 2 and "voxel size" in result.stderr and "Traceback" not in result.stderr

@@ -1,5 +1,6 @@
-"""Running a network over the live map: exact overlap-tile chunking, grid alignment, incremental scheduling,
-budgets, resets and cancellation during a run, checkpoint settings."""
+"""Running a network over the live map: exact overlap-tile chunking (predictions and their confidences), grid
+alignment, incremental scheduling, budgets, resets and cancellation during a run, which predictions the map trusts
+and whose labels win, checkpoint settings and calibrations."""
 
 from __future__ import annotations
 
@@ -19,19 +20,24 @@ from semantic_recon_ros.core.completion import (
     CompletionEngine,
     resolve_checkpoint,
 )
+from semantic_recon_ros.core.completion_confidence import ConfidenceCalibration, surface_distance
 from semantic_recon_ros.core.config.completion import CompletionConfig
 from semantic_recon_ros.core.meshing import extract_mesh
-from semantic_recon_ros.core.models import S4RNetConfig
+from semantic_recon_ros.core.models import S4RNet, S4RNetConfig, save_calibration, save_checkpoint
 from semantic_recon_ros.core.models.s4r_unet import label_channels
 from semantic_recon_ros.core.resources import share_file
+from semantic_recon_ros.core.voxel_map import surface_voxel_points
 from semantic_recon_ros.core.map import SemanticTSDFVolume, load_volume, save_volume
 from semantic_recon_ros.core.config.volume import VolumeConfig
 
 CLASSES = ["a", "b", "c"]
 CAMERA = PinholeCamera(100.0, 100.0, 39.5, 29.5, 80, 60)
-# fill_radius 0: every prediction is kept, so chunked runs can be compared with one dense run
+# min_confidence 0: blocks for every predicted surface, so chunked runs can be compared with one dense run
 CONFIG = CompletionConfig(chunk_size=32, chunk_margin=4, batch_size=2, time_budget=60.0, min_observed_voxels=1,
-                          fill_radius=0)
+                          min_confidence=0.0)
+# confidence falling with the distance to the observed surface (1..4 voxels = chunk_margin, then farther) and
+# rising with the network's class probability
+GRADED = ConfidenceCalibration((2.0, 1.0, 0.0, -1.0, -2.0), 1.5)
 
 
 class LocalNetwork(nn.Module):
@@ -74,10 +80,10 @@ def wall_volume() -> SemanticTSDFVolume:
     return volume
 
 
-def test_chunked_predictions_equal_one_dense_run():
+def test_chunked_predictions_and_confidences_equal_one_dense_run():
     volume = wall_volume()
     network = LocalNetwork().eval()
-    engine = CompletionEngine(network, volume, CONFIG)
+    engine = CompletionEngine(network, volume, CONFIG, calibration=GRADED)
     stats = engine.run()
     assert stats.chunks_run >= 4 and stats.chunks_pending == 0  # the wall spans several chunks
 
@@ -102,6 +108,38 @@ def test_chunked_predictions_equal_one_dense_run():
     assert torch.allclose(predicted["pred_tsdf"], expected, atol=1e-5)  # no seams at chunk borders
     expected_probs = torch.softmax(dense["semantic_logits"], dim=1).reshape(3, -1).T[interior]
     assert torch.allclose(predicted["pred_semantic"], expected_probs, atol=1e-5)
+    # the confidences too: distances measured across chunk borders as in one dense box
+    surface = (observed > 0) & (tsdf.abs() < 1 / volume.config.truncation_voxels)
+    distance = surface_distance(surface, GRADED.max_distance).reshape(-1)[interior]
+    expected_confidence = GRADED.confidence(distance, expected_probs.amax(dim=1))
+    assert torch.allclose(predicted["pred_confidence"], expected_confidence, atol=1e-5)
+    assert len(torch.unique(predicted["pred_confidence"].round(decimals=3))) > 5  # graded, not just 0 and 1
+
+
+def test_surface_distance_is_the_chebyshev_distance_up_to_its_limit():
+    generator = torch.Generator().manual_seed(0)
+    surface = torch.rand((2, 1, 9, 10, 11), generator=generator) > 0.985
+    surface[1] = False  # a box without surface: everything is farther than the limit
+    distance = surface_distance(surface, 3)
+    points = surface[0, 0].nonzero()
+    grid = torch.stack(torch.meshgrid(*[torch.arange(n) for n in (9, 10, 11)], indexing="ij"), -1).view(-1, 1, 3)
+    chebyshev = (grid - points[None]).abs().amax(dim=-1).amin(dim=1).view(9, 10, 11)
+    assert len(points) > 0 and torch.equal(distance[0, 0], chebyshev.clamp(max=4))
+    assert bool((distance[1] == 4).all())
+
+
+def test_calibrations_round_trip_and_the_uncalibrated_rule_is_the_former_fill_radius():
+    assert ConfidenceCalibration.from_dict(GRADED.to_dict()) == GRADED
+    with pytest.raises(ValueError, match="invalid confidence calibration"):
+        ConfidenceCalibration.from_dict({"distance_logits": [0.0, 1.0]})
+    with pytest.raises(ValueError, match="at least 2 distance logits"):
+        ConfidenceCalibration((1.0,), 0.0)
+    probability = torch.full((12,), 0.7)
+    distance = torch.arange(12)
+    expected = torch.sigmoid(torch.tensor([2.0, 2, 1, 0, -1, -2, -2, -2, -2, -2, -2, -2]) + 1.5 * 0.7)
+    assert torch.allclose(GRADED.confidence(distance, probability), expected)  # 0 counts as 1; > 4 as farther
+    uncalibrated = ConfidenceCalibration.uncalibrated().confidence(distance, probability)
+    assert uncalibrated.tolist() == [1.0] * 4 + [pytest.approx(0.0, abs=1e-12)] * 8  # 1 within 3 voxels, 0 beyond
 
 
 def test_only_changed_chunks_are_rerun():
@@ -169,13 +207,15 @@ def test_completion_fills_unobserved_space_and_meshes():
     assert (observed.labels == 1).all()  # network labels replace missing 2D labels where predicted
 
 
-def complete_wall_with_a_floor_network(fill_radius: int, wall_class: int | None = None) -> SemanticTSDFVolume:
+def complete_wall_with_a_floor_network(calibration: ConfidenceCalibration | None = None,
+                                       wall_class: int | None = None) -> SemanticTSDFVolume:
     """A wall at z = 1 m (5 cm voxels; 2D labels ``wall_class`` if given) completed by :class:`PlaneNetwork`,
-    whose floor at z = 0.8 m lies 3 voxels from the wall's observed surface voxels (|sdf| < 1 voxel: z >= 0.95 m)."""
+    whose floor at z = 0.8 m lies 3 voxels from the wall's observed surface voxels (|sdf| < 1 voxel: z >= 0.95 m);
+    every prediction is stored, with confidences by ``calibration`` (None: uncalibrated)."""
     volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.05, block_size=4), CLASSES, "cpu")
     labels = None if wall_class is None else np.full(CAMERA.shape, wall_class, np.int32)
     volume.integrate(np.full(CAMERA.shape, 1.0, np.float32), CAMERA, np.eye(4), labels=labels)
-    engine = CompletionEngine(None, volume, replace(CONFIG, fill_radius=fill_radius))
+    engine = CompletionEngine(None, volume, CONFIG, calibration=calibration)
     origins = {}
     engine.network = PlaneNetwork(lambda n: origins["z"][:n], 0.05, volume.config.truncation)
     chunks, versions = engine.plan()
@@ -185,27 +225,45 @@ def complete_wall_with_a_floor_network(fill_radius: int, wall_class: int | None 
     return volume
 
 
-def test_predictions_beyond_the_fill_radius_are_discarded():
-    assert extract_mesh(complete_wall_with_a_floor_network(2), source="completed").num_triangles == 0
-    wall = extract_mesh(complete_wall_with_a_floor_network(0), source="observed")
-    floor = extract_mesh(complete_wall_with_a_floor_network(3), source="completed")
-    everywhere = extract_mesh(complete_wall_with_a_floor_network(0), source="completed")
-    assert floor.num_triangles > 100 and np.allclose(floor.vertices[:, 2], 0.8, atol=1e-4)
-    # the kept floor lies under the wall, at most 3 voxels beyond its sides
+def test_the_map_adds_the_network_surface_only_where_it_is_confident():
+    volume = complete_wall_with_a_floor_network()  # uncalibrated: confidence 1 within 3 voxels, 0 beyond
+    wall = extract_mesh(volume, source="observed")
+    added = extract_mesh(volume, source="additions")
+    everywhere = extract_mesh(volume, source="additions", completion=replace(CONFIG, min_confidence=0.0))
+    # the additions: the floor, and seams where the observed wall's field meets the predicted one next to it
+    floor = added.vertices[np.abs(added.vertices[:, 2] - 0.8) < 1e-4]
+    assert len(floor) > 100 and np.allclose(added.surface_confidence, 1.0)
+    # the trusted floor lies under the wall, at most 3 voxels beyond its sides; the whole prediction goes farther
     for axis in (0, 1):
-        assert floor.vertices[:, axis].min() >= wall.vertices[:, axis].min() - 3 * 0.05 - 1e-6
-        assert floor.vertices[:, axis].max() <= wall.vertices[:, axis].max() + 3 * 0.05 + 1e-6
-    assert floor.num_triangles < everywhere.num_triangles
-
-
-def test_fused_labels_win_where_observed_and_the_network_labels_the_rest():
-    volume = complete_wall_with_a_floor_network(3, wall_class=2)  # the network says class 1 everywhere
-    observed = extract_mesh(volume, source="observed")
-    assert observed.num_triangles > 0 and (observed.labels == 2).all()
+        assert floor[:, axis].min() >= wall.vertices[:, axis].min() - 3 * 0.05 - 1e-6
+        assert floor[:, axis].max() <= wall.vertices[:, axis].max() + 3 * 0.05 + 1e-6
+    assert (np.abs(everywhere.vertices[:, 2] - 0.8) < 1e-4).sum() > len(floor)
+    # the network alone ("completed") is not filtered; the map ("both") is the observed surface plus the additions
+    completed = extract_mesh(volume, source="completed")
+    assert np.allclose(completed.vertices[:, 2], 0.8, atol=1e-4) and len(completed.vertices) > len(floor)
     both = extract_mesh(volume, source="both")
-    on_wall, on_floor = (np.abs(both.vertices[:, 2] - z) < 0.03 for z in (1.0, 0.8))
-    assert on_wall.any() and on_floor.any()
-    assert (both.labels[on_wall] == 2).all() and (both.labels[on_floor] == 1).all()
+    assert both.num_triangles == wall.num_triangles + added.num_triangles
+    assert wall.surface_confidence is None and both.surface_confidence.min() == pytest.approx(1.0)
+    # a calibration that trusts the network less: the floor, 3 voxels from the wall, is below 0.5
+    doubtful = complete_wall_with_a_floor_network(ConfidenceCalibration((3.0, 1.0, -1.0, -3.0, -5.0), 0.0))
+    assert not (np.abs(extract_mesh(doubtful, source="additions").vertices[:, 2] - 0.8) < 1e-4).any()
+    lenient = extract_mesh(doubtful, source="additions", completion=replace(CONFIG, min_confidence=0.2))
+    on_floor = np.abs(lenient.vertices[:, 2] - 0.8) < 1e-4
+    assert on_floor.sum() > 100
+    assert np.allclose(lenient.surface_confidence[on_floor], torch.sigmoid(torch.tensor(-1.0)).item())
+
+
+def test_the_network_labels_win_where_it_is_sure_and_where_nothing_was_voted():
+    volume = complete_wall_with_a_floor_network(wall_class=2)  # the network: class 1 everywhere, probability 0.987
+    sure = torch.softmax(torch.tensor([0.0, 5.0, 0.0]), dim=0)[1].item()
+    for override, wall_label in ((0.4, 1), (sure - 1e-3, 1), (sure + 1e-3, 2), (1.0, 2)):
+        config = replace(CONFIG, label_override_probability=override)
+        observed = extract_mesh(volume, source="observed", completion=config)
+        assert observed.num_triangles > 0 and (observed.labels == wall_label).all(), override
+        both = extract_mesh(volume, source="both", completion=config)
+        on_wall, on_floor = (np.abs(both.vertices[:, 2] - z) < 0.03 for z in (1.0, 0.8))
+        assert on_wall.any() and on_floor.any()
+        assert (both.labels[on_wall] == wall_label).all() and (both.labels[on_floor] == 1).all()  # floor: no votes
     completed = extract_mesh(volume, source="completed")  # the network's own classes only
     assert completed.num_triangles > 0 and (completed.labels == 1).all()
 
@@ -248,8 +306,8 @@ def test_configuration_mismatches_fail_clearly():
         CompletionEngine(LocalNetwork(), volume, CompletionConfig(chunk_size=32, chunk_margin=4))
     with pytest.raises(ValueError, match="multiple of 16"):
         CompletionConfig(chunk_size=40)
-    with pytest.raises(ValueError, match="must not exceed chunk_margin"):
-        CompletionConfig(chunk_size=32, chunk_margin=4, fill_radius=5)
+    with pytest.raises(ValueError, match=r"min_confidence = 1.5 is outside \[0, 1\]"):
+        CompletionConfig(min_confidence=1.5)
     with pytest.raises(ValueError, match="needs the completion network"):
         extract_mesh(SemanticTSDFVolume(VolumeConfig(), CLASSES, "cpu"), source="both")
 
@@ -349,7 +407,7 @@ def test_cancel_progress_and_a_network_thread():
     assert threads and threading.get_ident() not in threads
     rest = engine.run(run_network=on_network_thread)
     assert first.chunks_run + rest.chunks_run == reference.chunks_run and not rest.interrupted
-    for layer in ("pred_tsdf", "pred_semantic", "pred_weight"):  # same predictions as one uninterrupted run
+    for layer in ("pred_tsdf", "pred_semantic", "pred_confidence", "pred_weight"):  # as one uninterrupted run
         assert torch.equal(volume.grid.layer(layer)[volume.grid.slots],
                            reference_volume.grid.layer(layer)[reference_volume.grid.slots])
 
@@ -368,3 +426,37 @@ def test_checkpoint_settings_resolve_to_files(tmp_path, monkeypatch):
             resolve_checkpoint(DEFAULT_CHECKPOINT)
     else:
         assert resolve_checkpoint(DEFAULT_CHECKPOINT) == installed
+
+
+def test_a_checkpoint_carries_its_calibration_to_the_engine(tmp_path):
+    path = tmp_path / "net.pt"
+    network = S4RNet(S4RNetConfig(num_classes=3, base_width=4))
+    save_checkpoint(path, network, CLASSES, voxel_size=0.05, truncation=0.2)
+    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.05, block_size=4), CLASSES, "cpu")
+    assert CompletionEngine.from_checkpoint(path, volume, CONFIG).calibration == ConfidenceCalibration.uncalibrated()
+    path.chmod(0o644)
+    save_calibration(path, GRADED.to_dict())
+    assert path.stat().st_mode & 0o777 == 0o644  # the file stays readable by others, as installed models must be
+    engine = CompletionEngine.from_checkpoint(path, volume, CONFIG)
+    assert engine.calibration == GRADED
+    weights = torch.load(path, weights_only=True)["state_dict"]
+    assert all(torch.equal(weights[name], value) for name, value in network.state_dict().items())
+    save_calibration(path, {"distance_logits": "none"})
+    with pytest.raises(ValueError, match="invalid confidence calibration"):
+        CompletionEngine.from_checkpoint(path, volume, CONFIG)
+
+
+def test_voxel_maps_flag_the_additions_and_carry_their_confidence():
+    volume = complete_wall_with_a_floor_network(GRADED)
+    completion = replace(CONFIG, min_confidence=0.75)  # the floor, 3 voxels away: 0.81; 4 voxels away: 0.62
+    both = surface_voxel_points(volume, 1.0, "both", completion)
+    observed = surface_voxel_points(volume, 1.0, "observed", completion)
+    additions = surface_voxel_points(volume, 1.0, "additions", completion)
+    assert len(observed) > 0 and len(additions) > 0 and len(both) == len(observed) + len(additions)
+    assert (both["surface_confidence"][both["observed"] == 1] == 1.0).all()
+    np.testing.assert_array_equal(both[both["observed"] == 0], additions)
+    assert (additions["observed"] == 0).all() and (additions["surface_confidence"] >= 0.75).all()
+    assert (observed["surface_confidence"] == 1.0).all()
+    # the voxels the network predicted but the map does not trust carry their confidence in the raw view
+    completed = surface_voxel_points(volume, 1.0, "completed", completion)
+    assert (completed["surface_confidence"] < 0.75).any() and len(completed) > len(additions)

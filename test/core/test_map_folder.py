@@ -22,7 +22,7 @@ from semantic_recon_ros.core.config import VolumeConfig
 from semantic_recon_ros.core.map import load_volume, save_volume
 from semantic_recon_ros.core.map_folder import CURRENT_LINK, LOCK_FILE, SAVES_DIR, MapFolder
 from semantic_recon_ros.core.mapper import (
-    MESH_COMPLETED_FILE,
+    MESH_ADDITIONS_FILE,
     MESH_RGB_FILE,
     MESH_SEMANTIC_FILE,
     VOLUME_FILE,
@@ -90,7 +90,7 @@ def test_a_folder_of_an_older_version_is_read_and_becomes_this_layout(frames, tm
     out = tmp_path / "old"
     mapper = mapper_of(frames[:2])
     save_volume(mapper.volume, out / VOLUME_FILE)  # regular files at the top, and leftovers of that version
-    for name in (MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_COMPLETED_FILE):
+    for name in (MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_ADDITIONS_FILE):
         (out / name).write_bytes(b"an old mesh")
     for name in (".volume.pt.4242.tmp", ".mesh_rgb.ply.4242.tmp", "notes.txt", ".notes.txt.4242.tmp"):
         (out / name).write_text("x")
@@ -101,7 +101,7 @@ def test_a_folder_of_an_older_version_is_read_and_becomes_this_layout(frames, tm
     mapper.integrate(map_frame(frames[4]))
     mapper.save(out)
     assert_consistent(out)
-    assert_clean(out, "notes.txt", ".notes.txt.4242.tmp")  # not ours: kept; the stale completed mesh went
+    assert_clean(out, "notes.txt", ".notes.txt.4242.tmp")  # not ours: kept; the stale additions mesh went
 
 
 def test_leftovers_of_interrupted_saves_are_removed_at_the_next_save_or_start(frames, tmp_path):

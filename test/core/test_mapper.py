@@ -72,13 +72,19 @@ def test_save_and_load_restore_every_layer_and_discard_older_frames(frames, tmp_
         mapper.integrate(as_map_frame(frame))
     completion = mapper.complete(time_budget=float("inf"))
     assert completion.chunks_run > 0 and float(mapper.volume.grid.values("pred_weight").sum()) > 0
-    saved = mapper.save(tmp_path / "map", completed_mesh=True)
+    saved = mapper.save(tmp_path / "map")
     assert sorted(p.name for p in saved.folder.iterdir()) == [
-        "mesh_completed.ply", "mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"]
+        "mesh_additions.ply", "mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"]
     assert sorted(p.name for p in (tmp_path / "map").iterdir()) == [  # the files as links into current
-        "current", "maps", "mesh_completed.ply", "mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"]
+        "current", "maps", "mesh_additions.ply", "mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"]
     semantic, names = read_semantic_ply(saved.mesh_semantic)
     assert names == list(CLASSES.names) and semantic.num_triangles == saved.mesh.num_triangles > 0
+    # the network's additions have their own file; with them the observed surface becomes the "both" mesh
+    additions, _ = read_semantic_ply(saved.mesh_additions)
+    both, _ = mapper.mesh("both")
+    assert additions.num_triangles == saved.additions.num_triangles > 0
+    assert both.num_triangles == saved.mesh.num_triangles + additions.num_triangles
+    np.testing.assert_array_equal(additions.surface_confidence, saved.additions.surface_confidence)
 
     fresh = Mapper(VolumeConfig(), CLASSES)  # no network: the prediction layers come from the file
     generation = fresh.generation

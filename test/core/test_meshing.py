@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import open3d as o3d
 import pytest
@@ -104,6 +106,11 @@ def test_ply_round_trip_and_open3d_reads_it(tmp_path):
     assert len(o3d_mesh.triangles) == mesh.num_triangles
     assert np.allclose(np.asarray(o3d_mesh.vertices), mesh.vertices)
     assert np.allclose(np.asarray(o3d_mesh.vertex_colors) * 255, mesh.colors)
+    assert back.surface_confidence is None
+    rated = dataclasses.replace(mesh, surface_confidence=np.linspace(0, 1, mesh.num_vertices, dtype=np.float32))
+    back, _ = read_semantic_ply(write_semantic_ply(tmp_path / "rated.ply", rated))
+    np.testing.assert_array_equal(back.surface_confidence, rated.surface_confidence)
+    assert len(o3d.io.read_triangle_mesh(str(tmp_path / "rated.ply")).triangles) == mesh.num_triangles
     (tmp_path / "bad.ply").write_bytes(b"ply\nformat ascii 1.0\nend_header\n")
     with pytest.raises(ValueError, match="binary little-endian"):
         read_semantic_ply(tmp_path / "bad.ply")

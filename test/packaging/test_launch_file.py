@@ -1,20 +1,24 @@
 """launch/mapping.launch.py, launch/rviz.launch.py and config/mapping.rviz agree with the node.
 
-Where ``launch_ros`` is installed (a ROS 2 workspace after ``colcon build`` and sourcing), the launch
-files are imported and their LaunchDescriptions built and evaluated; everywhere, their source is checked
-against the node (names, remapped topics, arguments). The parameter files themselves (config/mapping.yaml
-and the camera and dataset files layered over it) are checked in test_parameter_files.py.
+The launch files' source is checked against the node (names, remapped topics, arguments); with the real launch
+system (a ROS 2 install, or the venv's from ../shared/vendor/ros2-launch: see support.launch_system) the files
+installed by a `colcon build` of the repository are loaded and their LaunchDescriptions built and evaluated against
+that workspace's ament index. test_launch_process.py runs mapping.launch.py as `ros2 launch` does. The parameter
+files themselves (config/mapping.yaml and the camera and dataset files layered over it) are checked in
+test_parameter_files.py.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
+from support.launch_system import colcon_build, require_launch_system, sourced_environment
 from support.paths import REPO
 from semantic_recon_ros.ros.node_config import MappingNodeConfig
 
@@ -68,6 +72,7 @@ def test_mapping_launch_arguments_layer_a_camera_file_and_forward_rviz_ones():
         assert ast.unparse(keywords["default_value"]) == ast.unparse(arguments[name]["default_value"]), name
     source = LAUNCH_FILE.read_text()
     assert "rviz2" not in source and '"rviz.launch.py"' in source and "IncludeLaunchDescription(" in source
+    assert ast.literal_eval(arguments["rviz"]["default_value"]) == "true"  # started where RViz is installed
 
 
 def test_launch_file_names_match_the_node():
@@ -108,16 +113,33 @@ def load_launch_module(path: Path):
     return module
 
 
-@pytest.fixture
-def installed_share() -> Path:
-    """The installed share folder of the package (skips without launch_ros or without a sourced workspace)."""
-    pytest.importorskip("launch_ros", reason="launch_ros is not installed (no ROS 2 install here)")
-    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+@pytest.fixture(scope="module")
+def installed_share(tmp_path_factory) -> Path:
+    """The share folder of the package installed by `colcon build` into a temporary workspace, whose ament index
+    (AMENT_PREFIX_PATH of the sourced workspace) this process uses for the module's tests."""
+    require_launch_system()
+    install = colcon_build(tmp_path_factory.mktemp("launch_ws"))
+    sourced = sourced_environment(install, dict(os.environ))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AMENT_PREFIX_PATH", sourced["AMENT_PREFIX_PATH"])
+        from ament_index_python.packages import get_package_share_directory
 
-    try:
-        return Path(get_package_share_directory("semantic_recon_ros"))
-    except PackageNotFoundError:
-        pytest.skip("semantic_recon_ros is not installed in the ament index (colcon build and source first)")
+        share = Path(get_package_share_directory("semantic_recon_ros"))
+        assert share == install / "semantic_recon_ros" / "share" / "semantic_recon_ros"
+        yield share
+
+
+@pytest.fixture
+def rviz2_prefix(tmp_path, monkeypatch) -> Path:
+    """An ament prefix holding a package rviz2 with an executable rviz2 (a script), first on AMENT_PREFIX_PATH."""
+    (tmp_path / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (tmp_path / "share" / "ament_index" / "resource_index" / "packages" / "rviz2").touch()
+    executable = tmp_path / "lib" / "rviz2" / "rviz2"
+    executable.parent.mkdir(parents=True)
+    executable.write_text("#!/bin/sh\nexit 0\n")
+    executable.chmod(0o755)
+    monkeypatch.setenv("AMENT_PREFIX_PATH", os.pathsep.join([str(tmp_path), os.environ["AMENT_PREFIX_PATH"]]))
+    return tmp_path
 
 
 def evaluated_mapping_node(description, **arguments):
@@ -168,6 +190,10 @@ def test_launch_description_builds_with_the_installed_params_file(installed_shar
 
     node, params = evaluated_mapping_node(description)
     assert node.node_executable == "mapping_node" and node.node_package == "semantic_recon_ros"
+    # ros2 launch's Ctrl-C: SIGINT, then SIGTERM after sigterm_timeout, SIGKILL sigkill_timeout later; the node
+    # saves its map on the SIGINT, so the default leaves 120 s for that instead of launch's 5 s
+    context.launch_configurations.update(save_timeout="120")
+    assert (perform(context, node.sigterm_timeout), perform(context, node.sigkill_timeout)) == ("120", "5")
     assert params == [Path(params_file), {"use_sim_time": False}, {"checkpoint": "default"}]
     _, params = evaluated_mapping_node(description, use_sim_time="true", checkpoint="''")  # the README's fusion only
     assert params == [Path(params_file), {"use_sim_time": True}, {"checkpoint": ""}]
@@ -179,7 +205,7 @@ def test_launch_description_builds_with_the_installed_params_file(installed_shar
     assert rviz.condition.evaluate(context)
     included = rviz.launch_description_source.get_launch_description(context)  # loads the installed file
     assert Path(rviz.launch_description_source.location) == installed_share / "launch" / "rviz.launch.py"
-    assert [e.node_executable for e in included.entities if isinstance(e, Node)] == ["rviz2"]
+    assert [e for e in included.entities if isinstance(e, Node)] == []  # RViz only where installed: see below
     context.launch_configurations.update(rviz_config="/some/view.rviz", use_sim_time="true")
     forwarded = {name: value.perform(context) for name, value in rviz.launch_arguments}
     assert forwarded == {"rviz_config": "/some/view.rviz", "use_sim_time": "true"}  # the including file's values
@@ -202,16 +228,62 @@ def test_missing_camera_params_file_is_an_error(installed_share):
         evaluated_mapping_node(module.generate_launch_description(), camera_params_file="cameras/no_such_camera.yaml")
 
 
+def rviz_launch_description(installed_share):
+    """rviz.launch.py as installed, with its DeclareLaunchArguments and its OpaqueFunction that decides on RViz."""
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+
+    description = load_launch_module(installed_share / "launch" / "rviz.launch.py").generate_launch_description()
+    arguments = {a.name: a for a in description.entities if isinstance(a, DeclareLaunchArgument)}
+    (opaque,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
+    return arguments, opaque
+
+
 def test_rviz_launch_description_builds(installed_share):
     from launch import LaunchContext
-    from launch.actions import DeclareLaunchArgument
-    from launch_ros.actions import Node
 
-    description = load_launch_module(RVIZ_LAUNCH_FILE).generate_launch_description()
-    arguments = {a.name: a for a in description.entities if isinstance(a, DeclareLaunchArgument)}
+    assert (installed_share / "launch" / "rviz.launch.py").read_bytes() == RVIZ_LAUNCH_FILE.read_bytes()
+    arguments, _ = rviz_launch_description(installed_share)
     assert set(arguments) == {"rviz_config", "use_sim_time"}
     rviz_config = "".join(s.perform(LaunchContext()) for s in arguments["rviz_config"].default_value)
     assert Path(rviz_config) == installed_share / "config" / "mapping.rviz"
     assert Path(rviz_config).read_bytes() == RVIZ_FILE.read_bytes()
-    nodes = [e for e in description.entities if isinstance(e, Node)]
-    assert [(n.node_package, n.node_executable) for n in nodes] == [("rviz2", "rviz2")]
+
+
+def test_rviz_is_started_where_installed(installed_share, rviz2_prefix):
+    from launch import LaunchContext
+    from launch.substitutions import LocalSubstitution
+    from launch_ros.actions import Node
+
+    arguments, opaque = rviz_launch_description(installed_share)
+    context = LaunchContext()
+    for argument in arguments.values():
+        argument.execute(context)
+    (node,) = opaque.execute(context)
+    assert isinstance(node, Node) and (node.node_package, node.node_executable) == ("rviz2", "rviz2")
+    node._perform_substitutions(context)
+    command = [perform(context, part) for part in node.cmd
+               if not any(isinstance(s, LocalSubstitution) for s in part)]  # name and namespace: set in execute()
+    assert command[0] == str(rviz2_prefix / "lib" / "rviz2" / "rviz2")  # found in the ament index like `ros2 run`
+    assert command[1:3] == ["-d", str(installed_share / "config" / "mapping.rviz")]
+
+
+def test_missing_rviz_is_a_warning_not_a_failure(installed_share, monkeypatch):
+    """Without rviz2 (a headless robot) nothing is started: the launch goes on with the mapping node (which
+    test_launch_process.py runs with the default rviz:=true and no rviz2, and checks the warning)."""
+    from launch import LaunchContext
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(installed_share.parents[1]))  # this package only: no rviz2
+    with pytest.raises(PackageNotFoundError):
+        get_package_prefix("rviz2")
+    arguments, opaque = rviz_launch_description(installed_share)
+    context = LaunchContext()
+    for argument in arguments.values():
+        argument.execute(context)
+    assert opaque.execute(context) == []
+
+
+def perform(context, substitutions) -> str:
+    from launch.utilities import perform_substitutions
+
+    return perform_substitutions(context, substitutions)

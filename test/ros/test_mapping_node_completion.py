@@ -9,8 +9,10 @@ observed and continues 2 voxels into unobserved space: holes up to 4 voxels wide
 Three node processes run at once on one input stream that this process publishes (a camera sliding
 along a wall at z = 1.5 m whose depth images miss a 10 cm vertical strip of the wall, at 10 frames/s,
 with /tf and /clock, after one warm-up frame): ``/complete`` (the checkpoint, mesh_source both),
-``/observed`` (the checkpoint, mesh_source observed) and ``/mismatched`` (the same network saved for
-5 cm voxels: refused, fusion only). This process fuses and completes the same frames with the core as the reference.
+``/observed`` (the checkpoint, mesh_source observed, the default: the hole filled only on mesh_additions) and
+``/mismatched`` (the same network saved for 5 cm voxels: refused, fusion only). The checkpoint has no
+calibration: the network's surface is trusted within 3 voxels of the observed surface (the hole's columns are 1-2
+voxels from it). This process fuses and completes the same frames with the core as the reference.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from semantic_recon_ros.ros.image_conversions import color_to_image_msg, depth_t
 from semantic_recon_ros.core.completion import DEFAULT_CHECKPOINT_FILE  # noqa: E402
 from semantic_recon_ros.core.resources import share_file  # noqa: E402
 from semantic_recon_ros.ros.mapping_node import LATCHED_QOS, MESH_QOS, MappingNode  # noqa: E402
+from semantic_recon_ros.ros.mesh_conversions import ADDITIONS_ALPHA  # noqa: E402
 from semantic_recon_ros.core.voxel_map import surface_voxel_points  # noqa: E402
 from semantic_recon_ros.ros.pointcloud_conversions import pointcloud2_to_array  # noqa: E402
 from semantic_recon_ros.ros.transform_conversions import matrix_to_transform_stamped  # noqa: E402
@@ -226,9 +229,15 @@ class NodeView:
         self.status_count = 0
         self.voxel_map: PointCloud2 | None = None
         self.shown: dict = {}  # (ns, id) -> (frame_id, stamp ns, (3T, 3) triangle corners, (3T, 3) uint8 colors)
+        self.additions: dict = {}  # the same for mesh_additions
+        self.additions_alpha: set = set()  # every vertex alpha received on mesh_additions
 
     def on_mesh(self, msg: MarkerArray) -> None:
         apply_marker_array(self.shown, msg)
+
+    def on_additions(self, msg: MarkerArray) -> None:
+        apply_marker_array(self.additions, msg)
+        self.additions_alpha |= {color.a for marker in msg.markers for color in marker.colors}
 
     def on_voxel_map(self, msg: PointCloud2) -> None:
         self.voxel_map = msg
@@ -240,6 +249,9 @@ class NodeView:
     def mesh(self) -> tuple[np.ndarray, np.ndarray]:
         return shown_mesh(self.shown)[:2]
 
+    def added_mesh(self) -> tuple[np.ndarray, np.ndarray]:
+        return shown_mesh(self.additions)[:2]
+
 
 class Rig(SpinningTestNode):
     """This process's node: publishes the camera stream, /tf and /clock; receives every node's outputs."""
@@ -249,6 +261,8 @@ class Rig(SpinningTestNode):
         self.views = {name: NodeView() for name in NAMESPACES}
         for name, view in self.views.items():
             self.node.create_subscription(MarkerArray, f"/{name}/mesh", self._locked(view.on_mesh), MESH_QOS)
+            self.node.create_subscription(MarkerArray, f"/{name}/mesh_additions", self._locked(view.on_additions),
+                                          MESH_QOS)
             self.node.create_subscription(PointCloud2, f"/{name}/voxel_map", self._locked(view.on_voxel_map),
                                           LATCHED_QOS)
             self.node.create_subscription(String, f"/{name}/mapping_node/status", self._locked(view.on_status), 10)
@@ -375,10 +389,12 @@ def test_voxel_map_sources_select_observed_and_predicted_voxels(reference):
     coords = (volume.grid.block_coords()[:, None, :] * B + local).reshape(-1, 3)
     layers = volume.grid.read_voxels(coords)
     observed, predicted = layers["weight"] > 0, layers["pred_weight"] > 0
+    trusted = predicted & (layers["pred_confidence"] >= CompletionConfig().min_confidence)
     near = 1.0 / cfg.truncation_voxels  # within one voxel of the surface
     near_fused, near_predicted = layers["tsdf"].abs() <= near, layers["pred_tsdf"].abs() <= near
     expected = {"observed": observed & near_fused, "completed": predicted & near_predicted,
-                "both": torch.where(observed, near_fused, predicted & near_predicted)}
+                "both": torch.where(observed, near_fused, trusted & near_predicted),
+                "additions": ~observed & trusted & near_predicted}
     index = {tuple(c): i for i, c in enumerate(coords.tolist())}
     for source, mask in expected.items():
         points = surface_voxel_points(volume, 1.0, source)
@@ -391,7 +407,10 @@ def test_voxel_map_sources_select_observed_and_predicted_voxels(reference):
         fused_color = observed[rows, None] if source != "completed" else torch.zeros(len(rows), 1, dtype=torch.bool)
         color = torch.where(fused_color, layers["color"][rows], layers["pred_color"][rows] * 255).round().long()
         np.testing.assert_array_equal(packed_rgb(points), (color[:, 0] << 16 | color[:, 1] << 8 | color[:, 2]).numpy())
+        confidence = torch.where(fused_color[:, 0], torch.ones(len(rows)), layers["pred_confidence"][rows])
+        np.testing.assert_array_equal(points["surface_confidence"], confidence.numpy())
     assert int(expected["both"].sum()) > int(expected["observed"].sum()) > 0
+    assert int(expected["completed"].sum()) > int(expected["both"].sum()) - int(expected["observed"].sum()) > 0
     with pytest.raises(ValueError, match="needs the completion network's predictions"):
         surface_voxel_points(reference["fused"], 1.0, "completed")
 
@@ -452,11 +471,14 @@ def test_completed_voxels_fill_the_hole_flagged_unobserved(rig, reference):
     assert len(np.unique(np.round(centre[:, 1] / VOXEL))) >= int(1.4 / VOXEL) - 1  # every row in |y| < 0.7 m
     assert (np.abs(filled_xyz[:, 0]) <= STRIP).all()  # only where the depth images had the hole
     assert (filled["label"] == WINDOW).all() and (packed_rgb(filled) == 128 << 16 | 128 << 8 | 128).all()  # predicted
+    assert (filled["surface_confidence"] == 1.0).all()  # uncalibrated: trusted within 3 voxels of observations
     assert (complete["label"] == WINDOW).all()  # the network's labels wherever it predicted (everywhere here)
-    # observed-only voxel maps: nothing in the hole; the same observed voxels, labels from the network or none
-    assert (observed["observed"] == 1).all() and (fused["observed"] == 1).all()
-    np.testing.assert_array_equal(voxel_coords(observed), voxel_coords(fused))
-    assert (observed["label"] == WINDOW).all() and (fused["label"] == -1).all()
+    # whatever the mesh shows, a node with a network sends the additions in its voxel map, flagged
+    assert by_voxel(observed) == by_voxel(complete)
+    # without a network: the observed voxels only, unlabeled; the same as the observed ones of the others
+    assert (fused["observed"] == 1).all() and (fused["surface_confidence"] == 1).all()
+    np.testing.assert_array_equal(voxel_coords(observed[observed["observed"] == 1]), voxel_coords(fused))
+    assert (fused["label"] == -1).all()
     np.testing.assert_array_equal(voxel_coords(fused), voxel_coords(surface_voxel_points(reference["fused"], 1.0)))
     fused_xyz = voxel_coords(fused) * VOXEL
     assert not ((fused_xyz[:, 0] == 0) & (np.abs(fused_xyz[:, 2] - WALL_Z) < VOXEL)).any()
@@ -481,6 +503,17 @@ def test_mesh_source_switches_what_is_meshed(rig, reference):
         points, _ = meshes[name]
         assert not across_the_hole(points).any(), name  # the observed surface has the hole
         assert len(points) // 3 == extract_mesh(reference["fused"]).num_triangles
+    # the default (/observed): the network's additions on their own topic, semi-transparent; with the observed
+    # mesh they make the completed one. No network, no additions.
+    with rig.lock:
+        added = {name: rig.views[name].added_mesh() for name in NAMESPACES}
+        alphas = {name: rig.views[name].additions_alpha for name in NAMESPACES}
+    added_points, added_colors = added["observed"]
+    assert across_the_hole(added_points).sum() > 100 and alphas["observed"] == {ADDITIONS_ALPHA}
+    assert (added_colors == CLASSES.colors[WINDOW]).all()
+    assert len(added_points) // 3 == extract_mesh(reference["completed"], source="additions").num_triangles
+    assert len(added_points) + len(meshes["observed"][0]) == len(completed_points)
+    assert len(added["complete"][0]) == len(added_points) and len(added["mismatched"][0]) == 0
     order = [np.lexsort(meshes[name][0].T) for name in ("observed", "mismatched")]
     np.testing.assert_array_equal(meshes["observed"][0][order[0]], meshes["mismatched"][0][order[1]])
     assert (meshes["observed"][1] == CLASSES.colors[WINDOW]).all()  # network labels on the observed surface
@@ -497,6 +530,7 @@ def test_reset_map_clears_the_predictions_and_completion_resumes(rig):
     assert empty["completion"]["chunks_run"] == before["completion"]["chunks_run"]  # nothing to complete
     with rig.lock:
         assert len(pointcloud2_to_array(rig.views["complete"].voxel_map)) == 0 and not rig.views["complete"].shown
+        assert not rig.views["complete"].additions
     frames = wall_frames()
     for index in range(NUM_FRAMES // 2 - 3, NUM_FRAMES // 2 + 3):  # the camera in front of the hole again
         rig.publish(*frames[index], START_NS + (NUM_FRAMES + index) * SEC // 10)
@@ -521,9 +555,11 @@ def test_a_node_with_default_parameters_completes_with_the_installed_default_mod
     node = MappingNode(context=context)  # every parameter at its declared default
     try:
         assert node.checkpoint == share_file(DEFAULT_CHECKPOINT_FILE) and node.completion_error is None
-        assert node.engine is not None and node.mesh_source == "both"
+        assert node.engine is not None and node.mesh_source == "observed"  # the additions apart, on mesh_additions
         assert node.engine.label_input  # the default model also reads fused 2D labels (none here: use_labels off)
-        assert node.engine.config.fill_radius == CompletionConfig().fill_radius > 0
+        # it comes calibrated on the validation rooms, and only its confident surface is added
+        assert "905-909" in node.engine.calibration.fitted_on
+        assert node.engine.config.min_confidence == CompletionConfig().min_confidence > 0.5
         # and segments keyframes with the installed default segmenter
         assert node.segmentation is not None and node.segmenter_error is None
         assert node.status()["segmentation"]["active"] and repr(node.segmentation.segmenter).startswith("TFLite")

@@ -21,6 +21,8 @@ from semantic_recon_ros.core.meshing import extract_mesh  # noqa: E402
 from semantic_recon_ros.core.map import SemanticTSDFVolume  # noqa: E402
 from semantic_recon_ros.core.config.volume import VolumeConfig  # noqa: E402
 from semantic_recon_ros.ros.mesh_conversions import (  # noqa: E402
+    ADDITIONS_ALPHA,
+    ADDITIONS_NAMESPACE,
     DELETE,
     DELETEALL,
     TEXT_VIEW_FACING,
@@ -179,6 +181,20 @@ def test_incremental_updates_reproduce_each_mesh(kitchen_mesh):
 
     receive(regions.clear(6))
     assert shown == {} and regions.num_regions == 0
+
+
+def test_the_additions_are_semi_transparent_in_a_namespace_of_their_own(kitchen_mesh):
+    colors = mesh_vertex_colors(kitchen_mesh, CLASSES, "rgb")
+    additions = RegionMeshMarkers("world", 1.0, ADDITIONS_NAMESPACE, ADDITIONS_ALPHA)
+    markers, _ = additions.update(kitchen_mesh, colors, 1)
+    received = deserialize_message(serialize_marker_array(markers), MarkerArray).markers
+    assert received and all(m.ns == "mesh_additions" for m in received)
+    assert {c.a for m in received for c in m.colors} == {ADDITIONS_ALPHA} and ADDITIONS_ALPHA < 1
+    observed, _ = RegionMeshMarkers("world", 1.0).update(kitchen_mesh, colors, 1)
+    assert {c for m in observed for c in m.colors[:, 3].tolist()} == {1.0}
+    # clearing the additions deletes only their namespace
+    (clear,) = deserialize_message(serialize_marker_array(additions.clear(2)), MarkerArray).markers
+    assert clear.action == DELETEALL and clear.ns == "mesh_additions" and additions.num_regions == 0
 
 
 def test_vertex_colors_follow_the_mode(kitchen_mesh):

@@ -65,7 +65,7 @@ def test_points_are_the_observed_voxels_within_the_band(volume, distance_voxels)
     np.testing.assert_allclose(points["confidence"][labeled],
                                votes[labeled].max(axis=1) / votes[labeled].sum(axis=1), rtol=1e-5)
     assert set(np.unique(points["label"])) <= {-1, 3} and labeled.any() and (~labeled).any()
-    assert (points["observed"] == 1).all()
+    assert (points["observed"] == 1).all() and (points["surface_confidence"] == 1).all()
 
 
 def test_pointcloud2_fields_and_wire_round_trip(volume):
@@ -74,12 +74,13 @@ def test_pointcloud2_fields_and_wire_round_trip(volume):
     assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
         ("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1), ("z", 8, PointField.FLOAT32, 1),
         ("rgb", 12, PointField.FLOAT32, 1), ("label", 16, PointField.INT32, 1),
-        ("confidence", 20, PointField.FLOAT32, 1), ("observed", 24, PointField.UINT8, 1)]
-    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (1, len(points), 28, 28 * len(points))
+        ("confidence", 20, PointField.FLOAT32, 1), ("observed", 24, PointField.UINT8, 1),
+        ("surface_confidence", 28, PointField.FLOAT32, 1)]
+    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (1, len(points), 32, 32 * len(points))
     assert msg.header.frame_id == "world" and (msg.header.stamp.sec, msg.header.stamp.nanosec) == (1_700_000_000, 500_000_000)
     received = deserialize_message(serialize_message(msg), PointCloud2)
     back = pointcloud2_to_array(received)
-    for name in ("x", "y", "z", "label", "confidence", "observed"):
+    for name in ("x", "y", "z", "label", "confidence", "observed", "surface_confidence"):
         np.testing.assert_array_equal(back[name], points[name])
     np.testing.assert_array_equal(back["rgb"].view(np.uint32), points["rgb"])  # packed color in a FLOAT32 field
 

@@ -1,5 +1,6 @@
-"""Evaluation (semantic_recon_training/evaluation/): metric pieces by hand, the protocol's frame split, and whole
-runs on a tiny held-out synthetic room and on real 7-Scenes frames with a real (untrained) checkpoint."""
+"""Evaluation (semantic_recon_training/evaluation/): metric pieces by hand, the protocol's frame split, whole
+runs on a tiny held-out synthetic room and on real 7-Scenes frames with a real (untrained) checkpoint, and the
+confidence calibration's fit."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from support.paths import SEVEN_SCENES
 
 from semantic_recon_ros.core.camera import PinholeCamera
 from semantic_recon_ros.core.classes import load_class_set
+from semantic_recon_ros.core.completion_confidence import ConfidenceCalibration
 from semantic_recon_ros.core.mesh import SemanticMesh
 from semantic_recon_ros.core.models import S4RNet, S4RNetConfig, save_checkpoint
 from semantic_recon_training.data.chunk_extraction import ChunkExtractionConfig, extract_chunks
 from semantic_recon_training.data.input_scan import input_frame_mask
 from semantic_recon_training.data.pseudo_labels import GroundTruthLabels
-from semantic_recon_training.evaluation import evaluate
+from semantic_recon_training.evaluation import calibration, evaluate
 from semantic_recon_training.evaluation.evaluation_protocol import (EvaluationProtocol, fuse_frames, parse_seeds,
                                                                     pick_views, synthetic_evaluation_scene,
                                                                     synthetic_scene_dir)
@@ -163,7 +165,7 @@ def synthetic_run(tmp_path_factory, checkpoint):
     out = tmp_path_factory.mktemp("synthetic_run")
     args = command("--checkpoint", str(checkpoint), "--synthetic-seeds", str(SEED), "--out", str(out),
                    "--labels", "ground-truth", "--voxel-size", str(VOXEL), "--frames", "12", "--image-size", "160x120",
-                   "--views", "3", "--view-downscale", "1", "--threads", "1", "--no-progress")
+                   "--views", "3", "--view-downscale", "1", "--threads", "1", "--no-progress", "--ablation")
     assert evaluate.run(args) == 0
     return out
 
@@ -201,6 +203,15 @@ def test_synthetic_run_writes_tables_with_sensible_baselines(synthetic_run):
     assert plain["3D Prec"] > 0.8 and plain["3D Recall"] < 0.95
     # the untrained network is scored (values in range), not skipped
     assert 0.0 <= methods["network"]["IoU"] <= 1.0 and methods["network"]["mIoU p2f"] is not None
+    # the default map is the observed surface: fusion's geometry exactly, whatever the labels; the map with the
+    # additions, and one row per lever of the ablation
+    default_map = methods["fusion + network labels"]
+    for key in ("IoU", "Precision", "3D Prec", "3D Recall", "3D F-score"):
+        assert default_map[key] == plain[key], key
+    # the untrained network is never sure of a class (probabilities near 1/13): the fused votes win wherever a voxel
+    # has any, as when they always win
+    assert methods["ablation: fusion + network labels, fused votes win"]["mIoU p2f"] == default_map["mIoU p2f"]
+    assert {"ablation: fusion + network, confidence >= 0", "fusion + network"} <= set(methods)
     (scene,) = dataset["scenes"]
     assert scene["chunks_completed"] > 0 and scene["input_frames"] == 6
     for name in ("per_class_iou_synthetic.png", "depth_error_histogram.png", f"mesh_preview_room-{SEED}.png"):
@@ -265,3 +276,34 @@ def test_clear_errors_for_a_missing_or_mismatched_checkpoint(tmp_path, checkpoin
     with pytest.raises(ValueError, match="7-Scenes does not have"):
         evaluate.run(command("--checkpoint", str(checkpoint), "--out", str(tmp_path), "--labels", "ground-truth",
                                "--seven-scenes", str(SEVEN_SCENES)))
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+def test_the_calibration_fit_recovers_a_monotone_confidence_model():
+    generator = torch.Generator().manual_seed(0)
+    distance = torch.randint(1, 12, (40_000,), generator=generator)
+    probability = torch.rand(40_000, generator=generator)
+    truth = ConfidenceCalibration((1.5, 1.0, 0.2, 0.2, -0.5, -1.0, -1.0, -1.5, -2.0), 2.0)
+    right = torch.rand(40_000, generator=generator) < truth.confidence(distance, probability)
+    samples = calibration.SurfaceSamples(distance, probability, right, torch.zeros(40_000))
+    fitted = calibration.fit_calibration(samples, "test")
+    assert len(fitted.distance_logits) == calibration.MAX_DISTANCE + 1 and fitted.fitted_on == "test"
+    assert all(a >= b for a, b in zip(fitted.distance_logits, fitted.distance_logits[1:]))  # never rising
+    np.testing.assert_allclose(fitted.distance_logits, truth.distance_logits, atol=0.15)
+    assert fitted.class_probability_weight == pytest.approx(2.0, abs=0.15)
+    report = calibration.report(samples, fitted)
+    assert report["expected_calibration_error"] < 0.02 and report["samples"] == 40_000
+    # a precision that rises with the distance somewhere is pooled, not learned: the logits stay monotone
+    bumpy = calibration.SurfaceSamples(distance, probability, (distance == 3) | right, torch.zeros(40_000))
+    logits = calibration.fit_calibration(bumpy, "test").distance_logits
+    assert all(a >= b for a, b in zip(logits, logits[1:]))
+
+
+def test_calibrating_on_the_test_rooms_is_refused(tmp_path, checkpoint):
+    parser = argparse.ArgumentParser()
+    calibration.add_arguments(parser)
+    for argv, message in ((["--synthetic-seeds", "903-906", "--write"], r"seeds \[903, 904\] are test rooms"),
+                          (["--write", "--check"], "exactly one of --write"), ([], "exactly one of --write")):
+        args = parser.parse_args(["--checkpoint", str(checkpoint), "--out", str(tmp_path), *argv])
+        with pytest.raises(ValueError, match=message):
+            calibration.run(args)

@@ -4,7 +4,8 @@ Every tunable is declared once, with :func:`~.fields.parameter`; the ROS paramet
 the offline tools and the README's parameter table are all built from these declarations.
 
 * :class:`VolumeConfig` (``volume.*``): the fusion volume.
-* :class:`CompletionConfig` (``completion.*``): chunking and scheduling of the completion network.
+* :class:`CompletionConfig` (``completion.*``): chunking and scheduling of the completion network, and how the
+  map uses its predictions.
 * :class:`MapperConfig` (top level): classes, device, checkpoint, what the outputs show.
 * :mod:`.files`: reading sections from one or more layered parameter files (a base plus small diffs).
 """
@@ -12,8 +13,8 @@ the offline tools and the README's parameter table are all built from these decl
 from .completion import CompletionConfig
 from .fields import check_ranges, config_from_dict, parameter, parameter_info, parameter_rows
 from .files import load_section, read_parameters
-from .mapper import SURFACE_SOURCES, MapperConfig
+from .mapper import MESH_SOURCES, SURFACE_SOURCES, MapperConfig
 from .volume import VolumeConfig
 
-__all__ = ["CompletionConfig", "MapperConfig", "SURFACE_SOURCES", "VolumeConfig", "check_ranges", "config_from_dict",
-           "load_section", "parameter", "parameter_info", "parameter_rows", "read_parameters"]
+__all__ = ["CompletionConfig", "MESH_SOURCES", "MapperConfig", "SURFACE_SOURCES", "VolumeConfig", "check_ranges",
+           "config_from_dict", "load_section", "parameter", "parameter_info", "parameter_rows", "read_parameters"]

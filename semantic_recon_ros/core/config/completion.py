@@ -1,4 +1,5 @@
-"""Configuration of running the completion network over the live map (one parameter table)."""
+"""Configuration of running the completion network over the live map and of using its predictions (one
+parameter table)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from .fields import check_ranges, parameter
 
 @dataclass
 class CompletionConfig:
-    """How the map is cut into dense chunks for the completion network and how often they are rerun."""
+    """How the map is cut into dense chunks for the completion network, how often they are rerun, and how the map
+    uses the predictions (which surfaces it adds, whose labels win)."""
 
     chunk_size: int = parameter(
         64, "Edge of the dense chunks fed to the network, in voxels (multiple of 16 and of block_size).", 16, 256)
@@ -21,10 +23,14 @@ class CompletionConfig:
         2.0, "Seconds one completion run may take; chunks still pending wait for the next run.", 0.01, 3600.0)
     min_observed_voxels: int = parameter(
         64, "Chunks with fewer observed voxels in their input are not run.", 0, 10**8)
-    fill_radius: int = parameter(
-        3, "Predictions are kept only within this many voxels (along each axis) of an observed surface voxel; "
-           "farther ones are discarded (the network is unreliable there, e.g. behind observed walls). 0 keeps "
-           "every prediction. At most chunk_margin.", 0, 64)
+    min_confidence: float = parameter(
+        0.6, "The network's surface is added to the map only where its calibrated confidence (the probability, "
+             "measured on validation rooms, that it lies within 5 cm of the true surface) is at least this; "
+             "new blocks are allocated for predicted surfaces only there. 0 keeps every prediction.", 0.0, 1.0)
+    label_override_probability: float = parameter(
+        0.4, "Where a voxel has fused 2D label votes, the network's class replaces them when the network's "
+             "probability for it exceeds this (1: fused labels wherever a voxel has votes). Voxels without votes "
+             "take the network's class.", 0.0, 1.0)
     align_grid: bool = parameter(
         True, "Shift the chunk grid by whole blocks so that the fewest chunks cover the observed surface; chosen "
               "at the first run that finds observations and kept until the map is reset.")
@@ -35,9 +41,6 @@ class CompletionConfig:
             raise ValueError(f"CompletionConfig.chunk_size must be a multiple of 16, got {self.chunk_size}")
         if self.chunk_size - 2 * self.chunk_margin < 16:
             raise ValueError("CompletionConfig: chunk_size - 2 * chunk_margin must leave at least 16 voxels")
-        if self.fill_radius > self.chunk_margin:
-            raise ValueError(f"CompletionConfig.fill_radius ({self.fill_radius}) must not exceed chunk_margin "
-                             f"({self.chunk_margin}): a chunk cannot see observations farther out")
 
     @property
     def core_size(self) -> int:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from .fields import check_ranges, parameter
 
-SURFACE_SOURCES = ("observed", "completed", "both")  # what a mesh or voxel map shows, see core/surface_fields.py
+MESH_SOURCES = ("observed", "completed", "both")  # what the map's mesh shows (mesh_source), see core/surface_fields.py
+SURFACE_SOURCES = (*MESH_SOURCES, "additions")  # what a mesh or voxel map can show: also the network's additions alone
 
 
 @dataclass
@@ -25,9 +26,11 @@ class MapperConfig:
              "completion.time_budget seconds, the network on a low-priority thread (integration never waits for it).",
         0.1, 3600.0)
     mesh_source: str = parameter(
-        "both", "What the mesh, the voxel map and saved meshes show: observed (fused data only), completed (the "
-                "completion network's prediction) or both (observed where observed, predicted elsewhere). Without a "
-                "completion network: observed.", choices=SURFACE_SOURCES)
+        "observed", "What the mesh topic and the saved mesh_rgb.ply / mesh_semantic.ply show: observed (fused "
+                    "surface; the network's additions go to mesh_additions and mesh_additions.ply), completed (the "
+                    "network's prediction alone, unfiltered) or both (observed surface plus the additions). Labels "
+                    "combine the fused votes and the network's classes in every case. Without a completion "
+                    "network: observed.", choices=MESH_SOURCES)
     device: str = parameter(
         "auto", "Torch device of the volume: auto (cuda when available), cpu, cuda or cuda:N.")
 

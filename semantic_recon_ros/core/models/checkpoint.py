@@ -4,11 +4,14 @@ Contents (a dict of plain types and tensors)::
 
     {"state_dict": {name: tensor}, "config": {field: value}, "class_names": [str, ...],
      "voxel_size": float (metres), "truncation": float (metres), "model": "s4r" | "s4r_colorblind" | "atlas",
-     "version": CHECKPOINT_VERSION}
+     "version": CHECKPOINT_VERSION,
+     "calibration": {name: plain values}}   # optional: see core/completion_confidence.py
 
 The voxel size and truncation are the map settings the network was trained for (it sees TSDF
 values normalized by the truncation, at that voxel size); :func:`load_checkpoint` refuses a
-checkpoint that does not fit the map it is loaded for.
+checkpoint that does not fit the map it is loaded for. ``calibration`` (how confident the network's
+surface is where, fitted after training on validation scenes) is added to a saved checkpoint by
+:func:`save_calibration`; the models package keeps it as plain values.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class CheckpointInfo:
     voxel_size: float
     truncation: float
     version: int
+    calibration: dict | None = None
 
 
 def model_kind(model: nn.Module) -> str:
@@ -76,12 +80,28 @@ def save_checkpoint(path: str | Path, model: nn.Module, class_names: Sequence[st
         "model": kind,
         "version": CHECKPOINT_VERSION,
     }
+    _atomic_save(state, Path(path))
+
+
+def save_calibration(path: str | Path, calibration: dict) -> None:
+    """Store ``calibration`` (plain values) in the checkpoint ``path``, replacing any it had; the weights and
+    everything else stay as they are (atomic replace)."""
     path = Path(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    _check_contents(path, state)
+    state["calibration"] = calibration
+    _atomic_save(state, path, mode=path.stat().st_mode & 0o777)
+
+
+def _atomic_save(state: dict, path: Path, mode: int | None = None) -> None:
+    """``torch.save`` into a temporary file beside ``path`` (permissions ``mode`` when given), renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as f:
             torch.save(state, f)
+        if mode is not None:
+            os.chmod(temp_name, mode)
         os.replace(temp_name, path)
     except BaseException:
         os.unlink(temp_name)
@@ -140,8 +160,11 @@ def _check_contents(path: Path, state: object) -> CheckpointInfo:
     class_names = tuple(state["class_names"])
     if len(class_names) != config.num_classes:
         raise ValueError(f"{path}: {len(class_names)} class names but num_classes = {config.num_classes}")
+    calibration = state.get("calibration")
+    if calibration is not None and not isinstance(calibration, dict):
+        raise ValueError(f"{path}: checkpoint calibration must be a dict, got {type(calibration).__name__}")
     return CheckpointInfo(kind, config, class_names, float(state["voxel_size"]), float(state["truncation"]),
-                          int(state["version"]))
+                          int(state["version"]), calibration)
 
 
 def _check_fits_map(path: Path, info: CheckpointInfo, class_names: Sequence[str] | None, voxel_size: float | None,
