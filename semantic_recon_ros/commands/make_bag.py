@@ -1,8 +1,9 @@
 """Write a posed RGB-D sequence (7-Scenes, TUM, ScanNet-style folder) into a ROS 2 bag.
 
-The bag holds color (rgb8), depth (32FC1 metres or 16UC1 millimetres), camera_info, semantic labels
-when the frames have them, /tf (world -> camera_link per frame) and /tf_static (camera_link ->
-camera_color_optical_frame); see semantic_recon_ros.core.datasets.rosbag_writer. No ROS install needed.
+The bag holds color (rgb8), depth (32FC1 metres or 16UC1 millimetres) -- or, with --compressed, color as
+CompressedImage (png or jpeg) on .../image_raw/compressed and depth as image_transport's compressedDepth on
+.../image_raw/compressedDepth --, camera_info, semantic labels when the frames have them, /tf (world ->
+camera_link per frame) and /tf_static (camera_link -> camera_color_optical_frame); see semantic_recon_ros.core.datasets.rosbag_writer. No ROS install needed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 
 from tqdm import tqdm
 
+from ..core.compressed_image_codec import COLOR_COMPRESSIONS
 from ..core.datasets import open_sequence
 from ..core.datasets.rosbag_sequence import RosbagTopics
 from ..core.datasets.rosbag_writer import STORAGES, RosbagFrames, RosbagWriter, RosbagWriterConfig
@@ -25,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=sorted(STORAGES), default=_DEFAULTS.storage, help="bag storage plugin")
     parser.add_argument("--depth-encoding", choices=("32FC1", "16UC1"), default=_DEFAULTS.depth_encoding,
                         help="32FC1 metres (exact) or 16UC1 millimetres (rounded)")
+    parser.add_argument("--compressed", nargs="?", const="png", default=None, choices=COLOR_COMPRESSIONS,
+                        metavar="{png,jpeg}",
+                        help="write compressed images as image_transport does: color as CompressedImage (png: "
+                             "lossless, the default; jpeg: lossy) and depth as compressedDepth png in --depth-encoding")
     parser.add_argument("--stride", type=int, default=1, help="use every N-th frame")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     timing = parser.add_mutually_exclusive_group()
@@ -44,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     config = RosbagWriterConfig(
         storage=args.storage,
         depth_encoding=args.depth_encoding,
+        compression=args.compressed,
         frame_rate=None if args.use_timestamps else args.frame_rate,
         start_time_ns=round(args.start_time * NANOSECONDS_PER_SECOND),
         topics=RosbagTopics(),
@@ -52,5 +59,6 @@ def run(args: argparse.Namespace) -> int:
     with RosbagWriter(args.out, config) as writer:
         for frame in tqdm(sequence, desc=f"writing {args.out}", unit="frame"):
             writer.write(frame)
-    print(f"wrote {writer.frames_written} frames of {sequence.name} to {args.out} ({args.storage})")
+    compressed = f", {args.compressed} / compressedDepth" if args.compressed else ""
+    print(f"wrote {writer.frames_written} frames of {sequence.name} to {args.out} ({args.storage}{compressed})")
     return 0

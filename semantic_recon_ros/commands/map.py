@@ -30,7 +30,8 @@ from tqdm import tqdm
 from ..core.classes import load_class_set
 from ..core.completion import DEFAULT_CHECKPOINT
 from ..core.config import CompletionConfig, VolumeConfig, load_section
-from ..core.datasets import FORMATS, open_sequence
+from ..core.datasets import FORMATS, detect_format, open_sequence
+from ..core.datasets.rosbag_sequence import RosbagTopics
 from ..core.device import resolve_device
 from ..core.mapper import MapFrame, Mapper
 from ..core.mesh_preview import TopDownView, estimate_up, preview_picture
@@ -39,11 +40,19 @@ from ..core.segmentation import DEFAULT_SEGMENTER, confidence_weighted, load_seg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sequence", type=Path, nargs="?", help="dataset folder or ROS 2 bag folder")
+    parser.add_argument("sequence", type=Path, nargs="?",
+                        help="dataset folder, or ROS 2 bag (folder, or a .mcap / .db3 file)")
     parser.add_argument("--bag", type=Path, default=None,
-                        help="a ROS 2 bag folder (the same as giving it as the sequence; read directly, no DDS)")
+                        help="a ROS 2 bag (the same as giving it as the sequence; read directly, no DDS)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="dataset layout")
+    bag_topics = parser.add_argument_group(
+        "bag topics", "Raw or compressed (<topic>/compressed, <topic>/compressedDepth) images are read. A topic not "
+                      "given and absent from the bag is found by message type when exactly one topic fits.")
+    for kind, default in (("color", RosbagTopics.color), ("depth", RosbagTopics.depth),
+                          ("camera-info", RosbagTopics.camera_info)):
+        bag_topics.add_argument(f"--{kind}-topic", default=None, metavar="TOPIC",
+                                help=f"{kind.replace('-', '_')} topic of the bag (default {default})")
     parser.add_argument("--params-file", type=Path, action="append", default=None,
                         help="parameter YAML with 'volume' and 'completion' sections (default: the installed "
                              "config/mapping.yaml); repeat it to layer files (later ones override single keys, "
@@ -67,6 +76,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu, cuda, cuda:1")
 
 
+def bag_options(args: argparse.Namespace) -> dict:
+    """RosbagSequence options of the topic arguments (none for other formats, which must not be given topics)."""
+    given = {kind: topic for kind in ("color", "depth", "camera_info")
+             if (topic := getattr(args, f"{kind}_topic")) is not None}
+    if (args.format if args.format != "auto" else detect_format(args.sequence)) != "rosbag":
+        if given:
+            raise ValueError(f"--{next(iter(given)).replace('_', '-')}-topic applies to ROS 2 bags only")
+        return {}
+    return {"topics": RosbagTopics(**given), "fixed_topics": sorted(given)}
+
+
 def run(args: argparse.Namespace) -> int:
     if (args.sequence is None) == (args.bag is None):
         raise ValueError("give either a SEQUENCE folder or --bag BAG, not both or neither")
@@ -78,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_section(params_files, "volume", VolumeConfig, voxel_size=args.voxel_size, max_depth=args.max_depth)
     classes = load_class_set(args.classes)
     device = resolve_device(args.device)
-    sequence = open_sequence(args.sequence, args.format).subset(
-        start=args.start, stride=args.stride, max_frames=args.max_frames)
+    whole = open_sequence(args.sequence, args.format, **bag_options(args))
+    if getattr(whole, "damage", None):  # a bag read up to the point where it is damaged
+        print(f"warning: {whole.damage}", file=sys.stderr)
+    sequence = whole.subset(start=args.start, stride=args.stride, max_frames=args.max_frames)
     if len(sequence) == 0:
         raise ValueError(f"{args.sequence}: no frames selected")
     segmenter = None

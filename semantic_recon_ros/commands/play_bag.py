@@ -1,7 +1,10 @@
 """Play a ROS 2 bag on live topics (a small `ros2 bag play`: rclpy + rosbags, no rosbag2 install).
 
 Messages are republished as recorded (raw bytes) at the recorded rate times --rate; /tf_static is
-latched; --clock publishes the bag time on /clock for nodes with use_sim_time. Ctrl-C stops playback.
+latched; --clock publishes the bag time on /clock for nodes with use_sim_time. --color-topic, --depth-topic and
+--camera-info-topic name the bag's camera topics (raw or compressed), which are then published on the default
+names (/camera/color/image_raw[/compressed], /camera/depth/image_raw[/compressedDepth], /camera/color/camera_info)
+the node's documented remaps expect. Ctrl-C stops playback.
 """
 
 from __future__ import annotations
@@ -13,15 +16,26 @@ import threading
 
 from tqdm import tqdm
 
+from ..core.datasets.bag_files import bag_storage_path
+from ..core.datasets.rosbag_sequence import RosbagTopics
+
 _DEFAULT_RATE = 1.0
 TEARDOWN_TIMEOUT_S = 10.0
 EXIT_NO_SUBSCRIBERS = 3
+# option -> (default published topic, suffix of its compressed variant)
+CAMERA_TOPICS = {"color_topic": (RosbagTopics.color, "/compressed"),
+                 "depth_topic": (RosbagTopics.depth, "/compressedDepth"),
+                 "camera_info_topic": (RosbagTopics.camera_info, "")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bag", help="ROS 2 bag folder (sqlite3 or mcap)")
+    parser.add_argument("bag", help="ROS 2 bag: a folder (sqlite3 or mcap) or a .mcap / .db3 file")
     parser.add_argument("--rate", type=float, default=_DEFAULT_RATE, help="playback speed factor")
     parser.add_argument("--clock", action="store_true", help="publish /clock (rosgraph_msgs/Clock) with the bag time")
+    for option, (default, suffix) in CAMERA_TOPICS.items():
+        parser.add_argument(f"--{option.replace('_', '-')}", default=None, metavar="BAG_TOPIC",
+                            help=f"the bag's topic published as {default}" + (f" (or {default}{suffix} for the "
+                                                                              "compressed variant)" if suffix else ""))
     parser.add_argument("--topic-prefix", default="", help="namespace prepended to all topics except /tf and /tf_static")
     parser.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="SECONDS",
                         help="wait up to this long for a subscriber on every topic before starting")
@@ -30,15 +44,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{EXIT_NO_SUBSCRIBERS} when a topic still has no subscriber")
 
 
+def camera_remaps(args: argparse.Namespace, bag_topics: set[str]) -> tuple[tuple[str, str], ...]:
+    """(bag topic, published topic) pairs of the camera topic options; a raw topic name given for a bag that only
+    has its compressed variant selects that variant."""
+    remaps = []
+    for option, (default, suffix) in CAMERA_TOPICS.items():
+        topic = getattr(args, option)
+        if topic is None:
+            continue
+        topic = topic if topic.startswith("/") else "/" + topic
+        if suffix and topic not in bag_topics and topic + suffix in bag_topics:
+            topic += suffix
+        remaps.append((topic, default + suffix if suffix and topic.endswith(suffix) else default))
+    return tuple(remaps)
+
+
 def run(args: argparse.Namespace) -> int:
     import rclpy
     from rclpy.node import Node
     from rclpy.signals import SignalHandlerOptions
 
+    from rosbags.rosbag2 import Reader, ReaderError
+
     from ..ros.bag_player import BagPlayer, BagPlayerConfig, MissingSubscribers
 
+    try:
+        with Reader(bag_storage_path(args.bag)) as reader:
+            bag_topics = {connection.topic for connection in reader.connections}
+    except ReaderError as error:
+        raise ValueError(f"cannot play the bag {args.bag}: {error} (`semantic-recon map` reads a damaged .mcap file "
+                         "up to the damage)") from None
     config = BagPlayerConfig(
         rate=args.rate,
+        topic_remaps=camera_remaps(args, bag_topics),
         publish_clock=args.clock,
         topic_prefix=args.topic_prefix,
         wait_for_subscribers=args.wait_for_subscribers,

@@ -8,8 +8,9 @@ Timing follows the bag's log times divided by ``rate``. Topics recorded as trans
 ``/tf_static`` always) are published latched (transient-local, reliable, history deep enough for all
 of the topic's messages); the others reliable and volatile. With ``publish_clock``, ``/clock``
 (``rosgraph_msgs/Clock``) carries the bag time: before every message and at ``clock_frequency`` Hz
-in between, for nodes running with ``use_sim_time``. ``topic_prefix`` is prepended to every topic
-except ``/tf`` and ``/tf_static`` (TF consumers listen on the global names). :meth:`BagPlayer.play`
+in between, for nodes running with ``use_sim_time``. ``topic_remaps`` publishes bag topics under other
+names; ``topic_prefix`` is then prepended to every topic except ``/tf`` and ``/tf_static`` (TF consumers
+listen on the global names). :meth:`BagPlayer.play`
 returns at the end of the bag or when its stop event is set; a KeyboardInterrupt in the caller is
 safe (nothing is left half-written).
 """
@@ -32,6 +33,7 @@ from rosbags.interfaces import Connection, QosDurability
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
+from ..core.datasets.bag_files import bag_storage_path
 from ..core.transform_tree import NANOSECONDS_PER_SECOND
 from .header_conversions import time_msg
 
@@ -52,6 +54,7 @@ class BagPlayerConfig:
         rate: playback speed factor (2 = twice as fast as recorded).
         publish_clock: publish the bag time on ``/clock``.
         clock_frequency: ``/clock`` messages per wall-clock second between bag messages.
+        topic_remaps: (bag topic, published topic) pairs; every bag topic must be in the bag.
         topic_prefix: namespace prepended to every topic except ``/tf`` and ``/tf_static`` (e.g. "/replay").
         queue_depth: history depth of the volatile publishers.
         wait_for_subscribers: seconds to wait, before the first message, until every topic has at
@@ -67,6 +70,7 @@ class BagPlayerConfig:
     rate: float = 1.0
     publish_clock: bool = False
     clock_frequency: float = 40.0
+    topic_remaps: tuple[tuple[str, str], ...] = ()
     topic_prefix: str = ""
     queue_depth: int = 100
     wait_for_subscribers: float = 0.0
@@ -110,7 +114,8 @@ class BagPlayer:
 
     Args:
         node: publishers are created on this node (it does not need to spin).
-        bag_path: ROS 2 bag folder (sqlite3 or mcap).
+        bag_path: ROS 2 bag folder (sqlite3 or mcap; without metadata.yaml it must hold one .mcap / .db3 file) or
+            a bare ``.mcap`` / ``.db3`` file.
         config: playback options.
     """
 
@@ -118,12 +123,15 @@ class BagPlayer:
         self.node = node
         self.config = config
         self.bag_path = Path(bag_path)
-        if not (self.bag_path / "metadata.yaml").is_file():
-            raise FileNotFoundError(f"no ROS 2 bag at {self.bag_path} (metadata.yaml missing)")
         self.published: Counter[str] = Counter()
-        self._reader = Reader(self.bag_path)
+        self._reader = Reader(bag_storage_path(self.bag_path))
         self._reader.open()
         try:
+            in_bag = {connection.topic for connection in self._reader.connections}
+            missing = sorted(topic for topic, _ in config.topic_remaps if topic not in in_bag)
+            if missing:
+                raise ValueError(f"bag {self.bag_path} has no topic {', '.join(missing)}; topics in the bag: "
+                                 f"{', '.join(sorted(in_bag))}")
             counts = Counter()
             for connection in self._reader.connections:
                 counts[connection.topic] += connection.msgcount
@@ -157,7 +165,9 @@ class BagPlayer:
         return sorted({publisher.topic_name for publisher in self._publishers.values()})
 
     def output_topic(self, bag_topic: str) -> str:
-        return bag_topic if bag_topic in TF_TOPICS else self.config.topic_prefix + bag_topic
+        """The topic a bag topic is published on (remapped, then prefixed unless it is /tf or /tf_static)."""
+        topic = dict(self.config.topic_remaps).get(bag_topic, bag_topic)
+        return topic if topic in TF_TOPICS else self.config.topic_prefix + topic
 
     def _qos(self, connection: Connection, message_count: int) -> QoSProfile:
         if _is_latched(connection):

@@ -6,6 +6,10 @@ reader): :func:`decode_color_image` -> (H, W, 3) uint8 RGB from rgb8 / bgr8 / rg
 :func:`decode_label_image` -> (H, W) int64 class ids from mono8 / 16UC1. Padded rows and big-endian
 data are handled; bad messages raise :class:`UnsupportedEncodingError` or :class:`MalformedImageError`.
 
+``sensor_msgs/CompressedImage`` (re-exported from :mod:`semantic_recon_ros.core.compressed_image_codec`):
+:func:`decode_compressed_color` (jpeg / png) and :func:`decode_compressed_depth` (image_transport's
+compressedDepth png of 16UC1 / 32FC1), same outputs as the raw decoders.
+
 Encoding builds rclpy messages for publishing.
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import Image
 
+from ..core.compressed_image_codec import decode_compressed_color, decode_compressed_depth
 from ..core.ros_message_codec import (
     ImageFields,
     MalformedImageError,
@@ -34,6 +39,8 @@ __all__ = [
     "UnsupportedEncodingError",
     "color_to_image_msg",
     "decode_color_image",
+    "decode_compressed_color",
+    "decode_compressed_depth",
     "decode_depth_image",
     "decode_label_image",
     "depth_to_image_msg",

@@ -6,7 +6,12 @@ Topics (relative names, remap them to the camera driver's):
 name                       type                                   role
 =========================  =====================================  =========================================
 ``color/image_raw``        sensor_msgs/Image                      in: rgb8, bgr8, rgba8, bgra8 or mono8
+                                                                  (color_transport compressed: CompressedImage
+                                                                  jpeg / png on color/image_raw/compressed)
 ``depth/image_raw``        sensor_msgs/Image                      in: 32FC1 metres or 16UC1 mm (not with rgb_only)
+                                                                  (depth_transport compressed: CompressedImage
+                                                                  compressedDepth png of 16UC1 / 32FC1 on
+                                                                  depth/image_raw/compressedDepth)
 ``color/camera_info``      sensor_msgs/CameraInfo                 in: intrinsics of both images
 ``semantic/image_raw``     sensor_msgs/Image                      in (use_labels): mono8 / 16UC1 class ids
 ``/tf``, ``/tf_static``    tf2_msgs/TFMessage                     in: camera pose world_frame <- image frame
@@ -102,7 +107,7 @@ from rclpy.qos import (
     qos_profile_system_default,
 )
 from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
@@ -125,6 +130,8 @@ from .image_conversions import (
     MalformedImageError,
     UnsupportedEncodingError,
     decode_color_image,
+    decode_compressed_color,
+    decode_compressed_depth,
     decode_depth_image,
     decode_label_image,
 )
@@ -148,6 +155,13 @@ COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, LABELS_TOPIC = (
     "color/image_raw", "depth/image_raw", "color/camera_info", "semantic/image_raw")
 MESH_TOPIC, VOXEL_MAP_TOPIC, LEGEND_TOPIC, STATUS_TOPIC = "mesh", "voxel_map", "class_legend", "~/status"
 ADDITIONS_TOPIC = "mesh_additions"
+# image input -> {transport parameter value: (topic suffix, message type, decoder)}, as image_transport names them
+IMAGE_TRANSPORTS = {
+    COLOR_TOPIC: {"raw": ("", Image, decode_color_image),
+                  "compressed": ("/compressed", CompressedImage, decode_compressed_color)},
+    DEPTH_TOPIC: {"raw": ("", Image, decode_depth_image),
+                  "compressed": ("/compressedDepth", CompressedImage, decode_compressed_depth)},
+}
 DIAGNOSTICS_TOPIC = "/diagnostics"
 SPIN_TIMEOUT_S = 0.2  # bounds the reaction time to SIGINT / SIGTERM (seen when spin_once returns)
 SPIN_EXIT_TIMEOUT_S = 5.0  # after a signal, longest wait for the executor to return before shutting down without it
@@ -389,20 +403,32 @@ class MappingNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _subscribe_inputs(self) -> list[str]:
-        """Create the synchronized subscriptions; returns their resolved topic names."""
+        """Create the synchronized subscriptions; returns their resolved topic names.
+
+        A compressed image input subscribes, like image_transport, to the resolved (remapped) raw topic name plus
+        the transport's suffix; inputs keep their relative raw names as keys (``_input_order``, statistics).
+        """
         cfg = self.config
         topics = [COLOR_TOPIC] + ([] if cfg.rgb_only else [DEPTH_TOPIC]) + [INFO_TOPIC]
         topics += [LABELS_TOPIC] if cfg.use_labels else []
+        transports = {COLOR_TOPIC: cfg.color_transport, DEPTH_TOPIC: cfg.depth_transport}
         qos = input_qos_profile(cfg.input_qos, cfg.sync_queue_size)
         self._input_gates = []  # subscriber -> stamp check -> synchronizer
+        self._image_decoders = {}
+        names = []
         for topic in topics:
-            msg_type = CameraInfo if topic == INFO_TOPIC else Image
-            subscriber = Subscriber(self, msg_type, topic, qos_profile=qos, callback_group=self.input_group)
+            name, msg_type = topic, CameraInfo if topic == INFO_TOPIC else Image
+            if topic in transports:
+                suffix, msg_type, self._image_decoders[topic] = IMAGE_TRANSPORTS[topic][transports[topic]]
+                if suffix:
+                    name = self.resolve_topic_name(topic) + suffix
+            subscriber = Subscriber(self, msg_type, name, qos_profile=qos, callback_group=self.input_group)
             self._input_gates.append(GateFilter(subscriber, self._admit_message, topic))
+            names.append(self.resolve_topic_name(name))
         self._input_order = topics
         self._synchronizer = ApproximateTimeSynchronizer(self._input_gates, cfg.sync_queue_size, cfg.sync_slop)
         self._synchronizer.registerCallback(self._on_frame)
-        return [self.resolve_topic_name(topic) for topic in topics]
+        return names
 
     def _admit_message(self, msg, topic: str) -> bool:
         """Count an input message; False (counted, warned) when its stamp is farther than max_frame_age from the
@@ -472,8 +498,8 @@ class MappingNode(Node):
             return
         try:
             camera = camera_from_camera_info(info_msg)
-            color = decode_color_image(color_msg)
-            depth = decode_depth_image(by_topic[DEPTH_TOPIC]) if DEPTH_TOPIC in by_topic else None
+            color = self._image_decoders[COLOR_TOPIC](color_msg)
+            depth = self._image_decoders[DEPTH_TOPIC](by_topic[DEPTH_TOPIC]) if DEPTH_TOPIC in by_topic else None
             labels = decode_label_image(by_topic[LABELS_TOPIC]) if LABELS_TOPIC in by_topic else None
         except UnsupportedEncodingError as error:
             self._drop("encoding", str(error))

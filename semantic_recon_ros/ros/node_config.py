@@ -14,6 +14,7 @@ from ..core.config import CompletionConfig, MapperConfig, VolumeConfig
 from ..core.config.fields import check_ranges, parameter
 
 INPUT_QOS_CHOICES = ("sensor_data", "reliable", "system_default")
+TRANSPORT_CHOICES = ("raw", "compressed")
 MESH_COLOR_CHOICES = ("rgb", "semantic")
 
 
@@ -34,6 +35,15 @@ class MappingNodeConfig:
     input_qos: str = parameter(
         "sensor_data", "QoS of the image and camera_info subscriptions: sensor_data (best effort), reliable "
                        "or system_default.", choices=INPUT_QOS_CHOICES)
+    color_transport: str = parameter(
+        "raw", "How color images arrive: raw (sensor_msgs/Image on color/image_raw) or compressed "
+               "(sensor_msgs/CompressedImage, jpeg or png, on color/image_raw/compressed, as image_transport's "
+               "compressed plugin publishes them; the suffix follows a remapped color/image_raw).",
+        choices=TRANSPORT_CHOICES)
+    depth_transport: str = parameter(
+        "raw", "How depth images arrive: raw (sensor_msgs/Image on depth/image_raw) or compressed "
+               "(image_transport's compressedDepth, png of 16UC1 or 32FC1, on depth/image_raw/compressedDepth).",
+        choices=TRANSPORT_CHOICES)
     sync_queue_size: int = parameter(
         10, "Messages per input kept by the approximate-time synchronizer while waiting for partners.", 1, 1000)
     sync_slop: float = parameter(

@@ -160,13 +160,15 @@ def test_bad_inputs_raise_clear_errors(tmp_path, source_frames):
         writer.write(source_frames[0])
     with pytest.raises(ValueError, match="already exists"):
         RosbagWriter(path)
-    with pytest.raises(ValueError, match="no topic /nope; topics in the bag: /camera/color/camera_info"):
-        RosbagSequence(path, topics=RosbagTopics(color="/nope"))
+    with pytest.raises(ValueError, match=r"no color topic /nope \(nor /nope/compressed\); topics in the bag: "
+                                         r"/camera/color/camera_info \(sensor_msgs/msg/CameraInfo\)"):
+        RosbagSequence(path, topics=RosbagTopics(color="/nope"), fixed_topics=["color"])
     with pytest.raises(ValueError, match='first problem: "nowhere" passed to lookup as target frame does not exist'):
         RosbagSequence(path, world_frame="nowhere")
     with pytest.raises(FileNotFoundError, match="bag not found"):
         RosbagSequence(tmp_path / "missing")
-    with pytest.raises(ValueError, match="not a ROS 2 bag folder"):
+    with pytest.raises(ValueError, match="is not a ROS 2 bag: no metadata.yaml, and it must then hold exactly one "
+                                         r".mcap or .db3 file \(found: none\)"):
         RosbagSequence(tmp_path)
     with pytest.raises(ValueError, match="unknown bag storage 'rosbag1'"):
         RosbagWriterConfig(storage="rosbag1")
@@ -225,10 +227,43 @@ def test_player_rate_prefix_and_stop_in_process(tmp_path, source_frames):
         rclpy.try_shutdown(context=context)
     with pytest.raises(ValueError, match="not installed for rclpy"):
         message_class("no_such_msgs/msg/Thing")
-    with pytest.raises(FileNotFoundError, match="metadata.yaml missing"):
+    with pytest.raises(ValueError, match="no metadata.yaml, and it must then hold exactly one .mcap or .db3 file"):
         BagPlayer(None, tmp_path)
     with pytest.raises(ValueError, match="rate must be positive"):
         BagPlayerConfig(rate=0)
+
+
+def test_player_publishes_a_bag_files_camera_topics_under_the_default_names(tmp_path, source_frames):
+    """play-bag --color-topic/--depth-topic/--camera-info-topic on a bare .mcap file with other topic names."""
+    rclpy = pytest.importorskip("rclpy")
+    from support.mcap_bags import write_camera_bag
+
+    from semantic_recon_ros.commands import play_bag
+    from semantic_recon_ros.ros.bag_player import BagPlayer, BagPlayerConfig
+
+    bag = tmp_path / "robot.mcap"
+    write_camera_bag(bag, source_frames[:2], "png", color_topic="/head/rgb/compressed",
+                     depth_topic="/head/depth/compressedDepth", info_topic="/head/rgb/info")
+    parser = argparse.ArgumentParser()
+    play_bag.add_arguments(parser)
+    args = parser.parse_args([str(bag), "--color-topic", "/head/rgb", "--depth-topic", "head/depth/compressedDepth",
+                              "--camera-info-topic", "/head/rgb/info"])
+    remaps = play_bag.camera_remaps(args, {"/head/rgb/compressed", "/head/depth/compressedDepth", "/head/rgb/info"})
+    assert remaps == (("/head/rgb/compressed", "/camera/color/image_raw/compressed"),
+                      ("/head/depth/compressedDepth", "/camera/depth/image_raw/compressedDepth"),
+                      ("/head/rgb/info", "/camera/color/camera_info"))
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(np.random.default_rng().integers(100, 200)))
+    try:
+        node = rclpy.create_node("remap_test", context=context)
+        player = BagPlayer(node, bag, BagPlayerConfig(topic_remaps=remaps))
+        assert player.topics == ["/camera/color/camera_info", "/camera/color/image_raw/compressed",
+                                 "/camera/depth/image_raw/compressedDepth", "/tf"]
+        player.close()
+        with pytest.raises(ValueError, match=r"has no topic /head/ir; topics in the bag: /head/depth/compressedDepth"):
+            BagPlayer(node, bag, BagPlayerConfig(topic_remaps=(("/head/ir", "/camera/color/image_raw"),)))
+    finally:
+        rclpy.try_shutdown(context=context)
 
 SUBSCRIBER = textwrap.dedent(
     """

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from .bag_files import is_bag
 from .rosbag_sequence import RosbagSequence
 from .scannet_style import INTRINSIC_DEPTH, ScanNetStyleSequence, ScanNetStyleWriter
 from .sequence import FrameSequence, SequenceView
@@ -43,22 +44,24 @@ _SIGNATURES: dict[str, tuple[str, Callable[[Path], bool]]] = {
     "scannet": (f"{INTRINSIC_DEPTH.as_posix()}, or depth/ and pose/ folders",
                 lambda root: (root / INTRINSIC_DEPTH).is_file()
                 or ((root / "depth").is_dir() and (root / "pose").is_dir())),
-    "rosbag": ("a ROS 2 bag folder (metadata.yaml) with color, depth, camera_info and /tf topics",
-               lambda root: (root / "metadata.yaml").is_file()),
+    "rosbag": ("a ROS 2 bag (a folder with metadata.yaml or one .mcap / .db3 file, or such a file) with color, "
+               "depth, camera_info and /tf topics", is_bag),
 }
 
 
 def detect_format(path: str | Path) -> str:
     """Name of the format (a key of :data:`FORMATS`) whose layout the folder ``path`` has.
 
-    Raises FileNotFoundError when ``path`` does not exist, ValueError when it is not a folder or matches
-    no format or several (the message lists what was looked for).
+    Raises FileNotFoundError when ``path`` does not exist, ValueError when it is neither a folder nor a bag
+    file or matches no format or several (the message lists what was looked for).
     """
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"sequence folder not found: {root}")
     if not root.is_dir():
-        raise ValueError(f"a sequence must be a folder, got the file {root}")
+        if is_bag(root):
+            return "rosbag"
+        raise ValueError(f"a sequence must be a folder or a ROS 2 bag file (.mcap, .db3), got the file {root}")
     matches = [name for name, (_, has_layout) in _SIGNATURES.items() if has_layout(root)]
     if len(matches) == 1:
         return matches[0]
@@ -73,7 +76,7 @@ def open_sequence(path: str | Path, format: str = "auto", **reader_options) -> F
     """Open the posed RGB-D sequence in folder ``path``.
 
     Args:
-        path: the sequence folder.
+        path: the sequence folder (or a bag file).
         format: "auto" (detect from the layout) or one of "7scenes", "tum", "scannet", "rosbag".
         **reader_options: keyword options of the reader class (e.g. ``frame_rate`` for 7scenes/scannet,
             ``camera`` / ``max_time_difference`` for tum).

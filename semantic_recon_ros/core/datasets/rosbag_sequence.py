@@ -1,11 +1,19 @@
 """ROS 2 bags (sqlite3 or mcap) read as a :class:`FrameSequence`, without rclpy or DDS.
 
-Needs only the pure-Python ``rosbags`` package. The bag must hold, on the topics of
-:class:`RosbagTopics`: color images (rgb8, bgr8, rgba8, bgra8, mono8), depth images registered to
-color (32FC1 metres or 16UC1 millimetres, same size), ``sensor_msgs/CameraInfo``, and
-``tf2_msgs/TFMessage`` on ``/tf`` and ``/tf_static`` connecting ``world_frame`` to the color
-images' ``header.frame_id`` (an optical frame: x right, y down, z forward); optionally class-id
-images (mono8 / 16UC1) on the semantic topic.
+Needs only the pure-Python ``rosbags`` (and ``mcap``) packages. The bag (a folder, a bare ``.mcap`` /
+``.db3`` file or a folder without metadata.yaml, see :mod:`.bag_files`) must hold, on the topics of
+:class:`RosbagTopics`: color images (``sensor_msgs/Image`` rgb8, bgr8, rgba8, bgra8, mono8, or
+``sensor_msgs/CompressedImage`` jpeg / png on ``<color>/compressed``), depth images registered to color
+(Image 32FC1 metres or 16UC1 millimetres, or image_transport's compressedDepth on
+``<depth>/compressedDepth``; same size), ``sensor_msgs/CameraInfo``, and ``tf2_msgs/TFMessage`` on
+``/tf`` and ``/tf_static`` connecting ``world_frame`` to the color images' ``header.frame_id`` (an optical
+frame: x right, y down, z forward); optionally class-id images (mono8 / 16UC1) on the semantic topic.
+
+Topics: the raw topic is used when the bag has it, else its compressed variant. When neither is there
+(and the caller did not fix that topic), the color, depth and camera_info topics are found by message
+type (and, for images, by the first message's encoding: color encodings / jpeg / png vs 32FC1 / 16UC1 /
+compressedDepth) when exactly one topic fits; :attr:`RosbagSequence.topics` holds the topics read. An
+mcap file damaged at the end is read up to the damage, said in :attr:`RosbagSequence.damage`.
 
 One frame per color image: the depth (and label) image with the nearest header stamp within
 ``max_time_difference`` seconds, the CameraInfo nearest in time, and ``T_world_cam`` looked up in the
@@ -18,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +36,12 @@ from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
+from ..compressed_image_codec import COMPRESSED_DEPTH, decode_compressed_color, decode_compressed_depth
 from ..frame import RGBDFrame
 from ..ros_message_codec import (
+    COLOR_ENCODINGS,
+    DEPTH_ENCODINGS,
+    MessageConversionError,
     add_transform_stamped,
     camera_from_camera_info,
     decode_color_image,
@@ -38,16 +50,29 @@ from ..ros_message_codec import (
     stamp_to_ns,
 )
 from ..transform_tree import NANOSECONDS_PER_SECOND, TransformException, TransformTree
+from .bag_files import RecoveredMcap, open_bag
 from .sequence import FrameSequence
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 DEFAULT_MAX_TIME_DIFFERENCE = 0.02
 TF_MESSAGE_TYPE = "tf2_msgs/msg/TFMessage"
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+# image kind -> (suffix of its image_transport topic, {message type: decoder}, what is supported)
+IMAGE_KINDS: dict[str, tuple[str, dict[str, Callable[[Any], np.ndarray]], str]] = {
+    "color": ("/compressed", {IMAGE_TYPE: decode_color_image, COMPRESSED_IMAGE_TYPE: decode_compressed_color},
+              f"{IMAGE_TYPE} ({', '.join(COLOR_ENCODINGS)}) or {COMPRESSED_IMAGE_TYPE} (jpeg, png)"),
+    "depth": ("/compressedDepth", {IMAGE_TYPE: decode_depth_image, COMPRESSED_IMAGE_TYPE: decode_compressed_depth},
+              f"{IMAGE_TYPE} ({', '.join(DEPTH_ENCODINGS)}) or {COMPRESSED_IMAGE_TYPE} ({COMPRESSED_DEPTH} png of "
+              "16UC1 / 32FC1)"),
+}
 
 
 @dataclass(frozen=True)
 class RosbagTopics:
-    """Topic names of an RGB-D bag (fully qualified, as ``ros2 bag record`` stores them)."""
+    """Topic names of an RGB-D bag (fully qualified, as ``ros2 bag record`` stores them). Color and depth name
+    the raw topics; their compressed variants are ``<color>/compressed`` and ``<depth>/compressedDepth``."""
 
     color: str = "/camera/color/image_raw"
     depth: str = "/camera/depth/image_raw"
@@ -87,10 +112,17 @@ class RosbagSequence(FrameSequence):
     """Posed RGB-D frames from a ROS 2 bag (see the module docstring). Call :meth:`close` when done.
 
     Args:
-        path: the bag folder (with ``metadata.yaml``).
+        path: the bag: a folder (with or without ``metadata.yaml``) or a ``.mcap`` / ``.db3`` file.
         topics: topic names; a semantic topic absent from the bag simply gives frames without labels.
+        fixed_topics: names of the :class:`RosbagTopics` fields ("color", "depth", "camera_info") the caller
+            chose: those are never replaced by topics found by message type.
         world_frame: TF frame the poses are expressed in; None uses the root of the color frame's TF tree.
         max_time_difference: largest color/depth (and color/label) header stamp difference, seconds.
+
+    Attributes:
+        topics: the topics read (given, compressed variants or found by message type).
+        damage: None, or one line for the user: the bag file is damaged, and how many messages and frames were
+            read before the damage.
     """
 
     def __init__(
@@ -98,22 +130,26 @@ class RosbagSequence(FrameSequence):
         path: str | Path,
         *,
         topics: RosbagTopics = RosbagTopics(),
+        fixed_topics: Collection[str] = (),
         world_frame: str | None = None,
         max_time_difference: float = DEFAULT_MAX_TIME_DIFFERENCE,
     ) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            raise FileNotFoundError(f"bag not found: {self.path}")
-        if not (self.path / "metadata.yaml").is_file():
-            raise ValueError(f"{self.path} is not a ROS 2 bag folder (no metadata.yaml)")
-        self.name = self.path.name
-        self.topics = topics
-        self._reader = Reader(self.path)
-        self._reader.open()
+        self.name = self.path.stem if self.path.is_file() else self.path.name
+        self._reader: Reader | RecoveredMcap = open_bag(self.path)
         self._closed = False
         self._lock = threading.Lock()
         try:
+            self.topics = self._resolve_topics(topics, set(fixed_topics))
             self._index(world_frame, round(max_time_difference * NANOSECONDS_PER_SECOND))
+            self.damage = None
+            if isinstance(self._reader, RecoveredMcap):
+                self.damage = f"{self._reader.damage}, giving {len(self)} frames"
+        except ValueError as error:
+            self._reader.close()
+            if isinstance(self._reader, RecoveredMcap):  # what was read before the damage is not enough
+                raise ValueError(f"{self._reader.damage}; {error}") from None
+            raise
         except BaseException:
             self._reader.close()
             raise
@@ -125,6 +161,74 @@ class RosbagSequence(FrameSequence):
             available = ", ".join(sorted({c.topic for c in self._reader.connections})) or "none"
             raise ValueError(f"bag {self.path} has no topic {topic}; topics in the bag: {available}")
         return connections
+
+    def _topics_text(self) -> str:
+        connections = sorted(self._reader.connections, key=lambda c: c.topic)
+        return ", ".join(f"{c.topic} ({c.msgtype})" for c in connections) or "none"
+
+    def _first_message(self, topic: str) -> Any:
+        connections = self._connections(topic, required=True)
+        for connection, _, raw in self._reader.messages(connections=connections):
+            return TYPESTORE.deserialize_cdr(raw, connection.msgtype)
+        return None
+
+    def _image_kind(self, topic: str, msgtype: str) -> str | None:
+        """'color' or 'depth' for an image topic judged by its first message, None when neither."""
+        msg = self._first_message(topic)
+        if msg is None:
+            return None
+        if msgtype == COMPRESSED_IMAGE_TYPE:
+            return "depth" if COMPRESSED_DEPTH in msg.format else "color"
+        return "color" if msg.encoding in COLOR_ENCODINGS else "depth" if msg.encoding in DEPTH_ENCODINGS else None
+
+    def _resolve_image_topic(self, kind: str, topic: str, fixed: bool, semantic: str) -> str:
+        suffix, decoders, supported = IMAGE_KINDS[kind]
+        types = {c.topic: c.msgtype for c in self._reader.connections}
+        topic = _qualified(topic)
+        chosen = next((name for name in (topic, topic + suffix) if name in types), None)
+        if chosen is None and not fixed:
+            candidates = [name for name, msgtype in sorted(types.items())
+                          if msgtype in decoders and name != semantic and self._image_kind(name, msgtype) == kind]
+            if len(candidates) != 1:
+                found = f"several ({', '.join(candidates)})" if candidates else "none"
+                raise ValueError(f"bag {self.path} has no {kind} topic {topic} (nor {topic}{suffix}), and {kind} image "
+                                 f"topics found by message type: {found}; name it (--{kind}-topic). Topics in the bag: "
+                                 f"{self._topics_text()}")
+            chosen = candidates[0]
+        if chosen is None:
+            raise ValueError(f"bag {self.path} has no {kind} topic {topic} (nor {topic}{suffix}); topics in the bag: "
+                             f"{self._topics_text()}")
+        if types[chosen] not in decoders:
+            raise ValueError(f"bag {self.path}: topic {chosen} has type {types[chosen]}, which cannot be read as "
+                             f"{kind} images; supported: {supported}")
+        return chosen
+
+    def _resolve_topics(self, topics: RosbagTopics, fixed: set[str]) -> RosbagTopics:
+        """The topics to read: the given ones, their compressed variants, or ones found by message type."""
+        semantic = _qualified(topics.semantic)
+        color = self._resolve_image_topic("color", topics.color, "color" in fixed, semantic)
+        depth = self._resolve_image_topic("depth", topics.depth, "depth" in fixed, semantic)
+        camera_info = _qualified(topics.camera_info)
+        types = {c.topic: c.msgtype for c in self._reader.connections}
+        if camera_info not in types and "camera_info" not in fixed:
+            candidates = sorted(name for name, msgtype in types.items() if msgtype == CAMERA_INFO_TYPE)
+            if len(candidates) == 1:
+                camera_info = candidates[0]
+        if camera_info in types and types[camera_info] != CAMERA_INFO_TYPE:
+            raise ValueError(f"bag {self.path}: topic {camera_info} has type {types[camera_info]}; camera_info must be "
+                             f"{CAMERA_INFO_TYPE}")
+        return RosbagTopics(color=color, depth=depth, camera_info=camera_info, semantic=topics.semantic,
+                            tf=topics.tf, tf_static=topics.tf_static)
+
+    def _decode(self, kind: str, entry: _IndexedMessage) -> np.ndarray:
+        """The image of ``entry`` decoded as ``kind`` (see :data:`IMAGE_KINDS`)."""
+        decoders = IMAGE_KINDS[kind][1]
+        msg = self._read(entry)
+        try:
+            return decoders[entry.connection.msgtype](msg)
+        except MessageConversionError as error:
+            raise type(error)(f"bag {self.path}: topic {entry.connection.topic} ({entry.connection.msgtype}): "
+                              f"{error}") from None
 
     def _scan(
         self, topic: str, required: bool, convert: Callable[[Any], Any] | None = None
@@ -154,6 +258,8 @@ class RosbagSequence(FrameSequence):
                 f"bag {self.path} has {len(colors)} color, {len(depths)} depth and {len(infos)} camera_info "
                 "messages; need at least one of each"
             )
+        self._decode("color", colors[0])  # unsupported encodings fail here, once, naming the topic
+        self._decode("depth", depths[0])
         self._info_stamps = [entry.stamp_ns for entry, _ in infos]
         self._cameras = [camera for _, camera in infos]
         self.camera = self._cameras[0]
@@ -214,8 +320,8 @@ class RosbagSequence(FrameSequence):
         color_entry, depth_entry, label_entry, T_world_cam = self._frames[index]
         camera = self._cameras[_nearest(self._info_stamps, color_entry.stamp_ns, None)]
         return RGBDFrame(
-            color=decode_color_image(self._read(color_entry)),
-            depth=decode_depth_image(self._read(depth_entry)),
+            color=self._decode("color", color_entry),
+            depth=self._decode("depth", depth_entry),
             camera=camera,
             T_world_cam=T_world_cam,
             timestamp=color_entry.stamp_ns / NANOSECONDS_PER_SECOND,

@@ -2,8 +2,11 @@
 
 Per frame, all stamped with the frame's stamp (header stamp = bag log time):
 
-* ``/camera/color/image_raw``: ``sensor_msgs/Image`` rgb8;
-* ``/camera/depth/image_raw``: ``sensor_msgs/Image`` 32FC1 metres (or 16UC1 millimetres), registered to color;
+* ``/camera/color/image_raw``: ``sensor_msgs/Image`` rgb8 (with ``compression``: ``sensor_msgs/CompressedImage``
+  png or jpeg on ``/camera/color/image_raw/compressed``, as image_transport's compressed plugin writes it);
+* ``/camera/depth/image_raw``: ``sensor_msgs/Image`` 32FC1 metres (or 16UC1 millimetres), registered to color
+  (with ``compression``: image_transport's compressedDepth png of that encoding on
+  ``/camera/depth/image_raw/compressedDepth``);
 * ``/camera/color/camera_info``: ``sensor_msgs/CameraInfo`` (undistorted pinhole);
 * ``/camera/semantic/image_raw``: ``sensor_msgs/Image`` mono8 class ids, 255 = unlabeled (frames with labels only);
 * ``/tf``: ``world -> camera_link`` (``T_world_link = T_world_cam @ inv(T_link_optical)``).
@@ -28,6 +31,12 @@ from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLi
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from ..camera import PinholeCamera, invert_rigid
+from ..compressed_image_codec import (
+    COLOR_COMPRESSIONS,
+    CompressedImageFields,
+    encode_compressed_color,
+    encode_compressed_depth,
+)
 from ..frame import RGBDFrame
 from ..ros_message_codec import (
     ImageFields,
@@ -67,6 +76,8 @@ class RosbagWriterConfig:
     Attributes:
         storage: "mcap" or "sqlite3".
         depth_encoding: "32FC1" (metres, exact) or "16UC1" (rounded millimetres, 0 = invalid).
+        compression: None writes raw Images; "png" (lossless) or "jpeg" writes color as CompressedImage and
+            depth as compressedDepth png (16UC1: lossless for its millimetres; 32FC1: quantized inverse depth).
         frame_rate: stamps at this fixed rate (Hz); None uses the frames' own timestamps.
         start_time_ns: stamp of the first frame (ROS time, ns; must be > 0: 0 means "latest" in TF).
         topics / frames: names written.
@@ -74,6 +85,7 @@ class RosbagWriterConfig:
 
     storage: str = "mcap"
     depth_encoding: str = "32FC1"
+    compression: str | None = None
     frame_rate: float | None = 30.0
     start_time_ns: int = DEFAULT_START_TIME_NS
     topics: RosbagTopics = field(default_factory=RosbagTopics)
@@ -84,6 +96,8 @@ class RosbagWriterConfig:
             raise ValueError(f"unknown bag storage {self.storage!r}; choose one of {', '.join(STORAGES)}")
         if self.depth_encoding not in ("32FC1", "16UC1"):
             raise ValueError(f"depth_encoding must be 32FC1 or 16UC1, got {self.depth_encoding!r}")
+        if self.compression is not None and self.compression not in COLOR_COMPRESSIONS:
+            raise ValueError(f"compression must be None, {' or '.join(COLOR_COMPRESSIONS)}, got {self.compression!r}")
         if self.frame_rate is not None and not self.frame_rate > 0:
             raise ValueError(f"frame_rate must be positive or None, got {self.frame_rate}")
         if self.start_time_ns <= 0:
@@ -127,6 +141,11 @@ def _image(fields: ImageFields, stamp_ns: int, frame_id: str):
         step=fields.step,
         data=np.frombuffer(fields.data, dtype=np.uint8),
     )
+
+
+def _compressed_image(fields: CompressedImageFields, stamp_ns: int, frame_id: str):
+    return _T["sensor_msgs/msg/CompressedImage"](
+        header=_header(stamp_ns, frame_id), format=fields.format, data=np.frombuffer(fields.data, dtype=np.uint8))
 
 
 def _camera_info(camera: PinholeCamera, stamp_ns: int, frame_id: str):
@@ -182,8 +201,13 @@ class RosbagWriter:
         self._writer.open()
         topics = config.topics
         sensor_qos = [_qos(QosDurability.VOLATILE, SENSOR_QUEUE_DEPTH)]
-        self._color = self._connect(topics.color, "sensor_msgs/msg/Image", sensor_qos)
-        self._depth = self._connect(topics.depth, "sensor_msgs/msg/Image", sensor_qos)
+        if config.compression is None:
+            self._color = self._connect(topics.color, "sensor_msgs/msg/Image", sensor_qos)
+            self._depth = self._connect(topics.depth, "sensor_msgs/msg/Image", sensor_qos)
+        else:
+            self._color = self._connect(topics.color + "/compressed", "sensor_msgs/msg/CompressedImage", sensor_qos)
+            self._depth = self._connect(topics.depth + "/compressedDepth", "sensor_msgs/msg/CompressedImage",
+                                        sensor_qos)
         self._camera_info = self._connect(topics.camera_info, "sensor_msgs/msg/CameraInfo", sensor_qos)
         self._tf = self._connect(topics.tf, "tf2_msgs/msg/TFMessage", [_qos(QosDurability.VOLATILE, TF_QUEUE_DEPTH)])
         self._tf_static = self._connect(topics.tf_static, "tf2_msgs/msg/TFMessage", [_qos(QosDurability.TRANSIENT_LOCAL, 1)])
@@ -221,10 +245,19 @@ class RosbagWriter:
         T_world_link = frame.T_world_cam @ invert_rigid(optical_in_link())
         self._write(self._tf, _tf_message(T_world_link, stamp_ns, names.world, names.camera_link), stamp_ns)
         self._write(self._camera_info, _camera_info(frame.camera, stamp_ns, names.optical), stamp_ns)
-        self._write(self._color, _image(encode_color_image(frame.color, "rgb8"), stamp_ns, names.optical), stamp_ns)
+        compression = self.config.compression
+        if compression is None:
+            color = _image(encode_color_image(frame.color, "rgb8"), stamp_ns, names.optical)
+        else:
+            color = _compressed_image(encode_compressed_color(frame.color, compression), stamp_ns, names.optical)
+        self._write(self._color, color, stamp_ns)
         if frame.depth is not None:
-            depth = encode_depth_image(frame.depth, self.config.depth_encoding)
-            self._write(self._depth, _image(depth, stamp_ns, names.optical), stamp_ns)
+            if compression is None:
+                depth = _image(encode_depth_image(frame.depth, self.config.depth_encoding), stamp_ns, names.optical)
+            else:
+                depth = _compressed_image(encode_compressed_depth(frame.depth, self.config.depth_encoding), stamp_ns,
+                                          names.optical)
+            self._write(self._depth, depth, stamp_ns)
         if frame.labels is not None:
             if self._semantic is None:
                 self._semantic = self._connect(
