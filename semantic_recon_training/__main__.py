@@ -6,8 +6,10 @@ inside run configs are relative to the repository root in either case (:mod:`.pa
 Commands:
 
 * ``extract``  generate the config's synthetic rooms and cut every scene into a chunk cache
-* ``fit``      train with PyTorch Lightning (``--resume`` continues from the last Lightning checkpoint)
-* ``export``   Lightning checkpoint -> inference checkpoint (``load_checkpoint`` / the mapping node)
+* ``fit``      train with PyTorch Lightning (``--resume`` continues from the last Lightning checkpoint;
+  ``--max-steps`` / ``--max-time`` extend its budget)
+* ``export``   Lightning checkpoint -> inference checkpoint (``load_checkpoint`` / the mapping node), with the scenes
+  the network was trained and validated on
 * ``plot``     loss curves of a run (PNG) from its CSV logs
 * ``evaluate`` evaluate an inference checkpoint on held-out scenes (:mod:`.evaluation.evaluate`)
 * ``calibrate`` fit the confidence of a checkpoint's predicted surface on the validation rooms and store it in the
@@ -20,6 +22,7 @@ Every command but ``evaluate`` and ``calibrate`` reads a YAML run config (``--co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -67,6 +70,14 @@ def _add_fit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue from <output_dir>/checkpoints/last.ckpt (error if there is none)")
     parser.add_argument("--max-steps", type=int, help="override trainer.max_steps")
+    parser.add_argument("--max-time", metavar="DD:HH:MM:SS",
+                        help="override trainer.max_time (counted across --resume; '' = no limit)")
+    parser.add_argument("--accelerator", help="override trainer.accelerator (cpu, gpu, ...)")
+    parser.add_argument("--devices", type=int, help="override trainer.devices (per node; > 1 runs DDP)")
+    parser.add_argument("--num-nodes", type=int, help="override trainer.num_nodes (> 1 runs DDP across nodes)")
+
+
+FIT_OVERRIDES = ("max_steps", "max_time", "accelerator", "devices", "num_nodes")  # trainer.<name> = --<name>
 
 
 def _run_fit(args: argparse.Namespace) -> int:
@@ -74,8 +85,8 @@ def _run_fit(args: argparse.Namespace) -> int:
     from .fitting.training_config import load_run_config
 
     config = load_run_config(args.config)
-    if args.max_steps is not None:
-        config.trainer.max_steps = args.max_steps
+    overrides = {name: getattr(args, name) for name in FIT_OVERRIDES if getattr(args, name) is not None}
+    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, **overrides))
     fit(config, resume=args.resume)
     return 0
 

@@ -9,13 +9,20 @@ import torch
 from semantic_recon_ros.core.datasets import open_sequence
 
 from support.dds_processes import dds_environment, free_domain_id
-from support.paths import SEVEN_SCENES
+from support.paths import SEGMENTER, SEVEN_SCENES
 
 
 @pytest.fixture(scope="session")
-def seven_scenes():
-    if not SEVEN_SCENES.is_dir():
-        pytest.fail(f"shared data missing: {SEVEN_SCENES} (CI places ../shared beside the repo)")
+def shared_data():
+    """The shared data beside the checkout (``support.paths``); a test that needs it FAILS when it is missing
+    (CI has it), it never skips."""
+    missing = [str(path) for path in (SEVEN_SCENES, SEGMENTER) if not path.is_dir()]
+    if missing:
+        pytest.fail(f"shared data missing: {missing} (CI places ../shared beside the repository)")
+
+
+@pytest.fixture(scope="session")
+def seven_scenes(shared_data):
     return open_sequence(SEVEN_SCENES)
 
 

@@ -3,6 +3,6 @@
 :mod:`.evaluate` (the ``evaluate`` command) runs the :mod:`.evaluation_protocol` (held-out scenes, their input
 frames and held-out views) through :mod:`.scene_evaluation`: the methods' :mod:`.reconstructions` are scored by
 :mod:`.evaluation_scoring` with :mod:`.metrics` (meshes rendered into held-out views by :mod:`.mesh_views`),
-and :mod:`.evaluation_report` / :mod:`.evaluation_plots` write the tables and figures. :mod:`.metrics` also
-serves the validation of a training run.
+and :mod:`.evaluation_report` / :mod:`.evaluation_plots` write the tables and figures; :mod:`.held_out` refuses
+scenes the checkpoint has seen. :mod:`.metrics` also serves the validation of a training run.
 """

@@ -6,7 +6,8 @@ seeded part of the frames is fused with the 2D segmenter's pseudo-labels (the tr
 checkpoint completes it. Scores (see :mod:`.evaluation_scoring`): completion IoU / recall / precision and TSDF
 L1, semantic mIoU / mAcc partial-to-partial and partial-to-full (synthetic), Atlas' 2D depth metrics in held-out
 views, semantic consistency in held-out views, Atlas' 3D mesh metrics. Writes OUT/results.md, OUT/results.json
-and PNG plots; caches scenes and pseudo-labels under OUT/cache (or --cache-dir).
+and PNG plots; caches scenes and pseudo-labels under OUT/cache (or --cache-dir). Scenes the checkpoint records as
+trained or validated on are refused, and only the reserved rooms are titled held-out (:mod:`.held_out`).
 
 Example: python -m semantic_recon_training evaluate --checkpoint models/default.pt --synthetic-seeds 900-904 \\
              --seven-scenes ../shared/data/7scenes-redkitchen --out train_runs/eval
@@ -32,17 +33,17 @@ from semantic_recon_ros.core.config.files import load_section
 from semantic_recon_ros.core.resources import share_file
 
 from ..data.pseudo_labels import DEFAULT_SEGMENTER_DIR, GroundTruthLabels, deeplab_labels
+from ..data.training_record import TrainingRecord
 from ..paths import repo_path
 from .evaluation_plots import depth_error_histogram, mesh_preview, per_class_iou_plot
 from .evaluation_protocol import (EvaluationProtocol, held_out_synthetic_scene, parse_seeds, real_evaluation_scene,
                                   synthetic_evaluation_scene)
 from .evaluation_report import DatasetResult, metrics_table, write_results
+from .held_out import check_synthetic_rooms, record_warning, sequence_note, synthetic_title
 from .reconstructions import ABLATION_PREFIX, LABEL_FUSION
 from .scene_evaluation import SceneResult, evaluate_scene
 
 DEFAULT_SEGMENTER = Path(repo_path(DEFAULT_SEGMENTER_DIR))
-RESERVED_SEEDS = range(900, 910)  # held-out synthetic rooms: never trained on
-SYNTHETIC_TITLE = "Synthetic held-out rooms"
 SEVEN_SCENES_TITLE = "7-Scenes"
 
 
@@ -145,10 +146,6 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"7-Scenes folder not found: {args.seven_scenes}")
     if args.seven_scenes is not None and args.labels == "ground-truth":
         raise ValueError("--labels ground-truth needs 2D ground truth, which 7-Scenes does not have")
-    outside = [s for s in seeds if s not in RESERVED_SEEDS]
-    if outside:
-        print(f"warning: seeds {outside} are not in the reserved held-out range 900-909 (may have been trained on)",
-              file=sys.stderr)
     torch.set_num_threads(args.threads)
     classes = load_class_set()
     try:
@@ -156,10 +153,18 @@ def run(args: argparse.Namespace) -> int:
                                         expected_voxel_size=protocol.voxel_size,
                                         expected_truncation=protocol.truncation)
     except ValueError as err:
+        if "trained for" not in str(err):  # not a mismatch with the protocol
+            raise
         raise ValueError(f"{err} (evaluation protocol: --voxel-size {protocol.voxel_size} m, truncation "
                          f"{protocol.truncation_voxels:g} voxels, config/classes.yaml)") from None
     if info.model not in ("s4r", "s4r_colorblind"):
         raise ValueError(f"{args.checkpoint}: a {info.model!r} model cannot complete a fused scan (needs s4r)")
+    record = None if info.training is None else TrainingRecord.from_dict(info.training)
+    check_synthetic_rooms(seeds, record)  # refuses rooms the checkpoint has seen
+    seven_scenes_note = (None if args.seven_scenes is None
+                         else sequence_note(args.seven_scenes, protocol.held_out_range, record))
+    if record_warning(record):
+        print(record_warning(record), file=sys.stderr)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     cache = args.cache_dir or out / "cache"
@@ -187,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
                 mesh_preview(out / f"mesh_preview_{results[0].name}.png", results[0].meshes, classes,
                              results[0].preview, f"{results[0].name}: " + " / ".join(results[0].meshes))
             results[-1].meshes.clear()
-        datasets.append(DatasetResult(f"{SYNTHETIC_TITLE} (seeds {args.synthetic_seeds})", results, synthetic=True))
+        datasets.append(DatasetResult(synthetic_title(args.synthetic_seeds, seeds, record), results, synthetic=True))
     if args.seven_scenes is not None:
         scene = real_evaluation_scene(args.seven_scenes, protocol, protocol.seven_scenes_stride)
         result = evaluate(scene)
@@ -195,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
                      f"{result.name}: " + " / ".join(result.meshes))
         result.meshes.clear()
         datasets.append(DatasetResult(f"{SEVEN_SCENES_TITLE} ({scene.name}, frame stride "
-                                      f"{protocol.seven_scenes_stride})", [result], synthetic=False))
+                                      f"{protocol.seven_scenes_stride}; {seven_scenes_note})", [result],
+                                      synthetic=False))
     write_plots(out, datasets, classes.names)
     command = "python -m semantic_recon_training evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 1 and sys.argv[1] == "evaluate" else "python -m semantic_recon_training evaluate"

@@ -3,18 +3,22 @@
 :func:`semantic_recon_ros.core.models.save_checkpoint` (what the node loads).
 
 The weights are stored as float16 by default (half the size; ``load_checkpoint`` copies them into the
-float32 network, a relative round-off of about 1e-3 per weight).
+float32 network, a relative round-off of about 1e-3 per weight). The checkpoint records the scenes the network
+was trained and validated on (:mod:`..data.training_record`), those of ``trainer.init_checkpoint`` included, so
+that the evaluation can refuse them.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
 
 from semantic_recon_ros.core.models import CheckpointInfo, S4RNet, load_checkpoint, save_checkpoint
 
-from .training_config import run_config_from_dict
+from ..data.training_record import RecordedScene, TrainingRecord, relative_to_repo
+from .training_config import RunConfig, run_config_from_dict
 
 MODEL_PREFIX = "model."
 
@@ -27,7 +31,10 @@ def export_checkpoint(lightning_checkpoint: str | Path, out: str | Path, half: b
     path = Path(lightning_checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"Lightning checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: Lightning stores plain dicts
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: Lightning stores plain dicts
+    except Exception as err:  # noqa: BLE001 - unpickling a foreign file raises about anything
+        raise ValueError(f"{path}: not a Lightning checkpoint of `fit` ({type(err).__name__})") from None
     hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
     if not hparams or not {"config", "class_names", "voxel_size", "truncation"} <= set(hparams):
         raise ValueError(f"{path}: not a CompletionModule checkpoint (no run config in its hyper-parameters)")
@@ -41,6 +48,28 @@ def export_checkpoint(lightning_checkpoint: str | Path, out: str | Path, half: b
     if half:
         model = model.half()
     save_checkpoint(out, model, list(hparams["class_names"]), float(hparams["voxel_size"]),
-                    float(hparams["truncation"]))
+                    float(hparams["truncation"]), training=training_record(config).to_dict())
     _, info = load_checkpoint(out, "cpu")  # proves the file loads as the node loads it
     return info
+
+
+def training_record(config: RunConfig) -> TrainingRecord:
+    """The scenes a run trains and validates on, with those of its ``trainer.init_checkpoint`` (marked incomplete,
+    with a warning, when that checkpoint records none)."""
+    data = config.data
+    split = {name: "validation" if name in data.val_scenes else "train" for name in data.scene_names()}
+    scenes = [RecordedScene(data.synthetic_name(seed), split[data.synthetic_name(seed)], synthetic_seed=seed)
+              for seed in data.synthetic_seeds]
+    for sequence in data.sequences:
+        extraction = config.extraction_for(sequence.extraction)
+        scenes.append(RecordedScene(sequence.name, split[sequence.name], path=relative_to_repo(sequence.path),
+                                    frame_stride=extraction.frame_stride, max_frames=extraction.max_frames))
+    record = TrainingRecord(tuple(scenes))
+    if not config.trainer.init_checkpoint:
+        return record
+    _, start = load_checkpoint(config.trainer.init_checkpoint, "cpu", fast_cpu=False)
+    if start.training is None:
+        print(f"warning: trainer.init_checkpoint {config.trainer.init_checkpoint} records no training scenes: "
+              "the exported checkpoint's record is incomplete", file=sys.stderr)
+        return TrainingRecord(record.scenes, complete=False)
+    return record.merged(TrainingRecord.from_dict(start.training))

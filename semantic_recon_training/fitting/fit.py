@@ -3,13 +3,20 @@
 Output folder (``trainer.output_dir``): ``checkpoints/last.ckpt`` (saved every
 ``trainer.checkpoint_every_n_steps`` steps and at the end; ``--resume`` continues from it, with the optimizer,
 schedule and step), ``logs/version_<n>/metrics.csv`` (one CSV log per start, so a resumed run adds a
-version), TensorBoard event files when the ``tensorboard`` package imports, ``config.yaml`` (the resolved run
-config) and, at the end, ``loss_curves.png`` (:mod:`.loss_curves`).
+version), TensorBoard event files under ``tensorboard/`` when the ``tensorboard`` package imports (a one-line
+note otherwise), ``config.yaml`` (the resolved run config) and, at the end, ``loss_curves.png``
+(:mod:`.loss_curves`).
+
+``--resume`` continues the step count and the ``max_time`` budget of the checkpoint (Lightning counts the time of
+earlier runs); a checkpoint that has already used either is refused before anything starts, naming the override
+that extends it (``--max-steps``, ``--max-time``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -53,6 +60,8 @@ def build_trainer(config: RunConfig) -> pl.Trainer:
     loggers = [CSVLogger(out, name="logs")]
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(TensorBoardLogger(out, name="tensorboard"))
+    else:
+        print("fit: logging to CSV only (pip install tensorboard for TensorBoard logs)", file=sys.stderr)
     callbacks = [
         ModelCheckpoint(dirpath=out / "checkpoints", filename="step{step:07d}", auto_insert_metric_name=False,
                         every_n_train_steps=settings.checkpoint_every_n_steps, save_top_k=1, save_last=True,
@@ -79,8 +88,8 @@ def fit(config: RunConfig, resume: bool = False) -> Path:
     """
     settings = config.trainer
     checkpoint = last_checkpoint(config)
-    if resume and not checkpoint.is_file():
-        raise FileNotFoundError(f"--resume: no Lightning checkpoint at {checkpoint}")
+    if resume:
+        check_resumable(checkpoint, settings)
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
     pl.seed_everything(settings.seed, workers=True, verbose=False)
@@ -99,6 +108,30 @@ def fit(config: RunConfig, resume: bool = False) -> Path:
     if trainer.is_global_zero:
         plot_loss_curves(out, out / "loss_curves.png")
     return checkpoint
+
+
+def check_resumable(checkpoint: Path, settings: TrainerConfig) -> None:
+    """FileNotFoundError when there is no ``checkpoint``; ValueError when it is no Lightning checkpoint or has
+    already used the run's ``max_steps`` or ``max_time`` (Lightning would restore it and stop at once)."""
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"--resume: no Lightning checkpoint at {checkpoint}")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # our own file
+    except Exception as err:  # noqa: BLE001 - unpickling a foreign file raises about anything
+        raise ValueError(f"--resume: {checkpoint} is not a Lightning checkpoint ({type(err).__name__})") from None
+    if not isinstance(state, dict) or "global_step" not in state:
+        raise ValueError(f"--resume: {checkpoint} is not a Lightning checkpoint (no global_step)")
+    step = int(state["global_step"])
+    if step >= settings.max_steps:
+        raise ValueError(f"--resume: {checkpoint} is already at step {step} of trainer.max_steps "
+                         f"{settings.max_steps}; train further with --max-steps N (N > {step})")
+    budget = settings.max_time_seconds()
+    timers = [value for key, value in state.get("callbacks", {}).items() if str(key).startswith("Timer")]
+    spent = max((float(timer.get("time_elapsed", {}).get("train", 0.0)) for timer in timers), default=0.0)
+    if budget is not None and spent >= budget:
+        raise ValueError(f"--resume: {checkpoint} has already used {timedelta(seconds=round(spent))} of "
+                         f"trainer.max_time {settings.max_time} (the budget counts earlier runs); extend it with "
+                         "--max-time DD:HH:MM:SS")
 
 
 def _plain(value):

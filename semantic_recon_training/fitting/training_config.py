@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import yaml
 
@@ -37,13 +37,12 @@ from semantic_recon_ros.core.models import S4RNetConfig
 
 from ..data.chunk_extraction import ChunkExtractionConfig
 from ..data.pseudo_labels import DEFAULT_SEGMENTER_DIR
+from ..data.training_record import RESERVED_EVALUATION_SEEDS
 from ..data.virtual_views import VirtualViewConfig
 from .losses import LossWeights
 from ..paths import repo_path
 from .objective import ObjectiveConfig
 
-# synthetic rooms with these seeds are the held-out evaluation scenes: no training config may use them
-RESERVED_EVALUATION_SEEDS = range(900, 910)
 LABEL_SOURCES = ("segmenter", "ground_truth")
 
 
@@ -184,7 +183,18 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        self.max_time_seconds()  # a ValueError for a malformed budget
         self.output_dir, self.init_checkpoint = repo_path(self.output_dir), repo_path(self.init_checkpoint)
+
+    def max_time_seconds(self) -> float | None:
+        """``max_time`` in seconds (None: no limit); ValueError unless it is 'DD:HH:MM:SS'."""
+        if not self.max_time:
+            return None
+        try:
+            days, hours, minutes, seconds = (int(part) for part in self.max_time.split(":"))
+        except ValueError:
+            raise ValueError(f"TrainerConfig.max_time must be 'DD:HH:MM:SS', got {self.max_time!r}") from None
+        return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
 
 
 @dataclass
@@ -200,16 +210,23 @@ class RunConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
-    def extraction_for(self, overrides: dict) -> ChunkExtractionConfig:
-        """The run's extraction config with a source's overrides applied."""
+    def extraction_for(self, overrides: dict, source: str = "extraction overrides") -> ChunkExtractionConfig:
+        """The run's extraction config with a source's overrides applied (errors name ``source``)."""
         merged = {**dataclasses.asdict(self.extraction), **overrides}
-        return config_from_dict(ChunkExtractionConfig, merged, "extraction overrides")
+        return _named(source, lambda: config_from_dict(ChunkExtractionConfig, merged, source))
+
+    def check_extraction_overrides(self, source: str) -> None:
+        """ValueError naming ``source`` (the file) and the scene when a source's extraction overrides are wrong."""
+        self.extraction_for(self.data.synthetic_extraction, f"{source} [data.synthetic_extraction]")
+        for sequence in self.data.sequences:
+            self.extraction_for(sequence.extraction, f"{source} [data.sequences {sequence.name!r} extraction]")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+T = TypeVar("T")
 
 
 def run_config_from_dict(values: dict, source: str = "config") -> RunConfig:
@@ -226,11 +243,19 @@ def run_config_from_dict(values: dict, source: str = "config") -> RunConfig:
         if not isinstance(section, dict):
             raise ValueError(f"{source}: section {name!r} must be a mapping, got {type(section).__name__}")
         cls = type(make())
-        try:
-            sections[name] = config_from_dict(cls, section, f"{source} [{name}]")
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{source} [{name}]: {err}") from None
-    return RunConfig(**sections)
+        sections[name] = _named(f"{source} [{name}]", lambda: config_from_dict(cls, section, f"{source} [{name}]"))
+    config = RunConfig(**sections)
+    config.check_extraction_overrides(source)
+    return config
+
+
+def _named(source: str, build: Callable[[], T]) -> T:
+    """``build()``, its TypeError / ValueError re-raised as a ValueError that starts with ``source`` (once)."""
+    try:
+        return build()
+    except (TypeError, ValueError) as err:
+        message = str(err)
+        raise ValueError(message if message.startswith(source) else f"{source}: {message}") from None
 
 
 BASE_KEY = "base"

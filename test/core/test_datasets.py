@@ -23,8 +23,9 @@ from semantic_recon_ros.core.datasets.image_files import read_pose, write_depth,
 from semantic_recon_ros.core.datasets.tum import associate_one_to_one
 from semantic_recon_ros.core.frame import RGBDFrame
 
-SEVEN_SCENES = Path("/work/shared/data/7scenes-redkitchen")
-pytestmark = pytest.mark.skipif(not SEVEN_SCENES.is_dir(), reason="7-Scenes sample data not available")
+from support.paths import SEVEN_SCENES
+
+pytestmark = pytest.mark.usefixtures("shared_data")
 
 
 def seven_scenes_raw(number: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -22,10 +22,12 @@ from semantic_recon_ros.core.models import S4RNet, S4RNetConfig, save_checkpoint
 from semantic_recon_training.data.chunk_extraction import ChunkExtractionConfig, extract_chunks
 from semantic_recon_training.data.input_scan import input_frame_mask
 from semantic_recon_training.data.pseudo_labels import GroundTruthLabels
+from semantic_recon_training.data.training_record import RecordedScene, TrainingRecord
 from semantic_recon_training.evaluation import calibration, evaluate
 from semantic_recon_training.evaluation.evaluation_protocol import (EvaluationProtocol, fuse_frames, parse_seeds,
                                                                     pick_views, synthetic_evaluation_scene,
                                                                     synthetic_scene_dir)
+from semantic_recon_training.evaluation.held_out import check_synthetic_rooms, sequence_note, synthetic_title
 from semantic_recon_training.evaluation.evaluation_scoring import (DEPTH_KEYS, MESH_KEYS, MethodScores, ViewTarget,
                                                                    VoxelTarget, mesh_points, score_reconstruction)
 from semantic_recon_training.evaluation.mesh_views import MeshViewRenderer
@@ -41,7 +43,7 @@ VOXEL = 0.08  # coarse voxels keep the whole-room runs fast
 SEED = 909  # a reserved held-out room
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "shared_data")
 
 
 # ---------------------------------------------------------------------------------------------- metric pieces
@@ -189,6 +191,7 @@ def test_synthetic_run_writes_tables_with_sensible_baselines(synthetic_run):
         assert row in markdown
     assert "Per-class IoU, partial-to-full" in markdown and "Definitions." in markdown
     results = json.loads((synthetic_run / "results.json").read_text())
+    assert list(results["datasets"]) == [f"Synthetic held-out rooms (seeds {SEED})"]  # a reserved room
     (dataset,) = results["datasets"].values()
     methods = dataset["methods"]
     plain, labeled = methods["TSDF fusion"], methods["2D label fusion"]
@@ -276,6 +279,47 @@ def test_clear_errors_for_a_missing_or_mismatched_checkpoint(tmp_path, checkpoin
     with pytest.raises(ValueError, match="7-Scenes does not have"):
         evaluate.run(command("--checkpoint", str(checkpoint), "--out", str(tmp_path), "--labels", "ground-truth",
                                "--seven-scenes", str(SEVEN_SCENES)))
+
+
+# ---------------------------------------------------------------------------------------------- held out
+RECORD = TrainingRecord((RecordedScene("synthetic_0020", "train", synthetic_seed=20),
+                         RecordedScene("synthetic_0021", "validation", synthetic_seed=21),
+                         RecordedScene("7scenes-redkitchen", "train", path="../shared/data/7scenes-redkitchen",
+                                       frame_stride=2, max_frames=250)))
+
+
+def test_only_scenes_the_checkpoint_never_saw_count_as_held_out():
+    with pytest.raises(ValueError, match=r"trained or validated on synthetic rooms 20 \(train\), 21 \(validation\)"):
+        check_synthetic_rooms([20, 21, 22, 900], RECORD)
+    check_synthetic_rooms([22, 900], RECORD)
+    assert synthetic_title("900-904", [900, 901, 902, 903, 904], RECORD) == "Synthetic held-out rooms (seeds 900-904)"
+    for record, known in ((RECORD, "not trained on by this checkpoint"), (None, "possibly trained on")):
+        title = synthetic_title("22,900", [22, 900], record)
+        assert "held-out rooms (" not in title and "[22] not among the reserved held-out rooms 900-909" in title
+        assert known in title
+    assert "possibly trained on" in synthetic_title("22", [22], TrainingRecord(RECORD.scenes, complete=False))
+    # 7-Scenes: trained on frames 0-498, so views from 500 on are held out and views before are refused
+    assert sequence_note(SEVEN_SCENES, (500, 600), RECORD) == ("held-out views from frames 500-599; the checkpoint "
+                                                               "trained on frames 0-498 of it")
+    with pytest.raises(ValueError, match=r"trained on .*7scenes-redkitchen .*frames 0-498, stride 2.* 400-499"):
+        sequence_note(SEVEN_SCENES, (400, 500), RECORD)
+    everything = TrainingRecord((RecordedScene("kitchen", "validation", path="../shared/data/7scenes-redkitchen"),))
+    with pytest.raises(ValueError, match="validated on .*every frame"):
+        sequence_note(SEVEN_SCENES, (500, 600), everything)
+    assert "not trained on" in sequence_note(SEVEN_SCENES, (500, 600), TrainingRecord(RECORD.scenes[:2]))
+
+
+def test_evaluate_refuses_what_the_checkpoint_trained_on(tmp_path):
+    recorded = tmp_path / "recorded.pt"
+    save_checkpoint(recorded, S4RNet(S4RNetConfig(num_classes=CLASSES.num_classes, base_width=4)), CLASSES.names,
+                    VOXEL, 4 * VOXEL, training=RECORD.to_dict())
+    common = ("--checkpoint", str(recorded), "--out", str(tmp_path / "out"), "--voxel-size", str(VOXEL))
+    with pytest.raises(ValueError, match=r"synthetic rooms 20 \(train\): they are not held out"):
+        evaluate.run(command(*common, "--synthetic-seeds", "20"))
+    with pytest.raises(ValueError, match="reaches the held-out view frames 400-499"):
+        evaluate.run(command(*common, "--synthetic-seeds", "none", "--seven-scenes", str(SEVEN_SCENES),
+                             "--held-out-frames", "400-499"))
+    assert not (tmp_path / "out" / "results.md").exists()
 
 
 # ---------------------------------------------------------------------------------------------- calibration

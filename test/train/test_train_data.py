@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from support.paths import REPO
+from support.paths import REPO, SEGMENTER
 
 
 from semantic_recon_ros.core.classes import load_class_set  # noqa: E402
@@ -31,13 +31,12 @@ from semantic_recon_training.data.pseudo_labels import (GroundTruthLabels, Segme
                                                         deeplab_labels, files_hash)
 from semantic_recon_training.data.view_images import reduced_view  # noqa: E402
 
-MODEL_DIR = REPO.parent / "shared" / "models" / "deeplabv3-mobilenetv2-ade20k"
 CLASSES = load_class_set()
 CONFIG = ChunkExtractionConfig(voxel_size=0.08, chunk_dims=(32, 32, 32), chunk_stride=(16, 16, 16), views_per_chunk=3,
                                view_downscale=1, min_surface_voxels=200, seed=0)
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "shared_data")
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +231,7 @@ def test_a_ros2_bag_gives_the_same_chunks_as_its_folder(scene, cache, tmp_path):
 
 def test_segmenter_labels_are_cached_per_model_sequence_and_frame(scene, tmp_path):
     frame = open_sequence(scene)[3]
-    source = deeplab_labels(MODEL_DIR, CLASSES.names, tmp_path / "labels")
+    source = deeplab_labels(SEGMENTER, CLASSES.names, tmp_path / "labels")
     labels = source.labels("room-key", 3, frame)
     assert labels.shape == (120, 160) and labels.dtype == np.int64
     assert labels.min() >= -1 and labels.max() < CLASSES.num_classes and (labels >= 0).mean() > 0.5
@@ -247,7 +246,7 @@ def test_segmenter_labels_are_cached_per_model_sequence_and_frame(scene, tmp_pat
     np.testing.assert_array_equal(other.labels("room-key", 3, frame), labels)
     assert other.cache_path("room-key", 3) != path and source.cache_path("room-key", 4) != path
     # the hash covers the model files
-    assert files_hash([MODEL_DIR / "labels.txt"]) != files_hash([MODEL_DIR / "model.tflite"])
+    assert files_hash([SEGMENTER / "labels.txt"]) != files_hash([SEGMENTER / "model.tflite"])
     with pytest.raises(FileNotFoundError, match="missing"):
         files_hash([tmp_path / "missing.tflite"])
 

@@ -1,37 +1,47 @@
 """The Lightning trainer on the tiny config: training reduces the loss, --resume continues, export loads in the node.
 
 One module-scoped run (semantic_recon_training/configs/tiny.yaml redirected to a temporary folder): extract two
-small synthetic rooms, fit a few steps, resume for two more, export; the tests check what those steps left behind.
+small synthetic rooms, fit a few steps, resume for two more, export; the tests check what those steps left behind,
+and what the command line tells a user about resumes, exports and configs that cannot work.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
+import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from rosbags.convert import convert
+import yaml
 from torch.utils.data import DataLoader
 
-from support.paths import REPO
+from support.paths import REPO, SEGMENTER, SEVEN_SCENES
 
 from semantic_recon_ros.core.completion import CompletionEngine  # noqa: E402
 from semantic_recon_ros.core.config.completion import CompletionConfig  # noqa: E402
 from semantic_recon_ros.core.datasets import open_sequence  # noqa: E402
 from semantic_recon_ros.core.datasets.rosbag_writer import RosbagWriter  # noqa: E402
-from semantic_recon_ros.core.models import S4RNet, load_checkpoint  # noqa: E402
+from semantic_recon_ros.core.classes import load_class_set  # noqa: E402
+from semantic_recon_ros.core.models import S4RNet, load_checkpoint, save_checkpoint  # noqa: E402
 from semantic_recon_ros.core.map import SemanticTSDFVolume  # noqa: E402
 from semantic_recon_ros.core.config.volume import VolumeConfig  # noqa: E402
 from semantic_recon_training.__main__ import main as train_main  # noqa: E402
 from semantic_recon_training.data.chunk_dataset import ChunkDataset, read_manifest  # noqa: E402
+from semantic_recon_training.data.training_record import RecordedScene, TrainingRecord  # noqa: E402
+from semantic_recon_training.fitting.export import training_record  # noqa: E402
 from semantic_recon_training.fitting.data_sources import prepare_scenes  # noqa: E402
 from semantic_recon_training.fitting.fit import fit, last_checkpoint  # noqa: E402
 from semantic_recon_training.fitting.lightning_module import CompletionModule, warmup_cosine  # noqa: E402
 from semantic_recon_training.fitting.losses import far_from, unknown_space_hinge  # noqa: E402
 from semantic_recon_training.fitting.training_config import (DataConfig, SequenceSource,  # noqa: E402
-                                                             load_run_config)
+                                                             TrainerConfig, load_run_config)
 from semantic_recon_training.paths import CONFIG_DIR  # noqa: E402
 
 FIRST_STEPS = 10
@@ -131,6 +141,13 @@ def test_export_loads_in_the_node_code_path(config, resumed_run, tmp_path):
     network, info = load_checkpoint(out, "cpu", expected_class_names=names, expected_voxel_size=voxel,
                                     expected_truncation=truncation)
     assert isinstance(network, S4RNet) and info.model == "s4r" and info.config == config.model
+    # the checkpoint knows what the network has seen (tiny.yaml: room 4 trained on, room 5 validated on)
+    assert TrainingRecord.from_dict(info.training) == TrainingRecord((
+        RecordedScene("synthetic_0004", "train", synthetic_seed=4),
+        RecordedScene("synthetic_0005", "validation", synthetic_seed=5)))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file (0644 under the usual umask)
     # the exported weights are the trained ones (float16 storage: round-off only)
     trained = {k[len("model."):]: v for k, v in resumed_run["state_dict"].items() if k.startswith("model.")}
     for name, value in network.state_dict().items():
@@ -262,11 +279,11 @@ def test_a_missing_base_or_a_cycle_of_bases_fails_naming_the_file(tmp_path):
 def test_relative_config_paths_are_relative_to_the_repository_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # not the repository root
     config = load_run_config(CONFIG_DIR / "default.yaml")
-    assert config.data.sequences[0].path == str(REPO.parent / "shared" / "data" / "7scenes-redkitchen")
+    assert config.data.sequences[0].path == str(SEVEN_SCENES)
     assert config.trainer.output_dir == str(REPO / "train_runs" / "default")
     assert config.data.cache_dir("synthetic_0000") == REPO / "train_runs" / "default" / "data" / "chunks" / \
         "synthetic_0000"
-    assert config.data.segmenter_dir == str(REPO.parent / "shared" / "models" / "deeplabv3-mobilenetv2-ade20k")
+    assert config.data.segmenter_dir == str(SEGMENTER)
     absolute = _write(tmp_path / "absolute.yaml", f"""
 data:
   root: {tmp_path / "data"}
@@ -314,3 +331,172 @@ def test_learning_rate_warms_up_then_decays_to_the_final_fraction():
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert factors[10] == pytest.approx(1.0) and factors[60] == pytest.approx(0.525) and factors[110] == 0.05
     assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+
+
+# ---------------------------------------------------------------------------------------------- what a user meets
+def _cli_config(path, config, **trainer) -> str:
+    """A run config file: tiny.yaml with the module's extracted data and ``trainer`` settings."""
+    values = {"base": str(CONFIG_DIR / "tiny.yaml"), "data": {"root": config.data.root}, "trainer": trainer}
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+def _log_versions(output_dir) -> list[str]:
+    return sorted(p.name for p in (REPO / output_dir / "logs").iterdir())
+
+
+def test_resume_says_when_the_budget_is_spent_and_how_to_extend_it(config, first_run, tmp_path, capfd):
+    run = tmp_path / "run"
+    budget = _cli_config(tmp_path / "budget.yaml", config, output_dir=str(run), max_steps=10_000,
+                         max_time="00:00:00:02", val_every_n_steps=10_000)
+    assert train_main(["fit", "--config", budget]) == 0
+    spent = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert 0 < spent["global_step"] < 10_000  # stopped by the time budget
+    assert "CSV only (pip install tensorboard" in capfd.readouterr().err  # TensorBoard is optional: said once
+    versions = _log_versions(run)
+
+    # the same config again: refused in one line naming the override, before any log version is started
+    assert train_main(["fit", "--config", budget, "--resume"]) == 2
+    error = capfd.readouterr().err.strip()
+    assert "\n" not in error and "already used" in error and "--max-time" in error, error
+    assert _log_versions(run) == versions
+
+    # a larger budget continues from the saved step
+    more = spent["global_step"] + 2
+    assert train_main(["fit", "--config", budget, "--resume", "--max-time", "00:00:10:00",
+                       "--max-steps", str(more)]) == 0
+    assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == more
+    assert len(_log_versions(run)) == len(versions) + 1
+    capfd.readouterr()
+
+    # all steps done: the same one-line refusal, naming --max-steps
+    assert train_main(["fit", "--config", budget, "--resume", "--max-time", "00:00:10:00",
+                       "--max-steps", str(more)]) == 2
+    error = capfd.readouterr().err.strip()
+    assert "\n" not in error and f"already at step {more}" in error and "--max-steps" in error, error
+    assert len(_log_versions(run)) == len(versions) + 1
+
+
+def test_the_same_config_trains_in_two_processes_with_ddp(config, tmp_path):
+    """The multi-process path (DDP, gloo on CPU) as a user starts it: the command line, from another folder, with
+    only --accelerator / --devices added to the config's run; Lightning starts the second process itself."""
+    run = tmp_path / "run"
+    two = _cli_config(tmp_path / "two.yaml", config, output_dir=str(run), val_every_n_steps=2, limit_val_batches=1)
+    done = subprocess.run([sys.executable, "-m", "semantic_recon_training", "fit", "--config", two, "--accelerator",
+                           "cpu", "--devices", "2", "--max-steps", "3"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert "distributed_backend=gloo" in log and "Starting with 2 processes" in log, log[-3000:]
+    trained = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert trained["global_step"] == 3
+    rows = list(csv.DictReader(open(run / "logs" / "version_0" / "metrics.csv")))
+    assert {int(row["step"]) for row in rows if row.get("train/total")} == {0, 1, 2}
+    assert any(row.get("val/iou_prediction") for row in rows)  # validation gathered over both processes
+    assert (run / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _one_line_error(capfd) -> str:
+    captured = capfd.readouterr()
+    error = captured.err.strip()
+    assert "\n" not in error and "Traceback" not in error, error
+    # PyTorch's advice for foreign files (load with weights_only=False, file an issue) is never passed on
+    assert "weights_only" not in error and "file an issue" not in error, error
+    return error
+
+
+def test_files_that_are_not_checkpoints_give_one_line_errors(config, resumed_run, tmp_path, capfd):
+    not_a_checkpoint = tmp_path / "notes.pt"
+    not_a_checkpoint.write_text("hello\n")
+    tiny = str(CONFIG_DIR / "tiny.yaml")
+    assert train_main(["export", "--config", tiny, "--checkpoint", str(not_a_checkpoint),
+                       "--out", str(tmp_path / "model.pt")]) == 2
+    assert "notes.pt: not a Lightning checkpoint" in _one_line_error(capfd)
+    assert not (tmp_path / "model.pt").exists()
+
+    lightning = str(last_checkpoint(config))  # evaluating before exporting
+    pickled_objects = tmp_path / "objects.pt"
+    torch.save({"hyper_parameters": argparse.Namespace(lr=0.1)}, pickled_objects)
+    for path, message in ((lightning, "last.ckpt: a training (Lightning) checkpoint, not an inference checkpoint: "
+                                      "export it first"),
+                          (pickled_objects, "objects.pt: not a readable checkpoint (it holds Python objects "
+                                            "(argparse.Namespace) that a plain checkpoint does not"),
+                          (not_a_checkpoint, "notes.pt: not a readable checkpoint")):
+        assert train_main(["evaluate", "--checkpoint", str(path), "--out", str(tmp_path / "eval")]) == 2
+        assert message in _one_line_error(capfd)
+
+    starting = _cli_config(tmp_path / "init.yaml", config, output_dir=str(tmp_path / "run"), init_checkpoint=lightning)
+    assert train_main(["fit", "--config", starting]) == 2
+    assert "a training (Lightning) checkpoint" in _one_line_error(capfd)
+
+
+def test_config_typos_name_the_file_and_the_place_once(config, tmp_path):
+    sequence = _write(tmp_path / "sequence.yaml", f"""
+data:
+  sequences:
+    - name: kitchen
+      path: {REPO / "semantic_recon_training"}
+      extraction: {{frame_strid: 2}}
+""")
+    with pytest.raises(ValueError, match=r"^\S*sequence\.yaml \[data\.sequences 'kitchen' extraction\]: unknown "
+                                         r"ChunkExtractionConfig keys \['frame_strid'\]"):
+        load_run_config(sequence)
+    top = _write(tmp_path / "top.yaml", "trainer: {max_step: 3}\n")
+    with pytest.raises(ValueError) as error:
+        load_run_config(top)
+    assert str(error.value).startswith(f"{top} [trainer]: unknown TrainerConfig keys ['max_step']")
+    assert str(error.value).count("top.yaml") == 1
+    out_of_range = _write(tmp_path / "range.yaml", "extraction: {voxel_size: -1}\n")
+    with pytest.raises(ValueError, match=r"range\.yaml \[extraction\]: ChunkExtractionConfig\.voxel_size"):
+        load_run_config(out_of_range)
+    bad_budget = _write(tmp_path / "budget.yaml", "trainer: {max_time: 58 min}\n")
+    with pytest.raises(ValueError, match=r"budget\.yaml \[trainer\]: TrainerConfig\.max_time must be 'DD:HH:MM:SS'"):
+        load_run_config(bad_budget)
+
+
+def test_a_fine_tuned_network_records_the_scenes_of_its_start(config, tmp_path):
+    classes = load_class_set()
+    seen = TrainingRecord((RecordedScene("kitchen", "train", path="../scans/kitchen", frame_stride=3, max_frames=10),))
+    recorded, unrecorded = tmp_path / "recorded.pt", tmp_path / "unrecorded.pt"
+    save_checkpoint(recorded, S4RNet(config.model), classes.names, 0.08, 0.32, training=seen.to_dict())
+    save_checkpoint(unrecorded, S4RNet(config.model), classes.names, 0.08, 0.32)
+    own = training_record(config)
+    assert own.complete and {s.scene for s in own.scenes} == {"synthetic_0004", "synthetic_0005"}
+    tuned = training_record(dataclasses.replace(config, trainer=dataclasses.replace(
+        config.trainer, init_checkpoint=str(recorded))))
+    assert tuned == TrainingRecord(own.scenes + seen.scenes) and seen.scenes[0].last_frame == 27
+    blind = training_record(dataclasses.replace(config, trainer=dataclasses.replace(
+        config.trainer, init_checkpoint=str(unrecorded))))
+    assert blind.scenes == own.scenes and not blind.complete
+
+
+def test_the_shipped_model_records_the_scenes_of_its_configs():
+    _, info = load_checkpoint(REPO / "models" / "default.pt", "cpu", fast_cpu=False)
+    stage_2 = load_run_config(CONFIG_DIR / "default_label_input.yaml")  # same data as stage 1
+    assert stage_2.data == load_run_config(CONFIG_DIR / "default.yaml").data
+    expected = training_record(dataclasses.replace(stage_2, trainer=dataclasses.replace(stage_2.trainer,
+                                                                                        init_checkpoint="")))
+    assert TrainingRecord.from_dict(info.training) == expected
+    (kitchen,) = [s for s in expected.scenes if s.path]
+    assert kitchen.path == "../shared/data/7scenes-redkitchen" and kitchen.last_frame == 498
+
+
+def test_no_config_default_or_test_holds_a_path_of_this_machine():
+    machine = re.escape(str(REPO.parent)) + r"/"
+    files = [*(REPO / "semantic_recon_training").rglob("*.py"), *(REPO / "semantic_recon_training").rglob("*.yaml"),
+             *(REPO / "test").rglob("*.py")]
+    holders = [str(f.relative_to(REPO)) for f in files if re.search(machine, f.read_text())]
+    assert not holders, f"absolute paths of this machine in {holders}"
+    # no test skips for want of the shared data: they fail (the shared_data fixture of test/conftest.py)
+    skipping = [str(f.relative_to(REPO)) for f in (REPO / "test").rglob("*.py")
+                if re.search(r"skipif\(\s*not [^)]*\.(is_dir|is_file|exists)\(", f.read_text())]
+    assert not skipping, f"tests skipped when data is missing in {skipping}"
+    for name in ("default.yaml", "default_label_input.yaml", "tiny.yaml"):
+        raw = yaml.safe_load((CONFIG_DIR / name).read_text())
+        paths = [raw.get("data", {}).get("root"), raw.get("trainer", {}).get("output_dir"),
+                 raw.get("trainer", {}).get("init_checkpoint"), raw.get("data", {}).get("segmenter_dir"),
+                 *(s["path"] for s in raw.get("data", {}).get("sequences", []))]
+        assert not [p for p in paths if p and os.path.isabs(p)], name
+    for cls in (DataConfig, TrainerConfig):
+        defaults = [f.default for f in dataclasses.fields(cls) if isinstance(f.default, str)]
+        assert not [d for d in defaults if os.path.isabs(d)], cls.__name__

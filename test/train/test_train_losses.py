@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from support.paths import REPO
+from support.paths import SEGMENTER
 
 
 from semantic_recon_ros.core.camera import PinholeCamera  # noqa: E402
@@ -30,7 +30,6 @@ from semantic_recon_training.fitting.losses import (LossWeights, color_l1, depth
                                                     semantic_cross_entropy, soft_silhouette_iou, voxel_cross_entropy)
 from semantic_recon_training.fitting.objective import TrainingObjective  # noqa: E402
 
-MODEL_DIR = REPO.parent / "shared" / "models" / "deeplabv3-mobilenetv2-ade20k"
 CLASSES = load_class_set()
 K = CLASSES.num_classes
 DIMS = (16, 16, 16)
@@ -45,7 +44,7 @@ ALL_WEIGHTS = LossWeights(depth=1, color=1, semantic=1, virtual_semantic=0, obse
                           silhouette=1, gt_tsdf=1, gt_semantic=1)
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "shared_data")
 
 
 def voxel_centers() -> torch.Tensor:
@@ -275,7 +274,7 @@ def room_chunk(tmp_path_factory):
 
 
 def test_virtual_view_semantic_loss_with_the_real_segmenter(room_chunk):
-    segmenter = DeepLabADE20K(MODEL_DIR, CLASSES.names)
+    segmenter = DeepLabADE20K(SEGMENTER, CLASSES.names)
     batch = room_chunk
     prediction = {"tsdf": batch["target_tsdf"].clone().requires_grad_(),
                   "color": batch["color"].clone().requires_grad_(),

@@ -9,7 +9,7 @@ from .atlas_backprojection import (FeatureVolume, backproject_features, backproj
                                    voxel_centers)
 from .atlas_net import AtlasNet
 from .checkpoint import (CHECKPOINT_VERSION, CheckpointInfo, load_checkpoint, model_kind, save_calibration,
-                         save_checkpoint)
+                         save_checkpoint, save_training_record)
 from .conv3d_blocks import GRID_MULTIPLE, check_grid_dims
 from .fast_conv import fast_cpu_path_available, set_fast_cpu_convolutions, uses_fast_cpu_convolutions
 from .model_config import AtlasNetConfig, S4RNetConfig
@@ -19,5 +19,5 @@ __all__ = [
     "AtlasNet", "AtlasNetConfig", "CHECKPOINT_VERSION", "CheckpointInfo", "FeatureVolume", "GRID_MULTIPLE",
     "ResNetFPN2d", "S4RNet", "S4RNetConfig", "backproject_features", "backproject_to_grid", "check_grid_dims",
     "fast_cpu_path_available", "feature_camera", "load_checkpoint", "model_kind", "save_calibration", "save_checkpoint",
-    "set_fast_cpu_convolutions", "uses_fast_cpu_convolutions", "voxel_centers",
+    "save_training_record", "set_fast_cpu_convolutions", "uses_fast_cpu_convolutions", "voxel_centers",
 ]

@@ -5,13 +5,17 @@ Contents (a dict of plain types and tensors)::
     {"state_dict": {name: tensor}, "config": {field: value}, "class_names": [str, ...],
      "voxel_size": float (metres), "truncation": float (metres), "model": "s4r" | "s4r_colorblind" | "atlas",
      "version": CHECKPOINT_VERSION,
-     "calibration": {name: plain values}}   # optional: see core/completion_confidence.py
+     "calibration": {name: plain values},   # optional: see core/completion_confidence.py
+     "training": {name: plain values}}      # optional: the scenes it was trained and validated on
 
 The voxel size and truncation are the map settings the network was trained for (it sees TSDF
 values normalized by the truncation, at that voxel size); :func:`load_checkpoint` refuses a
 checkpoint that does not fit the map it is loaded for. ``calibration`` (how confident the network's
 surface is where, fitted after training on validation scenes) is added to a saved checkpoint by
-:func:`save_calibration`; the models package keeps it as plain values.
+:func:`save_calibration`; ``training`` (what the network was trained and validated on, so that an evaluation
+can refuse those scenes) is written by the trainer's export. The models package keeps both as plain values.
+Checkpoint files are created with the usual permissions (0666 less the umask), readable by others as
+installed models must be.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import pickle
-import tempfile
+import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -38,6 +42,7 @@ CHECKPOINT_VERSION = 1
 CHECKPOINT_KEYS = ("state_dict", "config", "class_names", "voxel_size", "truncation", "model", "version")
 MODEL_KINDS = ("s4r", "s4r_colorblind", "atlas")
 MAP_SETTING_TOLERANCE = 1e-6  # relative
+LIGHTNING_KEY = "pytorch-lightning_version"  # found in the training checkpoints of PyTorch Lightning
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class CheckpointInfo:
     truncation: float
     version: int
     calibration: dict | None = None
+    training: dict | None = None
 
 
 def model_kind(model: nn.Module) -> str:
@@ -63,8 +69,9 @@ def model_kind(model: nn.Module) -> str:
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, class_names: Sequence[str], voxel_size: float,
-                    truncation: float) -> None:
-    """Write ``model`` with its config and the map settings it was trained for (atomic replace)."""
+                    truncation: float, training: dict | None = None) -> None:
+    """Write ``model`` with its config and the map settings it was trained for (atomic replace); ``training``
+    (plain values): the scenes it was trained and validated on."""
     kind = model_kind(model)
     class_names = [str(name) for name in class_names]
     if len(class_names) != model.config.num_classes:
@@ -80,23 +87,37 @@ def save_checkpoint(path: str | Path, model: nn.Module, class_names: Sequence[st
         "model": kind,
         "version": CHECKPOINT_VERSION,
     }
+    if training is not None:
+        state["training"] = training
     _atomic_save(state, Path(path))
 
 
 def save_calibration(path: str | Path, calibration: dict) -> None:
     """Store ``calibration`` (plain values) in the checkpoint ``path``, replacing any it had; the weights and
     everything else stay as they are (atomic replace)."""
-    path = Path(path)
+    _save_entry(Path(path), "calibration", calibration)
+
+
+def save_training_record(path: str | Path, training: dict) -> None:
+    """Store ``training`` (plain values: the scenes the network was trained and validated on) in the checkpoint
+    ``path``, replacing any it had; the weights and everything else stay as they are (atomic replace)."""
+    _save_entry(Path(path), "training", training)
+
+
+def _save_entry(path: Path, key: str, value: dict) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     _check_contents(path, state)
-    state["calibration"] = calibration
+    state[key] = value
+    _check_contents(path, state)
     _atomic_save(state, path, mode=path.stat().st_mode & 0o777)
 
 
 def _atomic_save(state: dict, path: Path, mode: int | None = None) -> None:
-    """``torch.save`` into a temporary file beside ``path`` (permissions ``mode`` when given), renamed over it."""
+    """``torch.save`` into a temporary file beside ``path``, renamed over it; permissions ``mode`` when given, else
+    those of any new file (0666 less the umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    temp_name = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+    handle = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as f:
             torch.save(state, f)
@@ -124,8 +145,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str, expected_class
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    except Exception as err:  # noqa: BLE001 - unpickling a foreign file raises about anything
+        raise ValueError(f"{path}: not a readable checkpoint ({_load_failure(err)})") from None
     info = _check_contents(path, state)
     _check_fits_map(path, info, expected_class_names, expected_voxel_size, expected_truncation)
     model = S4RNet(info.config) if info.model in ("s4r", "s4r_colorblind") else AtlasNet(info.config)
@@ -139,10 +160,25 @@ def load_checkpoint(path: str | Path, device: torch.device | str, expected_class
     return model, info
 
 
+def _load_failure(err: Exception) -> str:
+    """One line on why ``torch.load(weights_only=True)`` failed, without PyTorch's advice to load the file with
+    ``weights_only=False`` (which would run any code the file holds)."""
+    foreign = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    if foreign:
+        return (f"it holds Python objects ({foreign.group(1)}) that a plain checkpoint does not; a training "
+                "checkpoint must be exported first")
+    unpickler = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(err))
+    lines = str(err).strip().splitlines()
+    reason = unpickler.group(1) if unpickler else lines[0] if lines else ""
+    return f"{type(err).__name__}: {reason[:160]}" if reason else type(err).__name__
+
+
 def _check_contents(path: Path, state: object) -> CheckpointInfo:
     if not isinstance(state, dict):
         raise ValueError(f"{path}: checkpoint must be a dict, got {type(state).__name__}")
     missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing and LIGHTNING_KEY in state:
+        raise ValueError(f"{path}: a training (Lightning) checkpoint, not an inference checkpoint: export it first")
     if missing:
         raise ValueError(f"{path}: checkpoint lacks keys {missing} (has {sorted(state)})")
     if state["version"] != CHECKPOINT_VERSION:
@@ -160,11 +196,11 @@ def _check_contents(path: Path, state: object) -> CheckpointInfo:
     class_names = tuple(state["class_names"])
     if len(class_names) != config.num_classes:
         raise ValueError(f"{path}: {len(class_names)} class names but num_classes = {config.num_classes}")
-    calibration = state.get("calibration")
-    if calibration is not None and not isinstance(calibration, dict):
-        raise ValueError(f"{path}: checkpoint calibration must be a dict, got {type(calibration).__name__}")
+    for key in ("calibration", "training"):
+        if state.get(key) is not None and not isinstance(state[key], dict):
+            raise ValueError(f"{path}: checkpoint {key} must be a dict, got {type(state[key]).__name__}")
     return CheckpointInfo(kind, config, class_names, float(state["voxel_size"]), float(state["truncation"]),
-                          int(state["version"]), calibration)
+                          int(state["version"]), state.get("calibration"), state.get("training"))
 
 
 def _check_fits_map(path: Path, info: CheckpointInfo, class_names: Sequence[str] | None, voxel_size: float | None,
