@@ -8,6 +8,7 @@ import sys
 
 # subcommand name -> module under semantic_recon_ros.commands exposing add_arguments(parser) and run(args) -> int
 SUBCOMMANDS = {
+    "demo": "demo",
     "map": "map",
     "make-bag": "make_bag",
     "play-bag": "play_bag",

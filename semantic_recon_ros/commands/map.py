@@ -1,8 +1,8 @@
 """Map a posed RGB-D sequence into a colored, semantic mesh and a saved volume.
 
-Reads a 7-Scenes, TUM RGB-D or ScanNet-style folder (synthetic scenes use the ScanNet layout) or a ROS 2 bag
-(color, depth, camera_info and /tf, as written by `semantic-recon make-bag`; read directly, no DDS), fuses
-every frame into the sparse TSDF volume (fusing 2D labels when the dataset has them) and writes to
+Reads a 7-Scenes, TUM RGB-D or ScanNet-style folder (synthetic scenes use the ScanNet layout), a ROS 2 bag or a
+ROS 1 .bag file (color, depth, camera_info and /tf, as written by `semantic-recon make-bag`; read directly, no
+DDS), fuses every frame into the sparse TSDF volume (fusing 2D labels when the dataset has them) and writes to
 the output folder: mesh_rgb.ply, mesh_semantic.ply (both keep the class label per vertex),
 volume.pt (every layer; reload with semantic_recon_ros.core.map.load_volume) -- one consistent set, saved
 like the node's maps (links into the folder's current save, :mod:`semantic_recon_ros.core.map_folder`) --,
@@ -34,16 +34,16 @@ from ..core.datasets import FORMATS, detect_format, open_sequence
 from ..core.datasets.rosbag_sequence import RosbagTopics
 from ..core.device import resolve_device
 from ..core.mapper import MapFrame, Mapper
-from ..core.mesh_preview import TopDownView, estimate_up, preview_picture
+from ..core.mesh_preview import camera_view, preview_picture
 from ..core.resources import share_file
 from ..core.segmentation import DEFAULT_SEGMENTER, confidence_weighted, load_segmenter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sequence", type=Path, nargs="?",
-                        help="dataset folder, or ROS 2 bag (folder, or a .mcap / .db3 file)")
+                        help="dataset folder, ROS 2 bag (folder, or a .mcap / .db3 file) or ROS 1 .bag file")
     parser.add_argument("--bag", type=Path, default=None,
-                        help="a ROS 2 bag (the same as giving it as the sequence; read directly, no DDS)")
+                        help="a ROS 2 or ROS 1 bag (the same as giving it as the sequence; read directly, no DDS)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="dataset layout")
     bag_topics = parser.add_argument_group(
@@ -82,7 +82,7 @@ def bag_options(args: argparse.Namespace) -> dict:
              if (topic := getattr(args, f"{kind}_topic")) is not None}
     if (args.format if args.format != "auto" else detect_format(args.sequence)) != "rosbag":
         if given:
-            raise ValueError(f"--{next(iter(given)).replace('_', '-')}-topic applies to ROS 2 bags only")
+            raise ValueError(f"--{next(iter(given)).replace('_', '-')}-topic applies to bags only")
         return {}
     return {"topics": RosbagTopics(**given), "fixed_topics": sorted(given)}
 
@@ -151,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
     saved = mapper.save(out)
     save_seconds = time.perf_counter() - start
     mesh = saved.mesh
-    up = estimate_up(poses, mesh)  # the observed floor's and tables' normal: a top-down view along gravity
-    view = TopDownView(up=up, max_height=max(float(T[:3, 3] @ up) for T in poses) + 0.4)
+    view = camera_view(poses, mesh)  # straight down the observed floor's and tables' normal, i.e. along gravity
+    up = view.up
     pictured = f"observed mesh of {mesh.num_triangles} triangles"
     if saved.additions is not None:
         pictured += f" ({saved.additions.num_triangles} more added by {mapper.checkpoint.name}: mesh_additions.ply)"

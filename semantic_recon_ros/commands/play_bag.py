@@ -1,10 +1,13 @@
-"""Play a ROS 2 bag on live topics (a small `ros2 bag play`: rclpy + rosbags, no rosbag2 install).
+"""Play a bag on live topics (a small `ros2 bag play`: rclpy + rosbags, no rosbag2 install).
 
-Messages are republished as recorded (raw bytes) at the recorded rate times --rate; /tf_static is
-latched; --clock publishes the bag time on /clock for nodes with use_sim_time. --color-topic, --depth-topic and
---camera-info-topic name the bag's camera topics (raw or compressed), which are then published on the default
-names (/camera/color/image_raw[/compressed], /camera/depth/image_raw[/compressedDepth], /camera/color/camera_info)
-the node's documented remaps expect. Ctrl-C stops playback.
+A ROS 2 bag's messages are republished as recorded (raw bytes), a ROS 1 .bag file's as their ROS 2 equivalents
+(topics without one are left out, with a warning), at the recorded rate times --rate; /tf_static is latched;
+--clock publishes the bag time on /clock for nodes with use_sim_time. The camera topics are published on the
+default names (/camera/color/image_raw[/compressed], /camera/depth/image_raw[/compressedDepth],
+/camera/color/camera_info) the node's documented remaps expect: those named by --color-topic, --depth-topic and
+--camera-info-topic (raw or compressed), and, for an option not given when the bag has no topic of the default name
+(nor its compressed variant), the one topic of that kind found by message type, as `semantic-recon map` finds it
+(none or several: the bag's topics keep their names). Ctrl-C stops playback.
 """
 
 from __future__ import annotations
@@ -16,26 +19,36 @@ import threading
 
 from tqdm import tqdm
 
-from ..core.datasets.bag_files import bag_storage_path
-from ..core.datasets.rosbag_sequence import RosbagTopics
+from ..core.datasets.bag_files import bag_storage_path, open_bag
+from ..core.datasets.bag_topics import (
+    COMPRESSED_IMAGE_TYPE,
+    IMAGE_KINDS,
+    RosbagTopics,
+    named_topic,
+    qualified,
+    topic_types,
+    topics_by_type,
+)
+from ..core.datasets.ros1_bags import ROS1_BAG_SUFFIX
 
 _DEFAULT_RATE = 1.0
 TEARDOWN_TIMEOUT_S = 10.0
 EXIT_NO_SUBSCRIBERS = 3
-# option -> (default published topic, suffix of its compressed variant)
-CAMERA_TOPICS = {"color_topic": (RosbagTopics.color, "/compressed"),
-                 "depth_topic": (RosbagTopics.depth, "/compressedDepth"),
-                 "camera_info_topic": (RosbagTopics.camera_info, "")}
+# option -> (kind of camera topic, default published topic, suffix of its compressed variant)
+CAMERA_TOPICS = {"color_topic": ("color", RosbagTopics.color, IMAGE_KINDS["color"][0]),
+                 "depth_topic": ("depth", RosbagTopics.depth, IMAGE_KINDS["depth"][0]),
+                 "camera_info_topic": ("camera_info", RosbagTopics.camera_info, "")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bag", help="ROS 2 bag: a folder (sqlite3 or mcap) or a .mcap / .db3 file")
+    parser.add_argument("bag", help="ROS 2 bag (a folder, sqlite3 or mcap, or a .mcap / .db3 file) or ROS 1 .bag file")
     parser.add_argument("--rate", type=float, default=_DEFAULT_RATE, help="playback speed factor")
     parser.add_argument("--clock", action="store_true", help="publish /clock (rosgraph_msgs/Clock) with the bag time")
-    for option, (default, suffix) in CAMERA_TOPICS.items():
+    for option, (_, default, suffix) in CAMERA_TOPICS.items():
         parser.add_argument(f"--{option.replace('_', '-')}", default=None, metavar="BAG_TOPIC",
                             help=f"the bag's topic published as {default}" + (f" (or {default}{suffix} for the "
-                                                                              "compressed variant)" if suffix else ""))
+                                                                              "compressed variant)" if suffix else "")
+                            + "; default: found by message type when the bag has no such topic")
     parser.add_argument("--topic-prefix", default="", help="namespace prepended to all topics except /tf and /tf_static")
     parser.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="SECONDS",
                         help="wait up to this long for a subscriber on every topic before starting")
@@ -44,19 +57,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{EXIT_NO_SUBSCRIBERS} when a topic still has no subscriber")
 
 
-def camera_remaps(args: argparse.Namespace, bag_topics: set[str]) -> tuple[tuple[str, str], ...]:
-    """(bag topic, published topic) pairs of the camera topic options; a raw topic name given for a bag that only
-    has its compressed variant selects that variant."""
-    remaps = []
-    for option, (default, suffix) in CAMERA_TOPICS.items():
-        topic = getattr(args, option)
-        if topic is None:
+def camera_remaps(args: argparse.Namespace, reader) -> tuple[tuple[tuple[str, str], ...], list[str]]:
+    """((bag topic, published topic) pairs of the camera topics, notes for the user).
+
+    A topic named by an option is published under the default name (a raw name given for a bag that only has its
+    compressed variant selects that variant); for an option not given, when the bag (``reader``, a bag reader of
+    :mod:`~semantic_recon_ros.core.datasets.bag_files`) has no topic of the default name nor its compressed variant,
+    so is the one topic of that kind found by message type (a note says so; several: a note, and no remap).
+    Compressed images are published under ``<default><suffix>``.
+    """
+    types = topic_types(reader)
+    remaps, notes = [], []
+    for option, (kind, default, suffix) in CAMERA_TOPICS.items():
+        given = getattr(args, option)
+        if given is not None:
+            topic = named_topic(reader, kind, given) or qualified(given)
+        elif named_topic(reader, kind, default) is not None:
             continue
-        topic = topic if topic.startswith("/") else "/" + topic
-        if suffix and topic not in bag_topics and topic + suffix in bag_topics:
-            topic += suffix
-        remaps.append((topic, default + suffix if suffix and topic.endswith(suffix) else default))
-    return tuple(remaps)
+        else:
+            found = topics_by_type(reader, kind, exclude=[RosbagTopics.semantic])
+            if len(found) > 1:
+                notes.append(f"several {kind} topics ({', '.join(found)}): published under their own names; "
+                             f"name one with --{option.replace('_', '-')}")
+            if len(found) != 1:
+                continue
+            topic = found[0]
+        published = default + suffix if types.get(topic) == COMPRESSED_IMAGE_TYPE else default
+        if given is None:
+            notes.append(f"publishing {topic} as {published} (its {kind} topic, found by message type)")
+        remaps.append((topic, published))
+    return tuple(remaps), notes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,19 +94,24 @@ def run(args: argparse.Namespace) -> int:
     from rclpy.node import Node
     from rclpy.signals import SignalHandlerOptions
 
-    from rosbags.rosbag2 import Reader, ReaderError
-
     from ..ros.bag_player import BagPlayer, BagPlayerConfig, MissingSubscribers
 
+    storage = bag_storage_path(args.bag)  # a path that is no bag fails here, a bag that cannot be read below
     try:
-        with Reader(bag_storage_path(args.bag)) as reader:
-            bag_topics = {connection.topic for connection in reader.connections}
-    except ReaderError as error:
-        raise ValueError(f"cannot play the bag {args.bag}: {error} (`semantic-recon map` reads a damaged .mcap file "
-                         "up to the damage)") from None
+        reader = open_bag(storage, recover_damaged=False)
+    except ValueError as error:
+        if storage.suffix == ROS1_BAG_SUFFIX:
+            raise
+        raise ValueError(f"{error} (`semantic-recon map` reads a damaged .mcap file up to the damage)") from None
+    try:
+        remaps, notes = camera_remaps(args, reader)
+    finally:
+        reader.close()
+    for note in notes:
+        print(note, flush=True)
     config = BagPlayerConfig(
         rate=args.rate,
-        topic_remaps=camera_remaps(args, bag_topics),
+        topic_remaps=remaps,
         publish_clock=args.clock,
         topic_prefix=args.topic_prefix,
         wait_for_subscribers=args.wait_for_subscribers,

@@ -124,6 +124,13 @@ class TopDownView:
         return image.clip(0, 255).astype(np.uint8)
 
 
+def camera_view(poses_world_cam: Sequence[np.ndarray], mesh: SemanticMesh, headroom: float = 0.4) -> TopDownView:
+    """The view straight down the map's up (:func:`estimate_up`) of ``mesh`` mapped from cameras at
+    ``poses_world_cam``, cut ``headroom`` metres above the highest camera (the ceiling stays out)."""
+    up = estimate_up(poses_world_cam, mesh)
+    return TopDownView(up=up, max_height=max(float(np.asarray(T)[:3, 3] @ up) for T in poses_world_cam) + headroom)
+
+
 def preview_picture(mesh: SemanticMesh, classes: ClassSet, view: TopDownView, title: str) -> Image.Image:
     """Side-by-side RGB and semantic top-down renders with a title and a legend of the classes present."""
     rgb = view.render(mesh, mesh.colors)

@@ -1,8 +1,9 @@
-"""Republishing a ROS 2 bag on live topics from an rclpy node (a small ``ros2 bag play``).
+"""Republishing a bag on live topics from an rclpy node (a small ``ros2 bag play``).
 
-The bag is read with ``rosbags`` (no rosbag2_py needed) and every message is published as its raw
-serialized bytes (``publisher.publish(bytes)``), so nothing is deserialized; the message packages
-must still be importable, since rclpy needs their type support to create publishers.
+The bag (ROS 2, or a ROS 1 ``.bag`` file whose messages are converted to their ROS 2 equivalents, see
+:mod:`~semantic_recon_ros.core.datasets.ros1_bags`) is read with ``rosbags`` (no rosbag2_py needed) and every
+message is published as its serialized bytes (``publisher.publish(bytes)``), so nothing is deserialized; the
+message packages must still be importable, since rclpy needs their type support to create publishers.
 
 Timing follows the bag's log times divided by ``rate``. Topics recorded as transient-local (and
 ``/tf_static`` always) are published latched (transient-local, reliable, history deep enough for all
@@ -30,10 +31,10 @@ from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.interfaces import Connection, QosDurability
-from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
-from ..core.datasets.bag_files import bag_storage_path
+from ..core.datasets.bag_files import open_bag
+from ..core.datasets.ros1_bags import Ros1Bag
 from ..core.transform_tree import NANOSECONDS_PER_SECOND
 from .header_conversions import time_msg
 
@@ -114,8 +115,9 @@ class BagPlayer:
 
     Args:
         node: publishers are created on this node (it does not need to spin).
-        bag_path: ROS 2 bag folder (sqlite3 or mcap; without metadata.yaml it must hold one .mcap / .db3 file) or
-            a bare ``.mcap`` / ``.db3`` file.
+        bag_path: ROS 2 bag folder (sqlite3 or mcap; without metadata.yaml it must hold one .mcap / .db3 file),
+            a bare ``.mcap`` / ``.db3`` file, or a ROS 1 ``.bag`` file (its topics without a ROS 2 equivalent are
+            left out, with a warning).
         config: playback options.
     """
 
@@ -124,9 +126,10 @@ class BagPlayer:
         self.config = config
         self.bag_path = Path(bag_path)
         self.published: Counter[str] = Counter()
-        self._reader = Reader(bag_storage_path(self.bag_path))
-        self._reader.open()
+        self._reader = open_bag(self.bag_path, recover_damaged=False)
         try:
+            if isinstance(self._reader, Ros1Bag) and self._reader.unreadable:
+                node.get_logger().warning(f"not playing {self._reader.unreadable_text()}")
             in_bag = {connection.topic for connection in self._reader.connections}
             missing = sorted(topic for topic, _ in config.topic_remaps if topic not in in_bag)
             if missing:

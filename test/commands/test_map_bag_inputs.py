@@ -1,5 +1,5 @@
 """`semantic-recon map` on bags as they come from robots: compressed images, renamed topics (--color-topic...),
-bare .mcap files and a recording cut short; `make-bag --compressed`."""
+bare .mcap files, a recording cut short and ROS 1 .bag files; `make-bag --compressed`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from semantic_recon_ros.core.datasets import open_sequence
 from semantic_recon_ros.core.datasets.rosbag_sequence import RosbagSequence
 from support.mcap_bags import write_camera_bag
 from support.paths import SEVEN_SCENES
+from support.ros1_bags import write_ros1_camera_bag
 
 MAP_OPTIONS = ("--checkpoint", "", "--voxel-size", "0.05")
 
@@ -46,7 +47,7 @@ def test_topic_options_and_detection_on_a_renamed_compressed_bag(tmp_path, frame
         "bag: /head/depth/compressedDepth (sensor_msgs/msg/CompressedImage), /head/rgb/compressed "
         "(sensor_msgs/msg/CompressedImage), /head/rgb/info (sensor_msgs/msg/CameraInfo), /tf (tf2_msgs/msg/TFMessage)"]
     folder = semantic_recon("map", SEVEN_SCENES, "--out", tmp_path / "x", *MAP_OPTIONS, "--depth-topic", "/d")
-    assert folder.returncode == 2 and "--depth-topic applies to ROS 2 bags only" in folder.stderr
+    assert folder.returncode == 2 and "--depth-topic applies to bags only" in folder.stderr
 
 
 def test_a_bag_cut_short_maps_what_was_recorded_with_one_warning(tmp_path, frames):
@@ -62,6 +63,16 @@ def test_a_bag_cut_short_maps_what_was_recorded_with_one_warning(tmp_path, frame
     assert 1 <= recovered < len(frames) and "Traceback" not in result.stderr
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: bag file {cut} is damaged")
     assert warnings[0].endswith(f"giving {recovered} frames")
+
+
+def test_map_reads_a_ros1_bag(tmp_path, frames):
+    bag = tmp_path / "robot.bag"  # compressed images on other names than the defaults: found by message type
+    write_ros1_camera_bag(bag, frames, compressed=True, color_topic="/head/rgb", depth_topic="/head/depth")
+    result = semantic_recon("map", bag, "--out", tmp_path / "out", *MAP_OPTIONS)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["frames_integrated"] == len(frames) and summary["blocks"] > 50
+    assert "warning" not in result.stderr
 
 
 def test_make_bag_compressed_writes_what_image_transport_writes(tmp_path):

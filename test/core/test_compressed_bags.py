@@ -12,6 +12,7 @@ import pytest
 from semantic_recon_ros.core.datasets import open_sequence
 from semantic_recon_ros.core.datasets.rosbag_sequence import RosbagSequence, RosbagTopics
 from semantic_recon_ros.core.datasets.rosbag_writer import RosbagWriter, RosbagWriterConfig
+from support.frames import through_package_bag
 from support.mcap_bags import OPTICAL, SEC, START, McapBag, camera_info, header, png_bytes, tf_message, write_camera_bag
 
 
@@ -23,12 +24,7 @@ def frames(seven_scenes):
 @pytest.fixture(scope="module")
 def raw_frames(tmp_path_factory, frames):
     """The frames read back from a raw bag (rgb8 + 16UC1) of the package's writer: the reference."""
-    path = tmp_path_factory.mktemp("raw") / "bag"
-    with RosbagWriter(path, RosbagWriterConfig(depth_encoding="16UC1")) as writer:
-        for frame in frames:
-            writer.write(frame)
-    with RosbagSequence(path) as sequence:
-        return list(sequence)
+    return through_package_bag(frames, tmp_path_factory.mktemp("raw") / "bag")
 
 
 def assert_same_frames(read, reference, color_tolerance=0):

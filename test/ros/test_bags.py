@@ -1,4 +1,5 @@
-"""ROS 2 bags: frames -> bag (rosbags) -> frames, bag contents as rclpy sees them, and playback over real DDS."""
+"""ROS 2 bags: frames -> bag (rosbags) -> frames, bag contents as rclpy sees them, and playback over real DDS (of ROS 1
+bags too); play-bag's camera topics."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import closing
 
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
 from support.dds_processes import DISCOVERY_TIMEOUT_S, dds_environment, free_domain_id, player_command
-from semantic_recon_ros.commands import make_bag
+from support.mcap_bags import McapBag, camera_info, compressed_depth_16uc1, header, png_bytes, write_camera_bag
+from support.ros1_bags import write_ros1_camera_bag
+from semantic_recon_ros.commands import make_bag, play_bag
 from semantic_recon_ros.commands.play_bag import EXIT_NO_SUBSCRIBERS
+from semantic_recon_ros.core.datasets.bag_files import open_bag
 from semantic_recon_ros.core.datasets.rosbag_sequence import RosbagSequence, RosbagTopics
 from semantic_recon_ros.core.datasets.rosbag_writer import (
     R_LINK_OPTICAL,
@@ -234,11 +239,9 @@ def test_player_rate_prefix_and_stop_in_process(tmp_path, source_frames):
 
 
 def test_player_publishes_a_bag_files_camera_topics_under_the_default_names(tmp_path, source_frames):
-    """play-bag --color-topic/--depth-topic/--camera-info-topic on a bare .mcap file with other topic names."""
+    """play-bag --color-topic/--depth-topic/--camera-info-topic on a bare .mcap file with other topic names, and the
+    same topics found by message type without the options."""
     rclpy = pytest.importorskip("rclpy")
-    from support.mcap_bags import write_camera_bag
-
-    from semantic_recon_ros.commands import play_bag
     from semantic_recon_ros.ros.bag_player import BagPlayer, BagPlayerConfig
 
     bag = tmp_path / "robot.mcap"
@@ -248,10 +251,20 @@ def test_player_publishes_a_bag_files_camera_topics_under_the_default_names(tmp_
     play_bag.add_arguments(parser)
     args = parser.parse_args([str(bag), "--color-topic", "/head/rgb", "--depth-topic", "head/depth/compressedDepth",
                               "--camera-info-topic", "/head/rgb/info"])
-    remaps = play_bag.camera_remaps(args, {"/head/rgb/compressed", "/head/depth/compressedDepth", "/head/rgb/info"})
-    assert remaps == (("/head/rgb/compressed", "/camera/color/image_raw/compressed"),
-                      ("/head/depth/compressedDepth", "/camera/depth/image_raw/compressedDepth"),
-                      ("/head/rgb/info", "/camera/color/camera_info"))
+    expected = (("/head/rgb/compressed", "/camera/color/image_raw/compressed"),
+                ("/head/depth/compressedDepth", "/camera/depth/image_raw/compressedDepth"),
+                ("/head/rgb/info", "/camera/color/camera_info"))
+    with closing(open_bag(bag)) as reader:
+        remaps, notes = play_bag.camera_remaps(args, reader)
+        assert remaps == expected and notes == []
+        detected, notes = play_bag.camera_remaps(parser.parse_args([str(bag)]), reader)  # found by message type
+        assert detected == expected
+        assert notes == ["publishing /head/rgb/compressed as /camera/color/image_raw/compressed (its color topic, "
+                         "found by message type)",
+                         "publishing /head/depth/compressedDepth as /camera/depth/image_raw/compressedDepth (its depth "
+                         "topic, found by message type)",
+                         "publishing /head/rgb/info as /camera/color/camera_info (its camera_info topic, found by "
+                         "message type)"]
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(np.random.default_rng().integers(100, 200)))
     try:
@@ -264,6 +277,34 @@ def test_player_publishes_a_bag_files_camera_topics_under_the_default_names(tmp_
             BagPlayer(node, bag, BagPlayerConfig(topic_remaps=(("/head/ir", "/camera/color/image_raw"),)))
     finally:
         rclpy.try_shutdown(context=context)
+
+
+def test_player_keeps_the_names_when_no_single_topic_fits(tmp_path, source_frames):
+    """play-bag without topic options: a bag with the default names is played as it is; of two color topics neither
+    is chosen (a note says so), while the one depth and camera_info topics are."""
+    parser = argparse.ArgumentParser()
+    play_bag.add_arguments(parser)
+    default = tmp_path / "default.mcap"  # the compressed variants of the default names
+    write_camera_bag(default, source_frames[:1], "png")
+    with closing(open_bag(default)) as reader:
+        assert play_bag.camera_remaps(parser.parse_args([str(default)]), reader) == ((), [])
+    frame = source_frames[0]
+    stereo = tmp_path / "stereo.mcap"
+    bag = McapBag(stereo)
+    for topic in ("/left/compressed", "/right/compressed"):
+        bag.write(topic, "sensor_msgs/msg/CompressedImage",
+                  {"header": header(START), "format": "png", "data": png_bytes(frame.color)}, START)
+    bag.write("/left/depth/compressedDepth", "sensor_msgs/msg/CompressedImage",
+              {"header": header(START), **compressed_depth_16uc1(frame.depth)}, START)
+    bag.write("/left/info", "sensor_msgs/msg/CameraInfo", camera_info(frame, START), START)
+    bag.close()
+    with closing(open_bag(stereo)) as reader:
+        remaps, notes = play_bag.camera_remaps(parser.parse_args([str(stereo)]), reader)
+    assert remaps == (("/left/depth/compressedDepth", "/camera/depth/image_raw/compressedDepth"),
+                      ("/left/info", "/camera/color/camera_info"))
+    assert notes[0] == ("several color topics (/left/compressed, /right/compressed): published under their own names; "
+                        "name one with --color-topic")
+
 
 SUBSCRIBER = textwrap.dedent(
     """
@@ -333,13 +374,20 @@ SUBSCRIBER = textwrap.dedent(
     """
 )
 
-def test_player_delivers_every_message_to_another_process(tmp_path, seven_scenes):
+@pytest.mark.parametrize("bag_format", ["ros2", "ros1"])
+def test_player_delivers_every_message_to_another_process(tmp_path, seven_scenes, bag_format):
+    """Every message of a ROS 2 bag, and of a ROS 1 bag (16UC1 depth, tf/tfMessage on /tf, a latched /tf_static,
+    a /rosout that ROS 2 has no type for) as ROS 2 messages, arrives in another process."""
     pytest.importorskip("rclpy")
     source = list(seven_scenes.subset(stride=10, max_frames=10))
-    bag = tmp_path / "bag"
-    with RosbagWriter(bag) as writer:
-        for frame in source:
-            writer.write(frame)
+    if bag_format == "ros2":
+        bag = tmp_path / "bag"
+        with RosbagWriter(bag) as writer:
+            for frame in source:
+                writer.write(frame)
+    else:
+        bag = tmp_path / "camera.bag"
+        write_ros1_camera_bag(bag, source, compressed=False)
     env = dds_environment(free_domain_id())
     expected = {"/camera/color/image_raw": 10, "/camera/depth/image_raw": 10, "/camera/color/camera_info": 10,
                 "/tf": 10, "/tf_static": 1}
@@ -353,6 +401,7 @@ def test_player_delivers_every_message_to_another_process(tmp_path, seven_scenes
         play_seconds = time.monotonic() - start
         assert player.returncode == 0, player.stderr
         assert "published 41 messages on 5 topics" in player.stdout
+        assert ("not playing /rosout (rosgraph_msgs/msg/Log)" in player.stderr) == (bag_format == "ros1")
         output, errors = subscriber.communicate(timeout=60)
     finally:
         subscriber.kill()

@@ -1,10 +1,14 @@
-"""Test frames at lower resolution."""
+"""Test frames at lower resolution, and frames as the package's own bag writer and reader give them back."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from semantic_recon_ros.core.camera import PinholeCamera
+from semantic_recon_ros.core.datasets.rosbag_sequence import RosbagSequence
+from semantic_recon_ros.core.datasets.rosbag_writer import RosbagWriter, RosbagWriterConfig
 from semantic_recon_ros.core.frame import RGBDFrame
 
 
@@ -26,3 +30,13 @@ def downscale(frame: RGBDFrame, factor: int) -> RGBDFrame:
         labels=None if frame.labels is None else np.ascontiguousarray(frame.labels[pick]),
         name=frame.name,
     )
+
+
+def through_package_bag(frames: list[RGBDFrame], path: Path) -> list[RGBDFrame]:
+    """``frames`` written into a ROS 2 bag at ``path`` by the package's writer (rgb8 + 16UC1) and read back: the
+    reference that bags of other writers and formats must read equal to."""
+    with RosbagWriter(path, RosbagWriterConfig(depth_encoding="16UC1")) as writer:
+        for frame in frames:
+            writer.write(frame)
+    with RosbagSequence(path) as sequence:
+        return list(sequence)

@@ -44,8 +44,8 @@ _SIGNATURES: dict[str, tuple[str, Callable[[Path], bool]]] = {
     "scannet": (f"{INTRINSIC_DEPTH.as_posix()}, or depth/ and pose/ folders",
                 lambda root: (root / INTRINSIC_DEPTH).is_file()
                 or ((root / "depth").is_dir() and (root / "pose").is_dir())),
-    "rosbag": ("a ROS 2 bag (a folder with metadata.yaml or one .mcap / .db3 file, or such a file) with color, "
-               "depth, camera_info and /tf topics", is_bag),
+    "rosbag": ("a ROS 2 bag (a folder with metadata.yaml or one .mcap / .db3 file, or such a file) or a ROS 1 .bag "
+               "file, with color, depth, camera_info and /tf topics", is_bag),
 }
 
 
@@ -61,7 +61,7 @@ def detect_format(path: str | Path) -> str:
     if not root.is_dir():
         if is_bag(root):
             return "rosbag"
-        raise ValueError(f"a sequence must be a folder or a ROS 2 bag file (.mcap, .db3), got the file {root}")
+        raise ValueError(f"a sequence must be a folder or a bag file (.mcap, .db3, ROS 1 .bag), got the file {root}")
     matches = [name for name, (_, has_layout) in _SIGNATURES.items() if has_layout(root)]
     if len(matches) == 1:
         return matches[0]

@@ -1,11 +1,12 @@
-"""Opening ROS 2 bags for reading: bag folders, bare storage files, and mcap files damaged at the end.
+"""Opening bags for reading: ROS 2 bag folders, bare storage files, ROS 1 bag files, mcap files damaged at the end.
 
 :func:`open_bag` accepts what a user may point at: a bag folder with ``metadata.yaml`` (as ``ros2 bag
-record`` leaves it), a bare ``.mcap`` or ``.db3`` file (``rosbags`` opens those without metadata), or a
+record`` leaves it), a bare ``.mcap`` or ``.db3`` file (``rosbags`` opens those without metadata), a
 folder holding exactly one such file but no ``metadata.yaml`` (a recording that was killed before
-writing it). An ``.mcap`` file that ``rosbags`` cannot open because it is cut off or damaged (no footer,
-a truncated record) is read record by record with the ``mcap`` stream reader up to the damage:
-:class:`RecoveredMcap` keeps those messages in memory and says what it recovered in ``damage``.
+writing it), or a ROS 1 ``.bag`` file, read as a ROS 2 bag (:class:`~.ros1_bags.Ros1Bag`). An ``.mcap``
+file that ``rosbags`` cannot open because it is cut off or damaged (no footer, a truncated record) is read
+record by record with the ``mcap`` stream reader up to the damage: :class:`RecoveredMcap` keeps those
+messages in memory and says what it recovered in ``damage``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from mcap.exceptions import McapError
 from mcap.records import Channel, Message, Schema
 from mcap.stream_reader import StreamReader
 from rosbags.interfaces import Connection, ConnectionExtRosbag2
+from rosbags.rosbag1 import ReaderError as Ros1ReaderError
 from rosbags.rosbag2 import Reader, ReaderError
+
+from .ros1_bags import ROS1_BAG_SUFFIX, Ros1Bag
 
 BAG_FILE_SUFFIXES = (".mcap", ".db3")
 CDR = "cdr"
@@ -79,8 +83,8 @@ class RecoveredMcap:
 
 
 def bag_storage_path(path: str | Path) -> Path:
-    """What ``rosbags`` should open for ``path``: a bag folder with metadata.yaml or a storage file as it is;
-    a folder without metadata.yaml -> its one ``.mcap`` / ``.db3`` file.
+    """What ``rosbags`` should open for ``path``: a bag folder with metadata.yaml, a storage file or a ROS 1 bag
+    file as it is; a folder without metadata.yaml -> its one ``.mcap`` / ``.db3`` file.
 
     Raises FileNotFoundError when ``path`` does not exist, ValueError when it is no bag.
     """
@@ -88,8 +92,8 @@ def bag_storage_path(path: str | Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"bag not found: {path}")
     if path.is_file():
-        if path.suffix not in BAG_FILE_SUFFIXES:
-            raise ValueError(f"{path} is not a ROS 2 bag file (.mcap or .db3)")
+        if path.suffix not in (*BAG_FILE_SUFFIXES, ROS1_BAG_SUFFIX):
+            raise ValueError(f"{path} is not a bag file (.mcap or .db3 of ROS 2, .bag of ROS 1)")
         return path
     if (path / "metadata.yaml").is_file():
         return path
@@ -110,19 +114,24 @@ def is_bag(path: str | Path) -> bool:
     return True
 
 
-def open_bag(path: str | Path) -> Reader | RecoveredMcap:
-    """An open reader of the bag at ``path`` (see the module docstring); a damaged mcap file gives a
-    :class:`RecoveredMcap` (check its ``damage``). Close it when done.
+def open_bag(path: str | Path, *, recover_damaged: bool = True) -> Reader | Ros1Bag | RecoveredMcap:
+    """An open reader of the bag at ``path`` (see the module docstring); with ``recover_damaged``, a damaged mcap
+    file gives a :class:`RecoveredMcap` (check its ``damage``). Close it when done.
 
     Raises FileNotFoundError / ValueError when ``path`` is no readable bag.
     """
     storage = bag_storage_path(path)
+    if storage.suffix == ROS1_BAG_SUFFIX:
+        try:
+            return Ros1Bag(storage)
+        except Ros1ReaderError as error:
+            raise ValueError(f"cannot read the ROS 1 bag {storage}: {error}") from None
     reader = Reader(storage)
     try:
         reader.open()
     except ReaderError as error:
         files = [storage] if storage.is_file() else sorted(storage.glob("*.mcap"))
-        if len(files) == 1 and files[0].suffix == ".mcap":
+        if recover_damaged and len(files) == 1 and files[0].suffix == ".mcap":
             return RecoveredMcap(files[0], str(error).rstrip("."))
         raise ValueError(f"cannot read the bag {storage}: {error}") from None
     return reader

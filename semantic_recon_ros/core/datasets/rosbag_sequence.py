@@ -1,7 +1,8 @@
-"""ROS 2 bags (sqlite3 or mcap) read as a :class:`FrameSequence`, without rclpy or DDS.
+"""ROS 2 bags (sqlite3 or mcap) and ROS 1 ``.bag`` files read as a :class:`FrameSequence`, without rclpy or DDS.
 
 Needs only the pure-Python ``rosbags`` (and ``mcap``) packages. The bag (a folder, a bare ``.mcap`` /
-``.db3`` file or a folder without metadata.yaml, see :mod:`.bag_files`) must hold, on the topics of
+``.db3`` file, a folder without metadata.yaml or a ROS 1 ``.bag`` file whose messages are read as their
+ROS 2 equivalents, see :mod:`.bag_files`) must hold, on the topics of
 :class:`RosbagTopics`: color images (``sensor_msgs/Image`` rgb8, bgr8, rgba8, bgra8, mono8, or
 ``sensor_msgs/CompressedImage`` jpeg / png on ``<color>/compressed``), depth images registered to color
 (Image 32FC1 metres or 16UC1 millimetres, or image_transport's compressedDepth on
@@ -11,8 +12,7 @@ frame: x right, y down, z forward); optionally class-id images (mono8 / 16UC1) o
 
 Topics: the raw topic is used when the bag has it, else its compressed variant. When neither is there
 (and the caller did not fix that topic), the color, depth and camera_info topics are found by message
-type (and, for images, by the first message's encoding: color encodings / jpeg / png vs 32FC1 / 16UC1 /
-compressedDepth) when exactly one topic fits; :attr:`RosbagSequence.topics` holds the topics read. An
+type (see :mod:`.bag_topics`) when exactly one topic fits; :attr:`RosbagSequence.topics` holds the topics read. An
 mcap file damaged at the end is read up to the damage, said in :attr:`RosbagSequence.damage`.
 
 One frame per color image: the depth (and label) image with the nearest header stamp within
@@ -34,52 +34,31 @@ from typing import Any
 import numpy as np
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader
-from rosbags.typesys import Stores, get_typestore
 
-from ..compressed_image_codec import COMPRESSED_DEPTH, decode_compressed_color, decode_compressed_depth
 from ..frame import RGBDFrame
 from ..ros_message_codec import (
-    COLOR_ENCODINGS,
-    DEPTH_ENCODINGS,
     MessageConversionError,
     add_transform_stamped,
     camera_from_camera_info,
-    decode_color_image,
-    decode_depth_image,
     decode_label_image,
     stamp_to_ns,
 )
 from ..transform_tree import NANOSECONDS_PER_SECOND, TransformException, TransformTree
-from .bag_files import RecoveredMcap, open_bag
+from .bag_files import RecoveredMcap, Ros1Bag, open_bag
+from .bag_topics import (
+    CAMERA_INFO_TYPE,
+    IMAGE_KINDS,
+    TF_MESSAGE_TYPE,
+    TYPESTORE,
+    RosbagTopics,
+    named_topic,
+    qualified,
+    topic_types,
+    topics_by_type,
+)
 from .sequence import FrameSequence
 
-TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 DEFAULT_MAX_TIME_DIFFERENCE = 0.02
-TF_MESSAGE_TYPE = "tf2_msgs/msg/TFMessage"
-IMAGE_TYPE = "sensor_msgs/msg/Image"
-COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-# image kind -> (suffix of its image_transport topic, {message type: decoder}, what is supported)
-IMAGE_KINDS: dict[str, tuple[str, dict[str, Callable[[Any], np.ndarray]], str]] = {
-    "color": ("/compressed", {IMAGE_TYPE: decode_color_image, COMPRESSED_IMAGE_TYPE: decode_compressed_color},
-              f"{IMAGE_TYPE} ({', '.join(COLOR_ENCODINGS)}) or {COMPRESSED_IMAGE_TYPE} (jpeg, png)"),
-    "depth": ("/compressedDepth", {IMAGE_TYPE: decode_depth_image, COMPRESSED_IMAGE_TYPE: decode_compressed_depth},
-              f"{IMAGE_TYPE} ({', '.join(DEPTH_ENCODINGS)}) or {COMPRESSED_IMAGE_TYPE} ({COMPRESSED_DEPTH} png of "
-              "16UC1 / 32FC1)"),
-}
-
-
-@dataclass(frozen=True)
-class RosbagTopics:
-    """Topic names of an RGB-D bag (fully qualified, as ``ros2 bag record`` stores them). Color and depth name
-    the raw topics; their compressed variants are ``<color>/compressed`` and ``<depth>/compressedDepth``."""
-
-    color: str = "/camera/color/image_raw"
-    depth: str = "/camera/depth/image_raw"
-    camera_info: str = "/camera/color/camera_info"
-    semantic: str = "/camera/semantic/image_raw"
-    tf: str = "/tf"
-    tf_static: str = "/tf_static"
 
 
 @dataclass(frozen=True)
@@ -90,10 +69,6 @@ class _IndexedMessage:
     log_time_ns: int
     stamp_ns: int
     frame_id: str
-
-
-def _qualified(topic: str) -> str:
-    return topic if topic.startswith("/") else "/" + topic
 
 
 def _nearest(stamps: list[int], stamp: int, max_difference_ns: int | None) -> int | None:
@@ -109,10 +84,11 @@ def _nearest(stamps: list[int], stamp: int, max_difference_ns: int | None) -> in
 
 
 class RosbagSequence(FrameSequence):
-    """Posed RGB-D frames from a ROS 2 bag (see the module docstring). Call :meth:`close` when done.
+    """Posed RGB-D frames from a bag (see the module docstring). Call :meth:`close` when done.
 
     Args:
-        path: the bag: a folder (with or without ``metadata.yaml``) or a ``.mcap`` / ``.db3`` file.
+        path: the bag: a folder (with or without ``metadata.yaml``), a ``.mcap`` / ``.db3`` file or a ROS 1
+            ``.bag`` file.
         topics: topic names; a semantic topic absent from the bag simply gives frames without labels.
         fixed_topics: names of the :class:`RosbagTopics` fields ("color", "depth", "camera_info") the caller
             chose: those are never replaced by topics found by message type.
@@ -136,7 +112,7 @@ class RosbagSequence(FrameSequence):
     ) -> None:
         self.path = Path(path)
         self.name = self.path.stem if self.path.is_file() else self.path.name
-        self._reader: Reader | RecoveredMcap = open_bag(self.path)
+        self._reader: Reader | Ros1Bag | RecoveredMcap = open_bag(self.path)
         self._closed = False
         self._lock = threading.Lock()
         try:
@@ -155,7 +131,7 @@ class RosbagSequence(FrameSequence):
             raise
 
     def _connections(self, topic: str, required: bool) -> list[Connection]:
-        topic = _qualified(topic)
+        topic = qualified(topic)
         connections = [c for c in self._reader.connections if c.topic == topic]
         if required and not connections:
             available = ", ".join(sorted({c.topic for c in self._reader.connections})) or "none"
@@ -164,31 +140,17 @@ class RosbagSequence(FrameSequence):
 
     def _topics_text(self) -> str:
         connections = sorted(self._reader.connections, key=lambda c: c.topic)
-        return ", ".join(f"{c.topic} ({c.msgtype})" for c in connections) or "none"
-
-    def _first_message(self, topic: str) -> Any:
-        connections = self._connections(topic, required=True)
-        for connection, _, raw in self._reader.messages(connections=connections):
-            return TYPESTORE.deserialize_cdr(raw, connection.msgtype)
-        return None
-
-    def _image_kind(self, topic: str, msgtype: str) -> str | None:
-        """'color' or 'depth' for an image topic judged by its first message, None when neither."""
-        msg = self._first_message(topic)
-        if msg is None:
-            return None
-        if msgtype == COMPRESSED_IMAGE_TYPE:
-            return "depth" if COMPRESSED_DEPTH in msg.format else "color"
-        return "color" if msg.encoding in COLOR_ENCODINGS else "depth" if msg.encoding in DEPTH_ENCODINGS else None
+        text = ", ".join(f"{c.topic} ({c.msgtype})" for c in connections) or "none"
+        if isinstance(self._reader, Ros1Bag) and self._reader.unreadable:
+            text += f"; left out: {self._reader.unreadable_text()}"
+        return text
 
     def _resolve_image_topic(self, kind: str, topic: str, fixed: bool, semantic: str) -> str:
         suffix, decoders, supported = IMAGE_KINDS[kind]
-        types = {c.topic: c.msgtype for c in self._reader.connections}
-        topic = _qualified(topic)
-        chosen = next((name for name in (topic, topic + suffix) if name in types), None)
+        topic = qualified(topic)
+        chosen = named_topic(self._reader, kind, topic)
         if chosen is None and not fixed:
-            candidates = [name for name, msgtype in sorted(types.items())
-                          if msgtype in decoders and name != semantic and self._image_kind(name, msgtype) == kind]
+            candidates = topics_by_type(self._reader, kind, exclude=[semantic])
             if len(candidates) != 1:
                 found = f"several ({', '.join(candidates)})" if candidates else "none"
                 raise ValueError(f"bag {self.path} has no {kind} topic {topic} (nor {topic}{suffix}), and {kind} image "
@@ -198,20 +160,21 @@ class RosbagSequence(FrameSequence):
         if chosen is None:
             raise ValueError(f"bag {self.path} has no {kind} topic {topic} (nor {topic}{suffix}); topics in the bag: "
                              f"{self._topics_text()}")
-        if types[chosen] not in decoders:
-            raise ValueError(f"bag {self.path}: topic {chosen} has type {types[chosen]}, which cannot be read as "
+        msgtype = topic_types(self._reader)[chosen]
+        if msgtype not in decoders:
+            raise ValueError(f"bag {self.path}: topic {chosen} has type {msgtype}, which cannot be read as "
                              f"{kind} images; supported: {supported}")
         return chosen
 
     def _resolve_topics(self, topics: RosbagTopics, fixed: set[str]) -> RosbagTopics:
         """The topics to read: the given ones, their compressed variants, or ones found by message type."""
-        semantic = _qualified(topics.semantic)
+        semantic = qualified(topics.semantic)
         color = self._resolve_image_topic("color", topics.color, "color" in fixed, semantic)
         depth = self._resolve_image_topic("depth", topics.depth, "depth" in fixed, semantic)
-        camera_info = _qualified(topics.camera_info)
-        types = {c.topic: c.msgtype for c in self._reader.connections}
+        camera_info = qualified(topics.camera_info)
+        types = topic_types(self._reader)
         if camera_info not in types and "camera_info" not in fixed:
-            candidates = sorted(name for name, msgtype in types.items() if msgtype == CAMERA_INFO_TYPE)
+            candidates = topics_by_type(self._reader, "camera_info")
             if len(candidates) == 1:
                 camera_info = candidates[0]
         if camera_info in types and types[camera_info] != CAMERA_INFO_TYPE:
@@ -315,6 +278,11 @@ class RosbagSequence(FrameSequence):
 
     def __len__(self) -> int:
         return len(self._frames)
+
+    @property
+    def poses(self) -> list[np.ndarray]:
+        """``T_world_cam`` (4, 4) of every frame, in order (from the bag's TF; no image is read)."""
+        return [T_world_cam for _, _, _, T_world_cam in self._frames]
 
     def _load(self, index: int) -> RGBDFrame:
         color_entry, depth_entry, label_entry, T_world_cam = self._frames[index]

@@ -47,7 +47,7 @@ from ..ros_message_codec import (
     ns_to_sec_nanosec,
 )
 from ..transform_tree import NANOSECONDS_PER_SECOND, translation_quaternion_from_rigid
-from .rosbag_sequence import TYPESTORE, RosbagTopics
+from .bag_topics import TYPESTORE, RosbagTopics
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 DEFAULT_START_TIME_NS = 1_700_000_000 * NANOSECONDS_PER_SECOND  # 2023-11-14: a realistic, non-zero ROS time
