@@ -6,13 +6,13 @@ executable is started the way `ros2 run` would find it, after sourcing ``install
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from support.launch_system import colcon_build
 from support.paths import REPO
 
 pytest.importorskip("colcon_core", reason="colcon is not installed (pip install colcon-common-extensions)")
@@ -25,15 +25,7 @@ INSTALLED_DATA_FOLDERS = {"launch": None, "config": {".yaml", ".rviz"}, "models"
 def workspace(tmp_path_factory) -> Path:
     """A temp workspace holding build/, install/ and log/ of `colcon build --base-paths <repo>`."""
     ws = tmp_path_factory.mktemp("colcon_ws")
-    env = dict(os.environ, COLCON_HOME=str(ws / "colcon_home"))
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    colcon = [sys.executable, "-c", "import sys; from colcon_core.command import main; sys.exit(main())"]
-    proc = subprocess.run(
-        [*colcon, "--log-base", str(ws / "log"), "build", "--base-paths", str(REPO),
-         "--build-base", str(ws / "build"), "--install-base", str(ws / "install")],
-        cwd=ws, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, f"colcon build failed:\n{proc.stdout}\n{proc.stderr}"
+    colcon_build(ws)
     return ws
 
 
