@@ -1,14 +1,17 @@
 """Benchmark: our sparse volume vs Open3D's VoxelBlockGrid on the same frames and device.
 
 Integrates the same preloaded 640x480 RGB-D frames (real 7-Scenes, a synthetic room, and a synthetic
-16 m x 16 m x 3 m floor scanned with 8 m depth range) at 4 cm and 2 cm into both, then meshes both.
-On the CPU, ours integrates with the fused C++ kernel (core/fusion_kernel); the "torch path" column is
+16 m x 16 m x 3 m floor scanned with 8 m depth range) at 4 cm and 2 cm into both, then meshes both
+whole (median of 3). Ours also keeps its mesh region by region while fusing (core/incremental_meshing.py, as the
+node does): "update ms" is the median time of bringing that mesh up to date after each frame. On the CPU, ours integrates with the fused C++ kernel (core/fusion_kernel); the "torch path" column is
 the same volume with ``use_fusion_kernel = False`` (the implementation used on CUDA). Every
 (dataset, voxel size, method) case runs in its own subprocess so that peak memory (max RSS above the
 process' RSS once frames are loaded) is not polluted by the other cases. Prints a markdown table;
-numbers are medians over the frames after warm-up.
+numbers are medians over the frames after warm-up. Torch runs with ``--torch-threads`` intra-op threads (default 1,
+as the node: on a 2-core machine with any other busy thread, two OpenMP threads spin against each other and meshing
+ran 20-40x slower, which is what an earlier run's 577 ms meshing of the 7-Scenes 4 cm case was).
 
-    .venv/bin/python bench/bench_fusion.py [--frames 150] [--device cpu]
+    .venv/bin/python bench/bench_fusion.py [--frames 150] [--device cpu] [--torch-threads 1]
 """
 
 from __future__ import annotations
@@ -67,13 +70,15 @@ def current_rss_mb() -> float:
 def run_ours(frames, voxel_size: float, max_depth: float, device: str, use_kernel: bool = True) -> dict:
     import torch
 
+    from semantic_recon_ros.core.incremental_meshing import RegionMesher
     from semantic_recon_ros.core.meshing import extract_mesh
     from semantic_recon_ros.core.map import SemanticTSDFVolume
     from semantic_recon_ros.core.config.volume import VolumeConfig
 
     volume = SemanticTSDFVolume(VolumeConfig(voxel_size=voxel_size, max_depth=max_depth), ["c"] * 13, device)
     volume.use_fusion_kernel = use_kernel
-    times = []
+    mesher = RegionMesher(volume)
+    times, update_times = [], []
     for frame in frames:
         depth = torch.from_numpy(frame.depth).to(device)
         color = torch.from_numpy(frame.color).to(device)
@@ -82,12 +87,18 @@ def run_ours(frames, voxel_size: float, max_depth: float, device: str, use_kerne
         volume.integrate(depth, frame.camera, frame.T_world_cam, color=color)
         sync(device)
         times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        mesher.update()
+        sync(device)
+        update_times.append(time.perf_counter() - start)
     mesh_times = []
     for _ in range(3):
         start = time.perf_counter()
         mesh = extract_mesh(volume)
         mesh_times.append(time.perf_counter() - start)
-    return {"times": times, "mesh_times": mesh_times, "triangles": mesh.num_triangles, "blocks": volume.num_blocks}
+    assert mesher.mesh().num_triangles == mesh.num_triangles
+    return {"times": times, "mesh_times": mesh_times, "update_times": update_times, "triangles": mesh.num_triangles,
+            "blocks": volume.num_blocks}
 
 
 def run_open3d(frames, voxel_size: float, max_depth: float, device: str) -> dict:
@@ -127,7 +138,10 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_case(dataset: str, voxel_size: float, method: str, count: int, device: str) -> dict:
+def run_case(dataset: str, voxel_size: float, method: str, count: int, device: str, torch_threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(torch_threads)
     frames = load_frames(dataset, count)
     baseline = current_rss_mb()
     max_depth = DATASETS[dataset][1]
@@ -138,6 +152,7 @@ def run_case(dataset: str, voxel_size: float, method: str, count: int, device: s
     return {
         "ms_per_frame": 1000 * statistics.median(result["times"][WARMUP:]),
         "mesh_ms": 1000 * statistics.median(result["mesh_times"]),
+        "update_ms": 1000 * statistics.median(result["update_times"][WARMUP:]) if "update_times" in result else None,
         "peak_mb": max_rss_mb() - baseline,
         "triangles": result["triangles"],
         "blocks": result["blocks"],
@@ -149,12 +164,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (default: 1, as the node)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--case", nargs=3, metavar=("DATASET", "VOXEL", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         dataset, voxel, method = args.case
-        print(json.dumps(run_case(dataset, float(voxel), method, args.frames, args.device)))
+        print(json.dumps(run_case(dataset, float(voxel), method, args.frames, args.device, args.torch_threads)))
         return 0
     for dataset in args.datasets:
         if dataset != "7scenes":
@@ -167,21 +183,23 @@ def main() -> int:
             result = {}
             for method in methods:
                 out = subprocess.run([sys.executable, __file__, "--frames", str(args.frames), "--device", args.device,
-                                      "--case", dataset, str(voxel), method], check=True, capture_output=True, text=True)
+                                      "--torch-threads", str(args.torch_threads), "--case", dataset, str(voxel), method],
+                                     check=True, capture_output=True, text=True)
                 result[method] = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append((dataset, voxel, result))
             print(f"done {dataset} {voxel}", file=sys.stderr)
-    print(f"\nIntegration and meshing, {args.device}, 640x480, median ms (ratio = ours / Open3D; below 1 = faster)\n")
+    print(f"\nIntegration and meshing, {args.device}, {args.torch_threads} torch thread(s), 640x480, median ms "
+          "(ratio = ours / Open3D; below 1 = faster)\n")
     print("| data | voxel | frames | ours ms/frame | torch path ms/frame | Open3D ms/frame | ratio | ours mesh ms "
-          "| Open3D mesh ms | ratio | ours peak MB | Open3D peak MB | triangles ours / Open3D |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| Open3D mesh ms | ratio | ours update ms/frame | ours peak MB | Open3D peak MB | triangles ours / Open3D |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for dataset, voxel, r in rows:
         o, t = r["ours"], r["open3d"]
         torch_path = f"{r['torch']['ms_per_frame']:.1f}" if "torch" in r else "-"
         print(f"| {dataset} | {voxel * 100:g} cm | {o['frames']} | {o['ms_per_frame']:.1f} | {torch_path} "
               f"| {t['ms_per_frame']:.1f} "
               f"| {o['ms_per_frame'] / t['ms_per_frame']:.2f} | {o['mesh_ms']:.0f} | {t['mesh_ms']:.0f} "
-              f"| {o['mesh_ms'] / t['mesh_ms']:.2f} | {o['peak_mb']:.0f} | {t['peak_mb']:.0f} "
+              f"| {o['mesh_ms'] / t['mesh_ms']:.2f} | {o['update_ms']:.1f} | {o['peak_mb']:.0f} | {t['peak_mb']:.0f} "
               f"| {o['triangles']} / {t['triangles']} |")
     return 0
 

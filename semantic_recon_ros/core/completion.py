@@ -315,6 +315,7 @@ class CompletionEngine:
         grid.layer("pred_semantic")[slots] = per_block("semantic")[rows]
         grid.layer("pred_confidence")[slots] = confidence[rows]
         grid.layer("pred_weight")[slots] = 1.0
+        grid.mark_rewritten(slots)
         self._mark_done(batch.chunks, batch.versions)
         return int(new.numel())
 

@@ -51,15 +51,17 @@ from .map import (
 )
 from .map_folder import MapFolder
 from .mapping_statistics import CompletionStatistics, MappingStatistics
+from .incremental_meshing import Region, RegionMesher, RegionVoxelMap
 from .mesh import SemanticMesh
-from .meshing import extract_mesh
+from .meshing import RegionMesh, assemble
 from .ply import write_semantic_ply
-from .voxel_map import surface_voxel_points
+from .process_memory import return_freed_memory
 
 MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_ADDITIONS_FILE, VOLUME_FILE = (
     "mesh_rgb.ply", "mesh_semantic.ply", "mesh_additions.ply", "volume.pt")
 MAP_FILES = (VOLUME_FILE, MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_ADDITIONS_FILE)
 COMPLETION_NICENESS = 10  # nice value of the background network thread above the process's
+MESH_STEP_BLOCKS = 2048  # blocks meshed (or sampled for the voxel map) per hold of the map lock
 
 
 class Log(Protocol):
@@ -155,6 +157,8 @@ class Mapper:
         checkpoint: completion network: "default" (the installed model), a file, or ""/None for fusion only.
         mesh_source: what :meth:`mesh` and the saved mesh_rgb.ply / mesh_semantic.ply show by default: "observed",
             "completed" or "both" (observed when there is no network).
+        mesh_region_size: edge in metres of the regions meshes and voxel maps are kept by (rounded to whole blocks):
+            a change redoes only its regions (:mod:`.incremental_meshing`).
         rgb_only_max_range: map without depth (Atlas-style feature back-projection of the color, needs
             ``volume_config.feature_dim == 3``) up to this range in metres; None maps RGB-D frames.
         strict_checkpoint: raise when the checkpoint cannot be used; otherwise keep the reason in
@@ -168,7 +172,7 @@ class Mapper:
     def __init__(self, volume_config: VolumeConfig, classes: ClassSet | Sequence[str], device: torch.device | str = "cpu",
                  completion_config: CompletionConfig | None = None, checkpoint: str | Path | None = None,
                  mesh_source: str = "observed", rgb_only_max_range: float | None = None,
-                 strict_checkpoint: bool = True):
+                 strict_checkpoint: bool = True, mesh_region_size: float = 2.0):
         self.classes = classes if isinstance(classes, ClassSet) else ClassSet.from_names(classes)
         self.volume = SemanticTSDFVolume(volume_config, self.classes.names, device)
         self.rgb_only_max_range = rgb_only_max_range
@@ -187,6 +191,9 @@ class Mapper:
         self.completion_config = completion_config or CompletionConfig()
         self.engine = self._load_network(checkpoint, self.completion_config, strict_checkpoint)
         self.mesh_source = mesh_source if self.engine is not None else "observed"
+        self.region_blocks = max(1, round(mesh_region_size / volume_config.block_length))
+        self._meshers: dict[str, RegionMesher] = {}
+        self._voxel_maps: dict[tuple[str, float], RegionVoxelMap] = {}
         self.generation = 0
         self._version = 0
         self._stamp_ns = 0
@@ -207,7 +214,7 @@ class Mapper:
             raise FileNotFoundError(f"classes_file: {error}") from None
         checkpoint = None if rgb_only_max_range is not None else config.checkpoint
         return cls(volume_config, classes, resolve_device(config.device), completion_config, checkpoint,
-                   config.mesh_source, rgb_only_max_range, strict_checkpoint)
+                   config.mesh_source, rgb_only_max_range, strict_checkpoint, config.mesh_region_size)
 
     def attach_network(self, network: CompletionNetwork, config: CompletionConfig, use_color: bool = True,
                        calibration: ConfidenceCalibration | None = None) -> None:
@@ -310,6 +317,8 @@ class Mapper:
         stats = self.engine.run(time_budget, lock=self.lock, cancelled=cancelled, progress=progress,
                                 run_network=run_network)
         if stats.chunks_run:
+            return_freed_memory()  # the network's activations: hundreds of MB the heap would otherwise keep
+        if stats.chunks_run:
             with self.lock:  # the predictions changed the map: meshes and voxel maps are redone
                 self._changed()
         caught_up = not stats.interrupted and stats.chunks_pending == 0
@@ -359,6 +368,22 @@ class Mapper:
             self._completion_thread = self._network_thread = None
 
     # ------------------------------------------------------------------ outputs
+    def _mesher(self, source: str) -> RegionMesher:
+        if source not in self._meshers:
+            self._meshers[source] = RegionMesher(self.volume, source, self.completion_config, self.region_blocks)
+        return self._meshers[source]
+
+    def _up_to_date(self, caches: Sequence[RegionMesher | RegionVoxelMap], then: Callable[[], object]):
+        """Bring ``caches`` up to date in steps of at most :data:`MESH_STEP_BLOCKS` blocks, each under the lock
+        (frames are fused in between), and return ``then()`` called under the lock of the step that left them all
+        current."""
+        while True:
+            with self.lock:
+                for cache in caches:
+                    cache.update(MESH_STEP_BLOCKS)
+                if not any(cache.pending for cache in caches):
+                    return then()
+
     def mesh(self, source: str | None = None) -> tuple[SemanticMesh, MapState]:
         """The mesh of ``source`` (default :attr:`mesh_source`; "additions": the network's additions) and the state
         it shows."""
@@ -366,10 +391,21 @@ class Mapper:
         return meshes[0], state
 
     def meshes(self, sources: Sequence[str]) -> tuple[list[SemanticMesh], MapState]:
-        """The meshes of ``sources`` (see :mod:`.surface_fields`), all of one state of the map, and that state."""
-        with self.lock:
-            return [extract_mesh(self.volume, source=source, completion=self.completion_config)
-                    for source in sources], self.state
+        """The meshes of ``sources`` (see :mod:`.surface_fields`), all of one state of the map, and that state.
+        Only regions changed since the last call are re-meshed; the whole meshes are assembled outside the lock."""
+        meshers = [self._mesher(source) for source in sources]
+        pieces, state = self._up_to_date(meshers, lambda: ([mesher.pieces() for mesher in meshers], self.state))
+        return [assemble(p, with_surface_confidence=source != "observed") for p, source in zip(pieces, sources)], state
+
+    def mesh_changes(self, since: dict[str, int]) -> tuple[dict[str, tuple[dict[Region, RegionMesh | None], int]],
+                                                            MapState]:
+        """The regions of each source's mesh changed after the revision given for it (0: every region), all of one
+        state of the map: ``{source: ({region: mesh, or None where it vanished}, current revision)}``, and that
+        state. What a live view needs: work and data in proportion to the change (:mod:`.incremental_meshing`)."""
+        meshers = {source: self._mesher(source) for source in since}
+        return self._up_to_date(list(meshers.values()), lambda: (
+            {source: (mesher.changes_since(since[source]), mesher.revision) for source, mesher in meshers.items()},
+            self.state))
 
     @property
     def voxel_map_source(self) -> str:
@@ -379,23 +415,27 @@ class Mapper:
 
     def voxel_map(self, max_distance_voxels: float, source: str | None = None) -> tuple[np.ndarray, MapState]:
         """The near-surface voxels (:data:`~.voxel_map.VOXEL_POINT_DTYPE`) of ``source`` (default
-        :attr:`voxel_map_source`) and the state they show."""
-        with self.lock:
-            return surface_voxel_points(self.volume, max_distance_voxels, source or self.voxel_map_source,
-                                        self.completion_config), self.state
+        :attr:`voxel_map_source`), region by region (:mod:`.incremental_meshing`; only changed regions are
+        resampled), and the state they show."""
+        key = (source or self.voxel_map_source, float(max_distance_voxels))
+        if key not in self._voxel_maps:
+            self._voxel_maps[key] = RegionVoxelMap(self.volume, key[1], key[0], self.completion_config,
+                                                   self.region_blocks)
+        cache = self._voxel_maps[key]
+        return self._up_to_date([cache], lambda: (cache.points(), self.state))
 
     def save(self, directory: str | Path) -> SavedMap:
         """Write volume.pt, mesh_rgb.ply, mesh_semantic.ply (and with a network, mesh_additions.ply) of one state
         of the map as one set: into a new save folder of the map folder ``directory`` that becomes its ``current``
         save at once (:class:`~.map_folder.MapFolder`; a crash at any moment leaves the previous set or the new
-        one). The map is held while meshing and copying the volume."""
-        additions = None
-        with self.lock:
-            mesh = extract_mesh(self.volume, source=self.mesh_source, completion=self.completion_config)
-            if self.engine is not None:
-                additions = extract_mesh(self.volume, source="additions", completion=self.completion_config)
-            volume = volume_state(self.volume)  # a copy: written after the map is released
-            state = self.state
+        one). The map is held while the last changed regions are meshed and the volume is copied."""
+        sources = [self.mesh_source] + (["additions"] if self.engine is not None else [])
+        meshers = [self._mesher(source) for source in sources]
+        # a copy of the volume: written after the map is released
+        pieces, volume, state = self._up_to_date(meshers, lambda: (
+            [mesher.pieces() for mesher in meshers], volume_state(self.volume), self.state))
+        mesh, *rest = [assemble(p, with_surface_confidence=source != "observed") for p, source in zip(pieces, sources)]
+        additions = rest[0] if rest else None
         names = self.classes.names
 
         def write(folder: Path) -> None:

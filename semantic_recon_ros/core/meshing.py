@@ -1,43 +1,92 @@
-"""Marching cubes over the whole sparse volume, seamless across block borders.
+"""Marching cubes over the sparse volume, seamless across block borders, whole or region by region.
 
-Every cube between 8 neighbouring voxel centres is meshed, including cubes that straddle block
-borders (their corners come from up to 8 blocks). Vertices live on cube edges and are identified
-by their global edge (lower voxel + axis), so a vertex shared by cubes of different blocks exists
-once: the mesh has no duplicate vertices and no cracks. Blocks are visited in key order, so the
-same volume always gives the same mesh, vertex for vertex.
+Every cube between 8 neighbouring voxel centres is meshed, including cubes that straddle block borders (their
+corners come from up to 8 blocks). A cube belongs to the block of its lowest corner, so the cubes of block ``b``
+read only ``b`` and its 7 neighbours at offsets in ``{0, 1}^3``. Vertices live on cube edges and are identified by
+a global *edge key* (lower voxel + axis, :func:`edge_keys`), so a vertex shared by cubes of different blocks exists
+once: the mesh has no duplicate vertices and no cracks.
+
+Blocks are grouped into cubic *regions* of ``region_blocks^3`` blocks. A mesh lists its triangles region by region
+(regions in key order), block by block within a region (key order), so the same volume always gives the same mesh,
+vertex for vertex, and the mesh of a map equals the concatenation of its regions' meshes (:func:`assemble`) with the
+vertices they share merged. Vertices come in edge-key order. :class:`~.incremental_meshing.RegionMesher` keeps one
+mesh per region and re-meshes only the regions whose blocks changed.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
+from typing import Sequence
 
+import numpy as np
 import torch
 
 from .config.completion import CompletionConfig
+from .map.block_index import pack_coords, unpack_keys
+from .map.tsdf_volume import SemanticTSDFVolume
 from .marching_cubes_table import CORNER_OFFSETS, EDGE_AXIS, EDGE_CORNERS, TRIANGLE_COUNT, TRIANGLE_EDGES
 from .mesh import SemanticMesh
 from .surface_fields import SurfaceFields, labels_from_scores
-from .map.tsdf_volume import SemanticTSDFVolume
+
+EDGE_COORD_BITS = 20  # bits per voxel coordinate in an edge key: voxels within +-2^19 of the origin
+EDGE_COORD_OFFSET = 1 << (EDGE_COORD_BITS - 1)
+DEFAULT_REGION_BLOCKS = 6  # 6 blocks of 8 voxels of 4 cm: regions of 1.92 m
 
 
-def _gather_extended(pool: torch.Tensor, neighbour_slots: torch.Tensor, fill: float) -> torch.Tensor:
-    """(slots, B, B, B) pool -> (n, B+1, B+1, B+1): each block plus the first voxel layer of its
-    +x/+y/+z neighbours (faces, edges and corner), ``fill`` where a neighbour is absent.
+def edge_keys(lower_voxels: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
+    """(...,3) int64 lower voxels of edges and (...) their axes (0, 1, 2) -> (...) int64 keys, ordered like
+    (x, y, z, axis) tuples. ValueError for voxels farther than 2^19 from the origin."""
+    c = lower_voxels + EDGE_COORD_OFFSET
+    if c.numel() and (c.min() < 0 or c.max() >= 1 << EDGE_COORD_BITS):
+        raise ValueError(f"voxel coordinates outside +-{EDGE_COORD_OFFSET}: the map extends too far to be meshed")
+    packed = (c[..., 0] << (2 * EDGE_COORD_BITS)) | (c[..., 1] << EDGE_COORD_BITS) | c[..., 2]
+    return packed * 3 + axes
 
-    ``neighbour_slots`` is (n, 8): slot of the block offset by (code & 1, code >> 1 & 1, code >> 2 & 1).
+
+def edge_ends(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) edge keys -> ((N, 3) lower voxel, (N, 3) upper voxel)."""
+    cell, axis = keys // 3, keys % 3
+    mask = (1 << EDGE_COORD_BITS) - 1
+    start = torch.stack((cell >> (2 * EDGE_COORD_BITS), (cell >> EDGE_COORD_BITS) & mask, cell & mask), 1)
+    start = start - EDGE_COORD_OFFSET
+    return start, start + torch.nn.functional.one_hot(axis, 3)
+
+
+@dataclass
+class RegionMesh:
+    """The mesh of one region's cubes.
+
+    Attributes:
+        region: (x, y, z) region coordinates (block coordinates // ``region_blocks``).
+        mesh: its triangles and vertices (vertices shared with neighbouring regions are repeated there).
+        vertex_keys: (N,) int64 edge key of every vertex, increasing.
     """
-    n, B = neighbour_slots.shape[0], pool.shape[1]
+
+    region: tuple[int, int, int]
+    mesh: SemanticMesh
+    vertex_keys: np.ndarray
+
+
+def _gather_extended(pool: torch.Tensor, neighbour_rows: torch.Tensor, fill: float) -> torch.Tensor:
+    """(m, B, B, B) blocks -> (n, B+1, B+1, B+1): each block plus the first voxel layer of its +x/+y/+z
+    neighbours (faces, edges and corner), ``fill`` where a neighbour is absent.
+
+    ``neighbour_rows`` is (n, 8): row in ``pool`` of the block offset by (code & 1, code >> 1 & 1, code >> 2 & 1),
+    -1 where absent (code 0, the block itself, is always present).
+    """
+    n, B = neighbour_rows.shape[0], pool.shape[1]
     ext = pool.new_full((n, B + 1, B + 1, B + 1), fill)
-    ext[:, :B, :B, :B] = pool[neighbour_slots[:, 0]]
+    ext[:, :B, :B, :B] = pool[neighbour_rows[:, 0]]
     for code in range(1, 8):
-        slots = neighbour_slots[:, code]
-        has = (slots >= 0).nonzero().squeeze(1)
+        rows = neighbour_rows[:, code]
+        has = (rows >= 0).nonzero().squeeze(1)
         if has.numel() == 0:
             continue
         # along an axis where the neighbour is offset: target index B, source index 0
         target = tuple(B if code >> axis & 1 else slice(0, B) for axis in range(3))
         source = tuple(0 if code >> axis & 1 else slice(None) for axis in range(3))
-        ext[(has, *target)] = pool[(slots[has], *source)]
+        ext[(has, *target)] = pool[(rows[has], *source)]
     return ext
 
 
@@ -58,8 +107,131 @@ def _cube_all(flags: torch.Tensor) -> torch.Tensor:
     return y[:, :-1] & y[:, 1:]
 
 
+@dataclass
+class _Triangles:
+    """Triangles of some blocks: (T, 3) edge keys and (T,) region key, grouped by region in key order."""
+
+    edge_keys: torch.Tensor
+    region_keys: torch.Tensor
+
+
+def _march(volume: SemanticTSDFVolume, fields: SurfaceFields, slots: torch.Tensor, region_blocks: int) -> _Triangles:
+    """Triangles of the cubes of the blocks ``slots`` ((n,) in key order)."""
+    device, B = volume.device, volume.config.block_size
+    grid = volume.grid
+    empty = _Triangles(torch.zeros((0, 3), dtype=torch.int64, device=device),
+                       torch.zeros(0, dtype=torch.int64, device=device))
+    if slots.numel() == 0:
+        return empty
+    coords = grid.block_coords(slots)  # (n, 3)
+    offsets = torch.tensor(list(itertools.product((0, 1), repeat=3)), device=device).flip(1)  # code order
+    neighbours = grid.lookup((coords[:, None, :] + offsets).reshape(-1, 3)).view(-1, 8)
+    # the source's fields only on the blocks these cubes read
+    needed, rows = torch.unique(neighbours.clamp(min=0), return_inverse=True)
+    rows = torch.where(neighbours >= 0, rows, torch.full_like(rows, -1))
+    block_fields = fields.blocks(needed)
+    shape = (-1, B, B, B)
+    tsdf = _gather_extended(block_fields.tsdf.view(shape), rows, 1.0)
+    valid = _gather_extended(block_fields.valid.view(shape), rows, False)
+    inside = (tsdf < 0) & valid
+    outside = (tsdf >= 0) & valid
+    # only blocks with both signs among valid corners can hold surface
+    keep = (inside.view(len(slots), -1).any(dim=1) & outside.view(len(slots), -1).any(dim=1)).nonzero().squeeze(1)
+    if keep.numel() == 0:
+        return empty
+    coords, inside, valid = coords[keep], inside[keep], valid[keep]
+    cube_valid = _cube_all(valid)
+    if fields.source == "additions":  # the additions: cubes the observed surface does not have
+        observed = _gather_extended(block_fields.observed.view(shape), rows[keep], False)
+        cube_valid &= ~_cube_all(observed)
+    case = _cube_cases(inside.to(torch.uint8))
+    case = torch.where(cube_valid, case, torch.zeros_like(case)).view(-1)
+    cube = ((case != 0) & (case != 255)).nonzero().squeeze(1)
+    if cube.numel() == 0:
+        return empty
+    case = case[cube].long()
+
+    # one row per triangle: its cube and its three edges
+    table = torch.as_tensor(TRIANGLE_EDGES, device=device)
+    count = torch.as_tensor(TRIANGLE_COUNT, device=device)[case]
+    tri_cube = torch.repeat_interleave(torch.arange(cube.numel(), device=device), count)
+    first = torch.cumsum(count, 0) - count
+    tri_edges = table[case[tri_cube], torch.arange(tri_cube.numel(), device=device) - first[tri_cube]]  # (T, 3)
+    block, local = cube // B ** 3, cube % B ** 3
+    cube_voxel = coords[block] * B + grid.local_coords[local]  # (A, 3)
+    edge_lower = torch.as_tensor(CORNER_OFFSETS[EDGE_CORNERS[:, 0]], device=device)  # (12, 3)
+    lower_voxel = cube_voxel[tri_cube][:, None, :] + edge_lower[tri_edges]  # (T, 3, 3)
+    keys = edge_keys(lower_voxel, torch.as_tensor(EDGE_AXIS, device=device)[tri_edges])
+    regions = pack_coords(torch.div(coords[block[tri_cube]], region_blocks, rounding_mode="floor"))
+    order = torch.argsort(regions, stable=True)  # region by region, block order kept within a region
+    return _Triangles(keys[order], regions[order])
+
+
+def _vertices(volume: SemanticTSDFVolume, fields: SurfaceFields, keys: torch.Tensor) -> dict[str, np.ndarray]:
+    """Vertex attributes of the (N,) edge keys: each vertex interpolates between the two voxels of its edge."""
+    grid, K = volume.grid, volume.num_classes
+    start, end = edge_ends(keys)
+    voxel = grid.voxel_indices(torch.stack((start, end), dim=1).view(-1, 3))  # (2N,), all allocated
+    s = fields.tsdf_at(voxel).view(-1, 2)
+    t = (s[:, 0] / (s[:, 0] - s[:, 1])).clamp_(0.0, 1.0)
+    positions = (start.float() + t[:, None] * (end - start).float()) * volume.config.voxel_size
+    color = fields.color_at(voxel).view(-1, 2, 3)
+    rgb = torch.lerp(color[:, 0], color[:, 1], t[:, None]).round_().clamp_(0, 255).to(torch.uint8)
+    scores = fields.scores_at(voxel).view(-1, 2, K)
+    label, confidence = labels_from_scores(torch.lerp(scores[:, 0], scores[:, 1], t[:, None]))
+    out = {"vertices": positions.cpu().numpy(), "colors": rgb.cpu().numpy(), "labels": label.cpu().numpy(),
+           "confidence": confidence.float().cpu().numpy()}
+    if fields.source != "observed":
+        ends = fields.surface_confidence_at(voxel).view(-1, 2)
+        out["surface_confidence"] = torch.lerp(ends[:, 0], ends[:, 1], t).float().cpu().numpy()
+    return out
+
+
+def _mesh(attributes: dict[str, np.ndarray], triangles: np.ndarray) -> SemanticMesh:
+    return SemanticMesh(triangles=triangles, surface_confidence=attributes.get("surface_confidence"),
+                        **{name: attributes[name] for name in ("vertices", "colors", "labels", "confidence")})
+
+
+def mesh_regions(volume: SemanticTSDFVolume, fields: SurfaceFields, slots: torch.Tensor,
+                 region_blocks: int = DEFAULT_REGION_BLOCKS) -> list[RegionMesh]:
+    """The meshes of the regions of the blocks ``slots`` ((n,) in key order; pass every block of a region to get
+    its whole mesh), regions in key order, only those with triangles."""
+    triangles = _march(volume, fields, slots, region_blocks)
+    if triangles.edge_keys.numel() == 0:
+        return []
+    unique_keys, vertex_of = torch.unique(triangles.edge_keys.view(-1), return_inverse=True)
+    attributes = _vertices(volume, fields, unique_keys)
+    unique_keys, vertex_of = unique_keys.cpu().numpy(), vertex_of.view(-1, 3).cpu().numpy()
+    regions, starts = np.unique(triangles.region_keys.cpu().numpy(), return_index=True)
+    region_coords = unpack_keys(torch.from_numpy(regions)).tolist()
+    pieces = []
+    for coords, begin, stop in zip(region_coords, starts, [*starts[1:], len(vertex_of)]):
+        used, local = np.unique(vertex_of[begin:stop], return_inverse=True)
+        piece = _mesh({name: values[used] for name, values in attributes.items()}, local.reshape(-1, 3))
+        pieces.append(RegionMesh(tuple(coords), piece, unique_keys[used]))
+    return pieces
+
+
+def assemble(pieces: Sequence[RegionMesh], with_surface_confidence: bool = False) -> SemanticMesh:
+    """One mesh of region meshes (in the given order), the vertices they share merged (vertices in edge-key order)."""
+    if not pieces:
+        return SemanticMesh.empty(with_surface_confidence)
+    keys = np.concatenate([piece.vertex_keys for piece in pieces])
+    first_vertex = np.cumsum([0] + [piece.mesh.num_vertices for piece in pieces[:-1]])
+    triangles = np.concatenate([piece.mesh.triangles + offset for piece, offset in zip(pieces, first_vertex)])
+    unique_keys, first, vertex_of = np.unique(keys, return_index=True, return_inverse=True)
+
+    def merged(name: str) -> np.ndarray:
+        return np.concatenate([getattr(piece.mesh, name) for piece in pieces])[first]
+
+    surface_confidence = merged("surface_confidence") if with_surface_confidence else None
+    return SemanticMesh(vertices=merged("vertices"), triangles=vertex_of.reshape(-1)[triangles], colors=merged("colors"),
+                        labels=merged("labels"), confidence=merged("confidence"), surface_confidence=surface_confidence)
+
+
 def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0, source: str = "observed",
-                 completion: CompletionConfig | None = None) -> SemanticMesh:
+                 completion: CompletionConfig | None = None,
+                 region_blocks: int = DEFAULT_REGION_BLOCKS) -> SemanticMesh:
     """Triangle mesh of the zero level set of the TSDF, in the world frame.
 
     Args:
@@ -69,87 +241,15 @@ def extract_mesh(volume: SemanticTSDFVolume, min_weight: float = 0.0, source: st
         source: "observed", "completed", "both" or "additions", see :mod:`.surface_fields` ("additions": only
             the cubes of "both" with at least one unobserved corner).
         completion: which predictions are trusted and whose labels win (default: :class:`CompletionConfig`'s).
+        region_blocks: edge of the regions in blocks (the order of the triangles, see the module docstring).
     Returns:
         SemanticMesh with per-vertex color, label (argmax of the interpolated class scores, -1 where there are
         none), confidence (winning share of the scores) and, for sources other than "observed", the interpolated
         surface confidence (1 on observed voxels, the network's calibrated confidence elsewhere).
     """
-    device, cfg = volume.device, volume.config
-    B, K = cfg.block_size, volume.num_classes
     fields = SurfaceFields(volume, source, min_weight, completion)
-    if volume.num_blocks == 0:
+    triangles = _march(volume, fields, volume.grid.slots, region_blocks)
+    if triangles.edge_keys.numel() == 0:
         return SemanticMesh.empty(with_surface_confidence=source != "observed")
-    grid = volume.grid
-    slots = grid.slots
-    coords = grid.block_coords(slots)  # (n, 3), key order
-    offsets = torch.tensor(list(itertools.product((0, 1), repeat=3)), device=device).flip(1)  # code order
-    neighbours = grid.lookup((coords[:, None, :] + offsets).reshape(-1, 3)).view(-1, 8)
-
-    pool_shape = (-1, B, B, B)
-    tsdf = _gather_extended(fields.tsdf.view(pool_shape), neighbours, 1.0)
-    observed = _gather_extended(fields.valid.view(pool_shape), neighbours, False)
-    measured = _gather_extended(fields.observed.view(pool_shape), neighbours, False) if source == "additions" else None
-    inside = (tsdf < 0) & observed
-    outside = (tsdf >= 0) & observed
-    # only blocks with both signs among observed corners can hold surface
-    flat_in, flat_out = inside.view(len(slots), -1), outside.view(len(slots), -1)
-    keep = (flat_in.any(dim=1) & flat_out.any(dim=1)).nonzero().squeeze(1)
-    if keep.numel() == 0:
-        return SemanticMesh.empty(with_surface_confidence=source != "observed")
-    coords, inside, observed = coords[keep], inside[keep], observed[keep]
-
-    case = _cube_cases(inside.to(torch.uint8))
-    valid = _cube_all(observed)
-    if measured is not None:  # the additions: cubes the observed surface does not have
-        valid &= ~_cube_all(measured[keep])
-    case = torch.where(valid, case, torch.zeros_like(case)).view(-1)
-    cube = ((case != 0) & (case != 255)).nonzero().squeeze(1)
-    if cube.numel() == 0:
-        return SemanticMesh.empty(with_surface_confidence=source != "observed")
-    case = case[cube].long()
-
-    # one row per triangle: its cube and its three edge ids
-    table = torch.as_tensor(TRIANGLE_EDGES, device=device)
-    count = torch.as_tensor(TRIANGLE_COUNT, device=device)[case]
-    tri_cube = torch.repeat_interleave(torch.arange(cube.numel(), device=device), count)
-    first = torch.cumsum(count, 0) - count
-    tri_edges = table[case[tri_cube], torch.arange(tri_cube.numel(), device=device) - first[tri_cube]]  # (T, 3)
-
-    # global edge ids -> unique vertices
-    block, local = cube // B ** 3, cube % B ** 3
-    cube_voxel = coords[block] * B + grid.local_coords[local]  # (A, 3)
-    edge_lower = torch.as_tensor(CORNER_OFFSETS[EDGE_CORNERS[:, 0]], device=device)  # (12, 3)
-    lower_voxel = cube_voxel[tri_cube][:, None, :] + edge_lower[tri_edges]  # (T, 3, 3)
-    low = lower_voxel.view(-1, 3).amin(dim=0)
-    extent = lower_voxel.view(-1, 3).amax(dim=0) - low + 1
-    rel = lower_voxel - low
-    edge_key = ((rel[..., 0] * extent[1] + rel[..., 1]) * extent[2] + rel[..., 2]) * 3 + torch.as_tensor(
-        EDGE_AXIS, device=device)[tri_edges]
-    unique_keys, vertex_of = torch.unique(edge_key.view(-1), return_inverse=True)
-
-    # each vertex interpolates between the two voxels of its edge
-    axis = unique_keys % 3
-    cell = unique_keys // 3
-    start = torch.stack((cell // (extent[1] * extent[2]), cell // extent[2] % extent[1], cell % extent[2]), 1) + low
-    end = start + torch.nn.functional.one_hot(axis, 3)
-    voxel = grid.voxel_indices(torch.stack((start, end), dim=1).view(-1, 3))  # (2N,), all allocated
-    s = fields.tsdf.view(-1)[voxel].view(-1, 2)
-    t = (s[:, 0] / (s[:, 0] - s[:, 1])).clamp_(0.0, 1.0)
-    positions = (start.float() + t[:, None] * (end - start).float()) * cfg.voxel_size
-    color = fields.color_at(voxel).view(-1, 2, 3)
-    rgb = torch.lerp(color[:, 0], color[:, 1], t[:, None]).round_().clamp_(0, 255).to(torch.uint8)
-    scores = fields.scores_at(voxel).view(-1, 2, K)
-    label, confidence = labels_from_scores(torch.lerp(scores[:, 0], scores[:, 1], t[:, None]))
-    surface_confidence = None
-    if source != "observed":
-        ends = fields.surface_confidence_at(voxel).view(-1, 2)
-        surface_confidence = torch.lerp(ends[:, 0], ends[:, 1], t).float().cpu().numpy()
-
-    return SemanticMesh(
-        vertices=positions.cpu().numpy(),
-        triangles=vertex_of.view(-1, 3).cpu().numpy(),
-        colors=rgb.cpu().numpy(),
-        labels=label.cpu().numpy(),
-        confidence=confidence.float().cpu().numpy(),
-        surface_confidence=surface_confidence,
-    )
+    unique_keys, vertex_of = torch.unique(triangles.edge_keys.view(-1), return_inverse=True)
+    return _mesh(_vertices(volume, fields, unique_keys), vertex_of.view(-1, 3).cpu().numpy())

@@ -25,6 +25,8 @@ copies of those (3 and K floats per voxel) would dominate meshing.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from .config.completion import CompletionConfig
@@ -34,19 +36,31 @@ from .map.tsdf_volume import SemanticTSDFVolume
 PREDICTION_LAYERS = ("pred_tsdf", "pred_color", "pred_semantic", "pred_confidence", "pred_weight")
 
 
+class BlockFields(NamedTuple):
+    """A source's fields on some blocks: each (n, V), V voxels per block in storage order.
+
+    Attributes:
+        tsdf: normalized signed distance of the source.
+        valid: bool, voxels the source defines.
+        observed: bool, voxels with fusion weight above the fields' ``min_weight``.
+    """
+
+    tsdf: torch.Tensor
+    valid: torch.Tensor
+    observed: torch.Tensor
+
+
 class SurfaceFields:
     """The fields of one ``source`` over the volume's block pool (slot-major, V voxels per slot).
+
+    Per-block fields (:meth:`blocks`) and per-voxel values (``*_at``) are computed only where asked, so meshing a
+    few changed blocks costs nothing per block of the rest of the map.
 
     Args:
         volume: the map.
         source: one of :data:`SURFACE_SOURCES`.
         min_weight: observed voxels count only with fusion weight above this.
         completion: ``min_confidence`` and ``label_override_probability`` (default: :class:`CompletionConfig`'s).
-
-    Attributes:
-        tsdf: (slots, V) normalized signed distance of the source.
-        valid: (slots, V) bool, voxels the source defines.
-        observed: (slots, V) bool, voxels with fusion weight above ``min_weight``.
     """
 
     def __init__(self, volume: SemanticTSDFVolume, source: str = "observed", min_weight: float = 0.0,
@@ -58,20 +72,45 @@ class SurfaceFields:
         if source != "observed" and not self.has_predictions:
             raise ValueError(f"surface source {source!r} needs the completion network's predictions; none are loaded")
         self.source = source
+        self.min_weight = float(min_weight)
         self.completion = completion or CompletionConfig()
         self._layers = {name: grid.layer(name) for name in grid.layer_names}
         self._num_classes = volume.num_classes
-        self.observed = self._layers["weight"] > min_weight
-        if source == "observed":
-            self.tsdf, self.valid = self._layers["tsdf"], self.observed
-            return
-        predicted = self._layers["pred_weight"] > 0
-        if source == "completed":
-            self.tsdf, self.valid = self._layers["pred_tsdf"], predicted
-            return
-        trusted = predicted & (self._layers["pred_confidence"] >= self.completion.min_confidence)
-        self.tsdf = torch.where(self.observed, self._layers["tsdf"], self._layers["pred_tsdf"])
-        self.valid = self.observed | trusted
+
+    def blocks(self, slots: torch.Tensor | None = None) -> BlockFields:
+        """The source's distance and validity on the blocks ``slots`` ((n,) int64; default: the whole pool)."""
+        pick = (lambda name: self._layers[name]) if slots is None else (lambda name: self._layers[name][slots])
+        observed = pick("weight") > self.min_weight
+        if self.source == "observed":
+            return BlockFields(pick("tsdf"), observed, observed)
+        predicted = pick("pred_weight") > 0
+        if self.source == "completed":
+            return BlockFields(pick("pred_tsdf"), predicted, observed)
+        trusted = predicted & (pick("pred_confidence") >= self.completion.min_confidence)
+        return BlockFields(torch.where(observed, pick("tsdf"), pick("pred_tsdf")), observed | trusted, observed)
+
+    @property
+    def tsdf(self) -> torch.Tensor:
+        """(slots, V) normalized signed distance of the source over the whole pool."""
+        return self.blocks().tsdf
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """(slots, V) bool, voxels the source defines, over the whole pool."""
+        return self.blocks().valid
+
+    def _observed_at(self, voxels: torch.Tensor) -> torch.Tensor:
+        return self._layers["weight"].view(-1)[voxels] > self.min_weight
+
+    def tsdf_at(self, voxels: torch.Tensor) -> torch.Tensor:
+        """(N,) flat voxel indices -> (N,) the source's normalized signed distance."""
+        fused = self._layers["tsdf"].view(-1)[voxels]
+        if self.source == "observed":
+            return fused
+        predicted = self._layers["pred_tsdf"].view(-1)[voxels]
+        if self.source == "completed":
+            return predicted
+        return torch.where(self._observed_at(voxels), fused, predicted)
 
     def color_at(self, voxels: torch.Tensor) -> torch.Tensor:
         """(N,) flat voxel indices -> (N, 3) float RGB 0..255: fused where observed (predicted for "completed")."""
@@ -81,7 +120,7 @@ class SurfaceFields:
         predicted = self._layers["pred_color"].view(-1, 3)[voxels] * 255.0
         if self.source == "completed":
             return predicted
-        return torch.where(self.observed.view(-1)[voxels, None], fused, predicted)
+        return torch.where(self._observed_at(voxels)[:, None], fused, predicted)
 
     def scores_at(self, voxels: torch.Tensor) -> torch.Tensor:
         """(N,) flat voxel indices -> (N, K) class scores (see the module docstring; all 0 where the voxel has
@@ -101,7 +140,7 @@ class SurfaceFields:
     def surface_confidence_at(self, voxels: torch.Tensor) -> torch.Tensor:
         """(N,) flat voxel indices -> (N,) float32: 1 where the source shows observed data, else the calibrated
         confidence of the network's prediction (0 where there is none)."""
-        observed = self.observed.view(-1)[voxels]
+        observed = self._observed_at(voxels)
         if not self.has_predictions:
             return observed.float()
         confidence = self._layers["pred_confidence"].view(-1)[voxels]

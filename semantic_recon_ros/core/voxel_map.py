@@ -22,8 +22,17 @@ VOXEL_POINT_DTYPE = np.dtype({
 
 
 def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float, source: str = "observed",
-                         completion: CompletionConfig | None = None) -> np.ndarray:
-    """(N,) :data:`VOXEL_POINT_DTYPE` points of the voxels within ``max_distance_voxels`` of the surface.
+                         completion: CompletionConfig | None = None, slots: torch.Tensor | None = None) -> np.ndarray:
+    """(N,) :data:`VOXEL_POINT_DTYPE` points of the voxels within ``max_distance_voxels`` of the surface (see
+    :func:`surface_voxel_blocks`)."""
+    return surface_voxel_blocks(volume, max_distance_voxels, source, completion, slots)[0]
+
+
+def surface_voxel_blocks(volume: SemanticTSDFVolume, max_distance_voxels: float, source: str = "observed",
+                         completion: CompletionConfig | None = None,
+                         slots: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) :data:`VOXEL_POINT_DTYPE` points of the voxels within ``max_distance_voxels`` of the surface, and
+    (n,) int64 how many of them each block of ``slots`` holds.
 
     ``source`` selects the voxels, their distance, color and class scores as for the mesh
     (:mod:`~semantic_recon_ros.core.surface_fields`, with ``completion``'s ``min_confidence`` and
@@ -32,19 +41,18 @@ def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float,
     where unobserved, the trusted predicted ones, "additions" only the latter. A voxel qualifies when
     ``|tsdf| * truncation <= max_distance_voxels * voxel_size``. Colors are fused where observed (predicted for
     "completed"); ``surface_confidence`` is 1 where observed (except for "completed"), else the network's
-    calibrated confidence. Points come in block key order, voxels in their storage order within a block.
-    Raises ValueError for a source other than "observed" when the volume holds no predictions.
+    calibrated confidence. Points come in the order of ``slots`` ((n,) blocks; default: every block in key order),
+    voxels in their storage order within a block. Raises ValueError for a source other than "observed" when the volume holds no predictions.
     """
     fields = SurfaceFields(volume, source, completion=completion)  # validates the source
-    points = np.zeros(0, VOXEL_POINT_DTYPE)
-    if volume.num_blocks == 0:
-        return points
     cfg, grid = volume.config, volume.grid
-    slots = grid.slots
-    valid, tsdf = fields.valid.index_select(0, slots), fields.tsdf.index_select(0, slots)  # (n, V)
+    slots = grid.slots if slots is None else slots
+    if slots.numel() == 0:
+        return np.zeros(0, VOXEL_POINT_DTYPE), np.zeros(0, np.int64)
+    tsdf, valid, observed = fields.blocks(slots)  # (n, V) each
     keep = valid & (tsdf.abs() <= max_distance_voxels / cfg.truncation_voxels)
     if source == "additions":
-        keep &= ~fields.observed.index_select(0, slots)
+        keep &= ~observed
     block, local = keep.nonzero(as_tuple=True)
     flat = slots[block] * cfg.voxels_per_block + local
     centers = (grid.voxel_coords(flat).double() * cfg.voxel_size).float()
@@ -58,6 +66,6 @@ def surface_voxel_points(volume: SemanticTSDFVolume, max_distance_voxels: float,
     points["rgb"] = packed.cpu().numpy().astype(np.uint32)
     points["label"] = label.cpu().numpy()
     points["confidence"] = confidence.cpu().numpy()
-    points["observed"] = fields.observed.view(-1)[flat].cpu().numpy()
+    points["observed"] = observed[block, local].cpu().numpy()
     points["surface_confidence"] = fields.surface_confidence_at(flat).cpu().numpy()
-    return points
+    return points, keep.sum(dim=1).cpu().numpy()

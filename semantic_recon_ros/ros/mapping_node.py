@@ -120,6 +120,7 @@ from ..core.config import CompletionConfig, MapperConfig, VolumeConfig
 from ..core.keyframe_segmentation import KeyframeSegmentation
 from ..core.mapper import MapFrame, Mapper, MapState, map_folder
 from ..core.mapping_statistics import MappingStatistics
+from ..core.mesh import SemanticMesh
 from ..core.segmentation import confidence_weighted
 from ..core.segmentation.process_segmenter import ProcessSegmenter
 from ..core.voxel_map import VOXEL_POINT_DTYPE
@@ -292,9 +293,9 @@ class MappingNode(Node):
             self._load_initial_map(self.config.initial_map)
         self._remove_save_leftovers()
         self.queue = FrameQueue(self.config.queue_size)
-        self.mesh_markers = RegionMeshMarkers(self.config.world_frame, self.config.mesh_region_size)
-        self.additions_markers = RegionMeshMarkers(self.config.world_frame, self.config.mesh_region_size,
-                                                   ADDITIONS_NAMESPACE, ADDITIONS_ALPHA)
+        self.mesh_markers = RegionMeshMarkers(self.config.world_frame)
+        self.additions_markers = RegionMeshMarkers(self.config.world_frame, ADDITIONS_NAMESPACE, ADDITIONS_ALPHA)
+        self._mesh_revisions: dict[str, int] = {}  # per mesh source: the mapper's region revision last published
         self._meshed_version = -1
         self._mesh_stamp_ns = 0
         self._mesh_subscribers = self._additions_subscribers = 0
@@ -595,11 +596,11 @@ class MappingNode(Node):
                     schedule[index] = (period, task, max(due + period, time.monotonic()))
 
     def publish_mesh(self) -> None:
-        """Mesh the map when it changed and publish the changed regions (everything for new subscribers): the
-        mesh of ``mesh_source`` on ``mesh`` and, with a completion network, its additions on ``mesh_additions``.
+        """Publish the regions of the mesh that changed since the last update (everything for new subscribers):
+        the mesh of ``mesh_source`` on ``mesh`` and, with a completion network, its additions on ``mesh_additions``.
 
-        The whole volume is meshed while holding it, so after meshes that took ``t`` seconds the next ones
-        wait ``t * (1 / MAX_MESH_TIME_SHARE - 1)``: on large maps updates come less often than mesh_rate.
+        The mapper re-meshes only the regions whose blocks changed, in short holds of the map; if that still took
+        ``t`` seconds, the next update waits ``t * (1 / MAX_MESH_TIME_SHARE - 1)``.
         """
         with self._output_lock:
             subscribers = self.mesh_publisher.get_subscription_count()
@@ -611,17 +612,22 @@ class MappingNode(Node):
                          and not resend_additions)
             if unchanged or time.monotonic() < self._next_mesh_time:
                 return
+            outputs = [(self.mesh_source, self.mesh_markers, self.mesh_publisher, resend_all)]
+            if self.engine is not None:
+                outputs.append(("additions", self.additions_markers, self.additions_publisher, resend_additions))
             start = time.perf_counter()
-            sources = [self.mesh_source] + (["additions"] if self.engine is not None else [])
-            meshes, state = self.mapper.meshes(sources)
+            changes, state = self.mapper.mesh_changes(
+                {source: 0 if resend else self._mesh_revisions.get(source, 0) for source, _, _, resend in outputs})
             seconds = time.perf_counter() - start
-            # on a large map, meshing the whole volume takes long: leave the volume to integration in between
             self._next_mesh_time = time.monotonic() + seconds * (1 / MAX_MESH_TIME_SHARE - 1)
-            outputs = ((self.mesh_markers, self.mesh_publisher, resend_all),
-                       (self.additions_markers, self.additions_publisher, resend_additions))
-            for mesh, (markers_of, publisher, resend) in zip(meshes, outputs):
-                colors = mesh_vertex_colors(mesh, self.classes, self.config.mesh_color_mode)
-                markers, _ = markers_of.update(mesh, colors, state.stamp_ns, resend_all=resend)
+
+            def colors(mesh: SemanticMesh):
+                return mesh_vertex_colors(mesh, self.classes, self.config.mesh_color_mode)
+
+            for source, markers_of, publisher, resend in outputs:
+                regions, self._mesh_revisions[source] = changes[source]
+                meshes = {region: None if piece is None else piece.mesh for region, piece in regions.items()}
+                markers, _ = markers_of.update(meshes, colors, state.stamp_ns, resend_all=resend)
                 if markers:
                     publisher.publish(serialize_marker_array(markers))
             self._meshed_version, self._mesh_stamp_ns = state.version, state.stamp_ns

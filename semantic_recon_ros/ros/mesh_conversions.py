@@ -1,12 +1,12 @@
-"""SemanticMesh -> ``visualization_msgs/MarkerArray`` of TRIANGLE_LIST markers, one per spatial region.
+"""Region meshes -> ``visualization_msgs/MarkerArray`` of TRIANGLE_LIST markers, one per region.
 
-The mesh is cut into cubic regions of ``region_size`` metres (a triangle belongs to the region of its
-centroid); each region is one ``Marker`` (``ns`` = "mesh", or "mesh_additions" for the completion network's
-additions, which are drawn semi-transparent; a stable id per region) with three points and three per-vertex
-colors per triangle, so no single marker grows with the map and RViz updates
-only what changed. :class:`RegionMeshMarkers` remembers a digest of every region it sent: an update
-carries only new or changed regions plus DELETE markers for regions that vanished; a full resend
-(for new subscribers) starts with a DELETEALL.
+The map is meshed by cubic regions of whole blocks (:mod:`semantic_recon_ros.core.incremental_meshing`); each
+region is one ``Marker`` (``ns`` = "mesh", or "mesh_additions" for the completion network's additions, which are
+drawn semi-transparent; a stable id per region) with three points and three per-vertex colors per triangle, so no
+single marker grows with the map and RViz updates only what changed. :class:`RegionMeshMarkers` takes the regions
+that changed since its last update and remembers a digest of every region it sent: an update carries the regions
+whose triangles or colors changed plus DELETE markers for regions that vanished; a full resend (for new
+subscribers) starts with a DELETEALL.
 
 Building ~100k ``geometry_msgs/Point`` objects in Python takes about a second, so the MarkerArray is
 written directly as its CDR serialization (what ``rclpy.serialization.serialize_message`` produces,
@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -145,25 +146,11 @@ def mesh_vertex_colors(mesh: SemanticMesh, classes: ClassSet, mode: str) -> np.n
     raise ValueError(f"unknown mesh color mode {mode!r}; choose one of {', '.join(MESH_COLOR_CHOICES)}")
 
 
-def triangle_regions(mesh: SemanticMesh, region_size: float) -> dict[tuple[int, int, int], np.ndarray]:
-    """Region (integer cube coordinates) -> (T_r,) indices of the triangles whose centroid lies in it."""
-    if region_size <= 0:
-        raise ValueError(f"region_size must be positive, got {region_size}")
-    if mesh.num_triangles == 0:
-        return {}
-    centroids = mesh.vertices[mesh.triangles].mean(axis=1)  # (M, 3)
-    cells = np.floor(centroids / region_size).astype(np.int64)
-    unique, inverse = np.unique(cells, axis=0, return_inverse=True)
-    order = np.argsort(inverse.reshape(-1), kind="stable")
-    bounds = np.cumsum(np.bincount(inverse.reshape(-1), minlength=len(unique)))[:-1]
-    return {tuple(int(c) for c in cell): group for cell, group in zip(unique, np.split(order, bounds))}
-
-
-def triangle_list_marker(mesh: SemanticMesh, vertex_colors: np.ndarray, triangles: np.ndarray, frame_id: str,
-                         stamp_ns: int, marker_id: int, ns: str = MESH_NAMESPACE, alpha: float = 1.0) -> MarkerFields:
-    """TRIANGLE_LIST marker of the triangles ``triangles`` (indices into ``mesh.triangles``), per-vertex colored
-    with opacity ``alpha``."""
-    corners = mesh.triangles[triangles].reshape(-1)  # (3 T,) vertex ids, triangle by triangle
+def triangle_list_marker(mesh: SemanticMesh, vertex_colors: np.ndarray, frame_id: str, stamp_ns: int,
+                         marker_id: int, ns: str = MESH_NAMESPACE, alpha: float = 1.0) -> MarkerFields:
+    """TRIANGLE_LIST marker of every triangle of ``mesh``, per-vertex colored ((N, 3) uint8 ``vertex_colors``) with
+    opacity ``alpha``."""
+    corners = mesh.triangles.reshape(-1)  # (3 T,) vertex ids, triangle by triangle
     rgba = np.empty((len(corners), 4), np.float32)
     rgba[:, :3] = vertex_colors[corners] / np.float32(255)
     rgba[:, 3] = alpha
@@ -171,42 +158,42 @@ def triangle_list_marker(mesh: SemanticMesh, vertex_colors: np.ndarray, triangle
                         points=mesh.vertices[corners].astype(np.float64), colors=rgba)
 
 
+Region = tuple[int, int, int]
+
+
 class RegionMeshMarkers:
-    """Turns successive meshes of a growing map into incremental MarkerArray updates (see the module docstring).
+    """Turns the changed regions of a map's mesh into incremental MarkerArray updates (see the module docstring).
 
     Args:
         frame_id: frame of the mesh vertices (the map's world frame).
-        region_size: edge of the cubic regions, metres.
         namespace: the markers' ``ns`` (the DELETEALL of :meth:`clear` clears only it).
         alpha: opacity of every vertex color.
     """
 
-    def __init__(self, frame_id: str, region_size: float, namespace: str = MESH_NAMESPACE, alpha: float = 1.0) -> None:
-        if region_size <= 0:
-            raise ValueError(f"region_size must be positive, got {region_size}")
+    def __init__(self, frame_id: str, namespace: str = MESH_NAMESPACE, alpha: float = 1.0) -> None:
         self.frame_id = frame_id
-        self.region_size = float(region_size)
         self.namespace, self.alpha = namespace, float(alpha)
-        self._ids: dict[tuple[int, int, int], int] = {}
-        self._digests: dict[tuple[int, int, int], bytes] = {}  # what the subscribers currently show
+        self._ids: dict[Region, int] = {}
+        self._digests: dict[Region, bytes] = {}  # what the subscribers currently show
 
     @property
     def num_regions(self) -> int:
         """Regions currently shown (sent and not deleted)."""
         return len(self._digests)
 
-    def _region_id(self, region: tuple[int, int, int]) -> int:
+    def _region_id(self, region: Region) -> int:
         if region not in self._ids:
             self._ids[region] = len(self._ids)
         return self._ids[region]
 
-    def update(self, mesh: SemanticMesh, vertex_colors: np.ndarray, stamp_ns: int,
-               resend_all: bool = False) -> tuple[list[MarkerFields], int]:
-        """Markers that bring subscribers from the last update to ``mesh``, and how many regions changed.
+    def update(self, regions: Mapping[Region, SemanticMesh | None], vertex_colors: Callable[[SemanticMesh], np.ndarray],
+               stamp_ns: int, resend_all: bool = False) -> tuple[list[MarkerFields], int]:
+        """Markers that bring subscribers up to date with the changed ``regions``, and how many regions changed.
 
         Args:
-            mesh: the whole current mesh.
-            vertex_colors: (N, 3) uint8 colors of its vertices.
+            regions: region -> its whole current mesh, or None (or an empty mesh) where it vanished; with
+                ``resend_all``, every region of the map.
+            vertex_colors: (N, 3) uint8 colors of a mesh's vertices.
             stamp_ns: header stamp of the markers (the map time).
             resend_all: start with a DELETEALL and send every region (for subscribers that joined late).
         Returns:
@@ -216,20 +203,20 @@ class RegionMeshMarkers:
         if resend_all:
             markers.append(self.delete_all_marker(stamp_ns))
             self._digests.clear()
-        regions = triangle_regions(mesh, self.region_size)
         changed = 0
-        for region, triangles in regions.items():
-            marker = triangle_list_marker(mesh, vertex_colors, triangles, self.frame_id, stamp_ns,
-                                          self._region_id(region), self.namespace, self.alpha)
+        for region, mesh in regions.items():
+            if mesh is None or mesh.num_triangles == 0:
+                if self._digests.pop(region, None) is not None:
+                    markers.append(MarkerFields(frame_id=self.frame_id, stamp_ns=stamp_ns, ns=self.namespace,
+                                                id=self._ids[region], type=TRIANGLE_LIST, action=DELETE))
+                continue
+            marker = triangle_list_marker(mesh, vertex_colors(mesh), self.frame_id, stamp_ns, self._region_id(region),
+                                          self.namespace, self.alpha)
             digest = hashlib.blake2b(marker.points.tobytes() + marker.colors.tobytes(), digest_size=16).digest()
             if self._digests.get(region) != digest:
                 self._digests[region] = digest
                 markers.append(marker)
                 changed += 1
-        for region in [r for r in self._digests if r not in regions]:
-            del self._digests[region]
-            markers.append(MarkerFields(frame_id=self.frame_id, stamp_ns=stamp_ns, ns=self.namespace,
-                                        id=self._ids[region], type=TRIANGLE_LIST, action=DELETE))
         return markers, changed
 
     def delete_all_marker(self, stamp_ns: int) -> MarkerFields:

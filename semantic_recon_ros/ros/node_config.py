@@ -62,8 +62,6 @@ class MappingNodeConfig:
         0.0, 100.0)
     mesh_color_mode: str = parameter(
         "rgb", "Mesh colors: rgb (fused camera color) or semantic (class palette).", choices=MESH_COLOR_CHOICES)
-    mesh_region_size: float = parameter(
-        2.0, "Edge (metres) of the cubic regions the mesh is split into, one Marker each.", 0.1, 1000.0)
     voxel_map_rate: float = parameter(
         0.5, "voxel_map publications per second; 0 disables.", 0.0, 100.0)
     voxel_map_distance: float = parameter(

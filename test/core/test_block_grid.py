@@ -53,9 +53,15 @@ def test_allocation_bound_versions_and_removal():
     with pytest.raises(ValueError, match="max_blocks"):
         grid.allocate(torch.arange(24).view(8, 3) + 10)
     assert grid.num_blocks == 3  # nothing allocated by the refused call
+    allocated = grid.version  # allocation is a change of content, not of observations
+    assert allocated == 1 and grid.content_versions().tolist() == [1, 1, 1] and grid.block_versions().tolist() == [0] * 3
     slots = grid.slots[:2]
     grid.mark_changed(slots)
-    assert grid.version == 1 and grid.block_versions(slots).tolist() == [1, 1]
+    assert grid.version == 2 and grid.block_versions(slots).tolist() == [2, 2]
+    grid.mark_rewritten(grid.slots[2:])
+    assert grid.block_versions().tolist() == [2, 2, 0] and grid.content_versions().tolist() == [2, 2, 3]
     assert grid.remove(torch.tensor([True, False, False])) == 1 and grid.num_blocks == 2
+    assert grid.removal_version == grid.version == 4
     reused = grid.allocate(torch.tensor([[7, 7, 7]]))
     assert (grid.layer("value")[reused] == -1.0).all() and int(grid.block_versions(reused)[0]) == 0  # refilled
+    assert int(grid.content_versions(reused)[0]) == 5

@@ -128,13 +128,15 @@ def test_block_versions_mark_what_changed():
     vol = SemanticTSDFVolume(VolumeConfig(voxel_size=0.05), CLASSES, "cpu")
     vol.integrate(wall_frame(1.0), CAMERA, np.eye(4))
     first = vol.grid.slots.clone()
-    assert vol.version == 1 and torch.all(vol.grid.block_versions(first) == 1)
+    # one change for the allocation, one for the observations
+    assert vol.version == 2 and torch.all(vol.grid.block_versions(first) == 2)
     shifted = np.eye(4)
     shifted[0, 3] = 3.0  # look at a wall 3 m to the side: other blocks
     vol.integrate(wall_frame(1.0), CAMERA, shifted)
-    assert vol.version == 2
-    assert torch.all(vol.grid.block_versions(first) == 1)  # untouched blocks keep their version
-    assert int((vol.grid.block_versions() == 2).sum()) == vol.num_blocks - len(first)
+    assert vol.version == 4
+    assert torch.all(vol.grid.block_versions(first) == 2)  # untouched blocks keep their version
+    assert torch.equal(vol.grid.content_versions(), vol.grid.block_versions())
+    assert int((vol.grid.block_versions() == 4).sum()) == vol.num_blocks - len(first)
 
 
 def test_load_rejects_foreign_or_corrupt_files(tmp_path):

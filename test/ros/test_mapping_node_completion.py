@@ -479,7 +479,10 @@ def test_completed_voxels_fill_the_hole_flagged_unobserved(rig, reference):
     assert (fused["observed"] == 1).all() and (fused["surface_confidence"] == 1).all()
     np.testing.assert_array_equal(voxel_coords(observed[observed["observed"] == 1]), voxel_coords(fused))
     assert (fused["label"] == -1).all()
-    np.testing.assert_array_equal(voxel_coords(fused), voxel_coords(surface_voxel_points(reference["fused"], 1.0)))
+    # the node keeps its voxel map by region (core/incremental_meshing.py): the same voxels in another order
+    offline = voxel_coords(surface_voxel_points(reference["fused"], 1.0))
+    assert len(fused) == len(offline)
+    np.testing.assert_array_equal(np.unique(voxel_coords(fused), axis=0), np.unique(offline, axis=0))
     fused_xyz = voxel_coords(fused) * VOXEL
     assert not ((fused_xyz[:, 0] == 0) & (np.abs(fused_xyz[:, 2] - WALL_Z) < VOXEL)).any()
 

@@ -1,4 +1,5 @@
-"""Mesh -> MarkerArray conversion: CDR bytes as rclpy reads them, region split, incremental updates, legend."""
+"""Region meshes -> MarkerArray conversion: CDR bytes as rclpy reads them, incremental updates of a growing map
+as RViz assembles them, additions namespace, legend."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from semantic_recon_ros.core.classes import load_class_set  # noqa: E402
 from semantic_recon_ros.core.mesh import SemanticMesh  # noqa: E402
-from semantic_recon_ros.core.meshing import extract_mesh  # noqa: E402
+from semantic_recon_ros.core.incremental_meshing import RegionMesher  # noqa: E402
 from semantic_recon_ros.core.map import SemanticTSDFVolume  # noqa: E402
 from semantic_recon_ros.core.config.volume import VolumeConfig  # noqa: E402
 from semantic_recon_ros.ros.mesh_conversions import (  # noqa: E402
@@ -32,7 +33,6 @@ from semantic_recon_ros.ros.mesh_conversions import (  # noqa: E402
     class_legend_markers,
     mesh_vertex_colors,
     serialize_marker_array,
-    triangle_regions,
 )
 
 from support.frames import downscale  # noqa: E402
@@ -41,17 +41,39 @@ CLASSES = load_class_set()
 SEC = 1_000_000_000
 
 
-@pytest.fixture(scope="module")
-def kitchen_mesh(seven_scenes) -> SemanticMesh:
-    """A real fused mesh (8 quarter-size 7-Scenes frames, 4 cm), labels from depth bins so classes vary."""
-    volume = SemanticTSDFVolume(VolumeConfig(), CLASSES.names, "cpu")
+def kitchen_frames(seven_scenes) -> list:
+    """8 half-size 7-Scenes frames with labels from depth bins (so classes vary)."""
+    frames = []
     for frame in seven_scenes.subset(stride=25, max_frames=8):
         frame = downscale(frame, 2)
         labels = np.where(frame.depth > 0, (frame.depth / 0.3).astype(np.int64) % CLASSES.num_classes, 255)
+        frames.append((frame, labels))
+    return frames
+
+
+def fuse(volume: SemanticTSDFVolume, frames: list) -> None:
+    for frame, labels in frames:
         volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color, labels=labels)
-    mesh = extract_mesh(volume)
-    assert mesh.num_triangles > 5000
-    return mesh
+
+
+@pytest.fixture(scope="module")
+def kitchen_regions(seven_scenes) -> dict:
+    """The region meshes of a real fused map (8 frames, 4 cm, regions of 3 blocks)."""
+    volume = SemanticTSDFVolume(VolumeConfig(), CLASSES.names, "cpu")
+    fuse(volume, kitchen_frames(seven_scenes))
+    mesher = RegionMesher(volume, region_blocks=3)
+    mesher.update()
+    regions = {region: piece.mesh for region, piece in mesher.changes_since(0).items()}
+    assert sum(mesh.num_triangles for mesh in regions.values()) > 5000
+    return regions
+
+
+def rgb(mesh: SemanticMesh) -> np.ndarray:
+    return mesh_vertex_colors(mesh, CLASSES, "rgb")
+
+
+def semantic(mesh: SemanticMesh) -> np.ndarray:
+    return mesh_vertex_colors(mesh, CLASSES, "semantic")
 
 
 def reference_marker(fields: MarkerFields) -> Marker:
@@ -70,11 +92,9 @@ def reference_marker(fields: MarkerFields) -> Marker:
     return marker
 
 
-def test_serialized_marker_array_is_what_rclpy_reads(kitchen_mesh):
-    mesh = kitchen_mesh
-    colors = mesh_vertex_colors(mesh, CLASSES, "rgb")
-    markers, changed = RegionMeshMarkers("world", 1.0).update(mesh, colors, 1_700_000_000 * SEC + 123_456_789)
-    assert changed == len(markers) > 3
+def test_serialized_marker_array_is_what_rclpy_reads(kitchen_regions):
+    markers, changed = RegionMeshMarkers("world").update(kitchen_regions, rgb, 1_700_000_000 * SEC + 123_456_789)
+    assert changed == len(markers) == len(kitchen_regions) > 3
     markers += [
         MarkerFields("world", 5 * SEC, "mesh", 9, TRIANGLE_LIST, action=DELETE),
         MarkerFields("map", 7, "odd ns with ünïcode", -3, TRIANGLE_LIST, action=DELETEALL),
@@ -89,19 +109,6 @@ def test_serialized_marker_array_is_what_rclpy_reads(kitchen_mesh):
     assert len(raw) == len(serialize_message(expected))
     points = sum(len(m.points) for m in markers)
     print(f"\n{points // 3} triangles in {len(markers)} markers serialized in {seconds * 1000:.1f} ms ({len(raw) / 1e6:.1f} MB)")
-
-
-def test_regions_partition_the_triangles_by_centroid(kitchen_mesh):
-    mesh, size = kitchen_mesh, 0.75
-    regions = triangle_regions(mesh, size)
-    together = np.sort(np.concatenate(list(regions.values())))
-    np.testing.assert_array_equal(together, np.arange(mesh.num_triangles))
-    for cell, triangles in regions.items():
-        centroids = mesh.vertices[mesh.triangles[triangles]].mean(axis=1)
-        np.testing.assert_array_equal(np.floor(centroids / size).astype(int), np.broadcast_to(cell, centroids.shape))
-    assert triangle_regions(SemanticMesh.empty(), size) == {}
-    with pytest.raises(ValueError, match="region_size must be positive"):
-        triangle_regions(mesh, 0.0)
 
 
 def assembled(markers: list[Marker], shown: dict) -> dict:
@@ -136,69 +143,72 @@ def mesh_triangles(mesh: SemanticMesh, colors: np.ndarray) -> set:
     return triangle_set(mesh.vertices[mesh.triangles].astype(np.float64), rgba[mesh.triangles].astype(np.float32))
 
 
-def test_incremental_updates_reproduce_each_mesh(kitchen_mesh):
-    mesh = kitchen_mesh
-    colors = mesh_vertex_colors(mesh, CLASSES, "semantic")
-    regions = RegionMeshMarkers("world", 1.0)
+def test_incremental_updates_reproduce_each_mesh_of_a_growing_map(seven_scenes):
+    frames = kitchen_frames(seven_scenes)
+    volume = SemanticTSDFVolume(VolumeConfig(), CLASSES.names, "cpu")
+    mesher = RegionMesher(volume, region_blocks=3)
+    markers_of = RegionMeshMarkers("world")
     shown: dict = {}
 
-    def receive(markers):
-        return assembled(deserialize_message(serialize_marker_array(markers), MarkerArray).markers, shown)
+    def publish(resend_all: bool = False, since: int = 0) -> tuple[list, int]:
+        mesher.update()
+        regions = {region: None if piece is None else piece.mesh
+                   for region, piece in mesher.changes_since(since).items()}
+        markers, changed = markers_of.update(regions, semantic, 1, resend_all=resend_all)
+        return deserialize_message(serialize_marker_array(markers), MarkerArray).markers, changed
 
-    markers, changed = regions.update(mesh, colors, 1)
-    receive(markers)
-    assert shown_triangles(shown) == mesh_triangles(mesh, colors)
-    assert regions.num_regions == changed == len(triangle_regions(mesh, 1.0))
+    fuse(volume, frames[:4])
+    markers, changed = publish()
+    assembled(markers, shown)
+    assert shown_triangles(shown) == mesh_triangles(mesher.mesh(), semantic(mesher.mesh()))
+    assert markers_of.num_regions == changed == len(shown)
 
-    assert regions.update(mesh, colors, 2) == ([], 0)  # nothing changed: nothing sent
+    seen = mesher.revision
+    assert publish(since=seen) == ([], 0)  # nothing changed: nothing sent
 
-    # move the vertices of one region: only that region (and any region sharing those vertices) is resent
-    cells = triangle_regions(mesh, 1.0)
-    cell, triangles = max(cells.items(), key=lambda item: len(item[1]))
-    moved = SemanticMesh(mesh.vertices.copy(), mesh.triangles, mesh.colors, mesh.labels, mesh.confidence)
-    vertex_ids = np.unique(mesh.triangles[triangles])
-    moved.vertices[vertex_ids] += np.float32(0.001)
-    touched = {c for c, t in triangle_regions(moved, 1.0).items() if np.isin(moved.triangles[t], vertex_ids).any()}
-    markers, changed = regions.update(moved, colors, 3)
-    assert changed == len(markers) == len(touched) < len(cells)
-    receive(markers)
-    assert shown_triangles(shown) == mesh_triangles(moved, colors)
+    # more frames: only the regions they changed are sent, and the view shows the whole new mesh
+    fuse(volume, frames[4:5])
+    markers, changed = publish(since=seen)
+    assert 0 < changed <= len(markers) < markers_of.num_regions
+    assembled(markers, shown)
+    assert shown_triangles(shown) == mesh_triangles(mesher.mesh(), semantic(mesher.mesh()))
 
-    # drop the triangles of one region: it is deleted
-    keep = np.setdiff1d(np.arange(mesh.num_triangles), triangles)
-    smaller = SemanticMesh(mesh.vertices, mesh.triangles[keep], mesh.colors, mesh.labels, mesh.confidence)
-    markers, changed = regions.update(smaller, colors, 4)
-    assert [m.action for m in markers].count(DELETE) == 1 and regions.num_regions == len(cells) - 1
-    receive(markers)
-    assert shown_triangles(shown) == mesh_triangles(smaller, colors)
+    # blocks removed (the clearing radius): their regions' markers are deleted or resent
+    seen = mesher.revision
+    before = markers_of.num_regions
+    volume.grid.remove(volume.block_centers(volume.grid.slots)[:, 0] > float(np.median(
+        volume.block_centers(volume.grid.slots)[:, 0])))
+    markers, _ = publish(since=seen)
+    assert [m.action for m in markers].count(DELETE) > 0 and markers_of.num_regions < before
+    assembled(markers, shown)
+    assert shown_triangles(shown) == mesh_triangles(mesher.mesh(), semantic(mesher.mesh()))
 
     # a late subscriber starts from nothing: resend_all brings it the whole mesh after a DELETEALL
     late: dict = {("mesh", 999): Marker(ns="mesh", id=999)}
-    markers, changed = regions.update(smaller, colors, 5, resend_all=True)
-    assert markers[0].action == DELETEALL and changed == len(markers) - 1 == regions.num_regions
-    assembled(deserialize_message(serialize_marker_array(markers), MarkerArray).markers, late)
-    assert shown_triangles(late) == mesh_triangles(smaller, colors)
+    markers, changed = publish(resend_all=True)
+    assert markers[0].action == DELETEALL and changed == len(markers) - 1 == markers_of.num_regions
+    assembled(markers, late)
+    assert shown_triangles(late) == mesh_triangles(mesher.mesh(), semantic(mesher.mesh()))
 
-    receive(regions.clear(6))
-    assert shown == {} and regions.num_regions == 0
+    assembled(deserialize_message(serialize_marker_array(markers_of.clear(6)), MarkerArray).markers, shown)
+    assert shown == {} and markers_of.num_regions == 0
 
 
-def test_the_additions_are_semi_transparent_in_a_namespace_of_their_own(kitchen_mesh):
-    colors = mesh_vertex_colors(kitchen_mesh, CLASSES, "rgb")
-    additions = RegionMeshMarkers("world", 1.0, ADDITIONS_NAMESPACE, ADDITIONS_ALPHA)
-    markers, _ = additions.update(kitchen_mesh, colors, 1)
+def test_the_additions_are_semi_transparent_in_a_namespace_of_their_own(kitchen_regions):
+    additions = RegionMeshMarkers("world", ADDITIONS_NAMESPACE, ADDITIONS_ALPHA)
+    markers, _ = additions.update(kitchen_regions, rgb, 1)
     received = deserialize_message(serialize_marker_array(markers), MarkerArray).markers
     assert received and all(m.ns == "mesh_additions" for m in received)
     assert {c.a for m in received for c in m.colors} == {ADDITIONS_ALPHA} and ADDITIONS_ALPHA < 1
-    observed, _ = RegionMeshMarkers("world", 1.0).update(kitchen_mesh, colors, 1)
+    observed, _ = RegionMeshMarkers("world").update(kitchen_regions, rgb, 1)
     assert {c for m in observed for c in m.colors[:, 3].tolist()} == {1.0}
     # clearing the additions deletes only their namespace
     (clear,) = deserialize_message(serialize_marker_array(additions.clear(2)), MarkerArray).markers
     assert clear.action == DELETEALL and clear.ns == "mesh_additions" and additions.num_regions == 0
 
 
-def test_vertex_colors_follow_the_mode(kitchen_mesh):
-    mesh = kitchen_mesh
+def test_vertex_colors_follow_the_mode(kitchen_regions):
+    mesh = max(kitchen_regions.values(), key=lambda region: region.num_triangles)
     np.testing.assert_array_equal(mesh_vertex_colors(mesh, CLASSES, "rgb"), mesh.colors)
     semantic = mesh_vertex_colors(mesh, CLASSES, "semantic")
     labeled = mesh.labels >= 0

@@ -7,8 +7,12 @@ with ``V = B^3``, so a voxel's *flat index* ``slot * V + in-block index`` addres
 ``layer.flatten(0, 1)``. The sorted block index (:class:`~.block_index.BlockIndex`) gives every
 iteration a deterministic order, by block key.
 
-``version`` counts the changes the owner marked (:meth:`BlockGrid.mark_changed`); each slot remembers
-the version of its last change, so consumers (the completion network, meshing) can tell what is new.
+``version`` counts the changes the owner marked. Each slot remembers two versions: that of its last change of
+observations (:meth:`BlockGrid.mark_changed`, what the completion network reruns on) and that of its last change
+of any kind (:meth:`BlockGrid.content_versions`: observations, other writes marked with
+:meth:`BlockGrid.mark_rewritten` such as the network's predictions, and the block's allocation), so consumers
+(the completion network, incremental meshing) can tell what is new. :attr:`BlockGrid.removal_version` is the
+version of the last removal of blocks.
 """
 
 from __future__ import annotations
@@ -36,12 +40,14 @@ class BlockGrid:
         self.device = torch.device(device)
         self._index = BlockIndex(self.device)
         self._block_coords = torch.zeros((0, 3), dtype=torch.int64, device=self.device)  # per slot
-        self._block_version = torch.zeros(0, dtype=torch.int64, device=self.device)  # per slot
+        self._block_version = torch.zeros(0, dtype=torch.int64, device=self.device)  # per slot: observations
+        self._content_version = torch.zeros(0, dtype=torch.int64, device=self.device)  # per slot: any change
         self._layers: dict[str, torch.Tensor] = {}
         self._fill: dict[str, float] = {}
         self._free_slots = torch.zeros(0, dtype=torch.int64, device=self.device)
         self._slots_in_use = 0  # high-water mark of the pools
         self.version = 0
+        self.removal_version = 0
         B = self.block_size
         r = torch.arange(B, device=self.device)
         # (V, 3) int64 local coordinates of a block's voxels, in storage order
@@ -129,6 +135,8 @@ class BlockGrid:
         slots = self._take_slots(keys.numel())
         self._block_coords[slots] = unpack_keys(keys)
         self._index.insert(keys, slots)
+        if slots.numel():
+            self.mark_rewritten(slots)
         return slots
 
     def allocate(self, blocks: torch.Tensor) -> torch.Tensor:
@@ -141,6 +149,8 @@ class BlockGrid:
         if count:
             self._free_slots = torch.cat((self._free_slots, self._index.slots[drop]))
             self._index.remove(~drop)
+            self.version += 1
+            self.removal_version = self.version
         return count
 
     def clear(self) -> None:
@@ -149,7 +159,7 @@ class BlockGrid:
 
     def memory_bytes(self) -> int:
         """Bytes held by the pools (allocated capacity, not only blocks in use)."""
-        tensors = [*self._layers.values(), self._block_coords, self._block_version]
+        tensors = [*self._layers.values(), self._block_coords, self._block_version, self._content_version]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def _grow(self, needed: int) -> None:
@@ -157,6 +167,7 @@ class BlockGrid:
         extra = capacity - self.capacity
         self._block_coords = torch.cat((self._block_coords, self._block_coords.new_zeros((extra, 3))))
         self._block_version = torch.cat((self._block_version, self._block_version.new_zeros(extra)))
+        self._content_version = torch.cat((self._content_version, self._content_version.new_zeros(extra)))
         for name, pool in self._layers.items():
             self._layers[name] = torch.cat((pool, pool.new_full((extra, *pool.shape[1:]), self._fill[name])))
 
@@ -168,6 +179,7 @@ class BlockGrid:
             for name, pool in self._layers.items():
                 pool[reused] = self._fill[name]
             self._block_version[reused] = 0
+            self._content_version[reused] = 0
         fresh_count = count - reused.numel()
         if self._slots_in_use + fresh_count > self.capacity:
             self._grow(self._slots_in_use + fresh_count)
@@ -177,9 +189,21 @@ class BlockGrid:
 
     # ------------------------------------------------------------------ versions
     def mark_changed(self, slots: torch.Tensor) -> None:
-        """Record a change of the blocks ``slots``: increments :attr:`version` and stamps them with it."""
+        """Record new observations in the blocks ``slots``: increments :attr:`version` and stamps them with it."""
         self.version += 1
         self._block_version[slots] = self.version
+        self._content_version[slots] = self.version
+
+    def mark_rewritten(self, slots: torch.Tensor) -> None:
+        """Record a change of the blocks ``slots`` that brings no new observation (e.g. predictions written):
+        increments :attr:`version` and stamps only their :meth:`content_versions` with it."""
+        self.version += 1
+        self._content_version[slots] = self.version
+
+    def content_versions(self, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """(n,) int64 version of the last change of any kind of ``slots`` (default: every block in key order),
+        allocation included."""
+        return self._content_version[self.slots if slots is None else slots]
 
     def block_versions(self, slots: torch.Tensor | None = None) -> torch.Tensor:
         """(n,) int64 version of the last change of ``slots`` (default: every block in key order); 0 = never marked."""

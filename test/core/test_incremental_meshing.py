@@ -1,0 +1,158 @@
+"""Region-by-region meshes and voxel maps of a changing map equal a full re-mesh / resample after every change:
+frames fused one by one (real 7-Scenes frames), 2D labels fused later, blocks dropped by the clearing radius, the
+completion network's predictions written, the map cleared and reloaded; and only the changed regions are redone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from semantic_recon_ros.core.config.completion import CompletionConfig
+from semantic_recon_ros.core.config.volume import VolumeConfig
+from semantic_recon_ros.core.incremental_meshing import BlockChanges, RegionMesher, RegionVoxelMap
+from semantic_recon_ros.core.map import SemanticTSDFVolume, restore_volume, volume_state
+from semantic_recon_ros.core.mesh import SemanticMesh
+from semantic_recon_ros.core.meshing import extract_mesh
+from semantic_recon_ros.core.voxel_map import VOXEL_POINT_DTYPE, surface_voxel_points
+from support.frames import downscale
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+CLASSES = ["a", "b", "c"]
+PREDICTION_LAYERS = {"pred_tsdf": ((), 1.0), "pred_color": ((3,), 0.5), "pred_semantic": ((3,), 0.0),
+                     "pred_confidence": ((), 0.0), "pred_weight": ((), 0.0)}
+
+
+@pytest.fixture(scope="module")
+def frames(seven_scenes):
+    return [downscale(frame, 4) for frame in seven_scenes.subset(stride=40, max_frames=8)]
+
+
+def assert_same_mesh(a: SemanticMesh, b: SemanticMesh) -> None:
+    assert a.num_triangles == b.num_triangles and a.num_vertices == b.num_vertices
+    np.testing.assert_array_equal(a.triangles, b.triangles)
+    for name in ("vertices", "colors", "labels", "confidence", "surface_confidence"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def voxel_rows(points: np.ndarray) -> np.ndarray:
+    """The points sorted by position (region order and key order differ; the sets must not)."""
+    return np.sort(points, order=["x", "y", "z"])
+
+
+def update_in_steps(cache, max_blocks: int = 40) -> int:
+    """Update until nothing is pending, at most ``max_blocks`` blocks per step (as the mapper does, releasing its
+    lock in between); returns the number of steps."""
+    steps = 1
+    cache.update(max_blocks)
+    while cache.pending:
+        cache.update(max_blocks)
+        steps += 1
+    return steps
+
+
+def with_predictions(volume: SemanticTSDFVolume) -> None:
+    for name, (shape, fill) in PREDICTION_LAYERS.items():
+        volume.grid.add_layer(name, (volume.config.voxels_per_block, *shape), fill)
+
+
+def predict_floor(volume: SemanticTSDFVolume, first_block: int, count: int) -> torch.Tensor:
+    """Write a predicted plane (and class 1) into ``count`` blocks from the ``first_block``-th, as the completion
+    network's write does; returns the slots written."""
+    grid, cfg = volume.grid, volume.config
+    slots = grid.slots[first_block:first_block + count]
+    z = grid.voxel_coords(slots[:, None] * cfg.voxels_per_block + torch.arange(cfg.voxels_per_block))[..., 2]
+    plane_z = int(grid.block_coords(slots)[:, 2].float().mean() * cfg.block_size) + 3
+    grid.layer("pred_tsdf")[slots] = ((plane_z + 0.5 - z) / cfg.truncation_voxels).clamp(-1, 1)
+    grid.layer("pred_semantic")[slots] = torch.tensor([0.1, 0.8, 0.1])
+    grid.layer("pred_confidence")[slots] = 0.9
+    grid.layer("pred_weight")[slots] = 1.0
+    grid.mark_rewritten(slots)
+    return slots
+
+
+def test_block_changes_report_changes_additions_and_removals(frames):
+    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.04), CLASSES, "cpu")
+    changes = BlockChanges(volume.grid)
+    assert [t.numel() for t in changes.take()] == [0, 0]
+    volume.integrate(frames[0].depth, frames[0].camera, frames[0].T_world_cam)
+    changed, removed = changes.take()
+    assert torch.equal(changed, volume.grid.keys) and removed.numel() == 0
+    assert [t.numel() for t in changes.take()] == [0, 0]  # nothing new
+    volume.grid.mark_rewritten(volume.grid.slots[:5])
+    assert torch.equal(changes.take()[0], volume.grid.keys[:5])
+    before = volume.grid.keys
+    volume.grid.remove(torch.arange(volume.num_blocks) % 2 == 0)
+    changed, removed = changes.take()
+    assert changed.numel() == 0 and torch.equal(removed, before[::2])
+
+
+@pytest.mark.parametrize("source", ["observed", "both", "additions"])
+def test_region_meshes_equal_a_full_remesh_after_every_change(frames, source):
+    # a clearing radius that drops blocks as the camera moves on
+    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.04, clearing_radius=2.5), CLASSES, "cpu")
+    with_predictions(volume)
+    completion = CompletionConfig(min_confidence=0.5, label_override_probability=0.4)
+    mesher = RegionMesher(volume, source, completion, region_blocks=3)
+    voxels = RegionVoxelMap(volume, 1.0, source, completion, region_blocks=3)
+    blocks_dropped = 0
+    for index, frame in enumerate(frames):
+        stats = volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color)
+        blocks_dropped += stats.blocks_dropped
+        if index % 2:  # labels of an earlier frame arrive late (a segmented keyframe)
+            labels = (frames[index - 1].depth * 10).astype(np.int64) % 3
+            volume.integrate_semantics(frames[index - 1].depth, frame.camera, frames[index - 1].T_world_cam,
+                                       labels=labels)
+        if index in (2, 5):
+            predict_floor(volume, volume.num_blocks // 3, 40)
+        steps = update_in_steps(mesher)
+        update_in_steps(voxels)
+        assert index > 0 or steps > 1  # the first frame alone holds more than 40 blocks
+        assert_same_mesh(mesher.mesh(), extract_mesh(volume, source=source, completion=completion, region_blocks=3))
+        assert voxels.points().dtype == VOXEL_POINT_DTYPE
+        np.testing.assert_array_equal(voxel_rows(voxels.points()),
+                                      voxel_rows(surface_voxel_points(volume, 1.0, source, completion)))
+    assert blocks_dropped > 0 and mesher.mesh().num_triangles > 0
+    assert mesher.update() == []  # nothing changed, nothing redone
+    # a change of a few blocks redoes only their regions and those of the blocks whose cubes read them
+    written = predict_floor(volume, 10, 2)
+    coords = volume.grid.block_coords(written)
+    readers = {tuple(c) for b in coords.tolist() for c in (np.array(b)[None] - np.indices((2, 2, 2)).reshape(3, -1).T)}
+    expected = {tuple(np.floor_divide(c, 3)) for c in readers}
+    assert set(mesher.update()) == expected and len(expected) < len(mesher.changes_since(0))
+    assert_same_mesh(mesher.mesh(), extract_mesh(volume, source=source, completion=completion, region_blocks=3))
+
+    state = volume_state(volume)
+    volume.clear()
+    assert len(mesher.update()) > 0 and mesher.mesh().num_triangles == 0 and voxels.update() and voxels.points().size == 0
+    restore_volume(volume, state)
+    mesher.update(), voxels.update()
+    assert_same_mesh(mesher.mesh(), extract_mesh(volume, source=source, completion=completion, region_blocks=3))
+
+
+def test_changes_since_give_each_consumer_what_it_has_not_seen(frames):
+    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.04), CLASSES, "cpu")
+    mesher = RegionMesher(volume, region_blocks=2)
+    volume.integrate(frames[0].depth, frames[0].camera, frames[0].T_world_cam)
+    first = set(mesher.update())
+    seen = mesher.revision
+    everything = mesher.changes_since(0)
+    assert set(everything) <= first and all(piece is not None for piece in everything.values())
+    volume.integrate(frames[1].depth, frames[1].camera, frames[1].T_world_cam)
+    second = mesher.update()
+    assert set(mesher.changes_since(seen)) == set(second)
+    volume.grid.remove(torch.ones(volume.num_blocks, dtype=torch.bool))
+    mesher.update()
+    vanished = mesher.changes_since(seen)
+    assert vanished and all(piece is None for piece in vanished.values())  # consumers learn what to delete
+    assert mesher.changes_since(0) == {}
+
+
+def test_a_map_too_far_from_the_origin_is_refused_with_a_clear_error():
+    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.01, max_depth=2.0, min_depth=0.1), CLASSES, "cpu")
+    far = torch.tensor([[70_000, 0, 0]])  # 5.6 km away in 1 cm voxels, past the edge keys' range
+    volume.grid.allocate(far)
+    volume.grid.layer("tsdf")[volume.grid.slots] = torch.linspace(-1, 1, 512)
+    volume.grid.layer("weight")[volume.grid.slots] = 1.0
+    with pytest.raises(ValueError, match="too far"):
+        extract_mesh(volume)
