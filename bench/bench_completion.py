@@ -18,7 +18,6 @@ trained one.
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import os
 import sys
@@ -36,7 +35,7 @@ from semantic_recon_ros.core.config.completion import CompletionConfig
 from semantic_recon_ros.core.datasets import open_sequence
 from semantic_recon_ros.core.models import S4RNet, S4RNetConfig, set_fast_cpu_convolutions
 from semantic_recon_ros.core.synthetic import DEFAULT_CAMERA, write_synthetic_scene
-from semantic_recon_ros.core.map import SemanticTSDFVolume
+from semantic_recon_ros.core.map import SemanticTSDFVolume, restore_volume, volume_state
 from semantic_recon_ros.core.config.volume import VolumeConfig
 
 
@@ -78,7 +77,8 @@ class PeakMemory:
 def complete_once(fused: SemanticTSDFVolume, network: S4RNet, config: CompletionConfig
                   ) -> tuple[CompletionStats, float, float, PeakMemory]:
     """One whole-room completion of a copy of ``fused``: (stats, wall seconds, CPU seconds, memory)."""
-    volume = copy.deepcopy(fused)
+    volume = SemanticTSDFVolume(fused.config, fused.class_names, fused.device)  # (the kernel's ops cannot be copied)
+    restore_volume(volume, volume_state(fused))
     engine = CompletionEngine(network, volume, config, use_color=network.config.use_color)
     with PeakMemory() as memory:
         start, cpu_start = time.perf_counter(), time.process_time()

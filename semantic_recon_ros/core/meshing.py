@@ -15,6 +15,7 @@ mesh per region and re-meshes only the regions whose blocks changed.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Sequence
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from .config.completion import CompletionConfig
+from .map import fusion_kernel
 from .map.block_index import pack_coords, unpack_keys
 from .map.tsdf_volume import SemanticTSDFVolume
 from .marching_cubes_table import CORNER_OFFSETS, EDGE_AXIS, EDGE_CORNERS, TRIANGLE_COUNT, TRIANGLE_EDGES
@@ -133,24 +135,46 @@ def _march(volume: SemanticTSDFVolume, fields: SurfaceFields, slots: torch.Tenso
     shape = (-1, B, B, B)
     tsdf = _gather_extended(block_fields.tsdf.view(shape), rows, 1.0)
     valid = _gather_extended(block_fields.valid.view(shape), rows, False)
-    inside = (tsdf < 0) & valid
-    outside = (tsdf >= 0) & valid
     # only blocks with both signs among valid corners can hold surface
-    keep = (inside.view(len(slots), -1).any(dim=1) & outside.view(len(slots), -1).any(dim=1)).nonzero().squeeze(1)
+    inside, outside = ((tsdf < 0) & valid).view(len(slots), -1), ((tsdf >= 0) & valid).view(len(slots), -1)
+    keep = (inside.any(dim=1) & outside.any(dim=1)).nonzero().squeeze(1)
     if keep.numel() == 0:
         return empty
-    coords, inside, valid = coords[keep], inside[keep], valid[keep]
+    coords, valid = coords[keep], valid[keep]
+    exclude = (_gather_extended(block_fields.observed.view(shape), rows[keep], False)
+               if fields.source == "additions" else None)  # the additions: cubes the observed surface does not have
+    lowest, highest = coords.amin(dim=0) * B, coords.amax(dim=0) * B + B
+    edge_keys(torch.stack((lowest, highest))[None], torch.zeros((1, 2), dtype=torch.int64, device=device))  # in range?
+    ops = fusion_kernel.load() if device.type == "cpu" and volume.use_fusion_kernel else None
+    if ops is not None:
+        keys, tri_block = ops.march_cubes(tsdf[keep].contiguous(), valid.contiguous(), exclude, coords.contiguous(),
+                                          *_kernel_tables(), EDGE_COORD_BITS, EDGE_COORD_OFFSET)
+    else:
+        keys, tri_block = _march_torch(tsdf[keep], valid, exclude, coords, grid.local_coords)
+    regions = pack_coords(torch.div(coords[tri_block], region_blocks, rounding_mode="floor"))
+    order = torch.argsort(regions, stable=True)  # region by region, block order kept within a region
+    return _Triangles(keys[order], regions[order])
+
+
+@functools.cache
+def _kernel_tables() -> tuple[torch.Tensor, ...]:
+    """The marching cubes tables as the kernel takes them (contiguous int64)."""
+    tables = (TRIANGLE_EDGES, TRIANGLE_COUNT, CORNER_OFFSETS, CORNER_OFFSETS[EDGE_CORNERS[:, 0]], EDGE_AXIS)
+    return tuple(torch.as_tensor(np.ascontiguousarray(table), dtype=torch.int64) for table in tables)
+
+
+def _march_torch(tsdf: torch.Tensor, valid: torch.Tensor, exclude: torch.Tensor | None, coords: torch.Tensor,
+                 local_coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The torch path of the kernel's ``march_cubes`` (same triangles, same order): ((T, 3) edge keys, (T,) block).
+    ``local_coords``: (B^3, 3) in-block coordinates of the voxels in storage order."""
+    device, B = tsdf.device, tsdf.shape[1] - 1
     cube_valid = _cube_all(valid)
-    if fields.source == "additions":  # the additions: cubes the observed surface does not have
-        observed = _gather_extended(block_fields.observed.view(shape), rows[keep], False)
-        cube_valid &= ~_cube_all(observed)
-    case = _cube_cases(inside.to(torch.uint8))
+    if exclude is not None:
+        cube_valid &= ~_cube_all(exclude)
+    case = _cube_cases(((tsdf < 0) & valid).to(torch.uint8))
     case = torch.where(cube_valid, case, torch.zeros_like(case)).view(-1)
     cube = ((case != 0) & (case != 255)).nonzero().squeeze(1)
-    if cube.numel() == 0:
-        return empty
     case = case[cube].long()
-
     # one row per triangle: its cube and its three edges
     table = torch.as_tensor(TRIANGLE_EDGES, device=device)
     count = torch.as_tensor(TRIANGLE_COUNT, device=device)[case]
@@ -158,13 +182,10 @@ def _march(volume: SemanticTSDFVolume, fields: SurfaceFields, slots: torch.Tenso
     first = torch.cumsum(count, 0) - count
     tri_edges = table[case[tri_cube], torch.arange(tri_cube.numel(), device=device) - first[tri_cube]]  # (T, 3)
     block, local = cube // B ** 3, cube % B ** 3
-    cube_voxel = coords[block] * B + grid.local_coords[local]  # (A, 3)
+    cube_voxel = coords[block] * B + local_coords[local]  # (A, 3)
     edge_lower = torch.as_tensor(CORNER_OFFSETS[EDGE_CORNERS[:, 0]], device=device)  # (12, 3)
     lower_voxel = cube_voxel[tri_cube][:, None, :] + edge_lower[tri_edges]  # (T, 3, 3)
-    keys = edge_keys(lower_voxel, torch.as_tensor(EDGE_AXIS, device=device)[tri_edges])
-    regions = pack_coords(torch.div(coords[block[tri_cube]], region_blocks, rounding_mode="floor"))
-    order = torch.argsort(regions, stable=True)  # region by region, block order kept within a region
-    return _Triangles(keys[order], regions[order])
+    return edge_keys(lower_voxel, torch.as_tensor(EDGE_AXIS, device=device)[tri_edges]), block[tri_cube]
 
 
 def _vertices(volume: SemanticTSDFVolume, fields: SurfaceFields, keys: torch.Tensor) -> dict[str, np.ndarray]:

@@ -1,4 +1,5 @@
-"""The fused C++ CPU integration kernel (``integrate.cpp``), compiled on first use.
+"""The fused C++ CPU kernel (``integrate.cpp``: integration, and the cube-to-triangle step of meshing), compiled on
+first use.
 
 :func:`load` builds the kernel with torch's JIT extension builder (g++ and ninja) into
 ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``), in a folder of its own for this source
@@ -117,7 +118,7 @@ def _remove_stale_lock(folder: Path) -> None:
 
 def load() -> Any | None:
     """The kernel's operators (``torch.ops.semantic_recon_ros``: ``band_block_keys``, ``lookup_slots``,
-    ``fuse_voxels``), or None if the kernel cannot be built (warned once). Cheap after the first call."""
+    ``fuse_voxels``, ``march_cubes``), or None if the kernel cannot be built (warned once). Cheap after the first call."""
     with _BUILD_LOCK:
         return _build()
 
@@ -145,6 +146,6 @@ def _build() -> Any | None:
         except OSError:
             log = "(unwritable)"
         warnings.warn(f"the fused CPU integration kernel could not be built ({type(err).__name__}; compiler "
-                      f"output in {log}); integrating with the slower torch implementation", RuntimeWarning,
-                      stacklevel=3)
+                      f"output in {log}); integrating and meshing with the slower torch implementation",
+                      RuntimeWarning, stacklevel=3)
         return None

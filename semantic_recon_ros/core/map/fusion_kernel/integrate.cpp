@@ -1,13 +1,15 @@
-// Fused CPU integration of one RGB-D frame into the block-sparse semantic TSDF volume.
+// Fused CPU integration of one RGB-D frame into the block-sparse semantic TSDF volume, and the cube-to-triangle step of
+// meshing it.
 //
-// The torch implementation (TorchFusion in fusion_backends.py) is the reference; these functions do the same arithmetic in
-// one pass each instead of ~100 small tensor operations:
+// The torch implementations (TorchFusion in fusion_backends.py, the torch path of meshing.py) are the reference; these
+// functions do the same arithmetic in one pass each instead of ~100 small tensor operations:
 //
 //   band_block_keys: valid depth pixels -> sorted unique keys of the blocks within truncation of the
 //                    surface (TorchFusion.band_block_keys).
 //   lookup_slots:    block keys -> storage slots (BlockIndex.lookup).
 //   fuse_voxels:     projective TSDF / weight / color / semantic / feature update of every voxel of the
 //                    given blocks (TorchFusion.fuse_voxels).
+//   march_cubes:     marching cubes' triangles of the cubes of some blocks, as edge keys (meshing._march).
 //
 // Work is split over torch.get_num_threads() threads by parallel_chunks (below), not by OpenMP: waiting
 // OpenMP threads spin, which on a busy machine takes the CPU from the thread doing the work.
@@ -469,6 +471,78 @@ std::tuple<int64_t, int64_t> fuse_voxels(
   return {geometry_total, feature_total};
 }
 
+// Marching cubes over the cubes of n blocks, each given with the first voxel layer of its +x/+y/+z neighbours:
+// tsdf (n, B+1, B+1, B+1) float32, valid (same shape) bool, optional exclude (same shape) bool: cubes whose 8 corners
+// are all valid are meshed, except where all 8 are excluded; corner bit c of a cube's case is set where its corner at
+// corner_offsets[c] has a negative distance. block_coords (n, 3) int64; tables: triangle_edges (256, 5, 3) and
+// triangle_count (256,) int64, edge_lower (12, 3) int64 (offset of an edge's lower corner), edge_axis (12,) int64.
+// Returns ((T, 3) int64 edge keys of the triangles' vertices, as meshing.edge_keys; (T,) int64 block of each triangle),
+// triangles in block order, cube order (x, y, z) within a block, table order within a cube: the torch path's order.
+// The caller checks that every voxel lies within the keys' range.
+std::tuple<at::Tensor, at::Tensor> march_cubes(const at::Tensor& tsdf, const at::Tensor& valid,
+                                               const std::optional<at::Tensor>& exclude, const at::Tensor& block_coords,
+                                               const at::Tensor& triangle_edges, const at::Tensor& triangle_count,
+                                               const at::Tensor& corner_offsets, const at::Tensor& edge_lower,
+                                               const at::Tensor& edge_axis, int64_t coord_bits, int64_t coord_offset) {
+  TORCH_CHECK(tsdf.device().is_cpu() && tsdf.scalar_type() == at::kFloat && tsdf.is_contiguous() && tsdf.dim() == 4,
+              "tsdf must be a contiguous (n, E, E, E) float32 CPU tensor");
+  const int64_t n = tsdf.size(0), E = tsdf.size(1), B = E - 1;
+  TORCH_CHECK(valid.scalar_type() == at::kBool && valid.is_contiguous() && valid.sizes() == tsdf.sizes(),
+              "valid must be a contiguous bool tensor shaped like tsdf");
+  const bool* excluded = nullptr;
+  if (exclude.has_value()) {
+    TORCH_CHECK(exclude->scalar_type() == at::kBool && exclude->is_contiguous() && exclude->sizes() == tsdf.sizes(),
+                "exclude must be a contiguous bool tensor shaped like tsdf");
+    excluded = exclude->data_ptr<bool>();
+  }
+  for (const at::Tensor* t : {&block_coords, &triangle_edges, &triangle_count, &corner_offsets, &edge_lower, &edge_axis})
+    TORCH_CHECK(t->scalar_type() == at::kLong && t->is_contiguous(), "coordinates and tables must be contiguous int64");
+  TORCH_CHECK(block_coords.size(0) == n, "one block coordinate per block");
+  const float* distance = tsdf.data_ptr<float>();
+  const bool* defined = valid.data_ptr<bool>();
+  const int64_t* coords = block_coords.data_ptr<int64_t>();
+  const int64_t* edges = triangle_edges.data_ptr<int64_t>();
+  const int64_t* counts = triangle_count.data_ptr<int64_t>();
+  const int64_t* corners = corner_offsets.data_ptr<int64_t>();
+  const int64_t* lower = edge_lower.data_ptr<int64_t>();
+  const int64_t* axes = edge_axis.data_ptr<int64_t>();
+  int64_t corner_step[8];  // element offset of each corner from the cube's lowest corner
+  for (int c = 0; c < 8; ++c) corner_step[c] = (corners[3 * c] * E + corners[3 * c + 1]) * E + corners[3 * c + 2];
+  std::vector<int64_t> keys, blocks;
+  for (int64_t b = 0; b < n; ++b) {
+    const int64_t base = b * E * E * E;
+    for (int64_t i = 0; i < B; ++i)
+      for (int64_t j = 0; j < B; ++j)
+        for (int64_t k = 0; k < B; ++k) {
+          const int64_t first = base + (i * E + j) * E + k;
+          int code = 0;
+          bool all_valid = true, all_excluded = excluded != nullptr;
+          for (int c = 0; c < 8; ++c) {
+            const int64_t at = first + corner_step[c];
+            all_valid = all_valid && defined[at];
+            if (excluded != nullptr) all_excluded = all_excluded && excluded[at];
+            if (distance[at] < 0.0f) code |= 1 << c;
+          }
+          if (!all_valid || all_excluded || code == 0 || code == 255) continue;
+          const int64_t voxel[3] = {coords[3 * b] * B + i, coords[3 * b + 1] * B + j, coords[3 * b + 2] * B + k};
+          for (int64_t t = 0; t < counts[code]; ++t) {
+            for (int v = 0; v < 3; ++v) {
+              const int64_t e = edges[(code * 5 + t) * 3 + v];
+              const int64_t x = voxel[0] + lower[3 * e] + coord_offset, y = voxel[1] + lower[3 * e + 1] + coord_offset,
+                            z = voxel[2] + lower[3 * e + 2] + coord_offset;
+              keys.push_back(((x << (2 * coord_bits)) | (y << coord_bits) | z) * 3 + axes[e]);
+            }
+            blocks.push_back(b);
+          }
+        }
+  }
+  const int64_t T = static_cast<int64_t>(blocks.size());
+  at::Tensor key_tensor = at::empty({T, 3}, at::kLong), block_tensor = at::empty({T}, at::kLong);
+  std::copy(keys.begin(), keys.end(), key_tensor.data_ptr<int64_t>());
+  std::copy(blocks.begin(), blocks.end(), block_tensor.data_ptr<int64_t>());
+  return {key_tensor, block_tensor};
+}
+
 // Python: torch.ops.semantic_recon_ros.<name>. Calls release the GIL; layers are modified in place (a!).
 TORCH_LIBRARY(semantic_recon_ros, m) {
   m.def("band_block_keys(Tensor depth, Tensor rays, Tensor rotation, Tensor origin, Tensor offsets, int stride, "
@@ -481,4 +555,8 @@ TORCH_LIBRARY(semantic_recon_ros, m) {
         "Tensor(e!) feature_layer, Tensor(f!) feature_weight_layer, bool geometry, float truncation, "
         "float max_weight, float min_depth, float max_depth, float feature_far) -> (int, int)",
         &fuse_voxels);
+  m.def("march_cubes(Tensor tsdf, Tensor valid, Tensor? exclude, Tensor block_coords, Tensor triangle_edges, "
+        "Tensor triangle_count, Tensor corner_offsets, Tensor edge_lower, Tensor edge_axis, int coord_bits, "
+        "int coord_offset) -> (Tensor, Tensor)",
+        &march_cubes);
 }
