@@ -105,12 +105,16 @@ class _Footprint:
         return True
 
 
-class _RoomBuilder:
+class RoomBuilder:
     """Accumulates the boxes of one room; all randomness comes from ``rng``."""
 
-    def __init__(self, rng: np.random.Generator, config: RoomConfig, classes: ClassSet) -> None:
+    def __init__(self, rng: np.random.Generator, config: RoomConfig, classes: ClassSet,
+                 size: np.ndarray | None = None) -> None:
+        """``size`` (sx, sy, sz) fixes the interior extent (rooms of a floor); None draws it from ``config``."""
         self.rng, self.config, self.classes = rng, config, classes
-        self.size = np.array([rng.uniform(*config.size_x), rng.uniform(*config.size_y), rng.uniform(*config.height)])
+        if size is None:
+            size = [rng.uniform(*config.size_x), rng.uniform(*config.size_y), rng.uniform(*config.height)]
+        self.size = np.array(size, dtype=np.float64)
         self.boxes: list[LabeledBox] = []
         self.occupied: list[_Footprint] = []
         self.openings: dict[int, list[tuple[float, float]]] = {wall: [] for wall in range(4)}
@@ -179,39 +183,70 @@ class _RoomBuilder:
         cfg = self.config
         for _ in range(int(self.rng.integers(cfg.num_doors[0], cfg.num_doors[1] + 1))):
             width, height = self.rng.uniform(*cfg.door_width), self.rng.uniform(*cfg.door_height)
-            wall = int(self.rng.integers(4))
-            u = self._free_wall_position(wall, width)
-            if u is None:
-                continue
-            color = pick_color(self.rng, WOOD_COLORS + PAINT_COLORS)
-            parts, origin, yaw = self._opening_parts(wall, u, width, 0.0, height, "door", color)
-            side = 1.0 if self.rng.random() < 0.5 else -1.0
-            handle_x, front = side * (width / 2 - 0.08), cfg.opening_protrusion
-            parts.append(Part(np.array([handle_x, front + 0.025, 1.0]), np.array([0.06, 0.03, 0.012]), "door",
-                              pick_color(self.rng, PAINT_COLORS)))
-            for part in transform_parts(parts, yaw, origin):
-                self.add_part(part)
-            self._reserve(origin, yaw, width / 2 + 0.1, cfg.door_clearance, (0.0, height))
+            self.add_door(int(self.rng.integers(4)), width, height)
         for _ in range(int(self.rng.integers(cfg.num_windows[0], cfg.num_windows[1] + 1))):
             width, height = self.rng.uniform(*cfg.window_width), self.rng.uniform(*cfg.window_height)
             sill = self.rng.uniform(*cfg.window_sill)
-            wall = int(self.rng.integers(4))
-            u = self._free_wall_position(wall, width)
-            if u is None:
-                continue
-            color = pick_color(self.rng, WINDOW_COLORS)
-            frame_color = pick_color(self.rng, PAINT_COLORS)
-            parts, origin, yaw = self._opening_parts(wall, u, width, sill, sill + height, "window", color)
-            bar_y, bar_half_y = cfg.opening_protrusion, 0.02
-            parts += [
-                Part(np.array([0.0, bar_y, sill + height / 2]), np.array([0.025, bar_half_y, height / 2]), "window",
-                     frame_color),
-                Part(np.array([0.0, bar_y, sill + height / 2]), np.array([width / 2, bar_half_y, 0.025]), "window",
-                     frame_color),
-            ]
-            for part in transform_parts(parts, yaw, origin):
-                self.add_part(part)
-            self._reserve(origin, yaw, width / 2, cfg.window_clearance, (sill, sill + height))
+            self.add_window(int(self.rng.integers(4)), width, height, sill)
+
+    def add_door(self, wall: int, width: float, height: float) -> None:
+        """A closed door slab with a handle on ``wall``, where the wall has room for it."""
+        cfg = self.config
+        u = self._free_wall_position(wall, width)
+        if u is None:
+            return
+        color = pick_color(self.rng, WOOD_COLORS + PAINT_COLORS)
+        parts, origin, yaw = self._opening_parts(wall, u, width, 0.0, height, "door", color)
+        side = 1.0 if self.rng.random() < 0.5 else -1.0
+        handle_x, front = side * (width / 2 - 0.08), cfg.opening_protrusion
+        parts.append(Part(np.array([handle_x, front + 0.025, 1.0]), np.array([0.06, 0.03, 0.012]), "door",
+                          pick_color(self.rng, PAINT_COLORS)))
+        for part in transform_parts(parts, yaw, origin):
+            self.add_part(part)
+        self._reserve(origin, yaw, width / 2 + 0.1, cfg.door_clearance, (0.0, height))
+
+    def add_window(self, wall: int, width: float, height: float, sill: float) -> None:
+        """A window slab with a cross bar on ``wall``, where the wall has room for it."""
+        cfg = self.config
+        u = self._free_wall_position(wall, width)
+        if u is None:
+            return
+        color = pick_color(self.rng, WINDOW_COLORS)
+        frame_color = pick_color(self.rng, PAINT_COLORS)
+        parts, origin, yaw = self._opening_parts(wall, u, width, sill, sill + height, "window", color)
+        bar_y, bar_half_y = cfg.opening_protrusion, 0.02
+        parts += [
+            Part(np.array([0.0, bar_y, sill + height / 2]), np.array([0.025, bar_half_y, height / 2]), "window",
+                 frame_color),
+            Part(np.array([0.0, bar_y, sill + height / 2]), np.array([width / 2, bar_half_y, 0.025]), "window",
+                 frame_color),
+        ]
+        for part in transform_parts(parts, yaw, origin):
+            self.add_part(part)
+        self._reserve(origin, yaw, width / 2, cfg.window_clearance, (sill, sill + height))
+
+    def add_doorway(self, wall: int, width: float, height: float) -> np.ndarray | None:
+        """Keep an open ``width`` gap on ``wall`` (no boxes: the floor cuts the wall) and the floor in front of it
+        free; returns the gap's centre (2,) on the wall's inner face in room coordinates, or None if it does not fit.
+        """
+        u = self._free_wall_position(wall, width)
+        if u is None:
+            return None
+        origin, direction, yaw, _ = self.wall_frame(wall)
+        centre = origin + direction * u
+        self._reserve(np.array([centre[0], centre[1], 0.0]), yaw, width / 2 + 0.1, self.config.door_clearance,
+                      (0.0, height))
+        return centre
+
+    def add_furniture(self) -> None:
+        """The required pieces, then a random number of extra ones drawn by ``furniture_weights``."""
+        config = self.config
+        kinds = list(config.furniture_weights)
+        weights = np.array([config.furniture_weights[k] for k in kinds], dtype=np.float64)
+        num_extra = int(self.rng.integers(config.num_extra_furniture[0], config.num_extra_furniture[1] + 1))
+        extra = [kinds[i] for i in self.rng.choice(len(kinds), size=num_extra, p=weights / weights.sum())]
+        for kind in list(config.required_furniture) + extra:
+            self.place_furniture(kind)
 
     def _reserve(self, wall_point: np.ndarray, yaw: float, half_width: float, depth: float,
                  z_range: tuple[float, float]) -> None:
@@ -289,13 +324,8 @@ def generate_room(seed: int, config: RoomConfig | None = None, classes: ClassSet
     config = config or RoomConfig()
     classes = classes or load_class_set()
     rng = np.random.default_rng(seed)
-    builder = _RoomBuilder(rng, config, classes)
+    builder = RoomBuilder(rng, config, classes)
     builder.add_shell()
     builder.add_openings()
-    kinds = list(config.furniture_weights)
-    weights = np.array([config.furniture_weights[k] for k in kinds], dtype=np.float64)
-    num_extra = int(rng.integers(config.num_extra_furniture[0], config.num_extra_furniture[1] + 1))
-    extra = [kinds[i] for i in rng.choice(len(kinds), size=num_extra, p=weights / weights.sum())]
-    for kind in list(config.required_furniture) + extra:
-        builder.place_furniture(kind)
+    builder.add_furniture()
     return SyntheticScene(builder.boxes, builder.size, classes.names, int(seed))

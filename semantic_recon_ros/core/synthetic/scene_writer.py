@@ -8,7 +8,12 @@ Layout of a scene folder::
                                              voxel_size, truncation (see :class:`GroundTruthGrid`)
     ground_truth/mesh.ply                    the exposed box surface (:meth:`SyntheticScene.surface_mesh`)
 
-The frames open with ``open_sequence(folder)`` like any ScanNet-style sequence.
+The frames open with ``open_sequence(folder)`` like any ScanNet-style sequence. A building floor
+(:func:`write_synthetic_floor`) has the same layout, with the floor's rooms, corridor and doorways in scene.json;
+its tsdf.npz is written only on request (``dense_tsdf``): a 30 m x 20 m floor at 4 cm is 34 million voxels, about
+1 GB of memory while they are computed (the file itself compresses to a few MB), and
+:func:`~.ground_truth.ground_truth_grid` gives the exact TSDF of any part of the floor from the boxes (``origin``
+and ``shape``) when needed.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from ..datasets.scannet_style import ScanNetStyleWriter
 from ..mesh import SemanticMesh
 from ..ply import read_semantic_ply, write_semantic_ply
 from .camera_path import CameraPathConfig, camera_path
+from .floor_layout import FloorConfig, SyntheticFloor, generate_floor
+from .floor_path import FloorPathConfig, floor_camera_path
 from .ground_truth import GroundTruthGrid, ground_truth_grid
 from .room_layout import RoomConfig, generate_room
 from .scene import DEFAULT_SURFACE_CELL, SyntheticScene
@@ -46,15 +53,18 @@ class SyntheticGroundTruth:
 
     Attributes:
         scene: the boxes (rebuilt from scene.json).
-        grid: the dense TSDF and labels.
+        grid: the dense TSDF and labels (None for a floor written without ``dense_tsdf``).
         mesh: the exposed surface mesh, per-vertex color and label.
-        metadata: the rest of scene.json (room_config, camera_path, render, camera, num_frames, ground_truth).
+        metadata: the rest of scene.json (room_config or floor_config, camera_path, render, camera, num_frames,
+            ground_truth).
+        floor: the floor's layout (rooms, corridor, doorways) for a building floor, else None.
     """
 
     scene: SyntheticScene
-    grid: GroundTruthGrid
+    grid: GroundTruthGrid | None
     mesh: SemanticMesh
     metadata: dict
+    floor: SyntheticFloor | None = None
 
 
 def write_synthetic_scene(
@@ -126,16 +136,81 @@ def write_synthetic_scene(
     return out_dir
 
 
+def write_synthetic_floor(
+    out_dir: str | Path,
+    seed: int,
+    camera: PinholeCamera = DEFAULT_CAMERA,
+    floor_config: FloorConfig | None = None,
+    path_config: FloorPathConfig | None = None,
+    render_config: RenderConfig | None = None,
+    max_frames: int | None = None,
+    dense_tsdf: bool = False,
+    gt_voxel_size: float = 0.04,
+    gt_truncation: float | None = None,
+    mesh_cell_size: float = 0.1,
+    on_frame: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Generate floor ``seed``, render its camera tour (the first ``max_frames`` frames, default all) and write the
+    ground truth: scene.json (boxes and layout), mesh.ply and, with ``dense_tsdf``, tsdf.npz.
+
+    Arguments as :func:`write_synthetic_scene`; ``mesh_cell_size`` defaults to 10 cm for floors (about 0.5 million
+    triangles for 30 m x 20 m). Returns the scene folder.
+    """
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    out_dir = Path(out_dir)
+    floor_config = floor_config or FloorConfig()
+    path_config = path_config or FloorPathConfig()
+    render_config = render_config or RenderConfig(frame_rate=path_config.frame_rate)
+    truncation = GT_TRUNCATION_VOXELS * gt_voxel_size if gt_truncation is None else gt_truncation
+
+    floor = generate_floor(seed, floor_config)
+    scene = floor.scene
+    poses = floor_camera_path(floor, path_config)[:max_frames]
+    renderer = SceneRenderer(scene, render_config)
+    writer = ScanNetStyleWriter(out_dir, camera)
+    for index in range(len(poses)):
+        writer.write(index, renderer.render(camera, poses[index], index))
+        if on_frame is not None:
+            on_frame(index, len(poses))
+
+    gt_dir = out_dir / GROUND_TRUTH_DIR
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    (gt_dir / TSDF_FILE).unlink(missing_ok=True)
+    if dense_tsdf:
+        grid = ground_truth_grid(scene, gt_voxel_size, truncation)
+        np.savez_compressed(gt_dir / TSDF_FILE, tsdf=grid.tsdf, labels=grid.labels, origin=grid.origin,
+                            voxel_size=grid.voxel_size, truncation=grid.truncation)
+        del grid
+    write_semantic_ply(gt_dir / MESH_FILE, scene.surface_mesh(mesh_cell_size, render_config.shading),
+                       scene.class_names)
+    description = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "scene": scene.to_dict(),
+        "floor": floor.layout_dict(),
+        "floor_config": asdict(floor_config),
+        "camera_path": asdict(path_config),
+        "render": asdict(render_config),
+        "camera": asdict(camera),
+        "num_frames": len(poses),
+        "ground_truth": {"voxel_size": gt_voxel_size, "truncation": truncation, "mesh_cell_size": mesh_cell_size,
+                         "tsdf": bool(dense_tsdf)},
+    }
+    (gt_dir / SCENE_FILE).write_text(json.dumps(description, indent=1))
+    return out_dir
+
+
 def load_ground_truth(scene_dir: str | Path) -> SyntheticGroundTruth:
     """Read the ground truth written by :func:`write_synthetic_scene` from ``scene_dir``.
 
     Raises FileNotFoundError naming a missing file, ValueError naming a malformed one.
     """
     gt_dir = Path(scene_dir) / GROUND_TRUTH_DIR
-    for name in (SCENE_FILE, TSDF_FILE, MESH_FILE):
+    scene_path = gt_dir / SCENE_FILE
+    for name in (SCENE_FILE, MESH_FILE):
         if not (gt_dir / name).is_file():
             raise FileNotFoundError(f"synthetic ground truth file not found: {gt_dir / name}")
-    scene_path = gt_dir / SCENE_FILE
     try:
         description = json.loads(scene_path.read_text())
     except json.JSONDecodeError as err:
@@ -149,15 +224,25 @@ def load_ground_truth(scene_dir: str | Path) -> SyntheticGroundTruth:
     except (KeyError, ValueError) as err:
         raise ValueError(f"{scene_path}: {err}") from None
 
+    floor = None
+    if "floor" in description:
+        try:
+            floor = SyntheticFloor.from_dicts(scene, description["floor"])
+        except ValueError as err:
+            raise ValueError(f"{scene_path}: {err}") from None
     tsdf_path = gt_dir / TSDF_FILE
-    try:
-        with np.load(tsdf_path) as data:
-            grid = GroundTruthGrid(data["tsdf"], data["labels"], data["origin"], float(data["voxel_size"]),
-                                   float(data["truncation"]))
-    except (KeyError, ValueError, OSError) as err:
-        raise ValueError(f"{tsdf_path}: not a ground-truth TSDF archive ({err})") from None
+    grid = None
+    if (description.get("ground_truth") or {}).get("tsdf", True):  # rooms always have one; floors on request
+        if not tsdf_path.is_file():
+            raise FileNotFoundError(f"synthetic ground truth file not found: {tsdf_path}")
+        try:
+            with np.load(tsdf_path) as data:
+                grid = GroundTruthGrid(data["tsdf"], data["labels"], data["origin"], float(data["voxel_size"]),
+                                       float(data["truncation"]))
+        except (KeyError, ValueError, OSError) as err:
+            raise ValueError(f"{tsdf_path}: not a ground-truth TSDF archive ({err})") from None
 
     mesh, class_names = read_semantic_ply(gt_dir / MESH_FILE)
     if tuple(class_names) != scene.class_names:
         raise ValueError(f"{gt_dir / MESH_FILE} has classes {class_names}, {scene_path} has {list(scene.class_names)}")
-    return SyntheticGroundTruth(scene, grid, mesh, description)
+    return SyntheticGroundTruth(scene, grid, mesh, description, floor)
