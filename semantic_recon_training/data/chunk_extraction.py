@@ -8,8 +8,9 @@
    (``|sdf| < voxel_size``).
 3. Each chunk takes the ``views_per_chunk`` frames that overlap it most (:mod:`.view_selection`,
    tested against the target fusion's surface); chunks with fewer qualifying views are dropped.
-4. The selected views get 2D labels from a :class:`~.pseudo_labels.LabelSource`; synthetic sources
-   also give the ground-truth TSDF and labels of every chunk.
+4. The selected views get 2D labels from a :class:`~.pseudo_labels.LabelSource` (the input's label source,
+   or another one for the views alone: ground truth for SSR's labeled rooms, while the input keeps the
+   segmenter's labels); synthetic sources also give the ground-truth TSDF and labels of every chunk.
 5. Every chunk is written as one ``.pt`` file (:mod:`.chunk_dataset`), then ``manifest.json``.
 
 Everything random comes from ``numpy.random.default_rng(config.seed)``, so the same source, config and
@@ -175,19 +176,23 @@ def extract_chunks(
     device: torch.device | str = "cpu",
     overwrite: bool = False,
     progress: bool = True,
+    view_labels: LabelSource | None = None,
 ) -> ExtractionSummary:
     """Fuse, cut and cache the training chunks of one sequence (see the module docstring).
 
     Args:
         source: any sequence folder ``open_sequence`` reads (7-Scenes, TUM, ScanNet-style, synthetic, ROS 2 bag).
         cache_dir: output folder (created).
-        labels: 2D labels of the selected views (:mod:`.pseudo_labels`).
+        labels: 2D labels of the input frames, fused into the input (``input_labels``), and of the selected
+            views (:mod:`.pseudo_labels`), unless ``view_labels`` is given.
         config: extraction parameters (defaults if None).
         class_names: the classes (default: config/classes.yaml).
         format: reader format ("auto" detects).
         device: torch device of the fusion volumes.
         overwrite: replace an existing cache in ``cache_dir`` (otherwise FileExistsError).
         progress: tqdm progress bars.
+        view_labels: 2D labels of the selected views (the 2D targets) when they differ from the input's
+            (None: ``labels``).
     Returns:
         ExtractionSummary. Raises ValueError for sequences without depth or without any usable chunk.
     """
@@ -199,16 +204,17 @@ def extract_chunks(
     start = time.perf_counter()
     base = open_sequence(source, format)
     try:
-        return _extract(base, Path(source), cache_dir, labels, config, class_names, device, progress, start)
+        return _extract(base, Path(source), cache_dir, labels, view_labels or labels, config, class_names, device,
+                        progress, start)
     finally:
         close = getattr(base, "close", None)  # bag readers hold the bag open
         if close is not None:
             close()
 
 
-def _extract(base: FrameSequence, source: Path, cache_dir: Path, labels: LabelSource, config: ChunkExtractionConfig,
-             class_names: tuple[str, ...], device: torch.device | str, progress: bool, start: float
-             ) -> ExtractionSummary:
+def _extract(base: FrameSequence, source: Path, cache_dir: Path, labels: LabelSource, view_label_source: LabelSource,
+             config: ChunkExtractionConfig, class_names: tuple[str, ...], device: torch.device | str, progress: bool,
+             start: float) -> ExtractionSummary:
     """The body of :func:`extract_chunks` on an opened sequence (``start``: perf_counter when opening began)."""
     seconds: dict[str, float] = {}
     rng = np.random.default_rng(config.seed)
@@ -229,7 +235,7 @@ def _extract(base: FrameSequence, source: Path, cache_dir: Path, labels: LabelSo
     start = time.perf_counter()
     view_labels = {}
     for index in tqdm(selection.frames_needed(), desc="labels", unit="view", disable=not progress):
-        full = labels.labels(key, int(frames.indices[index]), frames[index])
+        full = view_label_source.labels(key, int(frames.indices[index]), frames[index])
         view_labels[index] = pick_pixels(full, config.view_downscale).astype(np.int16)
     seconds["labels"] = time.perf_counter() - start
 
@@ -259,7 +265,8 @@ def _extract(base: FrameSequence, source: Path, cache_dir: Path, labels: LabelSo
         "seed": config.seed,
         "config": dataclasses.asdict(config),
         "class_names": list(class_names),
-        "label_source": labels.description,
+        "label_source": view_label_source.description,  # the views' labels (2D targets)
+        "input_label_source": labels.description,  # the labels fused into the input
         "has_ground_truth": gt is not None,
         "num_frames": len(frames),
         "frame_indices": [int(i) for i in frames.indices],

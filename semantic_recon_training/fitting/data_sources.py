@@ -3,7 +3,8 @@
 Each scene of :class:`~.training_config.DataConfig` (synthetic rooms ``synthetic_<seed>`` and recorded
 sequences: anything ``open_sequence`` reads, i.e. 7-Scenes / TUM / ScanNet-style folders and ROS 2 bag folders,
 plus ROS 1 ``.bag`` files, converted once to ROS 2 bags under ``<data.root>/converted/``) gets its own cache folder
-``<data.root>/chunks/<scene>``, so the train / validation split is by scene. Work already done is kept:
+``<data.root>/chunks/<scene>`` (``<scene>.gt2d`` for the rooms of ``data.labeled_seeds``, whose views carry their 2D
+ground-truth labels), so the train / validation split is by scene. Work already done is kept:
 a synthetic room whose ``ground_truth/scene.json`` exists is not rendered again and a scene whose cache has
 a manifest is not extracted again (``overwrite`` redoes both), so an interrupted preparation resumes.
 """
@@ -78,7 +79,8 @@ def ros2_bag_of(ros1_bag: Path, out_dir: Path) -> Path:
 
 
 def label_source(config: RunConfig) -> LabelSource:
-    """The run's 2D labels: cached DeepLab pseudo-labels (``trainer.num_threads`` threads), or ground truth."""
+    """The run's 2D labels: cached DeepLab pseudo-labels (``trainer.num_threads`` threads), or ground truth.
+    (The rooms of ``data.labeled_seeds`` take ground truth for their views only: :func:`prepare_scenes`.)"""
     classes = load_class_set()
     if config.data.labels == "ground_truth":
         return GroundTruthLabels(classes.num_classes)
@@ -114,6 +116,7 @@ def prepare_scenes(config: RunConfig, only: list[str] | None = None, overwrite: 
             raise ValueError(f"unknown scenes {unknown}; this config has {[s.name for s in sources]}")
         sources = [s for s in sources if s.name in only]
     labels = None
+    ground_truth = GroundTruthLabels(load_class_set().num_classes)
     caches = {}
     for source in sources:
         cache = config.data.cache_dir(source.name)
@@ -125,9 +128,13 @@ def prepare_scenes(config: RunConfig, only: list[str] | None = None, overwrite: 
         if source.ros1_bag is not None:
             ros2_bag_of(source.ros1_bag, source.path)
         labels = labels or label_source(config)
+        mixed = config.data.labels == "segmenter" and config.data.view_labels(source.name) == "ground_truth"
+        view_labels = ground_truth if mixed else None  # SSR's labeled rooms: ground-truth views, segmenter input
         summary = extract_chunks(source.path, cache, labels, source.extraction, load_class_set().names,
-                                 format=source.format, device=device, overwrite=True, progress=progress)
-        print(f"{source.name}: {summary.num_chunks} chunks from {summary.num_frames} frames "
+                                 format=source.format, device=device, overwrite=True, progress=progress,
+                                 view_labels=view_labels)
+        print(f"{source.name}{' (2D ground-truth views)' if view_labels is not None else ''}: "
+              f"{summary.num_chunks} chunks from {summary.num_frames} frames "
               f"({summary.num_input_frames} fused into the input), "
               + ", ".join(f"{k} {v:.0f} s" for k, v in summary.seconds.items()), flush=True)
     return caches

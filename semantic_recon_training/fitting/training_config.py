@@ -44,6 +44,7 @@ from ..paths import repo_path
 from .objective import ObjectiveConfig
 
 LABEL_SOURCES = ("segmenter", "ground_truth")
+LABELED_CACHE_SUFFIX = ".gt2d"  # chunk caches of the rooms of data.labeled_seeds
 
 
 @dataclass
@@ -78,6 +79,12 @@ class DataConfig:
     sequences: list[SequenceSource] = field(default_factory=list)  # recorded sequences (mappings of SequenceSource)
     val_scenes: list[str] = field(default_factory=list)  # held out for validation ('synthetic_<seed:04d>' or names)
     labels: str = "segmenter"  # 2D labels of the views: "segmenter" pseudo-labels or "ground_truth"
+    # SSR's semi-supervised mix: synthetic rooms (seeds, among synthetic_seeds) whose stored views carry their 2D
+    # ground-truth labels as the 2D targets, while every other scene keeps the segmenter's pseudo-labels (needs
+    # labels: segmenter). 2D only: no 3D label ever reaches the losses. The input's fused labels
+    # (input_labels) stay the segmenter's in every scene, as at inference. Their chunk caches are kept apart
+    # (chunks/<scene>.gt2d), so runs with different mixes share data.root.
+    labeled_seeds: list[int] = field(default_factory=list)
     segmenter_dir: str = DEFAULT_SEGMENTER_DIR  # DeepLab ADE20K TFLite folder
     min_label_probability: float = 0.5  # pseudo-labels keep pixels whose best class reaches this probability
 
@@ -94,6 +101,17 @@ class DataConfig:
         if reserved:
             raise ValueError(f"DataConfig.synthetic_seeds {reserved} are reserved evaluation scenes "
                              f"({RESERVED_EVALUATION_SEEDS.start}-{RESERVED_EVALUATION_SEEDS.stop - 1})")
+        self.labeled_seeds = [int(seed) for seed in self.labeled_seeds]
+        if self.labeled_seeds:
+            if self.labels != "segmenter":
+                raise ValueError(f"DataConfig.labeled_seeds needs labels: segmenter (labels: {self.labels} already "
+                                 f"gives every scene its ground-truth labels), got {self.labeled_seeds}")
+            unknown = sorted(set(self.labeled_seeds) - set(self.synthetic_seeds))
+            if unknown:
+                raise ValueError(f"DataConfig.labeled_seeds {unknown} are not among the synthetic_seeds "
+                                 f"{self.synthetic_seeds}")
+            if len(set(self.labeled_seeds)) != len(self.labeled_seeds):
+                raise ValueError(f"DataConfig.labeled_seeds must be unique, got {self.labeled_seeds}")
         self.sequences = [s if isinstance(s, SequenceSource) else config_from_dict(SequenceSource, s, "data.sequences")
                           for s in self.sequences]
         self.root, self.segmenter_dir = repo_path(self.root), repo_path(self.segmenter_dir)
@@ -114,6 +132,13 @@ class DataConfig:
         """All scenes, synthetic first."""
         return [self.synthetic_name(s) for s in self.synthetic_seeds] + [s.name for s in self.sequences]
 
+    def view_labels(self, name: str) -> str:
+        """The 2D targets of scene ``name``: "ground_truth" (``labels: ground_truth``, or a room of
+        ``labeled_seeds``) or "segmenter"."""
+        if self.labels == "ground_truth" or name in {self.synthetic_name(s) for s in self.labeled_seeds}:
+            return "ground_truth"
+        return "segmenter"
+
     def train_scenes(self) -> list[str]:
         return [name for name in self.scene_names() if name not in self.val_scenes]
 
@@ -126,8 +151,10 @@ class DataConfig:
         return self.root_path / "scenes" / name
 
     def cache_dir(self, name: str) -> Path:
-        """Chunk cache folder of a scene."""
-        return self.root_path / "chunks" / name
+        """Chunk cache folder of a scene (``chunks/<scene>.gt2d`` for a room of ``labeled_seeds``, whose views carry
+        ground-truth labels, so that it never mixes with the same room's pseudo-labeled cache)."""
+        mixed = self.labels == "segmenter" and self.view_labels(name) == "ground_truth"
+        return self.root_path / "chunks" / (f"{name}{LABELED_CACHE_SUFFIX}" if mixed else name)
 
     @property
     def label_cache_dir(self) -> Path:

@@ -29,7 +29,9 @@ def assert_consistent(out: Path, classes: ClassSet) -> Path:
     assert names == list(classes.names) and expected.num_triangles > 0
     for mesh in (rgb, semantic):
         np.testing.assert_array_equal(mesh.vertices, expected.vertices)
-        np.testing.assert_array_equal(mesh.triangles, expected.triangles)
+        # the same triangles; their order follows the regions of the mapper's mesh_region_size
+        np.testing.assert_array_equal(np.unique(mesh.triangles, axis=0), np.unique(expected.triangles, axis=0))
+        assert len(mesh.triangles) == len(expected.triangles)
         np.testing.assert_array_equal(mesh.labels, expected.labels)
     np.testing.assert_array_equal(rgb.colors, expected.colors)
     np.testing.assert_array_equal(semantic.colors, classes.colorize(expected.labels))
