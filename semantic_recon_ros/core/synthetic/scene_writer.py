@@ -107,18 +107,8 @@ def write_synthetic_scene(
 
     scene = generate_room(seed, room_config)
     poses = camera_path(scene, num_frames, path_config)
-    renderer = SceneRenderer(scene, render_config)
-    writer = ScanNetStyleWriter(out_dir, camera)
-    for index in range(num_frames):
-        writer.write(index, renderer.render(camera, poses[index], index))
-        if on_frame is not None:
-            on_frame(index, num_frames)
-
-    gt_dir = out_dir / GROUND_TRUTH_DIR
-    gt_dir.mkdir(parents=True, exist_ok=True)
-    grid = ground_truth_grid(scene, gt_voxel_size, truncation)
-    np.savez_compressed(gt_dir / TSDF_FILE, tsdf=grid.tsdf, labels=grid.labels, origin=grid.origin,
-                        voxel_size=grid.voxel_size, truncation=grid.truncation)
+    gt_dir = _render_frames(out_dir, scene, camera, poses, render_config, on_frame)
+    _write_dense_tsdf(gt_dir, scene, gt_voxel_size, truncation)
     write_semantic_ply(gt_dir / MESH_FILE, scene.surface_mesh(mesh_cell_size, render_config.shading),
                        scene.class_names)
     description = {
@@ -134,6 +124,26 @@ def write_synthetic_scene(
     }
     (gt_dir / SCENE_FILE).write_text(json.dumps(description, indent=1))
     return out_dir
+
+
+def _render_frames(out_dir: Path, scene: SyntheticScene, camera: PinholeCamera, poses: np.ndarray,
+                   render_config: RenderConfig, on_frame: Callable[[int, int], None] | None) -> Path:
+    """Render and write one frame per (4, 4) pose of ``poses``; returns the (created) ground-truth folder."""
+    renderer = SceneRenderer(scene, render_config)
+    writer = ScanNetStyleWriter(out_dir, camera)
+    for index in range(len(poses)):
+        writer.write(index, renderer.render(camera, poses[index], index))
+        if on_frame is not None:
+            on_frame(index, len(poses))
+    gt_dir = out_dir / GROUND_TRUTH_DIR
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    return gt_dir
+
+
+def _write_dense_tsdf(gt_dir: Path, scene: SyntheticScene, voxel_size: float, truncation: float) -> None:
+    grid = ground_truth_grid(scene, voxel_size, truncation)
+    np.savez_compressed(gt_dir / TSDF_FILE, tsdf=grid.tsdf, labels=grid.labels, origin=grid.origin,
+                        voxel_size=grid.voxel_size, truncation=grid.truncation)
 
 
 def write_synthetic_floor(
@@ -167,21 +177,10 @@ def write_synthetic_floor(
     floor = generate_floor(seed, floor_config)
     scene = floor.scene
     poses = floor_camera_path(floor, path_config)[:max_frames]
-    renderer = SceneRenderer(scene, render_config)
-    writer = ScanNetStyleWriter(out_dir, camera)
-    for index in range(len(poses)):
-        writer.write(index, renderer.render(camera, poses[index], index))
-        if on_frame is not None:
-            on_frame(index, len(poses))
-
-    gt_dir = out_dir / GROUND_TRUTH_DIR
-    gt_dir.mkdir(parents=True, exist_ok=True)
+    gt_dir = _render_frames(out_dir, scene, camera, poses, render_config, on_frame)
     (gt_dir / TSDF_FILE).unlink(missing_ok=True)
     if dense_tsdf:
-        grid = ground_truth_grid(scene, gt_voxel_size, truncation)
-        np.savez_compressed(gt_dir / TSDF_FILE, tsdf=grid.tsdf, labels=grid.labels, origin=grid.origin,
-                            voxel_size=grid.voxel_size, truncation=grid.truncation)
-        del grid
+        _write_dense_tsdf(gt_dir, scene, gt_voxel_size, truncation)
     write_semantic_ply(gt_dir / MESH_FILE, scene.surface_mesh(mesh_cell_size, render_config.shading),
                        scene.class_names)
     description = {
