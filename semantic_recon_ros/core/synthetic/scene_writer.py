@@ -109,20 +109,10 @@ def write_synthetic_scene(
     poses = camera_path(scene, num_frames, path_config)
     gt_dir = _render_frames(out_dir, scene, camera, poses, render_config, on_frame)
     _write_dense_tsdf(gt_dir, scene, gt_voxel_size, truncation)
-    write_semantic_ply(gt_dir / MESH_FILE, scene.surface_mesh(mesh_cell_size, render_config.shading),
-                       scene.class_names)
-    description = {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "scene": scene.to_dict(),
-        "room_config": asdict(room_config),
-        "camera_path": asdict(path_config),
-        "render": asdict(render_config),
-        "camera": asdict(camera),
-        "num_frames": num_frames,
-        "ground_truth": {"voxel_size": gt_voxel_size, "truncation": truncation, "mesh_cell_size": mesh_cell_size},
-    }
-    (gt_dir / SCENE_FILE).write_text(json.dumps(description, indent=1))
+    _write_mesh_and_description(
+        gt_dir, scene, camera, render_config, mesh_cell_size, num_frames,
+        {"voxel_size": gt_voxel_size, "truncation": truncation, "mesh_cell_size": mesh_cell_size},
+        room_config=asdict(room_config), camera_path=asdict(path_config))
     return out_dir
 
 
@@ -144,6 +134,19 @@ def _write_dense_tsdf(gt_dir: Path, scene: SyntheticScene, voxel_size: float, tr
     grid = ground_truth_grid(scene, voxel_size, truncation)
     np.savez_compressed(gt_dir / TSDF_FILE, tsdf=grid.tsdf, labels=grid.labels, origin=grid.origin,
                         voxel_size=grid.voxel_size, truncation=grid.truncation)
+
+
+def _write_mesh_and_description(gt_dir: Path, scene: SyntheticScene, camera: PinholeCamera,
+                                render_config: RenderConfig, mesh_cell_size: float, num_frames: int,
+                                ground_truth: dict, **settings: object) -> None:
+    """ground_truth/mesh.ply and scene.json (the boxes, then the generator's ``settings``, rendering, camera, frame
+    count and ``ground_truth``'s parameters)."""
+    write_semantic_ply(gt_dir / MESH_FILE, scene.surface_mesh(mesh_cell_size, render_config.shading),
+                       scene.class_names)
+    description = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "scene": scene.to_dict(), **settings,
+                   "render": asdict(render_config), "camera": asdict(camera), "num_frames": num_frames,
+                   "ground_truth": ground_truth}
+    (gt_dir / SCENE_FILE).write_text(json.dumps(description, indent=1))
 
 
 def write_synthetic_floor(
@@ -181,22 +184,11 @@ def write_synthetic_floor(
     (gt_dir / TSDF_FILE).unlink(missing_ok=True)
     if dense_tsdf:
         _write_dense_tsdf(gt_dir, scene, gt_voxel_size, truncation)
-    write_semantic_ply(gt_dir / MESH_FILE, scene.surface_mesh(mesh_cell_size, render_config.shading),
-                       scene.class_names)
-    description = {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "scene": scene.to_dict(),
-        "floor": floor.layout_dict(),
-        "floor_config": asdict(floor_config),
-        "camera_path": asdict(path_config),
-        "render": asdict(render_config),
-        "camera": asdict(camera),
-        "num_frames": len(poses),
-        "ground_truth": {"voxel_size": gt_voxel_size, "truncation": truncation, "mesh_cell_size": mesh_cell_size,
-                         "tsdf": bool(dense_tsdf)},
-    }
-    (gt_dir / SCENE_FILE).write_text(json.dumps(description, indent=1))
+    _write_mesh_and_description(
+        gt_dir, scene, camera, render_config, mesh_cell_size, len(poses),
+        {"voxel_size": gt_voxel_size, "truncation": truncation, "mesh_cell_size": mesh_cell_size,
+         "tsdf": bool(dense_tsdf)},
+        floor=floor.layout_dict(), floor_config=asdict(floor_config), camera_path=asdict(path_config))
     return out_dir
 
 
