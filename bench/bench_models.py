@@ -64,7 +64,7 @@ def build_case(model: str, width: int):
     H, W = IMAGE_SIZE
     image = torch.rand(1, 3, H, W)
     if model == "atlas_2d":
-        return net.backbone, lambda: net.image_features(image)
+        return net.backbone, lambda: net.image_moments(image)
     camera = PinholeCamera(525.0, 525.0, W / 2 - 0.5, H / 2 - 0.5, W, H).scaled(W // 4, H // 4)
     features = torch.randn(1, net.config.feature_channels, H // 4, W // 4)
     pose = np.eye(4)

@@ -1,7 +1,10 @@
 """Atlas-style RGB-only reconstruction: 2D features -> back-projection -> 3D encoder-decoder.
 
-The 2D backbone turns each posed RGB image into stride-4 features; back-projection averages them
-along the camera rays into a dense voxel grid; a 3D encoder-decoder regresses the normalized TSDF
+Each posed RGB image gives stride-4 features ``f`` (:meth:`AtlasNet.image_moments`: its RGB plus, with the
+``learned`` feature source, the 2D backbone's features; :mod:`..rgb_only_features` for every source);
+back-projection averages ``f`` and ``f * f`` along the camera rays into a dense voxel grid, so each voxel knows
+the mean of the views' features and how much they disagree (a surface voxel sees the same point in every view,
+a voxel in free space sees different ones); a 3D encoder-decoder regresses the normalized TSDF
 (tanh) and semantic logits with a head at every decoder scale, coarse (1/8 resolution) to fine
 (full resolution). Coarse-to-fine masking: at each finer scale, voxels that the coarser scale
 predicted at ``|tsdf| >= mask_threshold`` (0.99 of the truncation: surely empty or surely behind
@@ -19,11 +22,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..camera import PinholeCamera
-from .atlas_backbone2d import ResNetFPN2d
+from .atlas_backbone2d import FEATURE_STRIDE, ResNetFPN2d
 from .atlas_backprojection import backproject_to_grid, feature_camera
 from .conv3d_blocks import NUM_LEVELS, UNetDecoder3d, UNetEncoder3d, check_grid_dims, level_widths
 from .fast_conv import Conv3d
 from .model_config import AtlasNetConfig
+
+STD_EPSILON = 1e-4  # keeps the gradient of the standard deviation finite where the views agree exactly
 
 
 class AtlasNet(nn.Module):
@@ -33,21 +38,48 @@ class AtlasNet(nn.Module):
         super().__init__()
         self.config = config
         widths = level_widths(config.base_width)
-        self.backbone = ResNetFPN2d(config.backbone_width, config.feature_channels)
-        self.encoder = UNetEncoder3d(config.feature_channels + 1, config.base_width)
+        self.backbone = (ResNetFPN2d(config.backbone_width, config.feature_channels)
+                         if config.feature_source == "learned" else None)
+        self.encoder = UNetEncoder3d(config.volume_channels + 1, config.base_width)
         self.decoder = UNetDecoder3d(config.base_width)
         self.heads = nn.ModuleList(Conv3d(widths[level], 1 + config.num_classes, 1)
                                    for level in range(NUM_LEVELS - 1, -1, -1))
 
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        """(V, 3, H, W) RGB in [0, 1] (H, W multiples of 4) -> (V, C, H/4, W/4) features to back-project."""
-        return self.backbone(images)
+    def image_moments(self, images: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-pixel features to back-project: (V, 3, H, W) RGB in [0, 1] (H, W multiples of 4) -> (V,
+        volume_channels, H/4, W/4), ``cat(f, f * f)`` with ``f = cat(RGB at stride 4, extra)``.
+
+        ``extra``: the 'deeplab' source's (V, K, H/4, W/4) class probabilities; computed by the backbone for
+        'learned'; none for 'color'.
+        """
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (V, 3, H, W), got {tuple(images.shape)}")
+        source = self.config.feature_source
+        if source == "learned":
+            extra = self.backbone(images)
+        elif (extra is None) != (source == "color"):
+            raise ValueError(f"feature source {source!r} " + ("takes no extra features" if source == "color" else
+                             "needs the segmenter's class probabilities as extra features"))
+        rgb = F.avg_pool2d(images, FEATURE_STRIDE)
+        f = rgb if extra is None else torch.cat((rgb, extra.to(rgb.dtype)), dim=1)
+        if f.shape[1] != self.config.image_channels:
+            raise ValueError(f"image features have {f.shape[1]} channels, the config expects "
+                             f"{self.config.image_channels}")
+        return torch.cat((f, f * f), dim=1)
+
+    def volume_statistics(self, feature_volume: torch.Tensor) -> torch.Tensor:
+        """(B, 2C, ...) means of ``f`` and ``f * f`` -> (B, 2C, ...) mean and standard deviation of ``f``."""
+        channels = self.config.image_channels
+        mean, square = feature_volume[:, :channels], feature_volume[:, channels:]
+        spread = torch.sqrt((square - mean * mean).clamp(min=0) + STD_EPSILON) - STD_EPSILON ** 0.5
+        return torch.cat((mean, spread), dim=1)
 
     def reconstruct(self, feature_volume: torch.Tensor, observed: torch.Tensor) -> dict[str, torch.Tensor | list]:
         """Regress TSDF and semantics from a grid of averaged features.
 
         Args:
-            feature_volume: (B, C, X, Y, Z) back-projected mean features (X, Y, Z multiples of 16).
+            feature_volume: (B, volume_channels, X, Y, Z) back-projected means of ``f`` and ``f * f`` (see
+                :meth:`image_moments`; X, Y, Z multiples of 16).
             observed: (B, 1, X, Y, Z) bool or {0, 1}: at least one view saw the voxel.
         Returns:
             ``"tsdf"`` (B, 1, X, Y, Z) in [-1, 1] and ``"semantic_logits"`` (B, K, X, Y, Z): the finest
@@ -55,7 +87,7 @@ class AtlasNet(nn.Module):
             scales coarse to fine, scale ``s`` having dims ``(X, Y, Z) / 2**(3 - s)``; masks are bool
             (B, 1, ...) (True = voxel predicted at this scale; False = clamped by a coarser scale).
         """
-        channels = self.config.feature_channels
+        channels = self.config.volume_channels
         if feature_volume.dim() != 5 or feature_volume.shape[1] != channels:
             raise ValueError(f"feature_volume must be (B, {channels}, X, Y, Z), got {tuple(feature_volume.shape)}")
         check_grid_dims(feature_volume.shape[2:], "AtlasNet feature volume")
@@ -63,7 +95,8 @@ class AtlasNet(nn.Module):
             raise ValueError(f"observed must be (B, 1, X, Y, Z) matching the feature volume, "
                              f"got {tuple(observed.shape)}")
         observed = observed.to(feature_volume.dtype)
-        encoded = self.encoder(torch.cat((feature_volume * observed, observed), dim=1))
+        statistics = self.volume_statistics(feature_volume) * observed
+        encoded = self.encoder(torch.cat((statistics, observed), dim=1))
         decoded = self.decoder(encoded[NUM_LEVELS], encoded[:NUM_LEVELS])
         tsdf_scales, logits_scales, mask_scales = [], [], []
         for head, features in zip(self.heads, decoded):
@@ -87,6 +120,9 @@ class AtlasNet(nn.Module):
                 dims: Sequence[int]) -> dict[str, torch.Tensor | list]:
         """End to end (differentiable, for training): images of B grids -> per-grid reconstruction.
 
+        For the 'color' and 'learned' feature sources ('deeplab' needs the segmenter: back-project its features
+        with :mod:`..rgb_only_features` and call :meth:`reconstruct`).
+
         Args:
             images: (B, V, 3, H, W) RGB in [0, 1]; V views per grid, all taken with ``camera``.
             camera: intrinsics of the (H, W) images.
@@ -102,10 +138,13 @@ class AtlasNet(nn.Module):
             raise ValueError(f"camera is {camera.width}x{camera.height}, images are "
                              f"{images.shape[-1]}x{images.shape[-2]}")
         check_grid_dims(dims, "AtlasNet grid")
+        if self.config.feature_source == "deeplab":
+            raise ValueError("feature source 'deeplab' needs the segmenter's class probabilities: back-project "
+                             "them (rgb_only_features) and call reconstruct()")
         batch, views = images.shape[:2]
         poses = torch.as_tensor(T_world_cam).reshape(batch, views, 4, 4)
         origins = torch.as_tensor(origins).reshape(batch, 3)
-        features = self.image_features(images.flatten(0, 1))
+        features = self.image_moments(images.flatten(0, 1))
         features = features.unflatten(0, (batch, views))
         grid_camera = feature_camera(camera, features[0])
         volumes, counts = zip(*(backproject_to_grid(features[b], grid_camera, poses[b], origins[b], voxel_size, dims)

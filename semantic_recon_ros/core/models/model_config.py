@@ -26,15 +26,27 @@ class S4RNetConfig:
         check_ranges(self)
 
 
+FEATURE_SOURCES = ("color", "deeplab", "learned")
+COLOR_CHANNELS = 3  # every feature source starts with the image's RGB in [0, 1]
+
+
 @dataclass
 class AtlasNetConfig:
-    """RGB-only reconstruction: 2D features back-projected into a voxel grid, then a 3D encoder-decoder."""
+    """RGB-only reconstruction: 2D features back-projected into a voxel grid, then a 3D encoder-decoder.
+
+    Each image gives per-pixel features ``f`` (stride 4): its RGB in [0, 1], then what ``feature_source`` adds.
+    Voxels keep the running means of ``f`` and ``f * f`` over the views that see them (:attr:`volume_channels`),
+    from which the network takes the mean and the spread of the views' features.
+    """
 
     num_classes: int = parameter(13, "Number of semantic classes K (length of the class list).", 1, 1024)
+    feature_source: str = parameter(
+        "learned", "2D features: 'color' (RGB alone), 'deeplab' (RGB + the 2D segmenter's class probabilities, "
+                   "frozen) or 'learned' (RGB + the ResNet-FPN backbone, trained end to end).")
     backbone_width: int = parameter(
-        16, "Channels of the first 2D ResNet stage (stages have 1, 2, 4, 8 times this).", 4, 128)
+        16, "Channels of the first 2D ResNet stage (stages have 1, 2, 4, 8 times this); 'learned' only.", 4, 128)
     feature_channels: int = parameter(
-        16, "Channels of the 2D feature map (stride 4) that is back-projected into voxels.", 1, 256)
+        16, "Channels of the learned 2D feature map (stride 4) added to the RGB; 'learned' only.", 1, 256)
     base_width: int = parameter(
         12, "Channels of the 3D network at full resolution; level l has base_width * 2**l.", 2, 64)
     mask_threshold: float = parameter(
@@ -43,3 +55,16 @@ class AtlasNetConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        if self.feature_source not in FEATURE_SOURCES:
+            raise ValueError(f"feature_source must be one of {FEATURE_SOURCES}, got {self.feature_source!r}")
+
+    @property
+    def image_channels(self) -> int:
+        """Channels of one image's features ``f``: RGB, then the class probabilities or the learned features."""
+        extra = {"color": 0, "deeplab": self.num_classes, "learned": self.feature_channels}[self.feature_source]
+        return COLOR_CHANNELS + extra
+
+    @property
+    def volume_channels(self) -> int:
+        """Channels per voxel of the back-projected features: the means of ``f`` and of ``f * f``."""
+        return 2 * self.image_channels

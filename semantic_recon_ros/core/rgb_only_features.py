@@ -1,0 +1,86 @@
+"""The per-image features that RGB-only mapping back-projects into the map (Atlas), for every feature source.
+
+An Atlas checkpoint names its ``feature_source`` (:class:`~.models.model_config.AtlasNetConfig`); the extractor
+computes exactly those features for one camera image, at a quarter of its resolution, so that the live map, the
+offline ``map --rgb-only`` command and the trainer's caches all see the same inputs:
+
+* ``color``: the image's RGB in [0, 1];
+* ``deeplab``: RGB + the 2D segmenter's class probabilities (frozen, pretrained on ADE20K);
+* ``learned``: RGB + the checkpoint's own 2D backbone (trained end to end with the 3D network).
+
+Each pixel carries ``cat(f, f * f)`` (``volume_channels``): averaged over views by
+:meth:`~.map.tsdf_volume.SemanticTSDFVolume.integrate_features`, a voxel keeps the mean and the spread of the
+features of the views that see it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .camera import PinholeCamera
+from .models.atlas_backbone2d import FEATURE_STRIDE
+from .models.atlas_net import AtlasNet
+from .segmentation.segmenter import Segmenter
+
+
+def feature_map_camera(camera: PinholeCamera) -> PinholeCamera:
+    """The camera of the feature maps of ``camera``'s images (cropped to multiples of 4, then pooled by 4):
+    (W // 4) x (H // 4) pixels."""
+    width, height = camera.width // FEATURE_STRIDE, camera.height // FEATURE_STRIDE
+    if width < 2 or height < 2:
+        raise ValueError(f"images of {camera.width}x{camera.height} are too small for RGB-only mapping "
+                         f"(at least {2 * FEATURE_STRIDE}x{2 * FEATURE_STRIDE})")
+    cropped = PinholeCamera(camera.fx, camera.fy, camera.cx, camera.cy, width * FEATURE_STRIDE,
+                            height * FEATURE_STRIDE)
+    return cropped.scaled(width, height)
+
+
+def image_tensor(color: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (1, 3, H', W') float in [0, 1], cropped to multiples of 4 (H' = H // 4 * 4)."""
+    if color.ndim != 3 or color.shape[2] != 3 or color.dtype != np.uint8:
+        raise ValueError(f"color must be (H, W, 3) uint8, got {color.shape} {color.dtype}")
+    height, width = (color.shape[0] // FEATURE_STRIDE) * FEATURE_STRIDE, (color.shape[1] // FEATURE_STRIDE) * FEATURE_STRIDE
+    image = torch.from_numpy(np.ascontiguousarray(color[:height, :width])).to(device)
+    return image.permute(2, 0, 1)[None].float() / 255.0
+
+
+class ImageFeatureExtractor:
+    """Computes the back-projected features of an Atlas network's feature source for one image.
+
+    Args:
+        network: the Atlas network (its config names the source; its backbone computes 'learned' features).
+        segmenter: the 2D segmenter over the network's classes, required for 'deeplab'.
+
+    Attributes:
+        channels: per-pixel channels of :meth:`__call__` (the volume's ``feature_dim``).
+    """
+
+    def __init__(self, network: AtlasNet, segmenter: Segmenter | None = None) -> None:
+        config = network.config
+        if config.feature_source == "deeplab":
+            if segmenter is None:
+                raise ValueError("the Atlas network's feature source is 'deeplab': it needs the 2D segmenter")
+            if len(segmenter.class_names) != config.num_classes:
+                raise ValueError(f"the segmenter has {len(segmenter.class_names)} classes, the Atlas network "
+                                 f"{config.num_classes}")
+        self.network, self.segmenter = network, segmenter
+        self.source = config.feature_source
+        self.channels = config.volume_channels
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    @torch.inference_mode()
+    def __call__(self, color: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB -> (H // 4, W // 4, channels) float32 features on the network's device (see the
+        module docstring); the camera of the result is :func:`feature_map_camera`."""
+        image = image_tensor(color, self.device)
+        extra = None
+        if self.source == "deeplab":
+            probs = torch.from_numpy(np.ascontiguousarray(self.segmenter.predict(color))).to(self.device)
+            probs = probs[:image.shape[2], :image.shape[3]].permute(2, 0, 1)[None].float()
+            extra = F.avg_pool2d(probs, FEATURE_STRIDE)
+        return self.network.image_moments(image, extra)[0].permute(1, 2, 0).contiguous()
