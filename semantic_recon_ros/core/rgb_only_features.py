@@ -21,7 +21,8 @@ from torch.nn import functional as F
 
 from .camera import PinholeCamera
 from .models.atlas_backbone2d import FEATURE_STRIDE
-from .models.atlas_net import AtlasNet
+from .models.atlas_net import AtlasNet, image_moments
+from .models.model_config import AtlasNetConfig
 from .segmentation.segmenter import Segmenter
 
 
@@ -50,28 +51,31 @@ class ImageFeatureExtractor:
     """Computes the back-projected features of an Atlas network's feature source for one image.
 
     Args:
-        network: the Atlas network (its config names the source; its backbone computes 'learned' features).
+        network: the Atlas network (its config names the source; its backbone computes 'learned' features), or
+            for the frozen sources ('color', 'deeplab') just its config.
         segmenter: the 2D segmenter over the network's classes, required for 'deeplab'.
+        device: where features are computed when ``network`` is a config (else the network's device).
 
     Attributes:
         channels: per-pixel channels of :meth:`__call__` (the volume's ``feature_dim``).
     """
 
-    def __init__(self, network: AtlasNet, segmenter: Segmenter | None = None) -> None:
-        config = network.config
+    def __init__(self, network: AtlasNet | AtlasNetConfig, segmenter: Segmenter | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        config = network if isinstance(network, AtlasNetConfig) else network.config
+        if isinstance(network, AtlasNetConfig) and config.feature_source == "learned":
+            raise ValueError("the 'learned' feature source needs the Atlas network itself (its 2D backbone)")
         if config.feature_source == "deeplab":
             if segmenter is None:
                 raise ValueError("the Atlas network's feature source is 'deeplab': it needs the 2D segmenter")
             if len(segmenter.class_names) != config.num_classes:
                 raise ValueError(f"the segmenter has {len(segmenter.class_names)} classes, the Atlas network "
                                  f"{config.num_classes}")
-        self.network, self.segmenter = network, segmenter
+        self.config, self.segmenter = config, segmenter
+        self.backbone = None if isinstance(network, AtlasNetConfig) else network.backbone
+        self.device = torch.device(device) if isinstance(network, AtlasNetConfig) else next(network.parameters()).device
         self.source = config.feature_source
         self.channels = config.volume_channels
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.network.parameters()).device
 
     @torch.inference_mode()
     def __call__(self, color: np.ndarray) -> torch.Tensor:
@@ -83,4 +87,4 @@ class ImageFeatureExtractor:
             probs = torch.from_numpy(np.ascontiguousarray(self.segmenter.predict(color))).to(self.device)
             probs = probs[:image.shape[2], :image.shape[3]].permute(2, 0, 1)[None].float()
             extra = F.avg_pool2d(probs, FEATURE_STRIDE)
-        return self.network.image_moments(image, extra)[0].permute(1, 2, 0).contiguous()
+        return image_moments(self.config, image, extra, self.backbone)[0].permute(1, 2, 0).contiguous()

@@ -31,6 +31,31 @@ from .model_config import AtlasNetConfig
 STD_EPSILON = 1e-4  # keeps the gradient of the standard deviation finite where the views agree exactly
 
 
+def image_moments(config: AtlasNetConfig, images: torch.Tensor, extra: torch.Tensor | None = None,
+                  backbone: nn.Module | None = None) -> torch.Tensor:
+    """Per-pixel features to back-project: (V, 3, H, W) RGB in [0, 1] (H, W multiples of 4) -> (V,
+    volume_channels, H/4, W/4), ``cat(f, f * f)`` with ``f = cat(RGB at stride 4, extra)``.
+
+    ``extra``: the 'deeplab' source's (V, K, H/4, W/4) class probabilities; computed by ``backbone`` (the network's
+    2D backbone) for 'learned'; none for 'color'.
+    """
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (V, 3, H, W), got {tuple(images.shape)}")
+    source = config.feature_source
+    if source == "learned":
+        if backbone is None:
+            raise ValueError("feature source 'learned' needs the network's 2D backbone")
+        extra = backbone(images)
+    elif (extra is None) != (source == "color"):
+        raise ValueError(f"feature source {source!r} " + ("takes no extra features" if source == "color" else
+                         "needs the segmenter's class probabilities as extra features"))
+    rgb = F.avg_pool2d(images, FEATURE_STRIDE)
+    f = rgb if extra is None else torch.cat((rgb, extra.to(rgb.dtype)), dim=1)
+    if f.shape[1] != config.image_channels:
+        raise ValueError(f"image features have {f.shape[1]} channels, the config expects {config.image_channels}")
+    return torch.cat((f, f * f), dim=1)
+
+
 class AtlasNet(nn.Module):
     """2D ResNet-FPN backbone + 3D U-Net (one encoder, one decoder) with per-scale TSDF/semantic heads."""
 
@@ -46,26 +71,8 @@ class AtlasNet(nn.Module):
                                    for level in range(NUM_LEVELS - 1, -1, -1))
 
     def image_moments(self, images: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-pixel features to back-project: (V, 3, H, W) RGB in [0, 1] (H, W multiples of 4) -> (V,
-        volume_channels, H/4, W/4), ``cat(f, f * f)`` with ``f = cat(RGB at stride 4, extra)``.
-
-        ``extra``: the 'deeplab' source's (V, K, H/4, W/4) class probabilities; computed by the backbone for
-        'learned'; none for 'color'.
-        """
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be (V, 3, H, W), got {tuple(images.shape)}")
-        source = self.config.feature_source
-        if source == "learned":
-            extra = self.backbone(images)
-        elif (extra is None) != (source == "color"):
-            raise ValueError(f"feature source {source!r} " + ("takes no extra features" if source == "color" else
-                             "needs the segmenter's class probabilities as extra features"))
-        rgb = F.avg_pool2d(images, FEATURE_STRIDE)
-        f = rgb if extra is None else torch.cat((rgb, extra.to(rgb.dtype)), dim=1)
-        if f.shape[1] != self.config.image_channels:
-            raise ValueError(f"image features have {f.shape[1]} channels, the config expects "
-                             f"{self.config.image_channels}")
-        return torch.cat((f, f * f), dim=1)
+        """:func:`image_moments` of this network's feature source (its backbone computes 'learned' features)."""
+        return image_moments(self.config, images, extra, self.backbone)
 
     def volume_statistics(self, feature_volume: torch.Tensor) -> torch.Tensor:
         """(B, 2C, ...) means of ``f`` and ``f * f`` -> (B, 2C, ...) mean and standard deviation of ``f``."""
