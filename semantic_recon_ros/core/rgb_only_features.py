@@ -78,13 +78,19 @@ class ImageFeatureExtractor:
         self.channels = config.volume_channels
 
     @torch.inference_mode()
-    def __call__(self, color: np.ndarray) -> torch.Tensor:
+    def __call__(self, color: np.ndarray, class_probs: np.ndarray | None = None) -> torch.Tensor:
         """(H, W, 3) uint8 RGB -> (H // 4, W // 4, channels) float32 features on the network's device (see the
-        module docstring); the camera of the result is :func:`feature_map_camera`."""
+        module docstring); the camera of the result is :func:`feature_map_camera`. ``class_probs``: the segmenter's
+        (H, W, K) output for this image when the caller has it already ('deeplab'; computed otherwise)."""
         image = image_tensor(color, self.device)
         extra = None
         if self.source == "deeplab":
-            probs = torch.from_numpy(np.ascontiguousarray(self.segmenter.predict(color))).to(self.device)
+            if class_probs is None:
+                class_probs = self.segmenter.predict(color)
+            if class_probs.shape != (*color.shape[:2], self.config.num_classes):
+                raise ValueError(f"class_probs must be {(*color.shape[:2], self.config.num_classes)}, "
+                                 f"got {class_probs.shape}")
+            probs = torch.from_numpy(np.ascontiguousarray(class_probs)).to(self.device)
             probs = probs[:image.shape[2], :image.shape[3]].permute(2, 0, 1)[None].float()
             extra = F.avg_pool2d(probs, FEATURE_STRIDE)
         return image_moments(self.config, image, extra, self.backbone)[0].permute(1, 2, 0).contiguous()
