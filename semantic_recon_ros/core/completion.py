@@ -5,10 +5,12 @@ core with ``chunk_margin`` voxels of context on every side and writes only the c
 has exactly one prediction, made with full context (the overlap-tile scheme): there are no seams to
 blend, and rerunning one chunk when its observations change gives exactly what a full rerun would.
 
-Only chunks whose core holds observed voxels near the surface (``|tsdf| < 1``) are run. The grid is
-shifted by whole blocks (:attr:`CompletionEngine.grid_offset`) so that these chunks are as few as
-possible; the shift is chosen at the first run that finds observations (with ``align_grid``) and kept
-until :meth:`CompletionEngine.reset`, because moving the grid would invalidate every prediction.
+Only chunks whose core holds *active* voxels are run: for this engine observed voxels near the surface
+(``|tsdf| < 1``; :meth:`CompletionEngine.active_voxels`, which subclasses redefine, e.g. RGB-only mapping's voxels
+seen by a view in :mod:`.rgb_only_completion`). The grid is shifted by whole blocks
+(:attr:`CompletionEngine.grid_offset`) so that these chunks are as few as possible; the shift is chosen at the
+first run that finds active voxels (with ``align_grid``) and kept until :meth:`CompletionEngine.reset`, because
+moving the grid would invalidate every prediction.
 Predictions live in their own layers beside the observed data:
 
 * ``pred_tsdf`` (slots, V): predicted normalized TSDF (fill 1 = free),
@@ -17,7 +19,7 @@ Predictions live in their own layers beside the observed data:
 * ``pred_confidence`` (slots, V): calibrated probability that a surface predicted at the voxel is right
   (:mod:`.completion_confidence`: from the distance to the nearest observed surface voxel and the network's
   class probability; the engine's :attr:`~CompletionEngine.calibration` comes with the checkpoint),
-* ``pred_weight`` (slots, V): 1 where predicted.
+* ``pred_weight`` (slots, V): 1 where predicted (0 where the network's ``weight`` output says it made no prediction).
 
 Predictions are stored with their confidences; the map shows the network's surface only where the
 confidence reaches ``completion.min_confidence`` (:mod:`.surface_fields`), and users can filter the saved
@@ -51,16 +53,20 @@ from .map.tsdf_volume import SemanticTSDFVolume
 CompletionNetwork = Callable[..., dict]
 DEFAULT_CHECKPOINT = "default"  # checkpoint setting naming the installed default model
 DEFAULT_CHECKPOINT_FILE = "models/default.pt"  # in the package's share directory
+DEFAULT_RGB_ONLY_CHECKPOINT_FILE = "models/atlas_default.pt"  # the default of RGB-only mapping (Atlas), beside it
 
 
-def resolve_checkpoint(value: str | Path | None) -> Path | None:
+def resolve_checkpoint(value: str | Path | None, rgb_only: bool = False) -> Path | None:
     """The checkpoint file a ``checkpoint`` setting names.
 
     ``""`` or None: no network (fusion only). ``"default"``: the installed default model,
-    ``share/semantic_recon_ros/models/default.pt`` (see :func:`~.resources.share_file`). Anything else
-    is a path (``~`` expanded). Raises FileNotFoundError naming the file (for ``"default"``, every
-    place it was looked for) when it does not exist.
+    ``share/semantic_recon_ros/models/default.pt`` (``rgb_only``: the default RGB-only model,
+    ``models/atlas_default.pt``; see :func:`~.resources.share_file`). Anything else is a path (``~`` expanded).
+    Raises FileNotFoundError naming the file (for ``"default"``, every place it was looked for) when it does not
+    exist.
     """
+    if rgb_only:
+        return resolve_setting(value, DEFAULT_RGB_ONLY_CHECKPOINT_FILE, "checkpoint", "default RGB-only model")
     return resolve_setting(value, DEFAULT_CHECKPOINT_FILE, "checkpoint", "default completion model")
 
 
@@ -104,6 +110,12 @@ class CompletionStats:
 class CompletionEngine:
     """Keeps the map's prediction layers up to date with a completion network.
 
+    Subclasses for other networks redefine :data:`ACTIVITY_LAYERS` and :meth:`active_voxels` (which chunks are run),
+    :meth:`gather` (what is read, with :meth:`read_chunks`) and :meth:`predict` (the network, cropped with
+    :meth:`crop_cores`); planning, scheduling, budgets, versions and writing stay this class's. A subclass's batch
+    has ``chunks``, ``versions``, ``observed`` (n, 1, S, S, S) (its sum decides ``min_observed_voxels``) and
+    ``select(keep)``, as :class:`ChunkBatch`.
+
     Args:
         network: callable as :class:`~semantic_recon_ros.core.models.S4RNet` (dict outputs).
         volume: the map; prediction layers are added to it if missing.
@@ -140,9 +152,9 @@ class CompletionEngine:
         self.grid_offset: torch.Tensor | None = None
         self._done: dict[int, int] = {}  # chunk key -> newest block version it was run with
         self._generation = 0  # number of resets: a run started before a reset writes nothing after it
-        # per slot: the block holds an observed voxel near the surface, and the block version that was computed at
-        self._surface = torch.zeros(0, dtype=torch.bool, device=volume.device)
-        self._surface_version = torch.zeros(0, dtype=torch.int64, device=volume.device)
+        # per slot: the block holds an active voxel (active_voxels), and the block version that was computed at
+        self._active = torch.zeros(0, dtype=torch.bool, device=volume.device)
+        self._active_version = torch.zeros(0, dtype=torch.int64, device=volume.device)
 
     @classmethod
     def from_checkpoint(cls, path, volume: SemanticTSDFVolume, config: CompletionConfig) -> "CompletionEngine":
@@ -154,7 +166,8 @@ class CompletionEngine:
                                         expected_voxel_size=volume.config.voxel_size,
                                         expected_truncation=volume.config.truncation)
         if info.model not in ("s4r", "s4r_colorblind"):
-            raise ValueError(f"{path}: a {info.model!r} model cannot complete a fused RGB-D map (needs s4r)")
+            raise ValueError(f"{path}: model {info.model!r} reconstructs from images alone (RGB-only mapping, "
+                             "rgb_only); completing a fused RGB-D map needs an S4R checkpoint (model 's4r')")
         try:
             calibration = None if info.calibration is None else ConfidenceCalibration.from_dict(info.calibration)
         except ValueError as error:
@@ -169,24 +182,32 @@ class CompletionEngine:
         self._done.clear()
         self.grid_offset = None
         self._generation += 1
-        self._surface_version.fill_(-1)
+        self._active_version.fill_(-1)
 
     # ------------------------------------------------------------------ scheduling
-    def _near_surface(self, slots: torch.Tensor) -> torch.Tensor:
-        """(m,) slots -> (m,) bool: the block holds an observed voxel with ``|tsdf| < 1`` (cached per block version)."""
+    ACTIVITY_LAYERS: tuple[str, ...] = ("weight", "tsdf")  # the layers active_voxels() reads
+
+    def active_voxels(self, layers: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The voxels that make a chunk worth running: ``{name: (m, V[, C]) values of ACTIVITY_LAYERS}`` of m blocks
+        -> (m, V) bool; here observed voxels near the surface (``weight > 0`` and ``|tsdf| < 1``)."""
+        return (layers["weight"] > 0) & (layers["tsdf"].abs() < 1.0)
+
+    def _active_blocks(self, slots: torch.Tensor) -> torch.Tensor:
+        """(m,) slots -> (m,) bool: the block holds an active voxel (:meth:`active_voxels`; cached per block
+        version)."""
         grid = self.volume.grid
-        missing = grid.capacity - self._surface.numel()
+        missing = grid.capacity - self._active.numel()
         if missing > 0:
-            self._surface = torch.cat((self._surface, self._surface.new_zeros(missing)))
-            self._surface_version = torch.cat((self._surface_version, self._surface_version.new_full((missing,), -1)))
+            self._active = torch.cat((self._active, self._active.new_zeros(missing)))
+            self._active_version = torch.cat((self._active_version, self._active_version.new_full((missing,), -1)))
         versions = grid.block_versions(slots)
-        stale = versions != self._surface_version[slots]
+        stale = versions != self._active_version[slots]
         slots_stale = slots[stale]
         if slots_stale.numel():
-            observed = grid.layer("weight")[slots_stale] > 0
-            self._surface[slots_stale] = (observed & (grid.layer("tsdf")[slots_stale].abs() < 1.0)).any(dim=1)
-            self._surface_version[slots_stale] = versions[stale]
-        return self._surface[slots]
+            layers = {name: grid.layer(name)[slots_stale] for name in self.ACTIVITY_LAYERS}
+            self._active[slots_stale] = self.active_voxels(layers).any(dim=1)
+            self._active_version[slots_stale] = versions[stale]
+        return self._active[slots]
 
     def best_grid_offset(self, blocks: torch.Tensor) -> torch.Tensor:
         """(3,) int64 grid shift in ``[0, core_blocks)^3`` whose chunk cores cover the (n, 3) ``blocks`` with the
@@ -205,7 +226,7 @@ class CompletionEngine:
         return first_block * self.volume.config.block_size
 
     def chunk_versions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Chunks whose core holds an observed voxel near the surface: ((m,) keys sorted, (m,) newest block
+        """Chunks whose core holds an active voxel (:meth:`active_voxels`): ((m,) keys sorted, (m,) newest block
         version in their whole input box, margins included). Sets :attr:`grid_offset` when it is unset."""
         vol, grid = self.volume, self.volume.grid
         slots = grid.slots
@@ -213,7 +234,7 @@ class CompletionEngine:
         source = version > 0  # blocks changed by integration (predicted-only blocks have version 0)
         slots, version = slots[source], version[source]
         blocks = grid.block_coords(slots)
-        surface = blocks[self._near_surface(slots)]
+        surface = blocks[self._active_blocks(slots)]
         if surface.numel() == 0:
             empty = torch.zeros(0, dtype=torch.int64, device=vol.device)
             return empty, empty
@@ -235,7 +256,7 @@ class CompletionEngine:
         keys, versions = torch.cat(keys), torch.cat(versions)
         unique, inverse = torch.unique(keys, return_inverse=True)
         newest = torch.zeros_like(unique).scatter_reduce_(0, inverse, versions, reduce="amax")
-        # run only chunks whose core holds surface observations (a margin alone is context, not work)
+        # run only chunks whose core holds active voxels (a margin alone is context, not work)
         cores = torch.unique(pack_coords(torch.div(surface, cb, rounding_mode="floor")))
         active = torch.isin(unique, cores)
         return unique[active], newest[active]
@@ -250,15 +271,23 @@ class CompletionEngine:
         return unpack_keys(keys[dirty][order]), versions[dirty][order]
 
     # ------------------------------------------------------------------ map -> network -> map
-    def _input_slots(self, chunks: torch.Tensor) -> torch.Tensor:
-        """(n, 3) chunks -> (n, nb^3) slots of their input blocks (-1 absent), block order x, y, z."""
+    def read_chunks(self, chunks: torch.Tensor, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Dense copies of the layers ``names`` over the input boxes (margins included) of the (n, 3) ``chunks``:
+        ``{name: (n, C, S, S, S)}`` (C = 1 for per-voxel scalars; each layer's fill value where a block is absent).
+        Hold the map lock around this."""
         first = torch.div(self.chunk_origins(chunks), self.volume.config.block_size, rounding_mode="floor")
-        return self.volume.grid.box_slots(first, (self.input_blocks,) * 3)
+        counts = (self.input_blocks,) * 3
+        return self.volume.grid.read_boxes(names, None, counts, slots=self.volume.grid.box_slots(first, counts))
+
+    def crop_cores(self, values: torch.Tensor) -> torch.Tensor:
+        """(n, C, S, S, S) values over the chunks' input boxes -> (n, C, c, c, c) over their cores (c = core size)."""
+        m, c = self.config.chunk_margin, self.config.core_size
+        return values[:, :, m:m + c, m:m + c, m:m + c]
 
     def gather(self, chunks: torch.Tensor, versions: torch.Tensor) -> ChunkBatch:
         """Read the network inputs of ``chunks`` from the map (hold the map lock around this)."""
         names = ("weight", "tsdf", "color") + (("semantic",) if self.label_input else ())
-        boxes = self.volume.grid.read_boxes(names, None, (self.input_blocks,) * 3, slots=self._input_slots(chunks))
+        boxes = self.read_chunks(chunks, names)
         observed = boxes["weight"] > 0
         labels = None
         if self.label_input:
@@ -274,21 +303,22 @@ class CompletionEngine:
         color = batch.color if self.use_color else None
         out = (self.network(batch.tsdf, batch.observed, color, batch.labels) if self.label_input
                else self.network(batch.tsdf, batch.observed, color))
-        m, c = self.config.chunk_margin, self.config.core_size
-        crop = (slice(None), slice(None), slice(m, m + c), slice(m, m + c), slice(m, m + c))
         surface = observed_surface(batch.tsdf, batch.observed, self.volume.config.truncation_voxels)
-        distance = surface_distance(surface, min(self.calibration.max_distance, m))[crop]
-        semantic = torch.softmax(out["semantic_logits"][crop], dim=1)
+        reach = min(self.calibration.max_distance, self.config.chunk_margin)
+        distance = self.crop_cores(surface_distance(surface, reach))
+        semantic = torch.softmax(self.crop_cores(out["semantic_logits"]), dim=1)
         confidence = self.calibration.confidence(distance, semantic.amax(dim=1, keepdim=True))
-        tsdf = out["tsdf"][crop]
-        color = out["color"][crop] if "color" in out else torch.full_like(tsdf, 0.5).expand(-1, 3, -1, -1, -1)
+        tsdf = self.crop_cores(out["tsdf"])
+        color = (self.crop_cores(out["color"]) if "color" in out
+                 else torch.full_like(tsdf, 0.5).expand(-1, 3, -1, -1, -1))
         return {"tsdf": tsdf, "color": color, "semantic": semantic, "confidence": confidence}
 
     def write(self, batch: ChunkBatch, prediction: dict[str, torch.Tensor]) -> int:
         """Store predictions of the chunks' cores in the map (hold the map lock); returns blocks allocated.
 
-        Only blocks the map has, or that a predicted surface with confidence at least ``min_confidence`` passes (then
-        allocated), are written.
+        ``prediction``: :meth:`predict`'s crops; an optional ``weight`` (n, 1, c, c, c) in {0, 1} becomes
+        ``pred_weight`` (1 everywhere without it). Only blocks the map has, or that a predicted surface (weight 1)
+        with confidence at least ``min_confidence`` passes (then allocated), are written.
         """
         vol, grid, cb = self.volume, self.volume.grid, self.core_blocks
         n = len(batch.chunks)
@@ -301,8 +331,9 @@ class CompletionEngine:
             return values.reshape(n * cb ** 3, *values.shape[2:])
 
         tsdf, confidence = per_block("tsdf")[..., 0], per_block("confidence")[..., 0]
+        weight = per_block("weight")[..., 0] if "weight" in prediction else torch.ones_like(tsdf)
         slots = grid.lookup(blocks)
-        surface = ((tsdf.abs() < 1.0) & (confidence >= self.config.min_confidence)).any(dim=1)
+        surface = ((tsdf.abs() < 1.0) & (confidence >= self.config.min_confidence) & (weight > 0)).any(dim=1)
         wanted = (slots < 0) & surface
         room = grid.max_blocks - grid.num_blocks
         new = wanted.nonzero().squeeze(1)[:max(room, 0)]
@@ -314,7 +345,7 @@ class CompletionEngine:
         grid.layer("pred_color")[slots] = per_block("color")[rows]
         grid.layer("pred_semantic")[slots] = per_block("semantic")[rows]
         grid.layer("pred_confidence")[slots] = confidence[rows]
-        grid.layer("pred_weight")[slots] = 1.0
+        grid.layer("pred_weight")[slots] = weight[rows]
         grid.mark_rewritten(slots)
         self._mark_done(batch.chunks, batch.versions)
         return int(new.numel())
