@@ -1,7 +1,8 @@
 """The map as one object: fusion, completion, meshes, voxel maps, saving and loading, safe across threads.
 
 A :class:`Mapper` owns the :class:`~.map.SemanticTSDFVolume`, the optional completion network
-(:class:`~.completion.CompletionEngine`) and its background scheduling, the lock that serializes every
+(:class:`~.completion.CompletionEngine`; for RGB-only mapping the Atlas network,
+:class:`~.rgb_only_completion.RgbOnlyCompletionEngine`) and its background scheduling, the lock that serializes every
 access to the volume (granted in request order), the map's version, stamp and generation, and the
 mapping and completion statistics. The ROS node, ``semantic-recon map`` and the trainer's fusion loops
 all map through it, so the same frames give the same volume everywhere.
@@ -12,13 +13,19 @@ low-priority thread when :meth:`Mapper.start_completion` runs completion in the 
 that takes the lock keeps its priority: a low-priority thread holding the lock would stall integration
 on a busy machine).
 
+RGB-only mapping (``rgb_only_max_range``): frames carry no depth; :meth:`Mapper.integrate` computes the image
+features of the Atlas checkpoint's feature source (:mod:`.rgb_only_features`, outside the lock) and back-projects
+them into the volume's ``features`` layer along the camera rays up to ``rgb_only_max_range`` (under the lock); the
+network reconstructs geometry, classes and color from them chunk by chunk, like the completion network, and the
+map is its prediction alone (mesh source "completed", no additions). An RGB-only mapper needs its checkpoint.
+
 Files (:meth:`Mapper.save`, :meth:`Mapper.load`): ``volume.pt`` (every layer, predictions and their confidences
 included), ``mesh_rgb.ply`` and ``mesh_semantic.ply`` (the mesh of :attr:`Mapper.mesh_source`, fused colors / class
-palette; both keep label and confidence per vertex) and, with a completion network, ``mesh_additions.ply`` (the
-surface the network adds where nothing was observed, only where its calibrated confidence reaches
-``completion.min_confidence``, with the confidence per vertex). A save is one consistent set: the files of one map
-state go into a new numbered save folder that then becomes ``current`` at once, the usual names at the top of the
-folder link through ``current`` (:mod:`.map_folder`, :func:`map_folder`).
+palette; both keep label and confidence per vertex) and, with a completion network of an RGB-D map,
+``mesh_additions.ply`` (the surface the network adds where nothing was observed, only where its calibrated
+confidence reaches ``completion.min_confidence``, with the confidence per vertex). A save is one consistent set: the
+files of one map state go into a new numbered save folder that then becomes ``current`` at once, the usual names at
+the top of the folder link through ``current`` (:mod:`.map_folder`, :func:`map_folder`).
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ from .mesh import SemanticMesh
 from .meshing import RegionMesh, assemble
 from .ply import write_semantic_ply
 from .process_memory import return_freed_memory
+from .rgb_only_completion import RgbOnlyCompletionEngine, load_atlas_network, rgb_only_volume_config
+from .rgb_only_features import ImageFeatureExtractor, feature_map_camera
+from .segmentation.segmenter import Segmenter
 
 MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_ADDITIONS_FILE, VOLUME_FILE = (
     "mesh_rgb.ply", "mesh_semantic.ply", "mesh_additions.ply", "volume.pt")
@@ -154,43 +164,50 @@ class Mapper:
         device: torch device of the volume (and of the network).
         completion_config: chunking and scheduling of the completion network, and how meshes and voxel maps use
             its predictions (``min_confidence``, ``label_override_probability``).
-        checkpoint: completion network: "default" (the installed model), a file, or ""/None for fusion only.
+        checkpoint: completion network: "default" (the installed model), a file, or ""/None for fusion only. For
+            RGB-only mapping the Atlas network, required: "default" is the installed ``models/atlas_default.pt``.
         mesh_source: what :meth:`mesh` and the saved mesh_rgb.ply / mesh_semantic.ply show by default: "observed",
-            "completed" or "both" (observed when there is no network).
+            "completed" or "both" (observed when there is no network; "completed" for RGB-only mapping).
         mesh_region_size: edge in metres of the regions meshes and voxel maps are kept by (rounded to whole blocks):
             a change redoes only its regions (:mod:`.incremental_meshing`).
-        rgb_only_max_range: map without depth (Atlas-style feature back-projection of the color, needs
-            ``volume_config.feature_dim == 3``) up to this range in metres; None maps RGB-D frames.
+        rgb_only_max_range: map without depth (see the module docstring): image features fill each camera ray up to
+            this range in metres; None maps RGB-D frames. ``volume_config.feature_dim`` 0 takes the checkpoint's
+            feature channels (another value must equal them).
         strict_checkpoint: raise when the checkpoint cannot be used; otherwise keep the reason in
-            :attr:`completion_error` and map by fusion only.
+            :attr:`completion_error` and map by fusion only. RGB-only mapping always raises (ValueError or
+            FileNotFoundError): it maps nothing without its network.
+        segmenter: the 2D segmenter over ``classes`` whose class probabilities an Atlas checkpoint of feature source
+            "deeplab" back-projects (RGB-only mapping only).
+        segmenter_factory: called once to make that segmenter when the checkpoint needs one and ``segmenter`` is
+            None (so that callers load it only for such checkpoints).
 
     Attributes:
         volume, engine (None without a network), lock, stats, completion_stats, checkpoint (resolved path or None),
-        completion_error (why a requested network is not used, or None), generation (number of resets and loads).
+        completion_error (why a requested network is not used, or None), generation (number of resets and loads),
+        feature_extractor (the image features of RGB-only mapping, None for RGB-D).
     """
 
     def __init__(self, volume_config: VolumeConfig, classes: ClassSet | Sequence[str], device: torch.device | str = "cpu",
                  completion_config: CompletionConfig | None = None, checkpoint: str | Path | None = None,
                  mesh_source: str = "observed", rgb_only_max_range: float | None = None,
-                 strict_checkpoint: bool = True, mesh_region_size: float = 2.0):
+                 strict_checkpoint: bool = True, mesh_region_size: float = 2.0, segmenter: Segmenter | None = None,
+                 segmenter_factory: Callable[[], Segmenter] | None = None):
         self.classes = classes if isinstance(classes, ClassSet) else ClassSet.from_names(classes)
-        self.volume = SemanticTSDFVolume(volume_config, self.classes.names, device)
         self.rgb_only_max_range = rgb_only_max_range
-        if rgb_only_max_range is not None:
-            if volume_config.feature_dim != 3:
-                raise ValueError(f"rgb_only back-projects RGB features: set volume.feature_dim to 3 "
-                                 f"(it is {volume_config.feature_dim})")
-            if not volume_config.min_depth < rgb_only_max_range <= volume_config.max_depth:
-                raise ValueError(f"rgb_only_max_range ({rgb_only_max_range}) must lie in (volume.min_depth, "
-                                 f"volume.max_depth] = ({volume_config.min_depth}, {volume_config.max_depth}]")
         self.lock = FairLock()
         self.stats = MappingStatistics()
         self.completion_stats = CompletionStatistics()
         self.checkpoint: Path | None = None
         self.completion_error: str | None = None
         self.completion_config = completion_config or CompletionConfig()
-        self.engine = self._load_network(checkpoint, self.completion_config, strict_checkpoint)
-        self.mesh_source = mesh_source if self.engine is not None else "observed"
+        self.feature_extractor: ImageFeatureExtractor | None = None
+        if rgb_only_max_range is None:
+            self.volume = SemanticTSDFVolume(volume_config, self.classes.names, device)
+            self.engine = self._load_network(checkpoint, self.completion_config, strict_checkpoint)
+            self.mesh_source = mesh_source if self.engine is not None else "observed"
+        else:
+            self.engine = self._load_rgb_only_network(checkpoint, volume_config, device, segmenter, segmenter_factory)
+            self.mesh_source = "completed"
         self.region_blocks = max(1, round(mesh_region_size / volume_config.block_length))
         self._meshers: dict[str, RegionMesher] = {}
         self._voxel_maps: dict[tuple[str, float], RegionVoxelMap] = {}
@@ -206,15 +223,18 @@ class Mapper:
 
     @classmethod
     def from_config(cls, config: MapperConfig, volume_config: VolumeConfig, completion_config: CompletionConfig,
-                    rgb_only_max_range: float | None = None, strict_checkpoint: bool = True) -> "Mapper":
-        """A mapper from the parameter sections (classes from ``classes_file``, device resolved)."""
+                    rgb_only_max_range: float | None = None, strict_checkpoint: bool = True,
+                    segmenter_factory: Callable[[ClassSet], Segmenter] | None = None) -> "Mapper":
+        """A mapper from the parameter sections (classes from ``classes_file``, device resolved);
+        ``segmenter_factory(classes)`` makes the segmenter an RGB-only checkpoint may need (see :class:`Mapper`)."""
         try:
             classes = load_class_set(config.classes_file or None)
         except FileNotFoundError as error:
             raise FileNotFoundError(f"classes_file: {error}") from None
-        checkpoint = None if rgb_only_max_range is not None else config.checkpoint
-        return cls(volume_config, classes, resolve_device(config.device), completion_config, checkpoint,
-                   config.mesh_source, rgb_only_max_range, strict_checkpoint, config.mesh_region_size)
+        factory = None if segmenter_factory is None else (lambda: segmenter_factory(classes))
+        return cls(volume_config, classes, resolve_device(config.device), completion_config, config.checkpoint,
+                   config.mesh_source, rgb_only_max_range, strict_checkpoint, config.mesh_region_size,
+                   segmenter_factory=factory)
 
     def attach_network(self, network: CompletionNetwork, config: CompletionConfig, use_color: bool = True,
                        calibration: ConfidenceCalibration | None = None) -> None:
@@ -223,6 +243,31 @@ class Mapper:
         with self.lock:
             self.engine = CompletionEngine(network, self.volume, config, use_color=use_color, calibration=calibration)
             self.completion_config = config
+
+    def _load_rgb_only_network(self, checkpoint, volume_config: VolumeConfig, device, segmenter: Segmenter | None,
+                               segmenter_factory: Callable[[], Segmenter] | None) -> RgbOnlyCompletionEngine:
+        """Load the Atlas checkpoint, then make the volume (its feature channels) and the feature extractor."""
+        if checkpoint is None or str(checkpoint) == "":
+            raise ValueError("RGB-only mapping needs an Atlas checkpoint (checkpoint 'default' or a file): without "
+                             "its network it maps no geometry")
+        max_range = self.rgb_only_max_range
+        if not volume_config.min_depth < max_range <= volume_config.max_depth:
+            raise ValueError(f"rgb_only_max_range ({max_range}) must lie in (volume.min_depth, volume.max_depth] = "
+                             f"({volume_config.min_depth}, {volume_config.max_depth}]")
+        self.checkpoint = resolve_checkpoint(checkpoint, rgb_only=True)
+        network = load_atlas_network(self.checkpoint, volume_config, self.classes.names, device)
+        self.volume = SemanticTSDFVolume(rgb_only_volume_config(volume_config, network.config), self.classes.names,
+                                         device)
+        if network.config.feature_source == "deeplab" and segmenter is None and segmenter_factory is not None:
+            segmenter = segmenter_factory()
+        try:
+            self.feature_extractor = ImageFeatureExtractor(network, segmenter)
+        except ValueError as error:
+            raise ValueError(f"{self.checkpoint}: {error}") from None
+        if segmenter is not None and tuple(segmenter.class_names) != tuple(self.classes.names):
+            raise ValueError(f"the segmenter's classes {list(segmenter.class_names)} are not the map's "
+                             f"{list(self.classes.names)}")
+        return RgbOnlyCompletionEngine(network, self.volume, self.completion_config)
 
     def _load_network(self, checkpoint, config: CompletionConfig, strict: bool) -> CompletionEngine | None:
         if checkpoint is None or str(checkpoint) == "":
@@ -256,19 +301,23 @@ class Mapper:
 
     # ------------------------------------------------------------------ fusion
     def integrate(self, frame: MapFrame, generation: int | None = None) -> IntegrationStats | None:
-        """Fuse one frame (depth, or color features for an RGB-only mapper); returns what the volume did, or None
-        when ``generation`` (the :attr:`generation` the frame was received in) predates a reset or load.
+        """Fuse one frame (depth, or for an RGB-only mapper the image features of its color, computed before the map
+        lock is taken); returns what the volume did, or None when ``generation`` (the :attr:`generation` the frame
+        was received in) predates a reset or load.
 
         Raises ValueError for invalid frames (the map is unchanged). Frames with no valid depth change nothing
-        (``valid_pixels == 0``).
+        (``valid_pixels == 0``; RGB-only frames have none and always change the map).
         """
+        start = time.perf_counter()
+        if self.rgb_only:
+            features, feature_camera = self._image_features(frame)
+        feature_seconds = time.perf_counter() - start  # integration time: features + the work under the lock
         with self.lock:
             if generation is not None and generation != self.generation:
                 return None
             start = time.perf_counter()
-            if self.rgb_only_max_range is not None:
-                features = frame.color.astype(np.float32) / np.float32(255)
-                stats = self.volume.integrate_features(features, frame.camera, frame.T_world_cam,
+            if self.rgb_only:
+                stats = self.volume.integrate_features(features, feature_camera, frame.T_world_cam,
                                                        max_range=self.rgb_only_max_range)
             else:
                 if frame.depth is None:
@@ -277,13 +326,19 @@ class Mapper:
                                               labels=frame.labels, class_probs=frame.class_probs)
                 if stats.valid_pixels == 0:
                     return stats
-            seconds = time.perf_counter() - start
+            seconds = feature_seconds + time.perf_counter() - start
             self._stamp_ns = max(self._stamp_ns, frame.stamp_ns)
             self._changed()
         self.stats.count_integration(seconds)
         if self._network_computing.is_set():
             self.completion_stats.count_integration_while_computing()
         return stats
+
+    def _image_features(self, frame: MapFrame) -> tuple[torch.Tensor, PinholeCamera]:
+        """The (h, w, feature_dim) features of an RGB-only frame's color and the camera of that feature map."""
+        if frame.color.shape[:2] != frame.camera.shape:
+            raise ValueError(f"color must be {frame.camera.shape} (camera size), got {frame.color.shape[:2]}")
+        return self.feature_extractor(frame.color), feature_map_camera(frame.camera)
 
     def integrate_semantics(self, frame: MapFrame, class_probs: np.ndarray,
                             generation: int | None = None) -> IntegrationStats | None:
@@ -408,9 +463,23 @@ class Mapper:
             self.state))
 
     @property
+    def rgb_only(self) -> bool:
+        """The mapper maps without depth (see the module docstring)."""
+        return self.rgb_only_max_range is not None
+
+    @property
+    def has_additions(self) -> bool:
+        """The network adds surface to an observed map (RGB-D mapping with a network): the "additions" mesh, saved
+        as mesh_additions.ply. An RGB-only map is the network's surface alone and has none."""
+        return self.engine is not None and not self.rgb_only
+
+    @property
     def voxel_map_source(self) -> str:
         """What :meth:`voxel_map` shows: the observed voxels and, with a network, its trusted additions ("both";
-        the points' ``observed`` flag and ``surface_confidence`` tell them apart)."""
+        the points' ``observed`` flag and ``surface_confidence`` tell them apart); for RGB-only mapping the network's
+        prediction ("completed")."""
+        if self.rgb_only:
+            return "completed"
         return "observed" if self.engine is None else "both"
 
     def voxel_map(self, max_distance_voxels: float, source: str | None = None) -> tuple[np.ndarray, MapState]:
@@ -425,11 +494,11 @@ class Mapper:
         return self._up_to_date([cache], lambda: (cache.points(), self.state))
 
     def save(self, directory: str | Path) -> SavedMap:
-        """Write volume.pt, mesh_rgb.ply, mesh_semantic.ply (and with a network, mesh_additions.ply) of one state
-        of the map as one set: into a new save folder of the map folder ``directory`` that becomes its ``current``
-        save at once (:class:`~.map_folder.MapFolder`; a crash at any moment leaves the previous set or the new
-        one). The map is held while the last changed regions are meshed and the volume is copied."""
-        sources = [self.mesh_source] + (["additions"] if self.engine is not None else [])
+        """Write volume.pt, mesh_rgb.ply, mesh_semantic.ply (and with :attr:`has_additions`, mesh_additions.ply) of one
+        state of the map as one set: into a new save folder of the map folder ``directory`` that becomes its
+        ``current`` save at once (:class:`~.map_folder.MapFolder`; a crash at any moment leaves the previous set or
+        the new one). The map is held while the last changed regions are meshed and the volume is copied."""
+        sources = [self.mesh_source] + (["additions"] if self.has_additions else [])
         meshers = [self._mesher(source) for source in sources]
         # a copy of the volume: written after the map is released
         pieces, volume, state = self._up_to_date(meshers, lambda: (

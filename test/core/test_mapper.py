@@ -124,7 +124,7 @@ def test_reset_empties_the_map(frames):
 
 
 def test_modes_and_checkpoints_that_cannot_be_used(tmp_path):
-    with pytest.raises(ValueError, match="feature_dim"):
+    with pytest.raises(ValueError, match="RGB-only mapping needs an Atlas checkpoint"):  # test_rgb_only_mapping.py
         Mapper(VolumeConfig(), CLASSES, rgb_only_max_range=3.0)
     with pytest.raises(FileNotFoundError):
         Mapper(VolumeConfig(), CLASSES, checkpoint=tmp_path / "missing.pt")
