@@ -11,6 +11,8 @@ Commands:
 * ``export``   Lightning checkpoint -> inference checkpoint (``load_checkpoint`` / the mapping node), with the scenes
   the network was trained and validated on
 * ``plot``     loss curves of a run (PNG) from its CSV logs
+* ``atlas-extract``, ``atlas-fit``, ``atlas-export``: the same three steps for the Atlas RGB-only network
+  (:mod:`.atlas`; default config ``semantic_recon_training/configs/atlas.yaml``)
 * ``evaluate`` evaluate an inference checkpoint on held-out scenes (:mod:`.evaluation.evaluate`)
 * ``calibrate`` fit the confidence of a checkpoint's predicted surface on the validation rooms and store it in the
   checkpoint, or check it on other rooms (:mod:`.evaluation.calibration`)
@@ -33,10 +35,14 @@ COMMANDS = {
     "fit": "Train the completion network (Lightning); --resume continues the last checkpoint.",
     "export": "Write the inference checkpoint of a Lightning checkpoint.",
     "plot": "Plot the loss curves of a run from its CSV logs (PNG).",
+    "atlas-extract": "Generate synthetic rooms and cut every scene of an Atlas config into feature-volume chunks.",
+    "atlas-fit": "Train the Atlas RGB-only network (Lightning); --resume continues the last checkpoint.",
+    "atlas-export": "Write the inference checkpoint of an Atlas Lightning checkpoint.",
     "evaluate": "Evaluate an inference checkpoint on held-out scenes.",
     "calibrate": "Fit (validation rooms) or check the confidence calibration of a checkpoint's predicted surface.",
 }
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+ATLAS_CONFIG = CONFIG_DIR / "atlas.yaml"
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -124,6 +130,65 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_atlas_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=ATLAS_CONFIG,
+                        help="Atlas run config YAML (default: semantic_recon_training/configs/atlas.yaml)")
+
+
+def _add_atlas_extract(parser: argparse.ArgumentParser) -> None:
+    _add_atlas_config(parser)
+    parser.add_argument("--only", nargs="+", metavar="SCENE", help="extract only these scenes of the config")
+    parser.add_argument("--overwrite", action="store_true", help="render and extract again even when done")
+
+
+def _run_atlas_extract(args: argparse.Namespace) -> int:
+    from .atlas.atlas_config import load_atlas_config
+    from .atlas.atlas_scenes import prepare_atlas_scenes
+
+    caches = prepare_atlas_scenes(load_atlas_config(args.config), only=args.only, overwrite=args.overwrite)
+    for name, cache in caches.items():
+        print(f"{name}: {cache}")
+    return 0
+
+
+def _add_atlas_fit(parser: argparse.ArgumentParser) -> None:
+    _add_atlas_config(parser)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <output_dir>/checkpoints/last.ckpt (error if there is none)")
+    parser.add_argument("--max-steps", type=int, help="override trainer.max_steps")
+    parser.add_argument("--max-time", metavar="DD:HH:MM:SS",
+                        help="override trainer.max_time (counted across --resume; '' = no limit)")
+
+
+def _run_atlas_fit(args: argparse.Namespace) -> int:
+    from .atlas.atlas_config import load_atlas_config
+    from .atlas.atlas_training import fit_atlas
+
+    config = load_atlas_config(args.config)
+    overrides = {name: getattr(args, name) for name in ("max_steps", "max_time") if getattr(args, name) is not None}
+    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, **overrides))
+    fit_atlas(config, resume=args.resume)
+    return 0
+
+
+def _add_atlas_export(parser: argparse.ArgumentParser) -> None:
+    _add_atlas_config(parser)
+    parser.add_argument("--checkpoint", type=Path,
+                        help="Lightning checkpoint (default: <output_dir>/checkpoints/last.ckpt of the config)")
+    parser.add_argument("--out", type=Path, required=True, help="inference checkpoint to write (.pt)")
+
+
+def _run_atlas_export(args: argparse.Namespace) -> int:
+    from .atlas.atlas_config import load_atlas_config
+    from .atlas.atlas_training import export_atlas
+
+    config = load_atlas_config(args.config)
+    source = args.checkpoint or Path(config.trainer.output_dir) / "checkpoints" / "last.ckpt"
+    info = export_atlas(source, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): {info}")
+    return 0
+
+
 def _evaluation_module(command: str):
     """:mod:`.evaluation.evaluate` or :mod:`.evaluation.calibration`, imported only when ``command`` (``evaluate``,
     ``calibrate``) runs (the other commands do not load them)."""
@@ -144,6 +209,9 @@ HANDLERS = {
     "fit": (_add_fit, _run_fit),
     "export": (_add_export, _run_export),
     "plot": (_add_plot, _run_plot),
+    "atlas-extract": (_add_atlas_extract, _run_atlas_extract),
+    "atlas-fit": (_add_atlas_fit, _run_atlas_fit),
+    "atlas-export": (_add_atlas_export, _run_atlas_export),
 }
 
 

@@ -1,0 +1,126 @@
+"""The run config of Atlas training: typed dataclasses with defaults, filled from YAML like the S4R run config.
+
+Sections (``semantic_recon_training/configs/atlas*.yaml``)::
+
+    data:        DataConfig            scenes, label source, caches, train / validation split (as for S4R)
+    extraction:  AtlasExtractionConfig how a sequence becomes feature-volume chunks
+    model:       AtlasNetConfig        (semantic_recon_ros.core.models)
+    losses:      AtlasLossWeights      (semantic_recon_training.atlas.atlas_losses)
+    optimizer:   OptimizerConfig
+    trainer:     TrainerConfig
+
+Layered like every run config: ``base: <file>`` then the keys that differ (:func:`..fitting.training_config.
+read_config_layers`). A scene's ``extraction`` overrides in ``data.sequences`` apply to this section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from semantic_recon_ros.core.config.fields import check_ranges, config_from_dict, parameter
+from semantic_recon_ros.core.config.volume import VolumeConfig
+from semantic_recon_ros.core.models import AtlasNetConfig
+
+from ..fitting.training_config import DataConfig, OptimizerConfig, TrainerConfig, read_config_layers
+from .atlas_losses import AtlasLossWeights
+
+
+@dataclass
+class AtlasExtractionConfig:
+    """How a posed RGB-D sequence is cut into Atlas training chunks (see :mod:`.atlas_extraction`)."""
+
+    voxel_size: float = parameter(0.04, "Voxel edge length in metres.", 0.005, 0.5)
+    truncation_voxels: float = parameter(4.0, "TSDF truncation in voxels.", 1.0, 16.0)
+    block_size: int = parameter(8, "Block edge of the volumes, in voxels.", 2, 32)
+    chunk_size: int = parameter(48, "Chunk edge in voxels (a multiple of 16).", 16, 256)
+    chunk_stride: int = parameter(24, "Spacing of the chunk grid in voxels.", 1, 256)
+    frame_stride: int = parameter(1, "Use every n-th frame of the sequence.", 1, 10_000)
+    max_frames: int = parameter(0, "At most this many frames after striding (0 = all).", 0, None)
+    min_depth: float = parameter(0.1, "Depth readings closer than this (metres) are ignored (target fusion).",
+                                 0.0, 100.0)
+    max_depth: float = parameter(5.0, "Depth readings farther than this (metres) are ignored (target fusion).",
+                                 0.01, 100.0)
+    max_range: float = parameter(
+        3.0, "Features fill each camera ray up to this distance (metres), as the node's rgb_only_max_range.",
+        0.1, 100.0)
+    min_surface_voxels: int = parameter(
+        400, "Chunks need at least this many target surface voxels (|sdf| < 1 voxel) seen by a view.", 1, None)
+    views_per_chunk: int = parameter(
+        8, "Views stored per chunk (RGB at view_downscale) for the 'learned' feature source.", 1, 64)
+    view_downscale: int = parameter(2, "Stored views have the frame resolution divided by this.", 1, 16)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if self.chunk_size % 16:
+            raise ValueError(f"chunk_size must be a multiple of 16, got {self.chunk_size}")
+        if not self.min_depth < self.max_range <= self.max_depth:
+            raise ValueError(f"max_range ({self.max_range}) must lie in (min_depth, max_depth] = "
+                             f"({self.min_depth}, {self.max_depth}]")
+
+    @property
+    def truncation(self) -> float:
+        return self.voxel_size * self.truncation_voxels
+
+    def volume_config(self, feature_dim: int = 0) -> VolumeConfig:
+        """The fusion volume: the target's (``feature_dim`` 0) or the features' volume."""
+        return VolumeConfig(voxel_size=self.voxel_size, truncation_voxels=self.truncation_voxels,
+                            block_size=self.block_size, min_depth=self.min_depth, max_depth=self.max_depth,
+                            feature_dim=feature_dim)
+
+
+@dataclass
+class AtlasRunConfig:
+    """Everything the ``atlas-*`` training commands need (sections as in the module docstring)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    extraction: AtlasExtractionConfig = field(default_factory=AtlasExtractionConfig)
+    model: AtlasNetConfig = field(default_factory=AtlasNetConfig)
+    losses: AtlasLossWeights = field(default_factory=AtlasLossWeights)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def extraction_for(self, overrides: dict, source: str = "extraction overrides") -> AtlasExtractionConfig:
+        """The run's extraction config with a scene's overrides applied (errors name ``source``)."""
+        merged = {**dataclasses.asdict(self.extraction), **overrides}
+        return config_from_dict(AtlasExtractionConfig, merged, source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(AtlasRunConfig)}
+
+
+def atlas_config_from_dict(values: dict, source: str = "config") -> AtlasRunConfig:
+    """Build an :class:`AtlasRunConfig` from nested mappings (missing sections and keys take their defaults)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: a run config must be a mapping of sections, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"{source}: unknown sections {unknown}; known: {sorted(SECTIONS)}")
+    sections = {}
+    for name, make in SECTIONS.items():
+        section = values.get(name) or {}
+        if not isinstance(section, dict):
+            raise ValueError(f"{source}: section {name!r} must be a mapping, got {type(section).__name__}")
+        try:
+            sections[name] = config_from_dict(type(make()), section, f"{source} [{name}]")
+        except (TypeError, ValueError) as err:
+            message = str(err)
+            raise ValueError(message if message.startswith(source) else f"{source} [{name}]: {message}") from None
+    config = AtlasRunConfig(**sections)
+    for sequence in config.data.sequences:
+        config.extraction_for(sequence.extraction, f"{source} [data.sequences {sequence.name!r} extraction]")
+    config.extraction_for(config.data.synthetic_extraction, f"{source} [data.synthetic_extraction]")
+    return config
+
+
+def load_atlas_config(path: str | Path) -> AtlasRunConfig:
+    """Read a YAML Atlas run config and its bases (FileNotFoundError / ValueError naming the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training config not found: {path}")
+    return atlas_config_from_dict(read_config_layers(path), str(path))

@@ -1,0 +1,149 @@
+"""Atlas training on real 7-Scenes frames: feature-volume chunks with depth-only targets, the frozen feature sources
+sharing one cache, a few steps of ``atlas-fit`` lowering the loss, and ``atlas-export`` writing a checkpoint that
+loads as the node loads it.
+
+One module-scoped extraction (every 25th of the first 200 frames, 32^3 chunks) and one short run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from support.paths import REPO, SEGMENTER, SEVEN_SCENES
+
+from semantic_recon_ros.core.classes import load_class_set
+from semantic_recon_ros.core.models import AtlasNetConfig, load_checkpoint
+from semantic_recon_ros.core.rgb_only_features import ImageFeatureExtractor
+from semantic_recon_ros.core.segmentation import DeepLabADE20K
+from semantic_recon_training.__main__ import main as train_main
+from semantic_recon_training.atlas.atlas_config import load_atlas_config
+from semantic_recon_training.atlas.atlas_dataset import AtlasChunkDataset
+from semantic_recon_training.atlas.atlas_extraction import source_channels
+from semantic_recon_training.atlas.atlas_losses import atlas_losses
+from semantic_recon_training.atlas.atlas_module import AtlasModule
+from semantic_recon_training.atlas.atlas_scenes import atlas_cache_dir, prepare_atlas_scenes
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+STEPS = 40
+CLASSES = load_class_set().names
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory, shared_data):
+    root = tmp_path_factory.mktemp("atlas")
+    values = {
+        "base": str(REPO / "semantic_recon_training" / "configs" / "atlas.yaml"),
+        "data": {"root": str(root / "data"), "synthetic_seeds": [], "val_scenes": [],
+                 "segmenter_dir": str(SEGMENTER),
+                 "sequences": [{"name": "kitchen", "path": str(SEVEN_SCENES),
+                                "extraction": {"frame_stride": 25, "max_frames": 8}}]},
+        "extraction": {"chunk_size": 32, "chunk_stride": 16, "min_surface_voxels": 200, "views_per_chunk": 2,
+                       "view_downscale": 4},
+        "optimizer": {"lr": 0.003, "warmup_steps": 2},
+        "trainer": {"output_dir": str(root / "run"), "max_steps": STEPS, "max_time": "", "batch_size": 2,
+                    "num_workers": 0, "progress_bar": False, "checkpoint_every_n_steps": STEPS},
+    }
+    path = root / "atlas_test.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@pytest.fixture(scope="module")
+def config(config_file):
+    config = load_atlas_config(config_file)
+    prepare_atlas_scenes(config, progress=False)
+    return config
+
+
+def test_extraction_back_projects_features_and_fuses_depth_targets(config):
+    cache = atlas_cache_dir(config, "kitchen")
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert manifest["frame_indices"] == list(range(0, 200, 25))
+    assert len(manifest["chunks"]) > 5
+    dataset = AtlasChunkDataset([cache], "deeplab")
+    image_channels = 3 + len(CLASSES)
+    seen_fraction, labeled_fraction = [], []
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        features, seen = sample["features"], sample["seen"][0]
+        assert features.shape == (2 * image_channels, 32, 32, 32) and torch.isfinite(features).all()
+        assert (features[:, ~seen] == 0).all()  # nothing where no ray went
+        mean, square = features[:image_channels, seen], features[image_channels:, seen]
+        assert (mean[:3] >= 0).all() and (mean[:3] <= 1).all()  # RGB
+        assert (square - mean * mean).min() > -2e-3  # the means of f and f*f of the same views (float16)
+        observed = sample["target_observed"][0]
+        labels = sample["target_labels"]
+        assert observed[labels >= 0].all()  # fused labels only where depth was fused
+        surface = observed & (sample["target_tsdf"][0].abs() < 0.25)
+        assert int(surface.sum()) >= 200
+        seen_fraction.append(float(seen[surface].float().mean()))
+        labeled_fraction.append(float((labels[surface] >= 0).float().mean()))
+        assert sample["view_color"].shape == (2, 3, 120, 160)
+    assert np.mean(seen_fraction) > 0.8  # most target surface lies within 3 m of some camera
+    assert np.mean(labeled_fraction) > 0.5
+
+
+def test_the_color_source_reads_a_subset_of_the_cached_channels(seven_scenes):
+    """One cache serves both frozen sources: the RGB channels of the DeepLab features are the color source's."""
+    frame = seven_scenes[0]
+    segmenter = DeepLabADE20K(SEGMENTER, CLASSES, num_threads=1)
+    deeplab = ImageFeatureExtractor(AtlasNetConfig(feature_source="deeplab"), segmenter)(frame.color)
+    color = ImageFeatureExtractor(AtlasNetConfig(feature_source="color"))(frame.color)
+    assert deeplab.shape == (120, 160, 32) and color.shape == (120, 160, 6)
+    torch.testing.assert_close(deeplab[..., source_channels("color", len(CLASSES))], color)
+    probabilities = deeplab[..., 3:3 + len(CLASSES)]
+    assert float(probabilities.sum(dim=-1).max()) <= 1.0 + 1e-4 and float(probabilities.max()) > 0.5
+
+
+def _mean_loss(module: AtlasModule, dataset: AtlasChunkDataset) -> float:
+    """The mean loss over ``dataset`` of a copy in training mode (batch statistics: a short run leaves BatchNorm's
+    running ones unsettled)."""
+    module = copy.deepcopy(module).train()
+    losses = []
+    with torch.no_grad():
+        for batch in DataLoader(dataset, batch_size=4):
+            losses.append(float(atlas_losses(module(batch), batch, module.run_config.losses)[0]))
+    return float(np.mean(losses))
+
+
+def test_fit_lowers_the_loss_and_export_loads_as_the_node_loads(config, config_file, tmp_path):
+    dataset = AtlasChunkDataset([atlas_cache_dir(config, "kitchen")], "deeplab")
+    batch = next(iter(DataLoader(dataset, batch_size=4)))
+    torch.manual_seed(0)
+    untrained = AtlasModule(config.to_dict(), list(CLASSES), *dataset.map_settings())
+    assert train_main(["atlas-fit", "--config", str(config_file)]) == 0
+    checkpoint = torch.load(f"{config.trainer.output_dir}/checkpoints/last.ckpt", map_location="cpu",
+                            weights_only=False)
+    assert checkpoint["global_step"] == STEPS
+    trained = AtlasModule(config.to_dict(), list(CLASSES), *dataset.map_settings())
+    trained.load_state_dict(checkpoint["state_dict"])
+    assert _mean_loss(trained, dataset) < 0.85 * _mean_loss(untrained, dataset)
+
+    out = tmp_path / "atlas.pt"
+    assert train_main(["atlas-export", "--config", str(config_file), "--out", str(out)]) == 0
+    network, info = load_checkpoint(out, "cpu", expected_class_names=CLASSES, expected_voxel_size=0.04,
+                                    expected_truncation=0.16)
+    assert info.model == "atlas" and info.config.feature_source == "deeplab"
+    assert [scene["scene"] for scene in info.training["scenes"]] == ["kitchen"]
+    sample = dataset[0]
+    with torch.no_grad():
+        exported = network.reconstruct(sample["features"][None], sample["seen"][None])["tsdf"]
+        trained.eval()
+        reference = trained(batch)["tsdf"][:1]
+    assert float((exported - reference).abs().max()) < 0.02  # float16 weights
+
+
+def test_export_refuses_what_is_not_an_atlas_run(tmp_path, capsys):
+    fake = tmp_path / "s4r.ckpt"
+    torch.save({"hyper_parameters": {"config": {"model": {"use_color": True}}, "class_names": list(CLASSES),
+                                     "voxel_size": 0.04, "truncation": 0.16}, "state_dict": {}}, fake)
+    assert train_main(["atlas-export", "--checkpoint", str(fake), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "not an AtlasModule checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
