@@ -1,16 +1,27 @@
-"""Evaluate a completion checkpoint on held-out scenes, next to plain TSDF fusion and 2D label fusion.
+"""Evaluate a checkpoint on held-out scenes: a completion (S4R) checkpoint next to plain TSDF fusion and 2D label
+fusion, or an RGB-only (Atlas) checkpoint next to the RGB-D map.
 
 For every held-out synthetic room (generated from its seed and cached) and optionally a 7-Scenes sequence, a
-seeded part of the frames is fused with the 2D segmenter's pseudo-labels (the training protocol of
-:mod:`..data.chunk_extraction`); the fusion itself is the "TSDF fusion" and "2D label fusion" baselines, the
-checkpoint completes it. Scores (see :mod:`.evaluation_scoring`): completion IoU / recall / precision and TSDF
-L1, semantic mIoU / mAcc partial-to-partial and partial-to-full (synthetic), Atlas' 2D depth metrics in held-out
-views, semantic consistency in held-out views, Atlas' 3D mesh metrics. Writes OUT/results.md, OUT/results.json
-and PNG plots; caches scenes and pseudo-labels under OUT/cache (or --cache-dir). Scenes the checkpoint records as
-trained or validated on are refused, and only the reserved rooms are titled held-out (:mod:`.held_out`).
+seeded part of the frames is the input (the training protocol of :mod:`..data.chunk_extraction`).
 
-Example: python -m semantic_recon_training evaluate --checkpoint models/default.pt --synthetic-seeds 900-904 \\
-             --seven-scenes ../shared/data/7scenes-redkitchen --out train_runs/eval
+* S4R checkpoints (:mod:`.scene_evaluation`): the input is fused with the 2D segmenter's pseudo-labels; the fusion
+  itself is the "TSDF fusion" and "2D label fusion" baselines, the checkpoint completes it. Scores (see
+  :mod:`.evaluation_scoring`): completion IoU / recall / precision and TSDF L1, semantic mIoU / mAcc
+  partial-to-partial and partial-to-full (synthetic), Atlas' 2D depth metrics in held-out views, semantic
+  consistency in held-out views, Atlas' 3D mesh metrics.
+* Atlas checkpoints (:mod:`.rgb_only_evaluation`): the input's color and poses are mapped by the RGB-only Mapper,
+  next to the RGB-D map of the same frames and a constant-depth baseline, scored with Atlas' 3D and 2D depth
+  metrics against the fusion of all frames' depth, and semantically where there is ground truth. On 7-Scenes only
+  the frames of ``--held-out-frames`` are used (the network trains on none of them).
+
+Writes OUT/results.md, OUT/results.json and PNG plots (a mesh preview per scene); caches scenes and pseudo-labels
+under OUT/cache (or --cache-dir). Scenes the checkpoint records as trained or validated on are refused, and only the
+reserved rooms are titled held-out (:mod:`.held_out`).
+
+Examples: python -m semantic_recon_training evaluate --checkpoint models/default.pt --synthetic-seeds 900-904 \\
+              --seven-scenes ../shared/data/7scenes-redkitchen --out train_runs/eval
+          python -m semantic_recon_training evaluate --checkpoint models/atlas_default.pt --synthetic-seeds 900-904 \\
+              --seven-scenes ../shared/data/7scenes-redkitchen --seven-scenes-stride 2 --out train_runs/eval_rgb_only
 """
 
 from __future__ import annotations
@@ -20,27 +31,31 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from semantic_recon_ros.core.classes import load_class_set
+from semantic_recon_ros.core.classes import ClassSet, load_class_set
 from semantic_recon_ros.core.completion_confidence import ConfidenceCalibration
 from semantic_recon_ros.core.config.completion import CompletionConfig
 from semantic_recon_ros.core.models import load_checkpoint
+from semantic_recon_ros.core.models.checkpoint import CheckpointInfo
 from semantic_recon_ros.core.config.files import load_section
 from semantic_recon_ros.core.resources import share_file
 
-from ..data.pseudo_labels import DEFAULT_SEGMENTER_DIR, GroundTruthLabels, deeplab_labels
+from ..data.pseudo_labels import DEFAULT_SEGMENTER_DIR, GroundTruthLabels, SegmenterLabels, deeplab_labels
 from ..data.training_record import TrainingRecord
 from ..paths import repo_path
 from .evaluation_plots import depth_error_histogram, mesh_preview, per_class_iou_plot
-from .evaluation_protocol import (EvaluationProtocol, held_out_synthetic_scene, parse_seeds, real_evaluation_scene,
-                                  synthetic_evaluation_scene)
+from .evaluation_protocol import (EvaluationProtocol, EvaluationScene, held_out_synthetic_scene, parse_seeds,
+                                  real_evaluation_scene, synthetic_evaluation_scene)
 from .evaluation_report import DatasetResult, metrics_table, write_results
 from .held_out import check_synthetic_rooms, record_warning, sequence_note, synthetic_title
 from .reconstructions import ABLATION_PREFIX, LABEL_FUSION
+from .rgb_only_evaluation import DEFAULT_MAX_RANGE, evaluate_rgb_only_scene
+from .rgb_only_report import HEADINGS as RGB_ONLY_HEADINGS, write_rgb_only_results
 from .scene_evaluation import SceneResult, evaluate_scene
 
 DEFAULT_SEGMENTER = Path(repo_path(DEFAULT_SEGMENTER_DIR))
@@ -66,7 +81,8 @@ def _image_size(text: str) -> tuple[int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = EvaluationProtocol()
-    parser.add_argument("--checkpoint", type=Path, required=True, help="S4R inference checkpoint to evaluate")
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="inference checkpoint to evaluate: S4R (completion) or Atlas (RGB-only reconstruction)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (results.md, results.json, plots)")
     parser.add_argument("--synthetic-seeds", default="900-904",
                         help="held-out synthetic rooms, e.g. 900-904 or 900,903 (default %(default)s; 900-909 are "
@@ -88,7 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"synthetic frame size WIDTHxHEIGHT (default {defaults.image_width}x"
                              f"{defaults.image_height})")
     parser.add_argument("--seven-scenes-stride", type=int, default=defaults.seven_scenes_stride,
-                        help="use every n-th 7-Scenes frame (default %(default)s)")
+                        help="use every n-th 7-Scenes frame (default %(default)s; an Atlas checkpoint maps only the "
+                             "held-out frames: use e.g. 2)")
     parser.add_argument("--held-out-frames", type=_range_pair, default=defaults.held_out_range,
                         help="7-Scenes frames held out of training, where held-out views are taken (default "
                              f"{defaults.held_out_range[0]}-{defaults.held_out_range[1] - 1})")
@@ -120,7 +137,7 @@ def protocol_from_args(args: argparse.Namespace) -> EvaluationProtocol:
 
 
 def write_plots(out: Path, datasets: list[DatasetResult], class_names: tuple[str, ...]) -> None:
-    """Per-class IoU bars per dataset (synthetic: partial-to-full; real: held-out views vs the segmenter) and the
+    """Per-class IoU bars per dataset (synthetic: the target surface; real: held-out views vs the segmenter) and the
     depth error histograms (label fusion left out: its geometry is plain fusion's)."""
     for dataset in datasets:
         which = "full" if dataset.synthetic else "views"
@@ -129,11 +146,59 @@ def write_plots(out: Path, datasets: list[DatasetResult], class_names: tuple[str
                                          for name, scores in dataset.totals.items()
                                          if scores.has_semantics and not name.startswith(ABLATION_PREFIX)},
                            f"{dataset.title}: per-class IoU, "
-                           f"{'partial-to-full' if dataset.synthetic else 'held-out views vs the segmenter'}")
+                           f"{'target surface' if dataset.synthetic else 'held-out views vs the segmenter'}")
     depth_error_histogram(out / "depth_error_histogram.png",
                           {d.title: {name: np.concatenate(scores.depth_errors) for name, scores in d.totals.items()
                                      if name != LABEL_FUSION and not name.startswith(ABLATION_PREFIX)}
                            for d in datasets})
+
+
+def load_evaluated_checkpoint(path: Path, device: str, class_names: tuple[str, ...],
+                              protocol: EvaluationProtocol) -> tuple[torch.nn.Module, CheckpointInfo]:
+    """The network and info of the checkpoint ``path``; ValueError naming the protocol's settings when it was
+    trained for others."""
+    try:
+        return load_checkpoint(path, device, expected_class_names=class_names, expected_voxel_size=protocol.voxel_size,
+                               expected_truncation=protocol.truncation)
+    except ValueError as err:
+        if "trained for" not in str(err):  # not a mismatch with the protocol
+            raise
+        raise ValueError(f"{err} (evaluation protocol: --voxel-size {protocol.voxel_size} m, truncation "
+                         f"{protocol.truncation_voxels:g} voxels, config/classes.yaml)") from None
+
+
+def preview(out: Path, result: SceneResult, classes: ClassSet) -> None:
+    """The scene's meshes side by side from above (OUT/mesh_preview_<scene>.png); frees them."""
+    mesh_preview(out / f"mesh_preview_{result.name}.png", result.meshes, classes, result.preview,
+                 f"{result.name}: " + " / ".join(result.meshes))
+    result.meshes.clear()
+
+
+def evaluate_datasets(evaluate: Callable[[EvaluationScene], SceneResult], args: argparse.Namespace,
+                      protocol: EvaluationProtocol, seeds: list[int], record: TrainingRecord | None,
+                      seven_scenes_note: str | None, classes: ClassSet, rgb_only: bool) -> list[DatasetResult]:
+    """``evaluate`` every synthetic room of ``seeds`` and the 7-Scenes sequence of ``args`` (with ``rgb_only``, only
+    its held-out frames) and preview each scene."""
+    progress = not args.no_progress
+    cache = args.cache_dir or args.out / "cache"
+    datasets = []
+    if seeds:
+        results = []
+        for seed in tqdm(seeds, desc="synthetic rooms", unit="room", disable=not progress):
+            folder = held_out_synthetic_scene(cache, seed, protocol, progress)
+            results.append(evaluate(synthetic_evaluation_scene(folder, protocol)))
+            preview(args.out, results[-1], classes)
+        datasets.append(DatasetResult(synthetic_title(args.synthetic_seeds, seeds, record), results, synthetic=True))
+    if args.seven_scenes is not None:
+        scene = real_evaluation_scene(args.seven_scenes, protocol, protocol.seven_scenes_stride, held_out_only=rgb_only)
+        result = evaluate(scene)
+        preview(args.out, result, classes)
+        first, last = protocol.held_out_range
+        frames = f"only frames {first}-{last - 1}, " if rgb_only else ""
+        datasets.append(DatasetResult(f"{SEVEN_SCENES_TITLE} ({scene.name}, {frames}frame stride "
+                                      f"{protocol.seven_scenes_stride}; {seven_scenes_note})", [result],
+                                      synthetic=False))
+    return datasets
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,26 +213,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--labels ground-truth needs 2D ground truth, which 7-Scenes does not have")
     torch.set_num_threads(args.threads)
     classes = load_class_set()
-    try:
-        network, info = load_checkpoint(args.checkpoint, args.device, expected_class_names=classes.names,
-                                        expected_voxel_size=protocol.voxel_size,
-                                        expected_truncation=protocol.truncation)
-    except ValueError as err:
-        if "trained for" not in str(err):  # not a mismatch with the protocol
-            raise
-        raise ValueError(f"{err} (evaluation protocol: --voxel-size {protocol.voxel_size} m, truncation "
-                         f"{protocol.truncation_voxels:g} voxels, config/classes.yaml)") from None
-    if info.model not in ("s4r", "s4r_colorblind"):
-        raise ValueError(f"{args.checkpoint}: a {info.model!r} model cannot complete a fused scan (needs s4r)")
+    network, info = load_evaluated_checkpoint(args.checkpoint, args.device, classes.names, protocol)
     record = None if info.training is None else TrainingRecord.from_dict(info.training)
     check_synthetic_rooms(seeds, record)  # refuses rooms the checkpoint has seen
     seven_scenes_note = (None if args.seven_scenes is None
                          else sequence_note(args.seven_scenes, protocol.held_out_range, record))
     if record_warning(record):
         print(record_warning(record), file=sys.stderr)
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    cache = args.cache_dir or out / "cache"
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = args.cache_dir or args.out / "cache"
     if args.labels == "segmenter":
         labels = deeplab_labels(args.segmenter, classes.names, args.label_cache or cache / "labels",
                                 min_probability=protocol.min_label_probability, num_threads=args.threads)
@@ -175,40 +229,40 @@ def run(args: argparse.Namespace) -> int:
         labels = GroundTruthLabels(classes.num_classes)
     completion = load_section(args.params_file or share_file("config/mapping.yaml"), "completion", CompletionConfig)
     progress = not args.no_progress
-    calibration = (ConfidenceCalibration.uncalibrated() if info.calibration is None
-                   else ConfidenceCalibration.from_dict(info.calibration))
+    rgb_only = info.model == "atlas"
+    if rgb_only:
+        del network  # the RGB-only Mapper loads the checkpoint itself
+        segmenter = None
+        if info.config.feature_source == "deeplab":
+            segmenter = (labels if isinstance(labels, SegmenterLabels)
+                         else deeplab_labels(args.segmenter, classes.names, None, num_threads=args.threads)).segmenter
 
-    def evaluate(scene) -> SceneResult:
-        return evaluate_scene(scene, network, info.model == "s4r", protocol, classes.names, labels, completion,
-                              device=args.device, progress=progress, calibration=calibration, ablation=args.ablation)
+        def evaluate(scene: EvaluationScene) -> SceneResult:
+            return evaluate_rgb_only_scene(scene, args.checkpoint, protocol, classes.names, labels, completion,
+                                           segmenter, device=args.device, progress=progress)
+    else:
+        calibration = (ConfidenceCalibration.uncalibrated() if info.calibration is None
+                       else ConfidenceCalibration.from_dict(info.calibration))
 
-    datasets = []
-    if seeds:
-        results = []
-        for seed in tqdm(seeds, desc="synthetic rooms", unit="room", disable=not progress):
-            folder = held_out_synthetic_scene(cache, seed, protocol, progress)
-            results.append(evaluate(synthetic_evaluation_scene(folder, protocol)))
-            if len(results) == 1:
-                mesh_preview(out / f"mesh_preview_{results[0].name}.png", results[0].meshes, classes,
-                             results[0].preview, f"{results[0].name}: " + " / ".join(results[0].meshes))
-            results[-1].meshes.clear()
-        datasets.append(DatasetResult(synthetic_title(args.synthetic_seeds, seeds, record), results, synthetic=True))
-    if args.seven_scenes is not None:
-        scene = real_evaluation_scene(args.seven_scenes, protocol, protocol.seven_scenes_stride)
-        result = evaluate(scene)
-        mesh_preview(out / f"mesh_preview_{result.name}.png", result.meshes, classes, result.preview,
-                     f"{result.name}: " + " / ".join(result.meshes))
-        result.meshes.clear()
-        datasets.append(DatasetResult(f"{SEVEN_SCENES_TITLE} ({scene.name}, frame stride "
-                                      f"{protocol.seven_scenes_stride}; {seven_scenes_note})", [result],
-                                      synthetic=False))
-    write_plots(out, datasets, classes.names)
+        def evaluate(scene: EvaluationScene) -> SceneResult:
+            return evaluate_scene(scene, network, info.model == "s4r", protocol, classes.names, labels, completion,
+                                  device=args.device, progress=progress, calibration=calibration,
+                                  ablation=args.ablation)
+
+    datasets = evaluate_datasets(evaluate, args, protocol, seeds, record, seven_scenes_note, classes, rgb_only)
+    write_plots(args.out, datasets, classes.names)
     command = "python -m semantic_recon_training evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 1 and sys.argv[1] == "evaluate" else "python -m semantic_recon_training evaluate"
     seconds = time.perf_counter() - started
-    markdown, _ = write_results(out, datasets, classes.names, protocol, completion, args.checkpoint, command,
-                                seconds, calibration)
+    if rgb_only:
+        markdown, _ = write_rgb_only_results(args.out, datasets, classes.names, protocol, info.config,
+                                             DEFAULT_MAX_RANGE, args.labels == "ground-truth", args.checkpoint,
+                                             command, seconds)
+    else:
+        markdown, _ = write_results(args.out, datasets, classes.names, protocol, completion, args.checkpoint, command,
+                                    seconds, calibration)
+    headings = RGB_ONLY_HEADINGS if rgb_only else None
     for dataset in datasets:
-        print(f"\n{dataset.title}\n" + metrics_table({m: s.summary() for m, s in dataset.totals.items()}))
+        print(f"\n{dataset.title}\n" + metrics_table({m: s.summary() for m, s in dataset.totals.items()}, headings))
     print(f"\nwrote {markdown} ({seconds / 60:.1f} min)")
     return 0

@@ -166,14 +166,16 @@ def synthetic_evaluation_scene(folder: Path, protocol: EvaluationProtocol) -> Ev
     return EvaluationScene(f"room-{truth.scene.seed}", folder, frames, is_input, views, truth)
 
 
-def real_evaluation_scene(folder: Path, protocol: EvaluationProtocol, stride: int) -> EvaluationScene:
+def real_evaluation_scene(folder: Path, protocol: EvaluationProtocol, stride: int,
+                          held_out_only: bool = False) -> EvaluationScene:
     """A real sequence (e.g. 7-Scenes): every ``stride``-th frame, the seeded input subset, held-out views among
-    the other frames whose sequence index lies in ``protocol.held_out_range``."""
-    frames = open_sequence(folder).subset(stride=stride)
+    the other frames whose sequence index lies in ``protocol.held_out_range``. With ``held_out_only`` the scene
+    is only the frames in that range (RGB-only evaluation: its input frames are held back from training too)."""
+    first, last = protocol.held_out_range
+    frames = open_sequence(folder).subset(*((first, last) if held_out_only else (0, None)), stride=stride)
     if len(frames) < 2:
         raise ValueError(f"{folder}: {len(frames)} frames after stride {stride}; need at least 2")
     is_input = input_frame_mask(len(frames), protocol.input_fraction, protocol.seed)
-    first, last = protocol.held_out_range
     candidates = [p for p in np.flatnonzero(~is_input) if first <= frames.indices[p] < last]
     if not candidates:
         raise ValueError(f"{folder}: no frame outside the input lies in the held-out range [{first}, {last}) "

@@ -70,10 +70,12 @@ def format_value(value: float) -> str:
     return f"{value:.3f}"
 
 
-def metrics_table(summaries: dict[str, dict[str, float]]) -> str:
-    """Markdown table, rows = methods; columns where every method is NaN are left out."""
+def metrics_table(summaries: dict[str, dict[str, float]], headings: dict[str, str] | None = None) -> str:
+    """Markdown table, rows = methods; columns where every method is NaN are left out. ``headings``: summary key ->
+    column heading, replacing those of :data:`COLUMNS`."""
+    headings = {k: heading for k, (heading, _, _) in COLUMNS.items()} | (headings or {})
     keys = [k for k in COLUMNS if any(not math.isnan(s.get(k, math.nan)) for s in summaries.values())]
-    header = "| method | " + " | ".join(f"{COLUMNS[k][0]} {COLUMNS[k][1]}" for k in keys) + " |"
+    header = "| method | " + " | ".join(f"{headings[k]} {COLUMNS[k][1]}" for k in keys) + " |"
     rule = "|---|" + "---:|" * len(keys)
     rows = [f"| {name} | " + " | ".join(format_value(summary.get(k, math.nan)) for k in keys) + " |"
             for name, summary in summaries.items()]
@@ -121,10 +123,15 @@ confidence reaches completion.min_confidence (the map with its additions). "abla
 the latter two each."""
 
 
+PER_CLASS_TABLES = (("full", "Per-class IoU, partial-to-full (3D)"),
+                    ("partial", "Per-class IoU, partial-to-partial (3D)"),
+                    ("views", "Per-class IoU of the rendered labels in the held-out views (2D)"))
+
+
 def write_results(out_dir: Path, datasets: Sequence[DatasetResult], class_names: Sequence[str],
                   protocol: EvaluationProtocol, completion: CompletionConfig, checkpoint: Path, command: str,
                   seconds: float, calibration: ConfidenceCalibration) -> tuple[Path, Path]:
-    """Write ``results.md`` and ``results.json``; returns their paths."""
+    """Write ``results.md`` and ``results.json`` of a completion checkpoint's evaluation; returns their paths."""
     lines = [f"# Evaluation of `{checkpoint}`", "", f"Command: `{command}`", "",
              f"Protocol: {protocol.voxel_size * 100:g} cm voxels, truncation {protocol.truncation_voxels:g} voxels, "
              f"input = a seeded {protocol.input_fraction:.0%} of the frames (seed {protocol.seed}), "
@@ -135,15 +142,28 @@ def write_results(out_dir: Path, datasets: Sequence[DatasetResult], class_names:
              f"Wall time {seconds / 60:.1f} min.", ""]
     document = {"checkpoint": str(checkpoint), "command": command, "seconds": round(seconds, 1),
                 "protocol": dataclasses.asdict(protocol), "completion": dataclasses.asdict(completion),
-                "calibration": calibration.to_dict(),
-                "class_names": list(class_names), "datasets": {}}
+                "calibration": calibration.to_dict()}
+    occupancy = ("on the surface shell, |sdf| < 1 voxel (S4R / SG-NN)" if protocol.occupancy == "surface"
+                 else "in the band behind the surface, -truncation < sdf <= 0")
+    definitions = DEFINITIONS.format(occupancy=occupancy, spacing=protocol.mesh_sample_spacing * 100,
+                                     threshold=protocol.fscore_threshold * 100)
+    return write_report(out_dir, lines, document, datasets, class_names, PER_CLASS_TABLES, definitions)
+
+
+def write_report(out_dir: Path, header: list[str], document: dict, datasets: Sequence[DatasetResult],
+                 class_names: Sequence[str], per_class_tables: Sequence[tuple[str, str]], definitions: str,
+                 headings: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """Write ``results.md`` (``header`` lines, per dataset its metrics table (``headings`` as in
+    :func:`metrics_table`) and the per-class IoU tables ``per_class_tables`` ((confusion, title) pairs) where
+    something was scored, then ``definitions``) and ``results.json`` (``document`` plus the class names and every
+    dataset's scores); returns their paths."""
+    lines = list(header)
+    document = {**document, "class_names": list(class_names), "datasets": {}}
     for dataset in datasets:
         summaries = {name: scores.summary() for name, scores in dataset.totals.items()}
         lines += [f"## {dataset.title}", "", f"Scenes: {', '.join(s.name for s in dataset.scenes)}.", "",
-                  metrics_table(summaries), ""]
-        for which, title in (("full", "Per-class IoU, partial-to-full (3D)"),
-                             ("partial", "Per-class IoU, partial-to-partial (3D)"),
-                             ("views", "Per-class IoU of the rendered labels in the held-out views (2D)")):
+                  metrics_table(summaries, headings), ""]
+        for which, title in per_class_tables:
             table = per_class_table(dataset.totals, class_names, which)
             if table:
                 lines += [f"### {title}", "", table, ""]
@@ -151,16 +171,13 @@ def write_results(out_dir: Path, datasets: Sequence[DatasetResult], class_names:
             "methods": {name: _json_floats(summary) for name, summary in summaries.items()},
             "per_class_iou": {name: {which: _json_floats(dict(zip(class_names,
                                                                   getattr(s, which).per_class_iou().tolist())))
-                                     for which in ("partial", "full", "views")}
+                                     for which, _ in per_class_tables}
                               for name, s in dataset.totals.items() if s.has_semantics},
             "scenes": [{"name": scene.name, **scene.info,
                         "methods": {name: _json_floats(s.summary()) for name, s in scene.methods.items()}}
                        for scene in dataset.scenes],
         }
-    occupancy = ("on the surface shell, |sdf| < 1 voxel (S4R / SG-NN)" if protocol.occupancy == "surface"
-                 else "in the band behind the surface, -truncation < sdf <= 0")
-    lines += [DEFINITIONS.format(occupancy=occupancy, spacing=protocol.mesh_sample_spacing * 100,
-                                 threshold=protocol.fscore_threshold * 100), ""]
+    lines += [definitions, ""]
     markdown, json_path = out_dir / "results.md", out_dir / "results.json"
     markdown.write_text("\n".join(lines))
     json_path.write_text(json.dumps(document, indent=1) + "\n")

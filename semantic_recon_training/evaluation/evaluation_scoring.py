@@ -7,7 +7,9 @@
 * Held-out views: the method's mesh rendered into each view (:class:`~.mesh_views.MeshViewRenderer`),
   Atlas' depth metrics against the view's depth, and mIoU / mAcc of the rendered labels against the view's
   2D labels (synthetic ground truth, or the segmenter on real data: semantic consistency).
-* Mesh: Atlas' 3D metrics between points sampled on the method's mesh and on the target surface.
+* Mesh: Atlas' 3D metrics between points sampled on the method's mesh and on the target surface; for a mesh
+  scored without voxels (:func:`score_mesh`, RGB-only evaluation), Atlas' semantic transfer too: every target
+  point takes the label of the method's nearest vertex, scored against the target point's label (``full``).
 
 Voxel and pixel counts are summed over scenes before dividing; depth metrics are averaged over all views and
 mesh metrics over scenes (Atlas' conventions).
@@ -21,10 +23,11 @@ import numpy as np
 import torch
 
 from semantic_recon_ros.core.camera import PinholeCamera
+from semantic_recon_ros.core.mesh import SemanticMesh
 
 from .mesh_views import MeshViewRenderer
 from .metrics import OccupancyCounts, SemanticConfusion, completion_counts, depth_metrics, mesh_metrics, \
-    sample_surface_points
+    sample_surface_points, transfer_labels
 from .reconstructions import Reconstruction
 
 DEPTH_KEYS = ("AbsRel", "AbsDiff", "SqRel", "RMSE", "delta<1.25", "delta<1.25^2", "delta<1.25^3", "complete")
@@ -61,6 +64,25 @@ class ViewTarget:
     poses: list[np.ndarray]
     depth: list[np.ndarray]
     labels: list[np.ndarray] | None = None
+
+
+@dataclass
+class MeshTarget:
+    """The target of a mesh scored on its own (:func:`score_mesh`).
+
+    Attributes:
+        points: (P, 3) float64 points sampled on the target surface, world frame.
+        labels: (P,) int64 class of every point (-1 unlabeled), None without 3D labels.
+        views: the held-out views.
+    """
+
+    points: np.ndarray
+    labels: np.ndarray | None
+    views: ViewTarget
+
+    def __post_init__(self) -> None:
+        if self.labels is not None and self.labels.shape != (len(self.points),):
+            raise ValueError(f"{self.labels.shape} target labels for {len(self.points)} target points")
 
 
 @dataclass
@@ -129,18 +151,17 @@ def score_voxels(scores: MethodScores, reconstruction: Reconstruction, target: V
         scores.full.update(reconstruction.labels, target.labels, mask=target.surface)
 
 
-def score_views(scores: MethodScores, reconstruction: Reconstruction, views: ViewTarget,
-                rng: np.random.Generator) -> None:
-    """Render the reconstruction's mesh into the held-out views; add depth metrics and (with labels on both
-    sides) the rendered-vs-view label confusion to ``scores``."""
-    renderer = MeshViewRenderer(reconstruction.mesh)
+def score_views(scores: MethodScores, mesh: SemanticMesh, views: ViewTarget, rng: np.random.Generator) -> None:
+    """Render a method's ``mesh`` (world frame) into the held-out views; add depth metrics and (when
+    ``scores.has_semantics`` and the views have labels) the rendered-vs-view label confusion to ``scores``."""
+    renderer = MeshViewRenderer(mesh)
     errors = []
     for index, (pose, target_depth) in enumerate(zip(views.poses, views.depth)):
         depth, labels = renderer.render(views.camera, pose)
         scores.depth.append(depth_metrics(depth, target_depth))
         both = (depth > 0) & (target_depth > 0) & np.isfinite(target_depth)
         errors.append(np.abs(depth[both] - target_depth[both]))
-        if reconstruction.labels is not None and views.labels is not None:
+        if scores.has_semantics and views.labels is not None:
             scores.views.update(torch.from_numpy(labels), torch.from_numpy(views.labels[index]))
     errors = np.concatenate(errors) if errors else np.zeros(0)
     if len(errors) > MAX_HISTOGRAM_ERRORS:
@@ -160,7 +181,21 @@ def score_reconstruction(reconstruction: Reconstruction, voxels: VoxelTarget, vi
     """All scores of one method on one scene (see the module docstring)."""
     scores = MethodScores(num_classes, reconstruction.labels is not None)
     score_voxels(scores, reconstruction, voxels, truncation, voxel_size, occupancy)
-    score_views(scores, reconstruction, views, np.random.default_rng(SAMPLE_SEED))
+    score_views(scores, reconstruction.mesh, views, np.random.default_rng(SAMPLE_SEED))
     points = mesh_points(reconstruction.mesh, sample_spacing, max_samples)
     scores.mesh.append(mesh_metrics(points, target_points, fscore_threshold))
+    return scores
+
+
+def score_mesh(mesh: SemanticMesh, labeled: bool, target: MeshTarget, num_classes: int, sample_spacing: float = 0.02,
+               max_samples: int = 1_000_000, fscore_threshold: float = 0.05) -> MethodScores:
+    """The scores of a method known only by its ``mesh`` (world frame): 2D depth (and labels) in the held-out
+    views, Atlas' 3D metrics and, when ``labeled`` and the target has labels, the semantic transfer onto the target
+    points (``full``; see the module docstring)."""
+    scores = MethodScores(num_classes, labeled)
+    score_views(scores, mesh, target.views, np.random.default_rng(SAMPLE_SEED))
+    scores.mesh.append(mesh_metrics(mesh_points(mesh, sample_spacing, max_samples), target.points, fscore_threshold))
+    if labeled and target.labels is not None:
+        transferred = transfer_labels(target.points, mesh.vertices, mesh.labels)
+        scores.full.update(torch.from_numpy(transferred), torch.from_numpy(target.labels))
     return scores

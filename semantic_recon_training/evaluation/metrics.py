@@ -1,4 +1,5 @@
-"""Evaluation metrics of the papers: voxel completion and semantics, 2D depth (Atlas), 3D mesh (Atlas).
+"""Evaluation metrics of the papers: voxel completion and semantics, 2D depth (Atlas), 3D mesh and mesh labels
+(Atlas).
 
 Voxel occupancy (S4R follows SG-NN here): a voxel is *occupied* when it lies on the surface shell,
 ``|sdf| < 1 voxel`` (``definition="surface"``), evaluated only where the target is known. The alternative
@@ -263,18 +264,42 @@ def mesh_metrics(predicted_points: np.ndarray, target_points: np.ndarray, thresh
 
     ``Acc`` = mean distance predicted -> target, ``Comp`` = mean distance target -> predicted, ``Prec`` =
     fraction of predicted points within ``threshold`` of the target, ``Recall`` = fraction of target points
-    within ``threshold`` of the prediction, ``F-score`` = 2 Prec Recall / (Prec + Recall).
+    within ``threshold`` of the prediction, ``F-score`` = 2 Prec Recall / (Prec + Recall), 0 when either is 0 (an
+    empty prediction: ``Acc`` and ``Prec`` NaN, ``Comp`` inf, ``Recall`` and ``F-score`` 0).
     """
     to_target = nearest_distances(predicted_points, target_points)
     to_prediction = nearest_distances(target_points, predicted_points)
     nan = float("nan")
     precision = float(np.mean(to_target < threshold)) if len(to_target) else nan
     recall = float(np.mean(to_prediction < threshold)) if len(to_prediction) else nan
-    denominator = precision + recall
+    # the harmonic mean is 0 when either is 0 (even an undefined precision), NaN when either is NaN otherwise
+    fscore = 0.0 if precision == 0 or recall == 0 else 2 * precision * recall / (precision + recall)
     return {
         "Acc": float(np.mean(to_target)) if len(to_target) else nan,
         "Comp": float(np.mean(to_prediction)) if len(to_prediction) else nan,
         "Prec": precision,
         "Recall": recall,
-        "F-score": 2 * precision * recall / denominator if denominator > 0 else (0.0 if denominator == 0 else nan),
+        "F-score": fscore,
     }
+
+
+def transfer_labels(points: np.ndarray, vertices: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Atlas' semantic transfer: every point takes the label of its nearest mesh vertex, however far.
+
+    Args:
+        points: (P, 3) world points (e.g. sampled on the target surface).
+        vertices: (N, 3) mesh vertices, world frame; labels: (N,) int class ids (-1 unlabeled).
+    Returns:
+        (P,) int64 labels; -1 for every point when the mesh has no vertex.
+    """
+    from scipy.spatial import cKDTree  # only for label transfer
+
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    vertices = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(labels) != len(vertices):
+        raise ValueError(f"{len(labels)} labels for {len(vertices)} vertices")
+    if len(vertices) == 0:
+        return np.full(len(points), -1, np.int64)
+    _, nearest = cKDTree(vertices).query(points)
+    return labels[nearest]

@@ -122,6 +122,15 @@ def view_target(scene: EvaluationScene, protocol: EvaluationProtocol, labels: La
     return ViewTarget(camera, poses, depths, view_labels if complete else None)
 
 
+def scene_preview(scene: EvaluationScene, poses: Sequence[np.ndarray]) -> TopDownView:
+    """A top-down view of ``scene`` with the ceiling cut away: synthetic rooms below their height, real scenes
+    0.4 m above the highest of the camera ``poses`` (T_world_cam) along the up the cameras suggest."""
+    if scene.ground_truth is not None:
+        return TopDownView(np.array([0.0, 0.0, 1.0]), float(scene.ground_truth.scene.room_size[2]) - 0.1)
+    up = estimate_up(poses)
+    return TopDownView(up, max(float(T[:3, 3] @ up) for T in poses) + 0.4)
+
+
 def evaluate_scene(scene: EvaluationScene, network: nn.Module, use_color: bool, protocol: EvaluationProtocol,
                    class_names: Sequence[str], labels: LabelSource, completion: CompletionConfig | None = None,
                    device: str = "cpu", progress: bool = True, calibration: ConfidenceCalibration | None = None,
@@ -183,11 +192,7 @@ def evaluate_scene(scene: EvaluationScene, network: nn.Module, use_color: bool, 
             reconstruction, voxels, views, target_points, len(class_names), protocol.truncation, protocol.voxel_size,
             protocol.occupancy, protocol.mesh_sample_spacing, protocol.max_mesh_samples, protocol.fscore_threshold)
     seconds["score"] = time.perf_counter() - start
-    if scene.ground_truth is not None:
-        preview = TopDownView(np.array([0.0, 0.0, 1.0]), float(scene.ground_truth.scene.room_size[2]) - 0.1)
-    else:
-        up = estimate_up(views.poses)
-        preview = TopDownView(up, max(float(T[:3, 3] @ up) for T in views.poses) + 0.4)
+    preview = scene_preview(scene, views.poses)
     meshes = {reference_name: reference_mesh, label_fusion.name: label_fusion.mesh,
               **{r.name: r.mesh for r in completed if r.name in (NETWORK, FUSION_AND_NETWORK)}}
     info = {"frames": len(scene.frames), "input_frames": len(input_positions),

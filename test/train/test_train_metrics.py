@@ -121,6 +121,7 @@ def test_mesh_metrics_by_hand():
     assert m["F-score"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
     nothing = mesh_metrics(np.zeros((0, 3)), target)
     assert nothing["Recall"] == 0.0 and math.isinf(nothing["Comp"])
+    assert nothing["F-score"] == 0.0 and math.isnan(nothing["Prec"]) and math.isnan(nothing["Acc"])
 
 
 def test_surface_sampling_is_uniform_and_reproducible():
