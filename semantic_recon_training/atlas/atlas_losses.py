@@ -1,6 +1,13 @@
 """The losses of Atlas training, weighted by name: Atlas' multi-scale log-L1 on the TSDF and a voxel cross-entropy
 on the fused 2D (pseudo-)labels of the target surface. Depth is a training signal only: both targets come from the
-fusion of the depth frames, never from 3D labels."""
+fusion of the depth frames, never from 3D labels.
+
+Coarse targets: scale ``s`` of the network predicts one value per cell of ``f^3`` fine voxels (``f = 2**(3 - s)``),
+and a coarse value clamped at +-1 removes the whole cell from the finer scales (:class:`AtlasNet`'s masking). Each
+cell's target is therefore its observed value nearest to the surface (smallest ``|tsdf|``, sign kept), not the value
+at one corner: a cell that holds surface anywhere must stay open for the finer scales (with the truncation of 4
+voxels, a corner sample says "free" for most 8^3 cells that a wall crosses).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,9 @@ import torch
 
 from semantic_recon_ros.core.config.fields import check_ranges, parameter
 
-from ..fitting.losses import LossResult, log_tsdf_l1, voxel_cross_entropy
+from torch.nn import functional as F
+
+from ..fitting.losses import LossResult, log_transform, masked_mean, voxel_cross_entropy
 
 
 @dataclass
@@ -28,6 +37,35 @@ class AtlasLossWeights:
         check_ranges(self)
 
 
+def nearest_surface_target(target: torch.Tensor, known: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per cell of ``factor^3`` voxels, the known target value with the smallest magnitude and whether any is known.
+
+    Args: target (B, 1, X, Y, Z) normalized TSDF; known (B, 1, X, Y, Z) bool; X, Y, Z multiples of ``factor``.
+    Returns: (B, 1, X/f, Y/f, Z/f) values and bool known.
+    """
+    if factor == 1:
+        return target, known
+    magnitude = torch.where(known, target.abs(), torch.full_like(target, 2.0))  # unknown voxels never win
+    _, index = F.max_pool3d(-magnitude, factor, return_indices=True)
+    values = target.flatten(2).gather(2, index.flatten(2)).view(index.shape)
+    return values, F.max_pool3d(known.float(), factor) > 0
+
+
+def multiscale_tsdf_l1(scales: list[torch.Tensor], masks: list[torch.Tensor], target: torch.Tensor,
+                       known: torch.Tensor) -> LossResult:
+    """Atlas' log-L1 summed over scales (coarse to fine), each on its known cells that no coarser scale clamped."""
+    total = scales[0].new_zeros(())
+    terms = {}
+    for scale, (prediction, mask) in enumerate(zip(scales, masks)):
+        factor = target.shape[2] // prediction.shape[2]
+        cell_target, cell_known = nearest_surface_target(target, known, factor)
+        loss, _ = masked_mean((log_transform(prediction) - log_transform(cell_target)).abs(), cell_known & mask)
+        terms[f"tsdf_scale{scale}"] = loss.detach()
+        total = total + loss
+    terms["tsdf"] = total.detach()
+    return total, terms
+
+
 def atlas_losses(prediction: dict, batch: dict, weights: AtlasLossWeights) -> tuple[torch.Tensor, dict]:
     """The weighted total and the named terms of one batch.
 
@@ -40,8 +78,8 @@ def atlas_losses(prediction: dict, batch: dict, weights: AtlasLossWeights) -> tu
     total = prediction["tsdf"].new_zeros(())
     results: dict[str, LossResult] = {}
     if weights.tsdf > 0:
-        results["tsdf"] = log_tsdf_l1(prediction["tsdf_scales"], batch["target_tsdf"], batch["target_observed"],
-                                      prediction["mask_scales"], name="tsdf")
+        results["tsdf"] = multiscale_tsdf_l1(prediction["tsdf_scales"], prediction["mask_scales"],
+                                             batch["target_tsdf"], batch["target_observed"])
     if weights.semantic > 0:
         surface = batch["target_observed"][:, 0] & (batch["target_tsdf"][:, 0].abs() < 1.0)
         labels = torch.where(surface, batch["target_labels"], torch.full_like(batch["target_labels"], -1))

@@ -26,7 +26,7 @@ from semantic_recon_training.__main__ import main as train_main
 from semantic_recon_training.atlas.atlas_config import load_atlas_config
 from semantic_recon_training.atlas.atlas_dataset import AtlasChunkDataset
 from semantic_recon_training.atlas.atlas_extraction import source_channels
-from semantic_recon_training.atlas.atlas_losses import atlas_losses
+from semantic_recon_training.atlas.atlas_losses import atlas_losses, nearest_surface_target
 from semantic_recon_training.atlas.atlas_module import AtlasModule
 from semantic_recon_training.atlas.atlas_scenes import atlas_cache_dir, prepare_atlas_scenes
 
@@ -147,3 +147,19 @@ def test_export_refuses_what_is_not_an_atlas_run(tmp_path, capsys):
     assert train_main(["atlas-export", "--checkpoint", str(fake), "--out", str(tmp_path / "x.pt")]) == 2
     assert "not an AtlasModule checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_coarse_targets_keep_every_cell_that_a_surface_crosses_open():
+    """A wall at x = 5.5 voxels (truncation 4 voxels): the 8^3 cells it crosses get the value nearest to it, so the
+    coarsest scale learns to keep them for the finer scales; unknown voxels never set a cell's target."""
+    x = torch.arange(16, dtype=torch.float32).view(1, 1, 16, 1, 1).expand(1, 1, 16, 16, 16)
+    target = ((x - 5.5) / 4).clamp(-1, 1)
+    known = torch.ones_like(target, dtype=torch.bool)
+    coarse, coarse_known = nearest_surface_target(target, known, 8)
+    assert coarse.shape == (1, 1, 2, 2, 2) and coarse_known.all()
+    assert torch.allclose(coarse[0, 0, 0], torch.full((2, 2), -0.125))  # voxel 5: 0.5 voxel before the wall
+    assert torch.allclose(coarse[0, 0, 1], torch.full((2, 2), 0.625))  # voxel 8: 2.5 voxels after it
+    assert torch.allclose(target[0, 0, ::8, ::8, ::8][0], -torch.ones(2, 2))  # a corner sample closes the wall's cell
+    known[:, :, 4:8] = False  # the voxels next to the wall unseen: the nearest known value is voxel 3's
+    coarse, _ = nearest_surface_target(target, known, 8)
+    assert torch.allclose(coarse[0, 0, 0], torch.full((2, 2), -0.625))
