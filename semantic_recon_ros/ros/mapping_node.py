@@ -18,7 +18,7 @@ name                       type                                   role
 ``mesh``                   visualization_msgs/MarkerArray         out, transient-local, depth 10: incremental
 ``mesh_additions``         visualization_msgs/MarkerArray         out, as ``mesh``: the completion network's
                                                                   additions, semi-transparent (ns
-                                                                  ``mesh_additions``)
+                                                                  ``mesh_additions``; none with rgb_only)
 ``voxel_map``              sensor_msgs/PointCloud2                out, transient-local: near-surface voxels
 ``class_legend``           visualization_msgs/MarkerArray         out, latched: one text marker per class
 ``~/status``               std_msgs/String                        out: the status line's numbers as JSON
@@ -48,6 +48,16 @@ voxel map holds both, its points flagged ``observed`` (0: filled by the network)
 (``completion.label_override_probability``, :mod:`semantic_recon_ros.core.surface_fields`). The default
 ``checkpoint`` is the installed default model; a checkpoint that cannot be used is logged as an error at
 startup and the node maps by fusion only.
+
+With ``rgb_only`` the node maps from color alone (no depth subscription): the mapper back-projects the image
+features of the Atlas checkpoint (``checkpoint``, by default the installed ``models/atlas_default.pt``;
+:mod:`semantic_recon_ros.core.rgb_only_features`) of at most ``rgb_only_feature_rate`` frames per second of their
+stamps (the frames in between are skipped as they arrive, before decoding, counted in ``skipped_frames``), and its
+network reconstructs geometry, classes and color from them on the completion thread exactly as the completion
+network runs (:mod:`semantic_recon_ros.core.rgb_only_completion`); ``mesh`` and ``voxel_map`` show its prediction.
+A checkpoint with 'deeplab' features gets the ``segmenter`` in its own process; the integration worker waits for
+its class probabilities (the input callbacks never do). A checkpoint that cannot be used stops the node (exit 2):
+without its network it maps nothing.
 
 Threads: the executor runs only light callbacks: the input callbacks check each message's stamp, the
 synchronized sets are decoded, checked and enqueued into a bounded queue that drops its oldest frame when
@@ -117,6 +127,7 @@ from ..core.classes import ClassSet
 from ..core.completion import CompletionEngine
 from ..core.concurrency import FrameQueue
 from ..core.config import CompletionConfig, MapperConfig, VolumeConfig
+from ..core.frame_rate import StampRateGate
 from ..core.keyframe_segmentation import KeyframeSegmentation
 from ..core.mapper import MapFrame, Mapper, MapState, map_folder
 from ..core.mapping_statistics import MappingStatistics
@@ -281,12 +292,11 @@ class MappingNode(Node):
         volume_config: VolumeConfig = sections[VolumeConfig]
         if self.config.torch_threads > 0:
             torch.set_num_threads(self.config.torch_threads)
-        if self.config.rgb_only and mapper_config.checkpoint:
-            self.get_logger().info(f"checkpoint {mapper_config.checkpoint!r} not loaded: the completion network "
-                                   f"completes a depth-fused TSDF, and rgb_only fuses image features only")
-        self.mapper = Mapper.from_config(mapper_config, volume_config, sections[CompletionConfig],
-                                         self.config.rgb_only_max_range if self.config.rgb_only else None,
-                                         strict_checkpoint=False)
+        self._feature_segmenter: ProcessSegmenter | None = None  # RGB-only 'deeplab' features only
+        self.mapper = self._make_mapper(mapper_config, volume_config, sections[CompletionConfig])
+        # RGB-only: frames admitted by their stamps; the others are skipped on arrival (executor thread only)
+        self._feature_rate = StampRateGate(self.config.rgb_only_feature_rate) if self.config.rgb_only else None
+        self._skipped_frames = 0
         self._checkpoint_parameter = mapper_config.checkpoint
         self._report_network(mapper_config)
         if self.config.initial_map:
@@ -332,13 +342,34 @@ class MappingNode(Node):
         self._output_thread = threading.Thread(target=self._publish_outputs, name="outputs", daemon=True)
         self._output_thread.start()
         self.mapper.start_completion(mapper_config.completion_period, log=ThrottledLog(self.get_logger()))
-        mode = "rgb-only" if self.config.rgb_only else "rgb-d" + (" + labels" if self.config.use_labels else "")
+        mode = (f"rgb-only ({self.engine.network.config.feature_source} features of at most "
+                f"{self.config.rgb_only_feature_rate:g} frames/s)" if self.config.rgb_only
+                else "rgb-d" + (" + labels" if self.config.use_labels else ""))
         completion = (f"completion by {self.checkpoint} every {mapper_config.completion_period:g} s, mesh source "
                       f"{self.mesh_source}" if self.engine is not None else "fusion only (no completion network)")
         self.get_logger().info(
             f"mapping {mode} in {self.config.world_frame!r} at {volume_config.voxel_size * 100:g} cm on "
             f"{self.mapper.volume.device}; inputs {', '.join(self.input_topics)} ({self.config.input_qos}); "
             f"{completion}; {self._segmentation_text()}")
+
+    def _make_mapper(self, config: MapperConfig, volume_config: VolumeConfig,
+                     completion_config: CompletionConfig) -> Mapper:
+        """The mapper of the parameters; ValueError / FileNotFoundError (bad parameters) naming the problem."""
+        if not self.config.rgb_only:
+            return Mapper.from_config(config, volume_config, completion_config, strict_checkpoint=False)
+        try:
+            return Mapper.from_config(config, volume_config, completion_config, self.config.rgb_only_max_range,
+                                      segmenter_factory=self._start_feature_segmenter)
+        except (ValueError, FileNotFoundError) as error:
+            raise type(error)(f"rgb_only: {error}") from None
+
+    def _start_feature_segmenter(self, classes: ClassSet) -> ProcessSegmenter:
+        """The ``segmenter`` in its own process, for an RGB-only checkpoint with 'deeplab' features."""
+        if not self.config.segmenter:
+            raise ValueError("the Atlas checkpoint's 'deeplab' features need the 2D segmenter: set the segmenter "
+                             "parameter")
+        self._feature_segmenter = ProcessSegmenter(self.config.segmenter, classes.names, num_threads=1)
+        return self._feature_segmenter
 
     def _start_segmentation(self) -> tuple[KeyframeSegmentation | None, str | None]:
         """The keyframe segmentation of the ``segmenter`` parameter, or (None, why) when it cannot run."""
@@ -478,7 +509,14 @@ class MappingNode(Node):
                 f"(max_frame_age {self.config.max_frame_age} s; bags need --clock and use_sim_time)")
 
     def _on_frame(self, *msgs) -> None:
-        """Synchronized input set (in the order of ``_input_order``): decode, check, enqueue. Never raises."""
+        """Synchronized input set (in the order of ``_input_order``): decode, check, enqueue. Never raises.
+
+        RGB-only: a set beyond ``rgb_only_feature_rate`` is skipped first (``skipped_frames``; its messages count in
+        ``dropped_messages`` as ``feature_rate``), before anything is decoded."""
+        if self._feature_rate is not None and not self._feature_rate.admit(stamp_to_ns(msgs[0].header.stamp)):
+            self._skipped_frames += 1
+            self.stats.count_message_drop("feature_rate", len(msgs))
+            return
         self.stats.count_frame()
         try:
             self._accept_frame(dict(zip(self._input_order, msgs)))
@@ -613,7 +651,7 @@ class MappingNode(Node):
             if unchanged or time.monotonic() < self._next_mesh_time:
                 return
             outputs = [(self.mesh_source, self.mesh_markers, self.mesh_publisher, resend_all)]
-            if self.engine is not None:
+            if self.mapper.has_additions:
                 outputs.append(("additions", self.additions_markers, self.additions_publisher, resend_additions))
             start = time.perf_counter()
             changes, state = self.mapper.mesh_changes(
@@ -648,7 +686,8 @@ class MappingNode(Node):
         return self.mapper.stats
 
     def status(self) -> dict:
-        """Counters, mean timings since the last call, queue, map size and memory (the ~/status JSON)."""
+        """Counters, mean timings since the last call, queue, map size and memory (the ~/status JSON); RGB-only:
+        ``skipped_frames``, the frames skipped over ``rgb_only_feature_rate``."""
         summary = self.stats.period_summary()
         summary.update(self._message_drops(summary))
         state = self.mapper.state  # no lock: never wait for a frame
@@ -657,7 +696,8 @@ class MappingNode(Node):
                        mesh_regions=self.mesh_markers.num_regions,
                        additions_regions=self.additions_markers.num_regions, map_stamp_ns=state.stamp_ns,
                        mesh_stamp_ns=self._mesh_stamp_ns, map_version=state.version,
-                       mesh_version=self._meshed_version, voxel_map_version=self._voxel_map_version)
+                       mesh_version=self._meshed_version, voxel_map_version=self._voxel_map_version,
+                       skipped_frames=self._skipped_frames)
         completion = {"checkpoint": str(self.checkpoint) if self.checkpoint else self._checkpoint_parameter,
                       "active": self.engine is not None, "error": self.completion_error,
                       "mesh_source": self.mesh_source}
@@ -695,8 +735,11 @@ class MappingNode(Node):
         def ms(value):
             return "-" if value is None else f"{value:.1f} ms"
 
+        skipped = status["skipped_frames"]
+        skipped_text = f" (skipped {skipped} over rgb_only_feature_rate)" if skipped else ""
         self.get_logger().info(
-            f"frames in {status['frames_in']}, integrated {status['integrated']}, dropped {counts(status['dropped'])}; "
+            f"frames in {status['frames_in']}{skipped_text}, integrated {status['integrated']}, "
+            f"dropped {counts(status['dropped'])}; "
             f"messages dropped {counts(status['dropped_messages'])}, {status['sync_queued']} waiting for partners; "
             f"queue {status['queue']}/{status['queue_size']}, "
             f"integrate {ms(status['integrate_ms'])}, mesh {ms(status['mesh_ms'])}, blocks {status['blocks']}, "
@@ -805,6 +848,8 @@ class MappingNode(Node):
             self.segmentation.close()  # the segmentation in progress is fused; no further one starts
         self._output_thread.join()
         self._worker.join()
+        if self._feature_segmenter is not None:
+            self._feature_segmenter.close()
         if self.config.save_on_shutdown:
             try:
                 saved = self.save_map()

@@ -27,11 +27,17 @@ class MappingNodeConfig:
     use_labels: bool = parameter(
         False, "Also subscribe to semantic/image_raw (class ids, mono8 or 16UC1) and fuse the labels.")
     rgb_only: bool = parameter(
-        False, "Map without depth (no depth subscription): back-project color features along the camera rays "
-               "into the feature layer (needs volume.feature_dim = 3).")
+        False, "Map without depth (no depth subscription): the image features of the Atlas checkpoint (checkpoint; "
+               "\"default\" = the installed models/atlas_default.pt) are back-projected along the camera rays, and its "
+               "network reconstructs the map from them every completion_period like the completion network (mesh and "
+               "voxel map: its prediction; volume.feature_dim 0 takes the checkpoint's feature channels). A checkpoint "
+               "that cannot be used stops the node.")
     rgb_only_max_range: float = parameter(
         3.0, "RGB-only mode: features fill each ray up to this distance (metres, at most volume.max_depth).",
         0.1, 100.0)
+    rgb_only_feature_rate: float = parameter(
+        10.0, "RGB-only mode: most frames per second (of their stamps) whose features are back-projected; the frames "
+              "in between are skipped on arrival (status skipped_frames). 0 takes every frame.", 0.0, 1000.0)
     input_qos: str = parameter(
         "sensor_data", "QoS of the image and camera_info subscriptions: sensor_data (best effort), reliable "
                        "or system_default.", choices=INPUT_QOS_CHOICES)
@@ -82,7 +88,8 @@ class MappingNodeConfig:
         "default", "2D segmenter whose class probabilities label the map, run on keyframes in the background: "
                    "\"default\" = the installed DeepLabV3-MobileNetV2 ADE20K model, a model file or folder "
                    "(.tflite, .onnx, .pt/.ts, .pt2 with its segmenter.yaml), or empty = none. One that cannot be "
-                   "loaded is logged as an error and the node maps without it. Not used with rgb_only.")
+                   "loaded is logged as an error and the node maps without it. With rgb_only: the segmenter of an "
+                   "Atlas checkpoint with 'deeplab' features, run on every back-projected frame (else unused).")
     segmentation_rate: float = parameter(
         1.0, "Most keyframe segmentations per second (a keyframe: the newest integrated frame once the camera "
              "moved 5 cm or turned 5 degrees since the last one); a slow segmenter lowers this rate, never the "

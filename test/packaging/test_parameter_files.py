@@ -1,4 +1,5 @@
-"""The layered parameter files: config/mapping.yaml is the base, config/cameras/ and config/datasets/ hold differences.
+"""The layered parameter files: config/mapping.yaml is the base, config/cameras/, config/datasets/ and config/modes/
+hold differences.
 
 The base sets every declared parameter (the fields of ``SECTIONS`` in semantic_recon_ros/ros/node_config.py) to its
 default. Every other file holds only keys of the base, each set to a value other than the base's and commented, so
@@ -22,7 +23,8 @@ from semantic_recon_ros.ros.node_config import SECTIONS, parameter_name
 
 
 BASE = REPO / "config" / "mapping.yaml"
-DIFF_FILES = sorted((REPO / "config").glob("cameras/*.yaml")) + sorted((REPO / "config").glob("datasets/*.yaml"))
+DIFF_FILES = [path for folder in ("cameras", "datasets", "modes")
+              for path in sorted((REPO / "config" / folder).glob("*.yaml"))]
 NODE_KEY = "/**/mapping_node"  # the node name, in any namespace
 
 
@@ -65,7 +67,7 @@ def test_base_file_sets_every_declared_parameter_to_its_default():
 
 def test_camera_and_dataset_files_exist():
     names = {str(p.relative_to(REPO / "config")) for p in DIFF_FILES}
-    assert {"cameras/realsense_d435.yaml", "datasets/7scenes_bag.yaml"} <= names
+    assert {"cameras/realsense_d435.yaml", "datasets/7scenes_bag.yaml", "modes/rgb_only.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", DIFF_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -5,9 +5,8 @@ QoS so that a busy machine cannot lose best-effort frames, fast status and mesh 
 output_dir, save on shutdown) serves the tests of this module in order: parameters, a synthetic room
 with exact ground truth (geometry and labels), a late mesh subscriber, the save and reset services, a
 7-Scenes bag (same surface as the core fusing offline), bad inputs and a flood (more hostile input in
-test_hostile_inputs.py), the save on Ctrl-C; a
-second node process then checks the RGB-only mode. The test process receives mesh, voxel_map,
-class_legend and ~/status and calls the services. ROS_DOMAIN_ID is a free id in 100-199;
+test_hostile_inputs.py), the save on Ctrl-C (the RGB-only mode: test_mapping_node_rgb_only.py). The test
+process receives mesh, voxel_map, class_legend and ~/status and calls the services. ROS_DOMAIN_ID is a free id in 100-199;
 FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA. The default best-effort input QoS is exercised by bench/bench_node.py.
 """
 
@@ -475,46 +474,3 @@ def test_a_node_starts_from_a_saved_map(dds, output_dir, tmp_path):
     misfit = start_node(env, misfit_logs, {**overrides, "volume.voxel_size": "0.05"})
     assert misfit.wait(timeout=60) == 2
     assert "initial_map" in node_log(misfit) and "voxel_size 0.04 (this map: 0.05)" in node_log(misfit)
-
-
-def test_rgb_only_mode_fills_the_feature_volume_like_the_core(dds, synthetic, tmp_path):
-    """No depth subscription; the saved feature layer equals the core's integrate_features of the same frames."""
-    env, context = dds
-    frames = synthetic[0][:4]
-    overrides = {"use_sim_time": "true", "rgb_only": "true", "volume.feature_dim": "3", "input_qos": "reliable",
-                 "status_period": "0.5", "output_dir": str(tmp_path / "maps"), "queue_size": "10"}
-    listener = MapListener(context, "rgb_only_listener")
-    process = start_node(env, tmp_path, overrides)
-    try:
-        process = discovered_or_restarted(process, lambda: start_node(env, tmp_path, overrides),
-                                          listener.has_status, "the RGB-only node")
-        publisher = FramePublisher(listener.node)
-        publisher.wait_for_node(inputs=("color", "info"))
-        assert publisher.publishers["depth"].get_subscription_count() == 0
-        stamps = [BAD_INPUT_START + 100 * SEC + i * SEC // 10 for i in range(len(frames))]
-        for frame, stamp in zip(frames, stamps):
-            publisher.publish(frame, stamp)
-            time.sleep(0.1)
-        status = listener.wait_until_idle(mesh=False)
-        assert status["integrated"] == len(frames) and status["blocks"] > 0, status
-        saved = json.loads(listener.call("/mapping_node/save_map").message)
-        assert saved["triangles"] == 0  # no depth, no surface
-        volume = load_volume(saved["volume"], "cpu")
-    finally:
-        listener.close()
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0, node_log(process)
-
-    reference = SemanticTSDFVolume(VolumeConfig(feature_dim=3), CLASSES.names, "cpu")
-    for frame in frames:
-        reference.integrate_features(frame.color.astype(np.float32) / 255, frame.camera, frame.T_world_cam, max_range=3.0)
-    assert volume.num_blocks == reference.num_blocks
-    coords = volume.grid.block_coords()
-    np.testing.assert_array_equal(coords.numpy(), reference.grid.block_coords().numpy())
-    for layer in ("features", "feature_weight"):
-        np.testing.assert_allclose(volume.grid.layer(layer)[volume.grid.slots].numpy(),
-                                   reference.grid.layer(layer)[reference.grid.slots].numpy(), atol=1e-5)
-    assert (volume.grid.layer("weight")[volume.grid.slots] == 0).all()  # no TSDF without depth
-    observed = volume.grid.layer("feature_weight")[volume.grid.slots] > 0
-    print(f"\nRGB-only: {volume.num_blocks} blocks, {int(observed.sum())} voxels with features")
-    assert int(observed.sum()) > 10000

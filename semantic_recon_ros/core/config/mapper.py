@@ -18,9 +18,9 @@ class MapperConfig:
         "", "Class list YAML (names and colors); empty uses the package's config/classes.yaml.")
     checkpoint: str = parameter(
         "default", "Completion network (S4R checkpoint file; ~ expanded); \"default\" = the installed "
-            "share/semantic_recon_ros/models/default.pt; empty = map by fusion only (also with rgb_only). A checkpoint "
-            "that is missing or does not fit the map (classes, volume.voxel_size, truncation) is logged as an error "
-            "and the node maps by fusion only.")
+            "share/semantic_recon_ros/models/default.pt; empty = map by fusion only. A checkpoint that is missing or "
+            "does not fit the map (classes, volume.voxel_size, truncation) is logged as an error and the node maps by "
+            "fusion only. With rgb_only: the Atlas network, required; \"default\" = models/atlas_default.pt.")
     completion_period: float = parameter(
         2.0, "Seconds between completion runs; each reruns the chunks whose observations changed, for at most "
              "completion.time_budget seconds, the network on a low-priority thread (integration never waits for it).",
@@ -30,7 +30,7 @@ class MapperConfig:
                     "surface; the network's additions go to mesh_additions and mesh_additions.ply), completed (the "
                     "network's prediction alone, unfiltered) or both (observed surface plus the additions). Labels "
                     "combine the fused votes and the network's classes in every case. Without a completion "
-                    "network: observed.", choices=MESH_SOURCES)
+                    "network: observed; with rgb_only: completed.", choices=MESH_SOURCES)
     mesh_region_size: float = parameter(
         2.0, "Edge (metres, rounded to whole blocks) of the cubic regions meshes and voxel maps are kept by: a change "
              "re-meshes only its regions, and each region is one Marker on the mesh topics.", 0.1, 1000.0)

@@ -1,0 +1,223 @@
+"""The mapping node in RGB-only mode as a separate process over real DDS, fed a bag of a synthetic room without depth.
+
+A synthetic room (seed ``ROOM_SEED``, one of the held-out test rooms) is rendered along its camera loop and written as
+a bag of color, camera_info and /tf only (30 Hz stamps; no depth topic at all), with a writer independent of the
+package's (``support.mcap_bags``). Another process plays it with /clock to a node started with the shipped
+config/mapping.yaml plus rgb_only (so ``checkpoint: default``: the installed models/atlas_default.pt): the node
+subscribes to color and camera_info alone, back-projects the features of every third frame (rgb_only_feature_rate
+10 Hz of 30 Hz) and its Atlas network reconstructs the room. The published mesh must lie on the room's true surface
+(its boxes' exact distance field) within the distances stated below, the voxel map and labels come like the RGB-D
+mode's, and the map saved on Ctrl-C holds exactly the features the core back-projects from the same frames. Nodes
+given a checkpoint that cannot serve RGB-only mapping stop at once with the reason.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+rclpy = pytest.importorskip("rclpy")
+
+from support.dds_processes import discovered_or_restarted, play_to_subscribers  # noqa: E402
+from support.mapping_node_process import CAMERA_TOPICS, MapListener, node_log, start_node  # noqa: E402
+from support.mcap_bags import OPTICAL, SEC, START, McapBag, camera_info, header, tf_message  # noqa: E402
+from semantic_recon_ros.core.classes import load_class_set  # noqa: E402
+from semantic_recon_ros.core.completion import DEFAULT_CHECKPOINT_FILE, DEFAULT_RGB_ONLY_CHECKPOINT_FILE  # noqa: E402
+from semantic_recon_ros.core.config.volume import VolumeConfig  # noqa: E402
+from semantic_recon_ros.core.datasets import open_sequence  # noqa: E402
+from semantic_recon_ros.core.map import SemanticTSDFVolume, load_volume  # noqa: E402
+from semantic_recon_ros.core.mapper import map_folder  # noqa: E402
+from semantic_recon_ros.core.meshing import extract_mesh  # noqa: E402
+from semantic_recon_ros.core.ply import read_semantic_ply  # noqa: E402
+from semantic_recon_ros.core.models import load_checkpoint  # noqa: E402
+from semantic_recon_ros.core.resources import share_file  # noqa: E402
+from semantic_recon_ros.core.rgb_only_features import ImageFeatureExtractor, feature_map_camera  # noqa: E402
+from semantic_recon_ros.core.synthetic import DEFAULT_CAMERA, load_ground_truth, union_sdf, write_synthetic_scene  # noqa: E402
+from semantic_recon_ros.ros.pointcloud_conversions import pointcloud2_to_array  # noqa: E402
+
+CLASSES = load_class_set()
+ROOM_SEED = 900  # a test room: in no checkpoint's training or validation scenes
+NUM_FRAMES = 90  # 3 s at 30 Hz
+FEATURE_RATE = 10.0  # the default rgb_only_feature_rate: every third frame
+MAX_RANGE = 3.0
+# the stated accuracy of the reconstructed surface: distances of the mesh vertices to the room's true surface
+MEDIAN_DISTANCE = 0.06
+WITHIN_10CM = 0.75  # share of vertices within 10 cm
+OVERRIDES = {"use_sim_time": "true", "rgb_only": "true", "input_qos": "reliable", "status_period": "0.5",
+             "mesh_rate": "2.0", "voxel_map_rate": "2.0", "mesh_color_mode": "semantic", "completion_period": "1.0",
+             "queue_size": "40",  # every admitted frame of the bag fits: nothing is lost to a stalled machine
+             "save_on_shutdown": "true"}
+
+
+def write_rgb_only_bag(path: Path, frames) -> list[int]:
+    """The frames' rgb8 color, camera_info and /tf (world -> optical frame), stamped at 30 Hz from START, and
+    nothing else; returns the stamps."""
+    bag = McapBag(path)
+    stamps = []
+    for index, frame in enumerate(frames):
+        stamp = START + round(index * SEC / 30)
+        height, width = frame.color.shape[:2]
+        bag.write("/tf", "tf2_msgs/msg/TFMessage", tf_message(frame.T_world_cam, stamp, "world", OPTICAL), stamp)
+        bag.write(CAMERA_TOPICS["info"], "sensor_msgs/msg/CameraInfo", camera_info(frame, stamp), stamp)
+        bag.write(CAMERA_TOPICS["color"], "sensor_msgs/msg/Image",
+                  {"header": header(stamp), "height": height, "width": width, "encoding": "rgb8", "is_bigendian": 0,
+                   "step": 3 * width, "data": frame.color.tobytes()}, stamp)
+        stamps.append(stamp)
+    bag.close()
+    return stamps
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory):
+    """(frames, ground truth, bag) of the synthetic room at 640x480."""
+    root = tmp_path_factory.mktemp("rgb_only_room")
+    scene = write_synthetic_scene(root / "room", seed=ROOM_SEED, num_frames=NUM_FRAMES, camera=DEFAULT_CAMERA)
+    frames = list(open_sequence(scene))
+    write_rgb_only_bag(root / "room.mcap", frames)
+    return frames, load_ground_truth(scene), root / "room.mcap"
+
+
+@pytest.fixture(scope="module")
+def output_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("rgb_only_maps")
+
+
+@pytest.fixture(scope="module")
+def listener(dds):
+    _, context = dds
+    view = MapListener(context, "rgb_only_listener")
+    yield view
+    view.close()
+
+
+@pytest.fixture(scope="module")
+def node(dds, listener, output_dir, tmp_path_factory):
+    env, _ = dds
+    logs = tmp_path_factory.mktemp("rgb_only_node_logs")
+    overrides = {**OVERRIDES, "output_dir": str(output_dir)}
+    process = start_node(env, logs, overrides)
+    try:
+        process = discovered_or_restarted(process, lambda: start_node(env, logs, overrides), listener.has_status,
+                                          "the RGB-only node")
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def settled(listener: MapListener, timeout: float = 180.0) -> dict:
+    """Two status messages in a row in which the node processed every frame it received, its network caught up with
+    the newest map, and mesh and voxel map show that map's version; returns the last."""
+    def done(status: dict) -> bool:
+        completion = status["completion"]
+        return (status["frames_in"] == status["integrated"] + sum(status["dropped"].values()) and not status["queue"]
+                and completion["stamp_ns"] == status["map_stamp_ns"] > 0 and completion["chunks_pending"] == 0
+                and status["mesh_version"] == status["voxel_map_version"] == status["map_version"])
+
+    deadline, previous = time.monotonic() + timeout, None
+    while True:
+        status = listener.fresh_status(timeout)
+        if done(status) and previous is not None and previous["map_version"] == status["map_version"]:
+            return status
+        previous = status if done(status) else None
+        if time.monotonic() > deadline:
+            pytest.fail(f"the RGB-only node did not settle within {timeout} s; last status: {status}")
+
+
+def vertex_labels(colors: np.ndarray) -> np.ndarray:
+    """Semantic mesh colors -> class ids (-1 for the unlabeled color)."""
+    palette = np.concatenate([CLASSES.colors, np.array([CLASSES.unlabeled_color], np.uint8)])
+    match = (colors[:, None, :] == palette[None, :, :]).all(axis=2)
+    assert match.any(axis=1).all(), "a mesh color is not in the class palette"
+    labels = match.argmax(axis=1)
+    return np.where(labels == CLASSES.num_classes, -1, labels)
+
+
+def test_the_node_subscribes_to_color_alone_and_loads_the_default_rgb_only_model(node, listener):
+    status = listener.fresh_status(30)
+    completion = status["completion"]
+    assert completion["active"] and completion["error"] is None and completion["mesh_source"] == "completed"
+    assert completion["checkpoint"] == str(share_file(DEFAULT_RGB_ONLY_CHECKPOINT_FILE))
+    topics = listener.node.get_topic_names_and_types()
+    subscribed = {topic for topic, _ in topics if listener.node.get_subscriptions_info_by_topic(topic)}
+    assert {CAMERA_TOPICS["color"], CAMERA_TOPICS["info"]} <= subscribed
+    assert not listener.node.get_subscriptions_info_by_topic(CAMERA_TOPICS["depth"])
+    _, info = load_checkpoint(share_file(DEFAULT_RGB_ONLY_CHECKPOINT_FILE), "cpu")
+    seeds = [scene.get("synthetic_seed") for scene in (info.training or {}).get("scenes", [])]
+    assert ROOM_SEED not in seeds  # the test room is new to the network
+
+
+def test_a_bag_without_depth_gives_a_mesh_on_the_true_surface_of_the_room(dds, node, listener, room):
+    env, _ = dds
+    frames, truth, bag = room
+    play_to_subscribers(bag, env)
+    status = settled(listener)
+    print(f"\nRGB-only room: {status}")
+    admitted = len(range(0, NUM_FRAMES, 3))
+    assert status["integrated"] == status["frames_in"] == admitted and not status["dropped"], status
+    assert status["skipped_frames"] == NUM_FRAMES - admitted
+    assert status["dropped_messages"].get("feature_rate") == 2 * (NUM_FRAMES - admitted)  # color and camera_info
+
+    points, colors, _ = listener.mesh()
+    distance, nearest = union_sdf(points, truth.scene.box_arrays)
+    distance = np.abs(distance)
+    labels = vertex_labels(colors)
+    accuracy = float((labels == truth.scene.class_ids[nearest]).mean())
+    print(f"mesh: {len(points) // 3} triangles, distance to the true surface median {np.median(distance) * 100:.1f} cm,"
+          f" p90 {np.percentile(distance, 90) * 100:.1f} cm, within 10 cm {np.mean(distance < 0.1):.3f}; "
+          f"labels right {accuracy:.3f}")
+    assert len(points) // 3 > 5000
+    assert np.median(distance) < MEDIAN_DISTANCE and np.mean(distance < 0.1) > WITHIN_10CM
+    assert (labels >= 0).all()  # every vertex carries the network's class
+
+    cloud = pointcloud2_to_array(listener.voxel_map)
+    xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1).astype(np.float64)
+    voxel_distance, _ = union_sdf(xyz, truth.scene.box_arrays)
+    assert len(cloud) > 5000 and (cloud["observed"] == 0).all() and (cloud["label"] >= 0).all()
+    assert np.median(np.abs(voxel_distance)) < MEDIAN_DISTANCE
+
+
+def test_ctrl_c_saves_the_features_the_core_back_projects(node, listener, output_dir, room):
+    frames = room[0]
+    node.send_signal(signal.SIGINT)
+    assert node.wait(timeout=120) == 0, node_log(node)
+    assert "Traceback" not in node_log(node)
+    folder = map_folder(output_dir).current()
+    assert sorted(path.name for path in folder.iterdir()) == ["mesh_rgb.ply", "mesh_semantic.ply", "volume.pt"]
+    saved = load_volume(folder / "volume.pt", "cpu")
+    mesh, names = read_semantic_ply(folder / "mesh_rgb.ply")
+    assert names == list(CLASSES.names) and mesh.num_triangles == extract_mesh(saved, source="completed").num_triangles
+    network, _ = load_checkpoint(share_file(DEFAULT_RGB_ONLY_CHECKPOINT_FILE), "cpu")
+    extractor = ImageFeatureExtractor(network)
+    reference = SemanticTSDFVolume(VolumeConfig(feature_dim=extractor.channels), CLASSES.names, "cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for frame in frames[::3]:
+            reference.integrate_features(extractor(frame.color), feature_map_camera(frame.camera), frame.T_world_cam,
+                                         max_range=MAX_RANGE)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(saved.grid.block_coords(), reference.grid.block_coords())
+    for layer in ("features", "feature_weight"):
+        assert torch.allclose(saved.grid.values(layer), reference.grid.values(layer), atol=1e-5), layer
+    predicted = saved.grid.values("pred_weight") > 0
+    assert torch.equal(predicted, saved.grid.values("feature_weight") > 0)  # the network predicted every seen voxel
+
+
+@pytest.mark.parametrize("checkpoint, reason", [
+    ("''", "rgb_only: RGB-only mapping needs an Atlas checkpoint"),
+    (str(share_file(DEFAULT_CHECKPOINT_FILE)), "model 's4r' completes a depth-fused RGB-D map; RGB-only mapping needs "
+                                               "an Atlas checkpoint"),
+])
+def test_a_checkpoint_that_cannot_serve_stops_the_rgb_only_node(dds, tmp_path, checkpoint, reason):
+    env, _ = dds
+    process = start_node(env, tmp_path, {"rgb_only": "true", "checkpoint": checkpoint})
+    assert process.wait(timeout=60) == 2
+    assert reason in node_log(process)
