@@ -28,6 +28,9 @@ from ..fitting.training_config import DataConfig, OptimizerConfig, TrainerConfig
 from .atlas_losses import AtlasLossWeights
 
 
+SPACE_VOXEL_FACTOR = 4  # voxel size of the free / occluded space volume relative to the map's
+
+
 @dataclass
 class AtlasExtractionConfig:
     """How a posed RGB-D sequence is cut into Atlas training chunks (see :mod:`.atlas_extraction`)."""
@@ -48,6 +51,9 @@ class AtlasExtractionConfig:
         0.1, 100.0)
     min_surface_voxels: int = parameter(
         400, "Chunks need at least this many target surface voxels (|sdf| < 1 voxel) seen by a view.", 1, None)
+    space_targets: bool = parameter(
+        True, "Also supervise voxels beyond the truncation band: +1 in front of the observed depth (free space), -1 "
+              "behind it (occluded), from a coarse projective TSDF with a long truncation (see atlas_extraction).")
     views_per_chunk: int = parameter(
         8, "Views stored per chunk (RGB at view_downscale) for the 'learned' feature source.", 1, 64)
     view_downscale: int = parameter(2, "Stored views have the frame resolution divided by this.", 1, 16)
@@ -63,6 +69,12 @@ class AtlasExtractionConfig:
     @property
     def truncation(self) -> float:
         return self.voxel_size * self.truncation_voxels
+
+    def space_volume_config(self) -> VolumeConfig:
+        """The coarse volume whose sign tells free from occluded space: 4x the voxel size, truncation 16 of its
+        voxels (2.56 m at 4 cm)."""
+        return VolumeConfig(voxel_size=SPACE_VOXEL_FACTOR * self.voxel_size, truncation_voxels=16.0,
+                            block_size=self.block_size, min_depth=self.min_depth, max_depth=self.max_depth)
 
     def volume_config(self, feature_dim: int = 0) -> VolumeConfig:
         """The fusion volume: the target's (``feature_dim`` 0) or the features' volume."""

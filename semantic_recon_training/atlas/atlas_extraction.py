@@ -5,7 +5,12 @@
    feature volume, exactly as the RGB-only node does; the 'color' source's features are a subset of these channels
    (:func:`source_channels`), so one cache serves both frozen sources.
 2. Every frame's depth is fused with the segmenter's labels into the *target* volume (TSDF and fused 2D
-   pseudo-labels). Depth never reaches the network's input.
+   pseudo-labels). Depth never reaches the network's input. The fused TSDF is known only in the truncation band
+   around the surface, while the network predicts every voxel a view sees, up to 3 m along the rays; with
+   ``space_targets`` the rest of what depth tells is supervised too: a coarse projective TSDF with a long
+   truncation (:meth:`~.atlas_config.AtlasExtractionConfig.space_volume_config`) gives voxels outside the band
+   +1 where it is positive (in front of the observed depth: free space) and -1 where it is negative (behind it:
+   occluded, so the field stays negative behind walls and no false shell forms at the back of the band).
 3. Chunks are the cells of a block-aligned grid (``chunk_size`` voxels, spacing ``chunk_stride``) holding at least
    ``min_surface_voxels`` target surface voxels seen by some view. Each stores the chunk's dense features and
    targets, and the ``views_per_chunk`` frames that see most of its surface (RGB at ``view_downscale``, for the
@@ -106,6 +111,7 @@ def extract_atlas_chunks(source: str | Path, cache_dir: str | Path, segmenter: S
     extractor = ImageFeatureExtractor(features_config, segmenter)
     feature_volume = SemanticTSDFVolume(config.volume_config(extractor.channels), class_names, "cpu")
     target_map = Mapper(config.volume_config(), class_names)
+    space_map = Mapper(config.space_volume_config(), class_names) if config.space_targets else None
     views, cameras, poses = [], [], []
     for index in tqdm(range(len(frames)), desc=f"fuse {Path(source).name}", unit="frame", disable=not progress):
         frame = frames[index]
@@ -114,6 +120,8 @@ def extract_atlas_chunks(source: str | Path, cache_dir: str | Path, segmenter: S
         probs = segmenter.predict(frame.color)
         target_map.integrate(MapFrame(frame.camera, frame.T_world_cam, frame.color, frame.depth,
                                       labels_from_probs(probs, min_label_probability)))
+        if space_map is not None:
+            space_map.integrate(MapFrame(frame.camera, frame.T_world_cam, frame.color, frame.depth))
         features = extractor(frame.color, probs)
         feature_volume.integrate_features(features, feature_map_camera(frame.camera), frame.T_world_cam,
                                           max_range=config.max_range)
@@ -123,6 +131,7 @@ def extract_atlas_chunks(source: str | Path, cache_dir: str | Path, segmenter: S
     fused = time.perf_counter() - start
 
     target = DenseVolume.from_volume(target_map.volume)
+    space = DenseVolume.from_volume(space_map.volume) if space_map is not None else None
     S, B = config.chunk_size, config.block_size
     if config.chunk_stride % B:
         raise ValueError(f"chunk_stride ({config.chunk_stride}) must be a multiple of block_size ({B})")
@@ -139,6 +148,8 @@ def extract_atlas_chunks(source: str | Path, cache_dir: str | Path, segmenter: S
         first = grid.first_voxel(chunk[None])[0]
         boxes = feature_volume.grid.read_boxes(("features", "feature_weight"), (first // B)[None], (S // B,) * 3)
         crop = target.crop(first, (S,) * 3)
+        if space is not None:
+            _add_space_targets(crop, space, first, config.voxel_size)
         inside = ((surface >= first) & (surface < first + S)).all(dim=1)
         points = surface[inside]
         points = points[torch.from_numpy(rng.permutation(len(points))[:VIEW_SAMPLE_POINTS])]
@@ -172,6 +183,18 @@ def extract_atlas_chunks(source: str | Path, cache_dir: str | Path, segmenter: S
     temporary.write_text(json.dumps(manifest, indent=1))
     os.replace(temporary, cache_dir / MANIFEST_FILE)
     return manifest
+
+
+def _add_space_targets(crop: dict, space: DenseVolume, first: torch.Tensor, voxel_size: float) -> None:
+    """Outside the truncation band, ``crop``'s TSDF becomes the sign of the coarse ``space`` TSDF where that is known
+    (trilinear, all 8 coarse voxels observed): +1 free, -1 occluded (see the module docstring)."""
+    dims = crop["tsdf"].shape
+    axes = [torch.arange(n, dtype=torch.float64) for n in dims]
+    index = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+    tsdf, known = space.interpolate((index + first.double()) * voxel_size)
+    outside = known.view(dims) & ~crop["observed"]
+    crop["tsdf"][outside] = torch.where(tsdf.view(dims)[outside] < 0, -1.0, 1.0)
+    crop["observed"] |= outside
 
 
 def _seen(feature_volume: SemanticTSDFVolume, voxels: torch.Tensor, config: AtlasExtractionConfig) -> torch.Tensor:

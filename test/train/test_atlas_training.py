@@ -90,6 +90,32 @@ def test_extraction_back_projects_features_and_fuses_depth_targets(config):
     assert np.mean(labeled_fraction) > 0.5
 
 
+def _target_at(dataset: AtlasChunkDataset, point: np.ndarray) -> list[tuple[float, bool]]:
+    """(target TSDF, observed) at the voxel nearest to world ``point`` in every chunk that holds it."""
+    found = []
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        voxel = np.round((point - sample["origin"].numpy()) / 0.04).astype(int)
+        if ((voxel >= 0) & (voxel < 32)).all():
+            found.append((float(sample["target_tsdf"][0][tuple(voxel)]),
+                          bool(sample["target_observed"][0][tuple(voxel)])))
+    return found
+
+
+def test_space_targets_are_free_in_front_of_the_depth_and_occluded_behind_it(config, seven_scenes):
+    """Along the central ray of frame 0: half way to the observed surface the target is +1 (free space), 0.5 m
+    behind it -1 (occluded), both outside the truncation band that the fused TSDF alone would supervise."""
+    dataset = AtlasChunkDataset([atlas_cache_dir(config, "kitchen")], "deeplab")
+    frame = seven_scenes[0]
+    depth = float(frame.depth[240, 320])
+    ray = np.linalg.solve(frame.camera.K, np.array([320.0, 240.0, 1.0]))
+    to_world = lambda z: (frame.T_world_cam @ np.append(ray * z, 1.0))[:3]  # noqa: E731
+    free, behind = _target_at(dataset, to_world(0.5 * depth)), _target_at(dataset, to_world(depth + 0.5))
+    assert depth > 0.8 and free and behind
+    assert all(value == 1.0 and observed for value, observed in free)
+    assert all(value == -1.0 and observed for value, observed in behind)
+
+
 def test_the_color_source_reads_a_subset_of_the_cached_channels(seven_scenes):
     """One cache serves both frozen sources: the RGB channels of the DeepLab features are the color source's."""
     frame = seven_scenes[0]
