@@ -15,6 +15,12 @@ calibrated confidence reaches completion.min_confidence, with that confidence pe
 (``surface_confidence``); volume.pt keeps the predictions of every block of the map with their confidence.
 When the default model does not fit the volume settings (e.g. another --voxel-size), the map is made by fusion
 only, with a warning; a checkpoint given explicitly must fit.
+
+``--rgb-only`` maps from color and camera poses alone (the frames' depth is not used), as the node's rgb_only mode
+does: every selected frame's image features (those of the Atlas checkpoint, by default the installed
+models/atlas_default.pt; a 'deeplab' checkpoint uses --segmenter) are back-projected along the camera rays up to
+rgb_only_max_range (the parameter file's, or --max-range), then the Atlas network reconstructs the map from them.
+The same files come out; the meshes and the preview show the network's reconstruction (no mesh_additions.ply).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from ..core.mapper import MapFrame, Mapper
 from ..core.mesh_preview import camera_view, preview_picture
 from ..core.resources import share_file
 from ..core.segmentation import DEFAULT_SEGMENTER, confidence_weighted, load_segmenter
+from ..ros.node_config import MappingNodeConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +79,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", type=Path, default=None, help="class list YAML (default config/classes.yaml)")
     parser.add_argument("--checkpoint", default=None,
                         help=f"completion network checkpoint (S4R) file; {DEFAULT_CHECKPOINT!r} (the default) for the "
-                             "installed default model, '' for none (fusion only); completes the map after fusion")
+                             "installed default model, '' for none (fusion only); completes the map after fusion. "
+                             "With --rgb-only the Atlas checkpoint (default: the installed models/atlas_default.pt)")
+    parser.add_argument("--rgb-only", action="store_true",
+                        help="map from color and poses alone (no depth): the Atlas network reconstructs the map from "
+                             "the back-projected image features (a 'deeplab' checkpoint uses --segmenter)")
+    parser.add_argument("--max-range", type=float, default=None,
+                        help="--rgb-only: features fill each camera ray up to this distance in metres (default: "
+                             "rgb_only_max_range of the parameter file)")
     parser.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu, cuda, cuda:1")
 
 
@@ -96,6 +110,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--stride must be at least 1")
     params_files = args.params_file or [share_file("config/mapping.yaml")]
     config = load_section(params_files, "volume", VolumeConfig, voxel_size=args.voxel_size, max_depth=args.max_depth)
+    if args.rgb_only and args.labels == "segmenter":
+        raise ValueError("--labels applies to RGB-D mapping: with --rgb-only the Atlas network labels the map")
+    if not args.rgb_only and args.max_range is not None:
+        raise ValueError("--max-range applies to --rgb-only")
+    max_range = (load_section(params_files, "", MappingNodeConfig, rgb_only_max_range=args.max_range).rgb_only_max_range
+                 if args.rgb_only else None)
     classes = load_class_set(args.classes)
     device = resolve_device(args.device)
     whole = open_sequence(args.sequence, args.format, **bag_options(args))
@@ -110,10 +130,12 @@ def run(args: argparse.Namespace) -> int:
         if segmenter is None:
             raise ValueError("--labels segmenter needs a segmenter (--segmenter default, a folder or a model file)")
     # the network is loaded before fusing, so a checkpoint that does not fit fails at once; the default model
-    # may not fit the map's settings (then fusion only, with a warning), a checkpoint asked for must
+    # may not fit the map's settings (then fusion only, with a warning), a checkpoint asked for must (and RGB-only
+    # mapping needs its network whatever it is)
     mapper = Mapper(config, classes, device, load_section(params_files, "completion", CompletionConfig),
                     checkpoint=DEFAULT_CHECKPOINT if args.checkpoint is None else args.checkpoint,
-                    mesh_source="observed", strict_checkpoint=args.checkpoint is not None)
+                    mesh_source="observed", strict_checkpoint=args.checkpoint is not None, rgb_only_max_range=max_range,
+                    segmenter_factory=lambda: load_segmenter(args.segmenter, classes.names, device))
     if mapper.completion_error is not None:
         print(f"warning: the default completion model does not fit this map, mapping by fusion only "
               f"(--checkpoint '' silences this): {mapper.completion_error}", file=sys.stderr)
@@ -126,12 +148,15 @@ def run(args: argparse.Namespace) -> int:
             skipped.append(str(err))
             tqdm.write(f"skipping frame {i}: {err}")
             continue
-        labels = frame.labels if args.labels == "auto" else None
-        probs = None
-        if segmenter is not None:  # weighed by depth as the node's keyframes are: weaker near edges and far away
-            probs = confidence_weighted(segmenter.predict(frame.color), frame.depth, frame.camera)
-        labeled += labels is not None or probs is not None
-        mapper.integrate(MapFrame(frame.camera, frame.T_world_cam, frame.color, frame.depth, labels, probs))
+        if args.rgb_only:
+            mapper.integrate(MapFrame(frame.camera, frame.T_world_cam, frame.color))
+        else:
+            labels = frame.labels if args.labels == "auto" else None
+            probs = None
+            if segmenter is not None:  # weighed by depth as the node's keyframes are: weaker near edges and far away
+                probs = confidence_weighted(segmenter.predict(frame.color), frame.depth, frame.camera)
+            labeled += labels is not None or probs is not None
+            mapper.integrate(MapFrame(frame.camera, frame.T_world_cam, frame.color, frame.depth, labels, probs))
         poses.append(frame.T_world_cam)
         progress.set_postfix(blocks=mapper.volume.num_blocks, ms=mapper.stats.mean_integrate_ms())
     if not poses:
@@ -140,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
     completion = None
     if mapper.engine is not None:
-        with tqdm(desc="completing", unit="chunk") as bar:
+        with tqdm(desc="reconstructing" if args.rgb_only else "completing", unit="chunk") as bar:
             def advance(done: int, planned: int) -> None:
                 bar.total = planned
                 bar.update(done - bar.n)
@@ -154,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
     view = camera_view(poses, mesh)  # straight down the observed floor's and tables' normal, i.e. along gravity
     up = view.up
     pictured = f"observed mesh of {mesh.num_triangles} triangles"
+    if args.rgb_only:
+        pictured = f"RGB-only reconstruction by {mapper.checkpoint.name}: {mesh.num_triangles} triangles"
     if saved.additions is not None:
         pictured += f" ({saved.additions.num_triangles} more added by {mapper.checkpoint.name}: mesh_additions.ply)"
     title = f"{sequence.name}: {len(poses)} frames, {config.voxel_size * 100:g} cm voxels, {pictured}"
@@ -169,7 +196,12 @@ def run(args: argparse.Namespace) -> int:
     }
     if completion is not None:
         summary.update(checkpoint=str(mapper.checkpoint), completion_seconds=round(completion.seconds, 2),
-                       completion_chunks=completion.chunks_run, additions_triangles=saved.additions.num_triangles)
+                       completion_chunks=completion.chunks_run)
+    if saved.additions is not None:
+        summary.update(additions_triangles=saved.additions.num_triangles)
+    if args.rgb_only:
+        summary.update(rgb_only_max_range=max_range,
+                       feature_source=mapper.feature_extractor.source)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0
