@@ -24,6 +24,13 @@ mesh, integration time and rate, drops and RSS. The time series goes to bench/re
 from the first room to the whole floor.
 
     nice -n 5 .venv/bin/python bench/bench_node.py --dataset building [--max-blocks 8000] [--clearing-radius 12]
+
+``--rgb-only`` (issue 15) runs the node in RGB-only mode on the same 7-Scenes frames written without depth
+(bench/results/node_bag_<frames>_rgb_only): the Atlas checkpoint (``--checkpoint default``: the installed
+models/atlas_default.pt; DeepLab features from ``--segmenter``) back-projects at most ``--feature-rate`` frames per
+second and reconstructs the map on the completion thread. Goal: features of >= 10 frames/s, no backlog.
+
+    nice -n 5 .venv/bin/python bench/bench_node.py --rgb-only [--feature-rate 10]
 """
 
 from __future__ import annotations
@@ -53,19 +60,22 @@ CAMERA_REMAPS = {"color/image_raw": "/camera/color/image_raw", "depth/image_raw"
 PLAYER = [sys.executable, "-m", "semantic_recon_ros.cli", "play-bag"]
 
 
-def ensure_bag(frames: int) -> Path:
-    """A bag of the first ``frames`` 7-Scenes frames stamped at 30 Hz (written once, then reused)."""
+def ensure_bag(frames: int, rgb_only: bool = False) -> Path:
+    """A bag of the first ``frames`` 7-Scenes frames stamped at 30 Hz (written once, then reused); ``rgb_only``:
+    without depth images."""
+    import dataclasses
+
     from semantic_recon_ros.core.datasets import open_sequence
     from semantic_recon_ros.core.datasets.rosbag_writer import RosbagWriter, RosbagWriterConfig
 
-    bag = RESULTS / f"node_bag_{frames}"
+    bag = RESULTS / f"node_bag_{frames}" if not rgb_only else RESULTS / f"node_bag_{frames}_rgb_only"
     if (bag / "metadata.yaml").is_file():
         return bag
     shutil.rmtree(bag, ignore_errors=True)
     sequence = open_sequence(SEVEN_SCENES).subset(max_frames=frames)
     with RosbagWriter(bag, RosbagWriterConfig(depth_encoding="16UC1")) as writer:
         for frame in sequence:
-            writer.write(frame)
+            writer.write(dataclasses.replace(frame, depth=None) if rgb_only else frame)
     return bag
 
 
@@ -117,7 +127,7 @@ def cdr_stamp_ns(raw: bytes, offset: int) -> int:
 class Monitor:
     """Receives the node's status and mesh and the camera's color images (raw) in this process."""
 
-    def __init__(self, context) -> None:
+    def __init__(self, context, rgb_only: bool = False) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image
@@ -135,6 +145,8 @@ class Monitor:
         self.node.create_subscription(Image, CAMERA_REMAPS["color/image_raw"], self._on_image, 100, raw=True)
         self.node.create_subscription(MarkerArray, "/mesh", self._on_mesh, MESH_QOS, raw=True)
         self.node.create_subscription(String, "/mapping_node/status", self._on_status, 10)
+        if rgb_only:  # the bag's depth topic has no message, but the player waits for a subscriber on every topic
+            self.node.create_subscription(Image, CAMERA_REMAPS["depth/image_raw"], lambda raw: None, 1, raw=True)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.stop = threading.Event()
@@ -178,7 +190,7 @@ def run(args: argparse.Namespace) -> dict:
         bag, args.floor_info = ensure_building_bag(args.floor_seed, args.frames)
         args.frames = args.floor_info["frames"]
     else:
-        bag = ensure_bag(args.frames)
+        bag = ensure_bag(args.frames, args.rgb_only)
     env = {k: v for k, v in os.environ.items() if k not in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")}
     env.update(ROS_DOMAIN_ID=str(args.domain_id), FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA", PYTHONUNBUFFERED="1")
     os.environ.update(ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"], FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA")
@@ -186,6 +198,8 @@ def run(args: argparse.Namespace) -> dict:
                  "mesh_rate": str(args.mesh_rate), "status_period": "0.5", "torch_threads": str(args.torch_threads),
                  "checkpoint": args.checkpoint or "''",  # '' (quoted) is the empty string on the command line
                  "segmenter": args.segmenter or "''", "segmentation_rate": str(args.segmentation_rate)}
+    if args.rgb_only:
+        overrides.update(rgb_only="true", rgb_only_feature_rate=str(args.feature_rate))
     if args.max_blocks is not None:
         overrides["volume.max_blocks"] = str(args.max_blocks)
     if args.clearing_radius is not None:
@@ -206,7 +220,7 @@ def run(args: argparse.Namespace) -> dict:
     process = psutil.Process(node.pid)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=args.domain_id)
-    monitor = Monitor(context)
+    monitor = Monitor(context, args.rgb_only)
     samples: list[tuple[float, float, float]] = []  # (time, cpu %, rss MB)
     loads: list[tuple[float, float]] = []  # (time, the machine's 1-minute load average)
     try:
@@ -270,7 +284,8 @@ def summarize(args, statuses, latencies, samples, start, end, received_images) -
     return {
         "frames in bag": args.frames,
         "color images received (monitor)": received_images,
-        "frame sets received by the node": final["frames_in"],
+        "frame sets received by the node": final["frames_in"] + final.get("skipped_frames", 0),
+        **({"skipped over rgb_only_feature_rate": final["skipped_frames"]} if args.rgb_only else {}),
         "integrated": final["integrated"],
         "dropped": json.dumps(final["dropped"]),
         "integrated / s (first to last integration)": round(final["integrated"] / max(last_change - first_integrated, 1e-9), 1),
@@ -454,7 +469,12 @@ def main() -> int:
     parser.add_argument("--mesh-rate", type=float, default=1.0)
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--checkpoint", default="default",
-                        help="completion network: 'default' (the node's default), a file, or '' (fusion only)")
+                        help="completion network: 'default' (the node's default), a file, or '' (fusion only); with "
+                             "--rgb-only the Atlas network ('default': models/atlas_default.pt)")
+    parser.add_argument("--rgb-only", action="store_true",
+                        help="7scenes: the node's RGB-only mode on the frames without depth")
+    parser.add_argument("--feature-rate", type=float, default=10.0,
+                        help="--rgb-only: the node's rgb_only_feature_rate (frames back-projected per second at most)")
     parser.add_argument("--segmenter", default="default",
                         help="live keyframe segmenter: 'default' (the node's default), a model, or '' (none)")
     parser.add_argument("--segmentation-rate", type=float, default=1.0)
@@ -476,6 +496,8 @@ def main() -> int:
         return 0
     if args.frames is not None and args.frames < 1:
         parser.error(f"--frames must be >= 1, got {args.frames}")
+    if args.rgb_only and args.dataset != "7scenes":
+        parser.error("--rgb-only runs on the 7scenes dataset")
     if args.dataset == "7scenes":
         args.frames = 600 if args.frames is None else args.frames
     else:
@@ -500,7 +522,9 @@ def main() -> int:
             print("| " + " | ".join(str(v) for v in row.values()) + " |")
         print(f"\nplot: {args.plot}, time series: {RESULTS / (args.plot.stem + '.json')}")
         return 0
-    print(f"\nmapping node, 7-Scenes 640x480 at {args.rate * 30:g} Hz, {args.voxel_size * 100:g} cm, "
+    mode = (f"RGB-only (checkpoint {args.checkpoint}, rgb_only_feature_rate {args.feature_rate:g}, segmenter "
+            f"{args.segmenter or 'none'}), " if args.rgb_only else "")
+    print(f"\nmapping node, 7-Scenes 640x480 at {args.rate * 30:g} Hz, {mode}{args.voxel_size * 100:g} cm, "
           f"input QoS {args.qos}, mesh_rate {args.mesh_rate}, torch_threads {args.torch_threads}\n")
     print("| measure | value |\n|---|---|")
     for name, value in result.items():

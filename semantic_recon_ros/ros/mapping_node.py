@@ -368,7 +368,8 @@ class MappingNode(Node):
         if not self.config.segmenter:
             raise ValueError("the Atlas checkpoint's 'deeplab' features need the 2D segmenter: set the segmenter "
                              "parameter")
-        self._feature_segmenter = ProcessSegmenter(self.config.segmenter, classes.names, num_threads=1)
+        # at the node's priority (unlike the keyframe segmentation): every back-projected frame waits for it
+        self._feature_segmenter = ProcessSegmenter(self.config.segmenter, classes.names, num_threads=1, niceness=0)
         return self._feature_segmenter
 
     def _start_segmentation(self) -> tuple[KeyframeSegmentation | None, str | None]:
