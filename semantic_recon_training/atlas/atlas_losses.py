@@ -19,7 +19,7 @@ from semantic_recon_ros.core.config.fields import check_ranges, parameter
 
 from torch.nn import functional as F
 
-from ..fitting.losses import LossResult, log_transform, masked_mean, voxel_cross_entropy
+from ..fitting.losses import LossResult, log_transform, masked_mean, semantic_cross_entropy
 
 
 @dataclass
@@ -30,8 +30,12 @@ class AtlasLossWeights:
         1.0, "Atlas' log-transformed L1 against the target fusion's TSDF, summed over the four scales, on target "
              "voxels observed by depth and not clamped by a coarser scale.", 0.0, None)
     semantic: float = parameter(
-        0.25, "Cross-entropy against the fused 2D pseudo-labels on the target surface (|tsdf| < 1), finest scale.",
+        0.5, "Cross-entropy against the fused 2D pseudo-labels on the target surface (|tsdf| < 1), finest scale.",
         0.0, None)
+    semantic_class_balance: float = parameter(
+        0.5, "Exponent a of the per-class voxel weights (voxel fraction)^-a of the semantic loss (0 = plain mean; "
+             "walls dominate the pseudo-labels, and a plain mean teaches the network to label everything wall).",
+        0.0, 1.0)
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -83,9 +87,8 @@ def atlas_losses(prediction: dict, batch: dict, weights: AtlasLossWeights) -> tu
     if weights.semantic > 0:
         surface = batch["target_observed"][:, 0] & (batch["target_tsdf"][:, 0].abs() < 1.0)
         labels = torch.where(surface, batch["target_labels"], torch.full_like(batch["target_labels"], -1))
-        loss, named = voxel_cross_entropy(prediction["semantic_logits"], labels)
-        results["semantic"] = (loss, {"semantic": named["gt_semantic"],
-                                      "semantic_voxels": named["gt_semantic_voxels"]})
+        results["semantic"] = semantic_cross_entropy(prediction["semantic_logits"].movedim(1, -1), labels, surface,
+                                                     class_balance=weights.semantic_class_balance)
     for name, (loss, named) in results.items():
         total = total + getattr(weights, name) * loss
         terms.update(named)
