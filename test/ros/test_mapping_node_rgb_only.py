@@ -37,6 +37,7 @@ from semantic_recon_ros.core.ply import read_semantic_ply  # noqa: E402
 from semantic_recon_ros.core.models import load_checkpoint  # noqa: E402
 from semantic_recon_ros.core.resources import share_file  # noqa: E402
 from semantic_recon_ros.core.rgb_only_features import ImageFeatureExtractor, feature_map_camera  # noqa: E402
+from semantic_recon_ros.core.segmentation.process_segmenter import ProcessSegmenter  # noqa: E402
 from semantic_recon_ros.core.synthetic import DEFAULT_CAMERA, load_ground_truth, union_sdf, write_synthetic_scene  # noqa: E402
 from semantic_recon_ros.ros.pointcloud_conversions import pointcloud2_to_array  # noqa: E402
 
@@ -74,9 +75,10 @@ def write_rgb_only_bag(path: Path, frames) -> list[int]:
 
 @pytest.fixture(scope="module")
 def room(tmp_path_factory):
-    """(frames, ground truth, bag) of the synthetic room at 640x480."""
+    """(frames, ground truth, bag) of the synthetic room at 320x240 (as the default model's synthetic rooms)."""
     root = tmp_path_factory.mktemp("rgb_only_room")
-    scene = write_synthetic_scene(root / "room", seed=ROOM_SEED, num_frames=NUM_FRAMES, camera=DEFAULT_CAMERA)
+    scene = write_synthetic_scene(root / "room", seed=ROOM_SEED, num_frames=NUM_FRAMES,
+                                  camera=DEFAULT_CAMERA.scaled(320, 240))
     frames = list(open_sequence(scene))
     write_rgb_only_bag(root / "room.mcap", frames)
     return frames, load_ground_truth(scene), root / "room.mcap"
@@ -193,8 +195,11 @@ def test_ctrl_c_saves_the_features_the_core_back_projects(node, listener, output
     saved = load_volume(folder / "volume.pt", "cpu")
     mesh, names = read_semantic_ply(folder / "mesh_rgb.ply")
     assert names == list(CLASSES.names) and mesh.num_triangles == extract_mesh(saved, source="completed").num_triangles
-    network, _ = load_checkpoint(share_file(DEFAULT_RGB_ONLY_CHECKPOINT_FILE), "cpu")
-    extractor = ImageFeatureExtractor(network)
+    network, info = load_checkpoint(share_file(DEFAULT_RGB_ONLY_CHECKPOINT_FILE), "cpu")
+    # DeepLab features: from the default segmenter in its own process, as the node runs it (float16 probabilities)
+    segmenter = (ProcessSegmenter("default", CLASSES.names, num_threads=1)
+                 if info.config.feature_source == "deeplab" else None)
+    extractor = ImageFeatureExtractor(network, segmenter)
     reference = SemanticTSDFVolume(VolumeConfig(feature_dim=extractor.channels), CLASSES.names, "cpu")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -204,6 +209,8 @@ def test_ctrl_c_saves_the_features_the_core_back_projects(node, listener, output
                                          max_range=MAX_RANGE)
     finally:
         torch.set_num_threads(threads)
+        if segmenter is not None:
+            segmenter.close()
     assert torch.equal(saved.grid.block_coords(), reference.grid.block_coords())
     for layer in ("features", "feature_weight"):
         assert torch.allclose(saved.grid.values(layer), reference.grid.values(layer), atol=1e-5), layer
