@@ -6,6 +6,7 @@ Sections (``semantic_recon_training/configs/atlas*.yaml``)::
     extraction:  AtlasExtractionConfig how a sequence becomes feature-volume chunks
     model:       AtlasNetConfig        (semantic_recon_ros.core.models)
     losses:      AtlasLossWeights      (semantic_recon_training.atlas.atlas_losses)
+    augmentation: AtlasAugmentationConfig random crops of the cached chunks
     optimizer:   OptimizerConfig
     trainer:     TrainerConfig
 
@@ -84,6 +85,22 @@ class AtlasExtractionConfig:
 
 
 @dataclass
+class AtlasAugmentationConfig:
+    """How training samples are drawn from the cached chunks."""
+
+    crop_size: int = parameter(
+        32, "Training samples are crops of this edge (voxels, a multiple of 16) at a random offset inside each cached "
+            "chunk; 0 = the whole chunk. The chunk grid is fixed in the world, so without crops the network learns "
+            "where surfaces lie relative to the chunk's borders (the floor height) and fails on chunks placed "
+            "elsewhere, as the map's are.", 0, 256)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if self.crop_size % 16:
+            raise ValueError(f"crop_size must be a multiple of 16, got {self.crop_size}")
+
+
+@dataclass
 class AtlasRunConfig:
     """Everything the ``atlas-*`` training commands need (sections as in the module docstring)."""
 
@@ -91,6 +108,7 @@ class AtlasRunConfig:
     extraction: AtlasExtractionConfig = field(default_factory=AtlasExtractionConfig)
     model: AtlasNetConfig = field(default_factory=AtlasNetConfig)
     losses: AtlasLossWeights = field(default_factory=AtlasLossWeights)
+    augmentation: AtlasAugmentationConfig = field(default_factory=AtlasAugmentationConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 

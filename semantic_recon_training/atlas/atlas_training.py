@@ -45,7 +45,8 @@ def fit_atlas(config: AtlasRunConfig, resume: bool = False) -> Path:
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     data = config.data
     source = config.model.feature_source
-    train = AtlasChunkDataset([atlas_cache_dir(config, name) for name in data.train_scenes()], source)
+    train = AtlasChunkDataset([atlas_cache_dir(config, name) for name in data.train_scenes()], source,
+                              config.augmentation.crop_size)
     val = (AtlasChunkDataset([atlas_cache_dir(config, name) for name in data.val_scenes], source)
            if data.val_scenes else None)
     voxel_size, truncation = train.map_settings()

@@ -189,3 +189,23 @@ def test_coarse_targets_keep_every_cell_that_a_surface_crosses_open():
     known[:, :, 4:8] = False  # the voxels next to the wall unseen: the nearest known value is voxel 3's
     coarse, _ = nearest_surface_target(target, known, 8)
     assert torch.allclose(coarse[0, 0, 0], torch.full((2, 2), -0.625))
+
+
+def test_random_crops_move_the_origin_with_the_voxels(config):
+    """Crops at random offsets (the chunk grid is fixed in the world; the network must not learn its borders): every
+    crop is the chunk's voxels at some offset, and its origin is that offset's world position."""
+    cache = [atlas_cache_dir(config, "kitchen")]
+    whole, cropped = AtlasChunkDataset(cache, "color"), AtlasChunkDataset(cache, "color", crop_size=16)
+    full = whole[0]
+    offsets = set()
+    torch.manual_seed(0)
+    for _ in range(6):
+        sample = cropped[0]
+        offset = torch.round((sample["origin"] - full["origin"]) / 0.04).long()
+        assert ((offset >= 0) & (offset <= 16)).all()
+        box = tuple(slice(int(o), int(o) + 16) for o in offset)
+        assert torch.equal(sample["features"], full["features"][(slice(None), *box)])
+        assert torch.equal(sample["target_tsdf"][0], full["target_tsdf"][0][box])
+        assert torch.equal(sample["target_labels"], full["target_labels"][box])
+        offsets.add(tuple(offset.tolist()))
+    assert len(offsets) > 1
