@@ -29,6 +29,10 @@ class AtlasLossWeights:
     tsdf: float = parameter(
         1.0, "Atlas' log-transformed L1 against the target fusion's TSDF, summed over the four scales, on target "
              "voxels observed by depth and not clamped by a coarser scale.", 0.0, None)
+    tsdf_region_balance: bool = parameter(
+        True, "Average the TSDF loss of three regions alike: the truncation band (|tsdf| < 1), free space (+1) and "
+              "occluded space (-1); otherwise one mean over all known voxels, which occluded space (about 3/5 of "
+              "them) dominates, so the network learned to predict it everywhere.")
     semantic: float = parameter(
         0.5, "Cross-entropy against the fused 2D pseudo-labels on the target surface (|tsdf| < 1), finest scale.",
         0.0, None)
@@ -55,15 +59,29 @@ def nearest_surface_target(target: torch.Tensor, known: torch.Tensor, factor: in
     return values, F.max_pool3d(known.float(), factor) > 0
 
 
+def region_balanced_mean(errors: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``errors`` where ``mask`` holds, each of the band (|target| < 1), free (+1) and occluded (-1) regions
+    weighing alike (regions without voxels left out)."""
+    means = []
+    for region in (target.abs() < 1, target >= 1, target <= -1):
+        selected = mask & region
+        if bool(selected.any()):
+            means.append(masked_mean(errors, selected)[0])
+    return torch.stack(means).mean() if means else masked_mean(errors, mask)[0]
+
+
 def multiscale_tsdf_l1(scales: list[torch.Tensor], masks: list[torch.Tensor], target: torch.Tensor,
-                       known: torch.Tensor) -> LossResult:
-    """Atlas' log-L1 summed over scales (coarse to fine), each on its known cells that no coarser scale clamped."""
+                       known: torch.Tensor, region_balance: bool = False) -> LossResult:
+    """Atlas' log-L1 summed over scales (coarse to fine), each on its known cells that no coarser scale clamped
+    (``region_balance``: :func:`region_balanced_mean` instead of one mean)."""
     total = scales[0].new_zeros(())
     terms = {}
     for scale, (prediction, mask) in enumerate(zip(scales, masks)):
         factor = target.shape[2] // prediction.shape[2]
         cell_target, cell_known = nearest_surface_target(target, known, factor)
-        loss, _ = masked_mean((log_transform(prediction) - log_transform(cell_target)).abs(), cell_known & mask)
+        errors = (log_transform(prediction) - log_transform(cell_target)).abs()
+        loss = (region_balanced_mean(errors, cell_target, cell_known & mask) if region_balance
+                else masked_mean(errors, cell_known & mask)[0])
         terms[f"tsdf_scale{scale}"] = loss.detach()
         total = total + loss
     terms["tsdf"] = total.detach()
@@ -83,7 +101,8 @@ def atlas_losses(prediction: dict, batch: dict, weights: AtlasLossWeights) -> tu
     results: dict[str, LossResult] = {}
     if weights.tsdf > 0:
         results["tsdf"] = multiscale_tsdf_l1(prediction["tsdf_scales"], prediction["mask_scales"],
-                                             batch["target_tsdf"], batch["target_observed"])
+                                             batch["target_tsdf"], batch["target_observed"],
+                                             weights.tsdf_region_balance)
     if weights.semantic > 0:
         surface = batch["target_observed"][:, 0] & (batch["target_tsdf"][:, 0].abs() < 1.0)
         labels = torch.where(surface, batch["target_labels"], torch.full_like(batch["target_labels"], -1))
