@@ -338,7 +338,8 @@ class Mapper:
         """The (h, w, feature_dim) features of an RGB-only frame's color and the camera of that feature map."""
         if frame.color.shape[:2] != frame.camera.shape:
             raise ValueError(f"color must be {frame.camera.shape} (camera size), got {frame.color.shape[:2]}")
-        return self.feature_extractor(frame.color), feature_map_camera(frame.camera)
+        return (self.feature_extractor(frame.color, frame.camera, frame.T_world_cam),
+                feature_map_camera(frame.camera))
 
     def integrate_semantics(self, frame: MapFrame, class_probs: np.ndarray,
                             generation: int | None = None) -> IntegrationStats | None:

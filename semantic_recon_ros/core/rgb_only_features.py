@@ -4,7 +4,8 @@ An Atlas checkpoint names its ``feature_source`` (:class:`~.models.model_config.
 computes exactly those features for one camera image, at a quarter of its resolution, so that the live map, the
 offline ``map --rgb-only`` command and the trainer's caches all see the same inputs:
 
-* ``color``: the image's RGB in [0, 1];
+* ``color``: the image's RGB in [0, 1] (and, as for every source with ``view_directions``, each pixel's unit
+  viewing direction toward the camera in the world frame);
 * ``deeplab``: RGB + the 2D segmenter's class probabilities (frozen, pretrained on ADE20K);
 * ``learned``: RGB + the checkpoint's own 2D backbone (trained end to end with the 3D network).
 
@@ -21,6 +22,7 @@ from torch.nn import functional as F
 
 from .camera import PinholeCamera
 from .models.atlas_backbone2d import FEATURE_STRIDE
+from .models.atlas_backprojection import view_directions
 from .models.atlas_net import AtlasNet, image_moments
 from .models.model_config import AtlasNetConfig
 from .segmentation.segmenter import Segmenter
@@ -78,11 +80,17 @@ class ImageFeatureExtractor:
         self.channels = config.volume_channels
 
     @torch.inference_mode()
-    def __call__(self, color: np.ndarray, class_probs: np.ndarray | None = None) -> torch.Tensor:
-        """(H, W, 3) uint8 RGB -> (H // 4, W // 4, channels) float32 features on the network's device (see the
-        module docstring); the camera of the result is :func:`feature_map_camera`. ``class_probs``: the segmenter's
-        (H, W, K) output for this image when the caller has it already ('deeplab'; computed otherwise)."""
+    def __call__(self, color: np.ndarray, camera: PinholeCamera, T_world_cam: np.ndarray,
+                 class_probs: np.ndarray | None = None) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB seen by ``camera`` from ``T_world_cam`` (4, 4) -> (H // 4, W // 4, channels) float32
+        features on the network's device (see the module docstring); the camera of the result is
+        :func:`feature_map_camera`. ``class_probs``: the segmenter's (H, W, K) output for this image when the caller
+        has it already ('deeplab'; computed otherwise)."""
+        if camera.shape != color.shape[:2]:
+            raise ValueError(f"camera is {camera.width}x{camera.height}, the image {color.shape[1]}x{color.shape[0]}")
         image = image_tensor(color, self.device)
+        directions = (view_directions(feature_map_camera(camera), T_world_cam, self.device)
+                      if self.config.view_directions else None)
         extra = None
         if self.source == "deeplab":
             if class_probs is None:
@@ -93,4 +101,4 @@ class ImageFeatureExtractor:
             probs = torch.from_numpy(np.ascontiguousarray(class_probs)).to(self.device)
             probs = probs[:image.shape[2], :image.shape[3]].permute(2, 0, 1)[None].float()
             extra = F.avg_pool2d(probs, FEATURE_STRIDE)
-        return image_moments(self.config, image, extra, self.backbone)[0].permute(1, 2, 0).contiguous()
+        return image_moments(self.config, image, extra, self.backbone, directions)[0].permute(1, 2, 0).contiguous()

@@ -1,6 +1,6 @@
 """Cutting a posed RGB-D sequence into Atlas training chunks: features from the RGB, targets from the depth.
 
-1. Every frame's features (RGB and the 2D segmenter's class probabilities, the 'deeplab' source of
+1. Every frame's features (RGB, viewing directions and the 2D segmenter's class probabilities, the 'deeplab' source of
    :mod:`semantic_recon_ros.core.rgb_only_features`) are back-projected along its rays up to ``max_range`` into a
    feature volume, exactly as the RGB-only node does; the 'color' source's features are a subset of these channels
    (:func:`source_channels`), so one cache serves both frozen sources.
@@ -41,6 +41,7 @@ from semantic_recon_ros.core.datasets import open_sequence
 from semantic_recon_ros.core.map.tsdf_volume import SemanticTSDFVolume
 from semantic_recon_ros.core.mapper import MapFrame, Mapper
 from semantic_recon_ros.core.models import AtlasNetConfig
+from semantic_recon_ros.core.models.model_config import COLOR_CHANNELS, DIRECTION_CHANNELS
 from semantic_recon_ros.core.rgb_only_features import ImageFeatureExtractor, feature_map_camera
 from semantic_recon_ros.core.segmentation.segmenter import Segmenter, labels_from_probs
 
@@ -56,13 +57,14 @@ VIEW_SAMPLE_POINTS = 256  # surface voxels per chunk projected to rank the views
 
 
 def source_channels(source: str, num_classes: int) -> torch.Tensor:
-    """Indices of a feature source's channels among the cached 'deeplab' channels ``[rgb, probs, rgb², probs²]``
-    (the 'learned' source computes its own and takes none)."""
-    image = 3 + num_classes
+    """Indices of a feature source's channels among the cached 'deeplab' channels ``[f, f²]``, ``f = [rgb,
+    direction, probs]`` (the 'learned' source computes its own and takes none)."""
+    shared = COLOR_CHANNELS + DIRECTION_CHANNELS
+    image = shared + num_classes
     if source == "deeplab":
         return torch.arange(2 * image)
     if source == "color":
-        return torch.tensor([0, 1, 2, image, image + 1, image + 2])
+        return torch.cat((torch.arange(shared), image + torch.arange(shared)))
     if source == "learned":
         return torch.zeros(0, dtype=torch.int64)
     raise ValueError(f"unknown feature source {source!r}")
@@ -122,7 +124,7 @@ def extract_atlas_chunks(source: str | Path, cache_dir: str | Path, segmenter: S
                                       labels_from_probs(probs, min_label_probability)))
         if space_map is not None:
             space_map.integrate(MapFrame(frame.camera, frame.T_world_cam, frame.color, frame.depth))
-        features = extractor(frame.color, probs)
+        features = extractor(frame.color, frame.camera, frame.T_world_cam, probs)
         feature_volume.integrate_features(features, feature_map_camera(frame.camera), frame.T_world_cam,
                                           max_range=config.max_range)
         views.append(pick_pixels(frame.color, config.view_downscale))

@@ -29,10 +29,12 @@ def tiny_s4r(use_color: bool = True, seed: int = 0) -> S4RNet:
     return S4RNet(S4RNetConfig(num_classes=K, base_width=4, use_color=use_color))
 
 
+TINY_ATLAS = dict(num_classes=K, backbone_width=4, feature_channels=6, base_width=4)
+
+
 def tiny_atlas(seed: int = 0, **overrides) -> AtlasNet:
     torch.manual_seed(seed)
-    config = dict(num_classes=K, backbone_width=4, feature_channels=6, base_width=4)
-    return AtlasNet(AtlasNetConfig(**{**config, **overrides}))
+    return AtlasNet(AtlasNetConfig(**{**TINY_ATLAS, **overrides}))
 
 
 def s4r_inputs(dims, use_color: bool = True, batch: int = 1, seed: int = 1):
@@ -43,7 +45,7 @@ def s4r_inputs(dims, use_color: bool = True, batch: int = 1, seed: int = 1):
     return tsdf, observed, color
 
 
-def atlas_inputs(dims, batch: int = 1, channels: int = 6, seed: int = 1):
+def atlas_inputs(dims, batch: int = 1, channels: int = AtlasNetConfig(**TINY_ATLAS).volume_channels, seed: int = 1):
     generator = torch.Generator().manual_seed(seed)
     return (torch.randn(batch, channels, *dims, generator=generator),
             torch.rand(batch, 1, *dims, generator=generator) > 0.2)

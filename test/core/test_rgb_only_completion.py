@@ -46,8 +46,8 @@ def pose(x: float, yaw: float = 0.0) -> np.ndarray:
 
 
 def add_view(volume: SemanticTSDFVolume, extractor: ImageFeatureExtractor, x: float, yaw: float = 0.0) -> None:
-    volume.integrate_features(extractor(stripes(int(x * 100))), feature_map_camera(CAMERA), pose(x, yaw),
-                              max_range=MAX_RANGE)
+    volume.integrate_features(extractor(stripes(int(x * 100)), CAMERA, pose(x, yaw)), feature_map_camera(CAMERA),
+                              pose(x, yaw), max_range=MAX_RANGE)
 
 
 def rgb_only_map(network: AtlasNet) -> tuple[SemanticTSDFVolume, ImageFeatureExtractor]:
@@ -158,5 +158,5 @@ def test_each_engine_refuses_the_other_kind_of_checkpoint(tmp_path):
                                          r"rgb_only\); completing a fused RGB-D map needs an S4R checkpoint"):
         CompletionEngine.from_checkpoint(tmp_path / "atlas.pt", volume, CONFIG)
     other = SemanticTSDFVolume(VolumeConfig(voxel_size=VOXEL, block_size=BLOCK, feature_dim=3), CLASSES, "cpu")
-    with pytest.raises(ValueError, match=r"keeps 3 feature channels per voxel, the Atlas network reads 6"):
+    with pytest.raises(ValueError, match=r"keeps 3 feature channels per voxel, the Atlas network reads 12"):
         RgbOnlyCompletionEngine.from_checkpoint(tmp_path / "atlas.pt", other, CONFIG)

@@ -65,8 +65,8 @@ def back_projected(frames, extractor: ImageFeatureExtractor) -> SemanticTSDFVolu
     """The frames' features back-projected by the volume alone (the reference for the mapper's feature layers)."""
     volume = SemanticTSDFVolume(VolumeConfig(feature_dim=extractor.channels), CLASSES.names, "cpu")
     for frame in frames:
-        volume.integrate_features(extractor(frame.color), feature_map_camera(frame.camera), frame.T_world_cam,
-                                  max_range=MAX_RANGE)
+        volume.integrate_features(extractor(frame.color, frame.camera, frame.T_world_cam),
+                                  feature_map_camera(frame.camera), frame.T_world_cam, max_range=MAX_RANGE)
     return volume
 
 
@@ -79,7 +79,7 @@ def assert_same_features(volume: SemanticTSDFVolume, reference: SemanticTSDFVolu
 def test_rgb_only_mapping_back_projects_the_frames_and_maps_the_network_surface(frames, checkpoints, tmp_path):
     mapper = Mapper(VolumeConfig(), CLASSES, "cpu", COMPLETION, checkpoint=checkpoints["color"],
                     rgb_only_max_range=MAX_RANGE)
-    assert mapper.volume.config.feature_dim == 6  # the means of RGB and RGB^2, from the checkpoint
+    assert mapper.volume.config.feature_dim == 12  # the means of f and f^2, f = RGB + view direction (checkpoint)
     assert mapper.mesh_source == "completed" and mapper.voxel_map_source == "completed" and not mapper.has_additions
     for frame in frames:
         stats = mapper.integrate(color_only(frame))
@@ -135,7 +135,7 @@ def test_deeplab_features_come_from_the_segmenter_outside_the_map_lock(frames, c
     assert made == [] and colored.feature_extractor.segmenter is None  # color features need no segmenter
     mapper = Mapper(VolumeConfig(), CLASSES, "cpu", COMPLETION, checkpoint=checkpoints["deeplab"],
                     rgb_only_max_range=MAX_RANGE, segmenter_factory=factory)
-    assert len(made) == 1 and mapper.volume.config.feature_dim == 2 * (3 + CLASSES.num_classes)
+    assert len(made) == 1 and mapper.volume.config.feature_dim == 2 * (3 + 3 + CLASSES.num_classes)
     segmenter = made[0]
 
     # the first frame's segmentation starts while this thread holds the map lock, and ends only once it is free
@@ -153,7 +153,7 @@ def test_deeplab_features_come_from_the_segmenter_outside_the_map_lock(frames, c
     reference = back_projected(frames[:3], ImageFeatureExtractor(network, real))
     assert_same_features(mapper.volume, reference)
     seen = mapper.volume.grid.values("feature_weight") > 0
-    probabilities = mapper.volume.grid.values("features")[seen][:, 3:3 + CLASSES.num_classes]
+    probabilities = mapper.volume.grid.values("features")[seen][:, 6:6 + CLASSES.num_classes]  # after RGB, direction
     assert bool((probabilities.sum(dim=1) <= 1 + 1e-4).all()) and float(probabilities.amax(dim=1).mean()) > 0.3
 
 
@@ -175,7 +175,7 @@ def test_checkpoints_that_cannot_serve_are_refused(checkpoints, tmp_path):
     with pytest.raises(ValueError, match=r"color.pt: trained for voxel size 0.04 m, the map uses 0.05 m"):
         rgb_only(checkpoint=checkpoints["color"], volume_config=VolumeConfig(voxel_size=0.05))
     with pytest.raises(ValueError, match=r"volume.feature_dim is 3, but the Atlas checkpoint's 'color' features take "
-                                         r"6 channels per voxel: set volume.feature_dim to 6, or to 0"):
+                                         r"12 channels per voxel: set volume.feature_dim to 12, or to 0"):
         rgb_only(checkpoint=checkpoints["color"], volume_config=VolumeConfig(feature_dim=3))
     with pytest.raises(ValueError, match=r"deeplab.pt: the Atlas network's feature source is 'deeplab': it needs the "
                                          r"2D segmenter"):

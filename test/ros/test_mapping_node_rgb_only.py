@@ -205,8 +205,8 @@ def test_ctrl_c_saves_the_features_the_core_back_projects(node, listener, output
     torch.set_num_threads(1)
     try:
         for frame in frames[::3]:
-            reference.integrate_features(extractor(frame.color), feature_map_camera(frame.camera), frame.T_world_cam,
-                                         max_range=MAX_RANGE)
+            reference.integrate_features(extractor(frame.color, frame.camera, frame.T_world_cam),
+                                         feature_map_camera(frame.camera), frame.T_world_cam, max_range=MAX_RANGE)
     finally:
         torch.set_num_threads(threads)
         if segmenter is not None:

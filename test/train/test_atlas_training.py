@@ -68,7 +68,7 @@ def test_extraction_back_projects_features_and_fuses_depth_targets(config):
     assert manifest["frame_indices"] == list(range(0, 200, 25))
     assert len(manifest["chunks"]) > 5
     dataset = AtlasChunkDataset([cache], "deeplab")
-    image_channels = 3 + len(CLASSES)
+    image_channels = 6 + len(CLASSES)
     seen_fraction, labeled_fraction = [], []
     for index in range(len(dataset)):
         sample = dataset[index]
@@ -120,11 +120,17 @@ def test_the_color_source_reads_a_subset_of_the_cached_channels(seven_scenes):
     """One cache serves both frozen sources: the RGB channels of the DeepLab features are the color source's."""
     frame = seven_scenes[0]
     segmenter = DeepLabADE20K(SEGMENTER, CLASSES, num_threads=1)
-    deeplab = ImageFeatureExtractor(AtlasNetConfig(feature_source="deeplab"), segmenter)(frame.color)
-    color = ImageFeatureExtractor(AtlasNetConfig(feature_source="color"))(frame.color)
-    assert deeplab.shape == (120, 160, 32) and color.shape == (120, 160, 6)
+    view = (frame.color, frame.camera, frame.T_world_cam)
+    deeplab = ImageFeatureExtractor(AtlasNetConfig(feature_source="deeplab"), segmenter)(*view)
+    color = ImageFeatureExtractor(AtlasNetConfig(feature_source="color"))(*view)
+    assert deeplab.shape == (120, 160, 38) and color.shape == (120, 160, 12)
     torch.testing.assert_close(deeplab[..., source_channels("color", len(CLASSES))], color)
-    probabilities = deeplab[..., 3:3 + len(CLASSES)]
+    directions = deeplab[..., 3:6]
+    torch.testing.assert_close(directions.norm(dim=-1), torch.ones(120, 160))
+    # the central pixel looks along the camera's optical axis: its direction points back along it
+    optical_axis = torch.as_tensor(frame.T_world_cam[:3, 2], dtype=torch.float32)
+    assert float(directions[60, 80] @ optical_axis) < -0.999
+    probabilities = deeplab[..., 6:6 + len(CLASSES)]
     assert float(probabilities.sum(dim=-1).max()) <= 1.0 + 1e-4 and float(probabilities.max()) > 0.5
 
 

@@ -41,6 +41,16 @@ def feature_camera(camera: PinholeCamera, features: torch.Tensor) -> PinholeCame
     return camera.scaled(int(features.shape[-1]), int(features.shape[-2]))
 
 
+def view_directions(camera: PinholeCamera, T_world_cam: np.ndarray | torch.Tensor,
+                    device: torch.device | str) -> torch.Tensor:
+    """(V, 3, h, w) unit vectors from each pixel's scene point toward its camera, in the world frame, for V poses
+    ``T_world_cam`` (V, 4, 4) (or (4, 4)) of a camera whose images are h x w (``camera.shape``)."""
+    poses = T_world_cam.detach().cpu().numpy() if isinstance(T_world_cam, torch.Tensor) else np.asarray(T_world_cam)
+    rotations = torch.as_tensor(poses.reshape(-1, 4, 4)[:, :3, :3], dtype=torch.float32, device=device)
+    rays = torch.nn.functional.normalize(camera.pixel_rays(device), dim=-1)  # (h, w, 3) camera frame
+    return -torch.einsum("vij,hwj->vihw", rotations, rays)
+
+
 def backproject_features(features: torch.Tensor, camera: PinholeCamera, T_world_cam: np.ndarray | torch.Tensor,
                          points_world: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum and count of the features that the views see at arbitrary world points.

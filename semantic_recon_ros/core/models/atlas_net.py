@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from ..camera import PinholeCamera
 from .atlas_backbone2d import FEATURE_STRIDE, ResNetFPN2d
-from .atlas_backprojection import backproject_to_grid, feature_camera
+from .atlas_backprojection import backproject_to_grid, view_directions
 from .conv3d_blocks import NUM_LEVELS, UNetDecoder3d, UNetEncoder3d, check_grid_dims, level_widths
 from .fast_conv import Conv3d
 from .model_config import AtlasNetConfig
@@ -32,12 +32,13 @@ STD_EPSILON = 1e-4  # keeps the gradient of the standard deviation finite where 
 
 
 def image_moments(config: AtlasNetConfig, images: torch.Tensor, extra: torch.Tensor | None = None,
-                  backbone: nn.Module | None = None) -> torch.Tensor:
+                  backbone: nn.Module | None = None, directions: torch.Tensor | None = None) -> torch.Tensor:
     """Per-pixel features to back-project: (V, 3, H, W) RGB in [0, 1] (H, W multiples of 4) -> (V,
-    volume_channels, H/4, W/4), ``cat(f, f * f)`` with ``f = cat(RGB at stride 4, extra)``.
+    volume_channels, H/4, W/4), ``cat(f, f * f)`` with ``f = cat(RGB at stride 4, directions, extra)``.
 
-    ``extra``: the 'deeplab' source's (V, K, H/4, W/4) class probabilities; computed by ``backbone`` (the network's
-    2D backbone) for 'learned'; none for 'color'.
+    ``directions``: (V, 3, H/4, W/4) viewing directions (:func:`.atlas_backprojection.view_directions`), required
+    with ``config.view_directions``. ``extra``: the 'deeplab' source's (V, K, H/4, W/4) class probabilities;
+    computed by ``backbone`` (the network's 2D backbone) for 'learned'; none for 'color'.
     """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (V, 3, H, W), got {tuple(images.shape)}")
@@ -50,7 +51,12 @@ def image_moments(config: AtlasNetConfig, images: torch.Tensor, extra: torch.Ten
         raise ValueError(f"feature source {source!r} " + ("takes no extra features" if source == "color" else
                          "needs the segmenter's class probabilities as extra features"))
     rgb = F.avg_pool2d(images, FEATURE_STRIDE)
-    f = rgb if extra is None else torch.cat((rgb, extra.to(rgb.dtype)), dim=1)
+    if config.view_directions != (directions is not None):
+        raise ValueError("view directions are " + ("required" if config.view_directions else "not used") +
+                         " by this config")
+    parts = [rgb] + ([directions.to(rgb.dtype)] if directions is not None else []) \
+        + ([extra.to(rgb.dtype)] if extra is not None else [])
+    f = torch.cat(parts, dim=1)
     if f.shape[1] != config.image_channels:
         raise ValueError(f"image features have {f.shape[1]} channels, the config expects {config.image_channels}")
     return torch.cat((f, f * f), dim=1)
@@ -70,9 +76,10 @@ class AtlasNet(nn.Module):
         self.heads = nn.ModuleList(Conv3d(widths[level], 1 + config.num_classes, 1)
                                    for level in range(NUM_LEVELS - 1, -1, -1))
 
-    def image_moments(self, images: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def image_moments(self, images: torch.Tensor, extra: torch.Tensor | None = None,
+                      directions: torch.Tensor | None = None) -> torch.Tensor:
         """:func:`image_moments` of this network's feature source (its backbone computes 'learned' features)."""
-        return image_moments(self.config, images, extra, self.backbone)
+        return image_moments(self.config, images, extra, self.backbone, directions)
 
     def volume_statistics(self, feature_volume: torch.Tensor) -> torch.Tensor:
         """(B, 2C, ...) means of ``f`` and ``f * f`` -> (B, 2C, ...) mean and standard deviation of ``f``."""
@@ -151,9 +158,11 @@ class AtlasNet(nn.Module):
         batch, views = images.shape[:2]
         poses = torch.as_tensor(T_world_cam).reshape(batch, views, 4, 4)
         origins = torch.as_tensor(origins).reshape(batch, 3)
-        features = self.image_moments(images.flatten(0, 1))
+        grid_camera = camera.scaled(camera.width // FEATURE_STRIDE, camera.height // FEATURE_STRIDE)
+        directions = (view_directions(grid_camera, poses.reshape(-1, 4, 4), images.device)
+                      if self.config.view_directions else None)
+        features = self.image_moments(images.flatten(0, 1), directions=directions)
         features = features.unflatten(0, (batch, views))
-        grid_camera = feature_camera(camera, features[0])
         volumes, counts = zip(*(backproject_to_grid(features[b], grid_camera, poses[b], origins[b], voxel_size, dims)
                                 for b in range(batch)))
         observed = torch.stack(counts)[:, None] > 0

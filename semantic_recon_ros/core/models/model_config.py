@@ -28,13 +28,15 @@ class S4RNetConfig:
 
 FEATURE_SOURCES = ("color", "deeplab", "learned")
 COLOR_CHANNELS = 3  # every feature source starts with the image's RGB in [0, 1]
+DIRECTION_CHANNELS = 3  # then, with view_directions, the unit viewing direction toward the camera (world frame)
 
 
 @dataclass
 class AtlasNetConfig:
     """RGB-only reconstruction: 2D features back-projected into a voxel grid, then a 3D encoder-decoder.
 
-    Each image gives per-pixel features ``f`` (stride 4): its RGB in [0, 1], then what ``feature_source`` adds.
+    Each image gives per-pixel features ``f`` (stride 4): its RGB in [0, 1], with ``view_directions`` the pixel's
+    unit viewing direction toward the camera (world frame), then what ``feature_source`` adds.
     Voxels keep the running means of ``f`` and ``f * f`` over the views that see them (:attr:`volume_channels`),
     from which the network takes the mean and the spread of the views' features.
     """
@@ -43,6 +45,9 @@ class AtlasNetConfig:
     feature_source: str = parameter(
         "learned", "2D features: 'color' (RGB alone), 'deeplab' (RGB + the 2D segmenter's class probabilities, "
                    "frozen) or 'learned' (RGB + the ResNet-FPN backbone, trained end to end).")
+    view_directions: bool = parameter(
+        True, "Add each pixel's viewing direction (world frame, unit vector toward the camera) to its features, so "
+              "the voxels' means tell from which side the views saw them: in front of a surface or behind it.")
     backbone_width: int = parameter(
         16, "Channels of the first 2D ResNet stage (stages have 1, 2, 4, 8 times this); 'learned' only.", 4, 128)
     feature_channels: int = parameter(
@@ -60,9 +65,10 @@ class AtlasNetConfig:
 
     @property
     def image_channels(self) -> int:
-        """Channels of one image's features ``f``: RGB, then the class probabilities or the learned features."""
+        """Channels of one image's features ``f``: RGB, the viewing direction, then the class probabilities or the
+        learned features."""
         extra = {"color": 0, "deeplab": self.num_classes, "learned": self.feature_channels}[self.feature_source]
-        return COLOR_CHANNELS + extra
+        return COLOR_CHANNELS + (DIRECTION_CHANNELS if self.view_directions else 0) + extra
 
     @property
     def volume_channels(self) -> int:
