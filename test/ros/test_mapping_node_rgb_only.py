@@ -44,7 +44,7 @@ from semantic_recon_ros.ros.pointcloud_conversions import pointcloud2_to_array  
 
 CLASSES = load_class_set()
 ROOM_SEED = 900
-NUM_FRAMES = 90  # 3 s at 30 Hz
+NUM_FRAMES = 45  # 1.5 s at 30 Hz
 FEATURE_RATE = 10.0  # the default rgb_only_feature_rate: every third frame
 MAX_RANGE = 3.0
 OVERRIDES = {"use_sim_time": "true", "rgb_only": "true", "input_qos": "reliable", "status_period": "0.5",
@@ -73,10 +73,10 @@ def write_rgb_only_bag(path: Path, frames) -> list[int]:
 
 @pytest.fixture(scope="module")
 def room(tmp_path_factory):
-    """(frames, bag) of the synthetic room at 320x240."""
+    """(frames, bag) of the synthetic room at 160x120."""
     root = tmp_path_factory.mktemp("rgb_only_room")
     scene = write_synthetic_scene(root / "room", seed=ROOM_SEED, num_frames=NUM_FRAMES,
-                                  camera=DEFAULT_CAMERA.scaled(320, 240))
+                                  camera=DEFAULT_CAMERA.scaled(160, 120))
     frames = list(open_sequence(scene))
     write_rgb_only_bag(root / "room.mcap", frames)
     return frames, root / "room.mcap"
