@@ -26,9 +26,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
-from .paths import CONFIG_DIR
+from .paths import CONFIG_DIR, REPO_ROOT
 
 COMMANDS = {
     "extract": "Generate synthetic rooms and cut every scene of a config into chunk caches.",
@@ -45,24 +47,52 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 ATLAS_CONFIG = CONFIG_DIR / "atlas.yaml"
 
 
-def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                        help="run config YAML (default: semantic_recon_training/configs/default.yaml)")
+@dataclasses.dataclass(frozen=True)
+class _Network:
+    """What the extract / fit / export commands of one trained network use; ``steps()`` imports its modules (only
+    when one of its commands runs) and returns (load_config, prepare_scenes, fit, export)."""
+
+    default_config: Path
+    steps: Callable[[], tuple[Callable, ...]]
 
 
-def _add_extract(parser: argparse.ArgumentParser) -> None:
-    _add_config(parser)
+def _s4r_steps() -> tuple[Callable, ...]:
+    from .fitting.data_sources import prepare_scenes
+    from .fitting.export import export_checkpoint
+    from .fitting.fit import fit
+    from .fitting.training_config import load_run_config
+
+    return load_run_config, prepare_scenes, fit, export_checkpoint
+
+
+def _atlas_steps() -> tuple[Callable, ...]:
+    from .atlas.atlas_config import load_atlas_config
+    from .atlas.atlas_scenes import prepare_atlas_scenes
+    from .atlas.atlas_training import export_atlas, fit_atlas
+
+    return load_atlas_config, prepare_atlas_scenes, fit_atlas, export_atlas
+
+
+S4R = _Network(DEFAULT_CONFIG, _s4r_steps)
+ATLAS = _Network(ATLAS_CONFIG, _atlas_steps)
+
+
+def _add_config(parser: argparse.ArgumentParser, network: _Network = S4R) -> None:
+    parser.add_argument("--config", type=Path, default=network.default_config,
+                        help=f"run config YAML (default: {network.default_config.relative_to(REPO_ROOT)})")
+
+
+def _add_extract(parser: argparse.ArgumentParser, network: _Network) -> None:
+    _add_config(parser, network)
     parser.add_argument("--only", nargs="+", metavar="SCENE", help="extract only these scenes of the config")
     parser.add_argument("--overwrite", action="store_true", help="render and extract again even when done")
 
 
-def _run_extract(args: argparse.Namespace) -> int:
+def _run_extract(args: argparse.Namespace, network: _Network) -> int:
     import torch
 
-    from .fitting.data_sources import prepare_scenes
-    from .fitting.training_config import load_run_config
-
-    config = load_run_config(args.config)
+    load_config, prepare_scenes, _, _ = network.steps()
+    config = load_config(args.config)
     if config.trainer.num_threads:
         torch.set_num_threads(config.trainer.num_threads)
     caches = prepare_scenes(config, only=args.only, overwrite=args.overwrite)
@@ -71,8 +101,8 @@ def _run_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_fit(parser: argparse.ArgumentParser) -> None:
-    _add_config(parser)
+def _add_fit(parser: argparse.ArgumentParser, network: _Network) -> None:
+    _add_config(parser, network)
     parser.add_argument("--resume", action="store_true",
                         help="continue from <output_dir>/checkpoints/last.ckpt (error if there is none)")
     parser.add_argument("--max-steps", type=int, help="override trainer.max_steps")
@@ -86,31 +116,27 @@ def _add_fit(parser: argparse.ArgumentParser) -> None:
 FIT_OVERRIDES = ("max_steps", "max_time", "accelerator", "devices", "num_nodes")  # trainer.<name> = --<name>
 
 
-def _run_fit(args: argparse.Namespace) -> int:
-    from .fitting.fit import fit
-    from .fitting.training_config import load_run_config
-
-    config = load_run_config(args.config)
+def _run_fit(args: argparse.Namespace, network: _Network) -> int:
+    load_config, _, fit, _ = network.steps()
+    config = load_config(args.config)
     overrides = {name: getattr(args, name) for name in FIT_OVERRIDES if getattr(args, name) is not None}
     config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, **overrides))
     fit(config, resume=args.resume)
     return 0
 
 
-def _add_export(parser: argparse.ArgumentParser) -> None:
-    _add_config(parser)
+def _add_export(parser: argparse.ArgumentParser, network: _Network) -> None:
+    _add_config(parser, network)
     parser.add_argument("--checkpoint", type=Path,
                         help="Lightning checkpoint (default: <output_dir>/checkpoints/last.ckpt of the config)")
     parser.add_argument("--out", type=Path, required=True, help="inference checkpoint to write (.pt)")
 
 
-def _run_export(args: argparse.Namespace) -> int:
-    from .fitting.export import export_checkpoint
-    from .fitting.training_config import load_run_config
-
-    config = load_run_config(args.config)
+def _run_export(args: argparse.Namespace, network: _Network) -> int:
+    load_config, _, _, export = network.steps()
+    config = load_config(args.config)
     source = args.checkpoint or Path(config.trainer.output_dir) / "checkpoints" / "last.ckpt"
-    info = export_checkpoint(source, args.out)
+    info = export(source, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): {info}")
     return 0
 
@@ -130,65 +156,6 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_atlas_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=ATLAS_CONFIG,
-                        help="Atlas run config YAML (default: semantic_recon_training/configs/atlas.yaml)")
-
-
-def _add_atlas_extract(parser: argparse.ArgumentParser) -> None:
-    _add_atlas_config(parser)
-    parser.add_argument("--only", nargs="+", metavar="SCENE", help="extract only these scenes of the config")
-    parser.add_argument("--overwrite", action="store_true", help="render and extract again even when done")
-
-
-def _run_atlas_extract(args: argparse.Namespace) -> int:
-    from .atlas.atlas_config import load_atlas_config
-    from .atlas.atlas_scenes import prepare_atlas_scenes
-
-    caches = prepare_atlas_scenes(load_atlas_config(args.config), only=args.only, overwrite=args.overwrite)
-    for name, cache in caches.items():
-        print(f"{name}: {cache}")
-    return 0
-
-
-def _add_atlas_fit(parser: argparse.ArgumentParser) -> None:
-    _add_atlas_config(parser)
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from <output_dir>/checkpoints/last.ckpt (error if there is none)")
-    parser.add_argument("--max-steps", type=int, help="override trainer.max_steps")
-    parser.add_argument("--max-time", metavar="DD:HH:MM:SS",
-                        help="override trainer.max_time (counted across --resume; '' = no limit)")
-
-
-def _run_atlas_fit(args: argparse.Namespace) -> int:
-    from .atlas.atlas_config import load_atlas_config
-    from .atlas.atlas_training import fit_atlas
-
-    config = load_atlas_config(args.config)
-    overrides = {name: getattr(args, name) for name in ("max_steps", "max_time") if getattr(args, name) is not None}
-    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, **overrides))
-    fit_atlas(config, resume=args.resume)
-    return 0
-
-
-def _add_atlas_export(parser: argparse.ArgumentParser) -> None:
-    _add_atlas_config(parser)
-    parser.add_argument("--checkpoint", type=Path,
-                        help="Lightning checkpoint (default: <output_dir>/checkpoints/last.ckpt of the config)")
-    parser.add_argument("--out", type=Path, required=True, help="inference checkpoint to write (.pt)")
-
-
-def _run_atlas_export(args: argparse.Namespace) -> int:
-    from .atlas.atlas_config import load_atlas_config
-    from .atlas.atlas_training import export_atlas
-
-    config = load_atlas_config(args.config)
-    source = args.checkpoint or Path(config.trainer.output_dir) / "checkpoints" / "last.ckpt"
-    info = export_atlas(source, args.out)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): {info}")
-    return 0
-
-
 def _evaluation_module(command: str):
     """:mod:`.evaluation.evaluate` or :mod:`.evaluation.calibration`, imported only when ``command`` (``evaluate``,
     ``calibrate``) runs (the other commands do not load them)."""
@@ -205,13 +172,13 @@ EVALUATION_COMMANDS = ("evaluate", "calibrate")
 
 
 HANDLERS = {
-    "extract": (_add_extract, _run_extract),
-    "fit": (_add_fit, _run_fit),
-    "export": (_add_export, _run_export),
+    "extract": (partial(_add_extract, network=S4R), partial(_run_extract, network=S4R)),
+    "fit": (partial(_add_fit, network=S4R), partial(_run_fit, network=S4R)),
+    "export": (partial(_add_export, network=S4R), partial(_run_export, network=S4R)),
     "plot": (_add_plot, _run_plot),
-    "atlas-extract": (_add_atlas_extract, _run_atlas_extract),
-    "atlas-fit": (_add_atlas_fit, _run_atlas_fit),
-    "atlas-export": (_add_atlas_export, _run_atlas_export),
+    "atlas-extract": (partial(_add_extract, network=ATLAS), partial(_run_extract, network=ATLAS)),
+    "atlas-fit": (partial(_add_fit, network=ATLAS), partial(_run_fit, network=ATLAS)),
+    "atlas-export": (partial(_add_export, network=ATLAS), partial(_run_export, network=ATLAS)),
 }
 
 

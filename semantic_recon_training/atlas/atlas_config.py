@@ -16,16 +16,15 @@ read_config_layers`). A scene's ``extraction`` overrides in ``data.sequences`` a
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from semantic_recon_ros.core.config.fields import check_ranges, config_from_dict, parameter
+from semantic_recon_ros.core.config.fields import check_ranges, parameter
 from semantic_recon_ros.core.config.volume import VolumeConfig
 from semantic_recon_ros.core.models import AtlasNetConfig
 
-from ..fitting.training_config import DataConfig, OptimizerConfig, TrainerConfig, read_config_layers
+from ..fitting.training_config import (DataConfig, OptimizerConfig, RunConfigMethods, TrainerConfig,
+                                       read_run_config, run_config_sections)
 from .atlas_losses import AtlasLossWeights
 
 
@@ -101,7 +100,7 @@ class AtlasAugmentationConfig:
 
 
 @dataclass
-class AtlasRunConfig:
+class AtlasRunConfig(RunConfigMethods):
     """Everything the ``atlas-*`` training commands need (sections as in the module docstring)."""
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -112,45 +111,12 @@ class AtlasRunConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
-    def extraction_for(self, overrides: dict, source: str = "extraction overrides") -> AtlasExtractionConfig:
-        """The run's extraction config with a scene's overrides applied (errors name ``source``)."""
-        merged = {**dataclasses.asdict(self.extraction), **overrides}
-        return config_from_dict(AtlasExtractionConfig, merged, source)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(AtlasRunConfig)}
-
 
 def atlas_config_from_dict(values: dict, source: str = "config") -> AtlasRunConfig:
     """Build an :class:`AtlasRunConfig` from nested mappings (missing sections and keys take their defaults)."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{source}: a run config must be a mapping of sections, got {type(values).__name__}")
-    unknown = sorted(set(values) - set(SECTIONS))
-    if unknown:
-        raise ValueError(f"{source}: unknown sections {unknown}; known: {sorted(SECTIONS)}")
-    sections = {}
-    for name, make in SECTIONS.items():
-        section = values.get(name) or {}
-        if not isinstance(section, dict):
-            raise ValueError(f"{source}: section {name!r} must be a mapping, got {type(section).__name__}")
-        try:
-            sections[name] = config_from_dict(type(make()), section, f"{source} [{name}]")
-        except (TypeError, ValueError) as err:
-            message = str(err)
-            raise ValueError(message if message.startswith(source) else f"{source} [{name}]: {message}") from None
-    config = AtlasRunConfig(**sections)
-    for sequence in config.data.sequences:
-        config.extraction_for(sequence.extraction, f"{source} [data.sequences {sequence.name!r} extraction]")
-    config.extraction_for(config.data.synthetic_extraction, f"{source} [data.synthetic_extraction]")
-    return config
+    return run_config_sections(AtlasRunConfig, values, source)
 
 
 def load_atlas_config(path: str | Path) -> AtlasRunConfig:
     """Read a YAML Atlas run config and its bases (FileNotFoundError / ValueError naming the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training config not found: {path}")
-    return atlas_config_from_dict(read_config_layers(path), str(path))
+    return read_run_config(path, atlas_config_from_dict)

@@ -19,7 +19,7 @@ from semantic_recon_ros.core.models import AtlasNet, set_fast_cpu_convolutions
 from semantic_recon_ros.core.models.fast_conv import fast_cpu_path_available
 
 from ..evaluation.metrics import SemanticConfusion, completion_counts, occupied
-from ..fitting.lightning_module import warmup_cosine
+from ..fitting.lightning_module import adamw_warmup_cosine
 from .atlas_config import AtlasRunConfig, atlas_config_from_dict
 from .atlas_losses import atlas_losses
 
@@ -95,9 +95,4 @@ class AtlasModule(pl.LightningModule):
             self.log("val/miou", self._val_confusion.miou)
 
     def configure_optimizers(self):
-        opt = self.run_config.optimizer
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
-        max_steps = self.run_config.trainer.max_steps
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, opt.warmup_steps, max_steps, opt.final_lr_fraction))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_warmup_cosine(self.model.parameters(), self.run_config)

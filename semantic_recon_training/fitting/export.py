@@ -12,21 +12,34 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from semantic_recon_ros.core.models import CheckpointInfo, S4RNet, load_checkpoint, save_checkpoint
 
 from ..data.training_record import RecordedScene, TrainingRecord, relative_to_repo
-from .training_config import RunConfig, run_config_from_dict
+from .training_config import run_config_from_dict
 
 MODEL_PREFIX = "model."
 
 
 def export_checkpoint(lightning_checkpoint: str | Path, out: str | Path, half: bool = True) -> CheckpointInfo:
-    """Write the network of ``lightning_checkpoint`` to ``out``; returns the written checkpoint's info.
+    """Write the network of a :class:`.lightning_module.CompletionModule` checkpoint to ``out``; returns the written
+    checkpoint's info (:func:`export_network`)."""
+    return export_network(lightning_checkpoint, out, "a CompletionModule", "fit", run_config_from_dict, S4RNet, half)
 
-    Raises FileNotFoundError for a missing file and ValueError naming it when it holds no CompletionModule.
+
+def export_network(lightning_checkpoint: str | Path, out: str | Path, module: str, command: str,
+                   config_from_dict: Callable[[dict, str], Any], network: Callable[[Any], nn.Module],
+                   half: bool = True) -> CheckpointInfo:
+    """Write the network of a Lightning checkpoint of ``module`` (with its article: 'a CompletionModule'; written by
+    the training ``command``) to ``out``,
+    rebuilt as ``network(run config .model)`` from the run config in its hyper-parameters; float16 weights with
+    ``half``, and the run's :func:`training_record`. Returns the written checkpoint's info.
+
+    Raises FileNotFoundError for a missing file and ValueError naming it when it holds no such module.
     """
     path = Path(lightning_checkpoint)
     if not path.is_file():
@@ -34,12 +47,15 @@ def export_checkpoint(lightning_checkpoint: str | Path, out: str | Path, half: b
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: Lightning stores plain dicts
     except Exception as err:  # noqa: BLE001 - unpickling a foreign file raises about anything
-        raise ValueError(f"{path}: not a Lightning checkpoint of `fit` ({type(err).__name__})") from None
+        raise ValueError(f"{path}: not a Lightning checkpoint of `{command}` ({type(err).__name__})") from None
     hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
     if not hparams or not {"config", "class_names", "voxel_size", "truncation"} <= set(hparams):
-        raise ValueError(f"{path}: not a CompletionModule checkpoint (no run config in its hyper-parameters)")
-    config = run_config_from_dict(dict(hparams["config"]), f"{path} hyper-parameters")
-    model = S4RNet(config.model)
+        raise ValueError(f"{path}: not {module} checkpoint (no run config in its hyper-parameters)")
+    try:
+        config = config_from_dict(dict(hparams["config"]), f"{path} hyper-parameters")
+    except ValueError as err:
+        raise ValueError(f"{path}: not {module} checkpoint ({err})") from None
+    model = network(config.model)
     weights = {k[len(MODEL_PREFIX):]: v for k, v in state["state_dict"].items() if k.startswith(MODEL_PREFIX)}
     try:
         model.load_state_dict(weights, strict=True)
@@ -53,9 +69,9 @@ def export_checkpoint(lightning_checkpoint: str | Path, out: str | Path, half: b
     return info
 
 
-def training_record(config: RunConfig) -> TrainingRecord:
-    """The scenes a run trains and validates on, with those of its ``trainer.init_checkpoint`` (marked incomplete,
-    with a warning, when that checkpoint records none)."""
+def training_record(config) -> TrainingRecord:
+    """The scenes a run (an S4R or Atlas run config) trains and validates on, with those of its
+    ``trainer.init_checkpoint`` (marked incomplete, with a warning, when that checkpoint records none)."""
     data = config.data
     split = {name: "validation" if name in data.val_scenes else "train" for name in data.scene_names()}
     scenes = [RecordedScene(data.synthetic_name(seed), split[data.synthetic_name(seed)], synthetic_seed=seed)

@@ -18,6 +18,7 @@ import importlib.util
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Callable
 
 import pytorch_lightning as pl
 import torch
@@ -82,28 +83,39 @@ def build_trainer(config: RunConfig) -> pl.Trainer:
 
 
 def fit(config: RunConfig, resume: bool = False) -> Path:
-    """Train (``resume``: continue from :func:`last_checkpoint`); returns the last checkpoint's path.
+    """Train the S4R network (``resume``: continue from :func:`last_checkpoint`); returns the last checkpoint's path.
 
     Raises FileNotFoundError when ``resume`` is set and there is no checkpoint to continue from.
     """
+    def setup() -> tuple[pl.LightningModule, dict]:
+        data = ChunkDataModule(config)
+        voxel_size, truncation = data.map_settings()
+        if abs(voxel_size - config.extraction.voxel_size) > 1e-9:
+            raise ValueError(f"the chunk caches have voxel size {voxel_size} m, the config's extraction "
+                             f"{config.extraction.voxel_size} m; extract again")
+        return CompletionModule(config.to_dict(), list(data.class_names), voxel_size, truncation), {"datamodule": data}
+
+    return train(config, setup, resume)
+
+
+def train(config, setup: Callable[[], tuple[pl.LightningModule, dict]], resume: bool = False) -> Path:
+    """The training run every trainer shares (the S4R and the Atlas run configs): threads and seed from
+    ``config.trainer``, ``setup()`` -> (the LightningModule, the data arguments of ``Trainer.fit``), the resolved
+    config written to ``config.yaml``, fit (``resume``: from the last checkpoint, checked first), the final
+    checkpoint and the loss curves. Returns the last checkpoint's path."""
     settings = config.trainer
-    checkpoint = last_checkpoint(config)
+    checkpoint = Path(settings.output_dir) / LAST_CHECKPOINT
     if resume:
         check_resumable(checkpoint, settings)
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
     pl.seed_everything(settings.seed, workers=True, verbose=False)
-    data = ChunkDataModule(config)
-    voxel_size, truncation = data.map_settings()
-    if abs(voxel_size - config.extraction.voxel_size) > 1e-9:
-        raise ValueError(f"the chunk caches have voxel size {voxel_size} m, the config's extraction "
-                         f"{config.extraction.voxel_size} m; extract again")
-    module = CompletionModule(config.to_dict(), list(data.class_names), voxel_size, truncation)
+    module, data = setup()
     out = Path(settings.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(_plain(config.to_dict()), sort_keys=False))
     trainer = build_trainer(config)
-    trainer.fit(module, datamodule=data, ckpt_path=str(checkpoint) if resume else None)
+    trainer.fit(module, **data, ckpt_path=str(checkpoint) if resume else None)
     trainer.save_checkpoint(checkpoint)  # the final step (ModelCheckpoint saves only every n steps)
     if trainer.is_global_zero:
         plot_loss_curves(out, out / "loss_curves.png")

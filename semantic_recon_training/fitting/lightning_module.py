@@ -54,6 +54,17 @@ def warmup_cosine(step: int, warmup_steps: int, max_steps: int, final_fraction: 
     return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def adamw_warmup_cosine(parameters, run_config) -> dict:
+    """``configure_optimizers``' answer for a run config (S4R or Atlas): AdamW with its ``optimizer`` settings and
+    :func:`warmup_cosine` over ``trainer.max_steps``, stepped every step."""
+    opt = run_config.optimizer
+    optimizer = torch.optim.AdamW(parameters, lr=opt.lr, weight_decay=opt.weight_decay)
+    max_steps = run_config.trainer.max_steps
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, opt.warmup_steps, max_steps, opt.final_lr_fraction))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
 class CompletionModule(pl.LightningModule):
     """S4RNet trained through the renderer with the run's named losses.
 
@@ -163,9 +174,4 @@ class CompletionModule(pl.LightningModule):
             self.log("val/miou_prediction", merged.miou, rank_zero_only=True)
 
     def configure_optimizers(self):
-        opt = self.run_config.optimizer
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
-        max_steps = self.run_config.trainer.max_steps
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, opt.warmup_steps, max_steps, opt.final_lr_fraction))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_warmup_cosine(self.model.parameters(), self.run_config)

@@ -224,8 +224,21 @@ class TrainerConfig:
         return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
 
 
+class RunConfigMethods:
+    """What every run config (this module's :class:`RunConfig`, the Atlas one) offers on top of its sections; each
+    has ``data``, ``extraction``, ``model``, ``optimizer`` and ``trainer`` sections."""
+
+    def extraction_for(self, overrides: dict, source: str = "extraction overrides"):
+        """The run's extraction config with a scene's overrides applied (errors name ``source``)."""
+        merged = {**dataclasses.asdict(self.extraction), **overrides}
+        return _named(source, lambda: config_from_dict(type(self.extraction), merged, source))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 @dataclass
-class RunConfig:
+class RunConfig(RunConfigMethods):
     """Everything a ``python -m semantic_recon_training`` command needs (sections as in the module docstring)."""
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -237,33 +250,20 @@ class RunConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
-    def extraction_for(self, overrides: dict, source: str = "extraction overrides") -> ChunkExtractionConfig:
-        """The run's extraction config with a source's overrides applied (errors name ``source``)."""
-        merged = {**dataclasses.asdict(self.extraction), **overrides}
-        return _named(source, lambda: config_from_dict(ChunkExtractionConfig, merged, source))
 
-    def check_extraction_overrides(self, source: str) -> None:
-        """ValueError naming ``source`` (the file) and the scene when a source's extraction overrides are wrong."""
-        self.extraction_for(self.data.synthetic_extraction, f"{source} [data.synthetic_extraction]")
-        for sequence in self.data.sequences:
-            self.extraction_for(sequence.extraction, f"{source} [data.sequences {sequence.name!r} extraction]")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-SECTIONS = {f.name: f.type for f in dataclasses.fields(RunConfig)}
 T = TypeVar("T")
 
 
-def run_config_from_dict(values: dict, source: str = "config") -> RunConfig:
-    """Build a :class:`RunConfig` from nested mappings (missing sections and keys take their defaults)."""
+def run_config_sections(run_class: type[T], values: dict, source: str = "config") -> T:
+    """An instance of a run-config dataclass (:class:`RunConfig`, the Atlas one) from nested mappings: each field a
+    section built from its mapping (missing sections and keys take their defaults); then every scene's extraction
+    overrides are checked. ValueError naming ``source`` and the section."""
     if not isinstance(values, dict):
         raise ValueError(f"{source}: a run config must be a mapping of sections, got {type(values).__name__}")
-    unknown = sorted(set(values) - set(SECTIONS))
+    classes = {f.name: f.default_factory for f in dataclasses.fields(run_class)}
+    unknown = sorted(set(values) - set(classes))
     if unknown:
-        raise ValueError(f"{source}: unknown sections {unknown}; known: {sorted(SECTIONS)}")
-    classes = {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}
+        raise ValueError(f"{source}: unknown sections {unknown}; known: {sorted(classes)}")
     sections = {}
     for name, make in classes.items():
         section = values.get(name) or {}
@@ -271,9 +271,16 @@ def run_config_from_dict(values: dict, source: str = "config") -> RunConfig:
             raise ValueError(f"{source}: section {name!r} must be a mapping, got {type(section).__name__}")
         cls = type(make())
         sections[name] = _named(f"{source} [{name}]", lambda: config_from_dict(cls, section, f"{source} [{name}]"))
-    config = RunConfig(**sections)
-    config.check_extraction_overrides(source)
+    config = run_class(**sections)
+    config.extraction_for(config.data.synthetic_extraction, f"{source} [data.synthetic_extraction]")
+    for sequence in config.data.sequences:
+        config.extraction_for(sequence.extraction, f"{source} [data.sequences {sequence.name!r} extraction]")
     return config
+
+
+def run_config_from_dict(values: dict, source: str = "config") -> RunConfig:
+    """Build a :class:`RunConfig` from nested mappings (missing sections and keys take their defaults)."""
+    return run_config_sections(RunConfig, values, source)
 
 
 def _named(source: str, build: Callable[[], T]) -> T:
@@ -315,9 +322,14 @@ def read_config_layers(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     return merge_layers(read_config_layers(base_path, chain), values)
 
 
-def load_run_config(path: str | Path) -> RunConfig:
-    """Read a YAML run config and its bases (FileNotFoundError / ValueError naming the file)."""
+def read_run_config(path: str | Path, from_dict: Callable[[dict, str], T]) -> T:
+    """A YAML run config and its bases through ``from_dict`` (FileNotFoundError / ValueError naming the file)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training config not found: {path}")
-    return run_config_from_dict(read_config_layers(path), str(path))
+    return from_dict(read_config_layers(path), str(path))
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read a YAML S4R run config and its bases."""
+    return read_run_config(path, run_config_from_dict)

@@ -30,6 +30,8 @@ from semantic_recon_ros.core.voxel_map import surface_voxel_points
 from semantic_recon_ros.core.map import SemanticTSDFVolume, load_volume, save_volume
 from semantic_recon_ros.core.config.volume import VolumeConfig
 
+from support.completion_chunks import chunks_seeing
+
 CLASSES = ["a", "b", "c"]
 CAMERA = PinholeCamera(100.0, 100.0, 39.5, 29.5, 80, 60)
 # min_confidence 0: blocks for every predicted surface, so chunked runs can be compared with one dense run
@@ -151,11 +153,7 @@ def test_only_changed_chunks_are_rerun():
     pose[0, 3] = 1.8
     volume.integrate(np.full(CAMERA.shape, 1.0, np.float32), CAMERA, pose)  # re-observe the right end
     changed = volume.grid.block_coords()[volume.grid.block_versions() == volume.version]
-    cb, mb = engine.core_blocks, engine.margin_blocks
-    touched = set()
-    for b in (changed - engine.grid_offset).tolist():  # chunks whose input box (core + margin) holds a changed block
-        ranges = [range((v - mb - cb) // cb + 1, (v + mb) // cb + 1) for v in b]
-        touched |= {(x, y, z) for x in ranges[0] for y in ranges[1] for z in ranges[2]}
+    touched = chunks_seeing(engine, changed)  # chunks whose input box (core + margin) holds a changed block
     second = engine.run()
     ran_first, ran_second = {tuple(c) for c in first.ran}, {tuple(c) for c in second.ran}
     assert 0 < len(ran_second) < len(ran_first)

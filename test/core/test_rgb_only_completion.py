@@ -17,6 +17,8 @@ from semantic_recon_ros.core.models import AtlasNet, AtlasNetConfig, S4RNet, S4R
 from semantic_recon_ros.core.rgb_only_completion import RgbOnlyCompletionEngine
 from semantic_recon_ros.core.rgb_only_features import ImageFeatureExtractor, feature_map_camera
 
+from support.completion_chunks import chunks_seeing
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CLASSES = ["a", "b", "c"]
 CAMERA = PinholeCamera(400.0, 400.0, 159.5, 119.5, 320, 240)  # feature maps: 80 x 60
@@ -126,11 +128,7 @@ def test_only_chunks_whose_views_changed_are_rerun():
     before = volume.grid.layer("pred_tsdf").clone()
     add_view(volume, extractor, 1.7, 0.25)  # another look at the right end
     changed = volume.grid.block_coords()[volume.grid.block_versions() == volume.grid.version]
-    cb, mb = engine.core_blocks, engine.margin_blocks
-    touched = set()
-    for b in (changed - engine.grid_offset).tolist():  # chunks whose input box (core + margin) holds a changed block
-        ranges = [range((v - mb - cb) // cb + 1, (v + mb) // cb + 1) for v in b]
-        touched |= {(x, y, z) for x in ranges[0] for y in ranges[1] for z in ranges[2]}
+    touched = chunks_seeing(engine, changed)  # chunks whose input box (core + margin) holds a changed block
     second = engine.run()
     ran_first, ran_second = {tuple(c) for c in first.ran}, {tuple(c) for c in second.ran}
     assert 0 < len(ran_second) < len(ran_first)

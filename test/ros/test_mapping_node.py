@@ -31,6 +31,7 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 from scipy.spatial import cKDTree  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
+from support.semantic_colors import vertex_labels  # noqa: E402
 from support.dds_processes import discovered_or_restarted, play_to_subscribers  # noqa: E402
 from support.saved_maps import SET, assert_clean, assert_consistent  # noqa: E402
 from support.mapping_node_process import CONFIG, FramePublisher, MapListener, node_log, start_node  # noqa: E402
@@ -142,15 +143,6 @@ def kitchen(seven_scenes, tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     return frames, bag, offline
-
-
-def vertex_labels(colors: np.ndarray) -> np.ndarray:
-    """Semantic mesh colors -> class ids (-1 for the unlabeled color)."""
-    palette = np.concatenate([CLASSES.colors, np.array([CLASSES.unlabeled_color], np.uint8)])
-    match = (colors[:, None, :] == palette[None, :, :]).all(axis=2)
-    assert match.any(axis=1).all(), "a mesh color is not in the class palette"
-    labels = match.argmax(axis=1)
-    return np.where(labels == CLASSES.num_classes, -1, labels)
 
 
 # ------------------------------------------------------------------ tests, in order

@@ -17,12 +17,12 @@ import signal
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 rclpy = pytest.importorskip("rclpy")
 
+from support.semantic_colors import vertex_labels  # noqa: E402
 from support.atlas_checkpoints import untrained_atlas_checkpoint  # noqa: E402
 from support.dds_processes import discovered_or_restarted, play_to_subscribers  # noqa: E402
 from support.mapping_node_process import CAMERA_TOPICS, MapListener, node_log, start_node  # noqa: E402
@@ -133,15 +133,6 @@ def settled(listener: MapListener, timeout: float = 180.0) -> dict:
         previous = status if done(status) else None
         if time.monotonic() > deadline:
             pytest.fail(f"the RGB-only node did not settle within {timeout} s; last status: {status}")
-
-
-def vertex_labels(colors: np.ndarray) -> np.ndarray:
-    """Semantic mesh colors -> class ids (-1 for the unlabeled color)."""
-    palette = np.concatenate([CLASSES.colors, np.array([CLASSES.unlabeled_color], np.uint8)])
-    match = (colors[:, None, :] == palette[None, :, :]).all(axis=2)
-    assert match.any(axis=1).all(), "a mesh color is not in the class palette"
-    labels = match.argmax(axis=1)
-    return np.where(labels == CLASSES.num_classes, -1, labels)
 
 
 def test_the_node_subscribes_to_color_alone_and_loads_the_atlas_checkpoint(node, listener, checkpoint):
