@@ -1,0 +1,31 @@
+"""Single-view semantic scene reconstruction after SemanticSingleViewReconstruction (Denninger & Triebel).
+
+A color image gives the semantic TSDF of its camera's whole frustum, hidden parts included:
+
+* :mod:`.frustum_grid`: the perspective voxel grid of the frustum, depth along the viewing direction;
+* :mod:`.frustum_target`: the exact semantic TSDF of a synthetic room in that grid (the training target);
+* :mod:`.block_autoencoder`: the headless compression of blocks of semantic TSDF into latent codes, trained first;
+* :mod:`.image_to_latent`: the image -> latent grid network, decoded by the frozen block decoder;
+* :mod:`.loss_shaping`: SemSVR's weighting of the implicit values by visible / occluded / unreachable region.
+
+Size at the default configs (a 160x120 image, a 64 x 48 x 64 frustum grid from 0.3 to 5 m, 8^3-cell blocks with
+32-value codes, so a latent grid of 8 x 6 x 8 codes): block encoder 78,040 parameters, block decoder 185,894,
+image-to-latent network 530,096 (trained; the decoder in it is frozen). Measured on this machine's CPU, one
+thread, inference mode (``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_single_view.py``): image -> latent grid
+4.6 ms, image -> decoded frustum (TSDF and 13 class logits of all 196,608 cells) 62 ms, encoding a frustum 39 ms;
+two threads: 45 ms per image. The exact target of one frustum of a synthetic room takes about 0.3 s.
+"""
+
+from .block_autoencoder import BlockAutoencoder, BlockDecoder, BlockEncoder, random_block_crops
+from .config import BlockAutoencoderConfig, FrustumGridConfig, ImageToLatentConfig, LossShapingConfig
+from .frustum_grid import FrustumGrid
+from .frustum_target import FrustumTarget, frustum_ground_truth, semantic_tsdf_channels
+from .image_to_latent import ImageToLatentNet
+from .loss_shaping import REGIONS, frustum_regions, loss_shaping_weights, shaped_losses
+
+__all__ = [
+    "REGIONS", "BlockAutoencoder", "BlockAutoencoderConfig", "BlockDecoder", "BlockEncoder", "FrustumGrid",
+    "FrustumGridConfig", "FrustumTarget", "ImageToLatentConfig", "ImageToLatentNet", "LossShapingConfig",
+    "frustum_ground_truth", "frustum_regions", "loss_shaping_weights", "random_block_crops", "semantic_tsdf_channels",
+    "shaped_losses",
+]
