@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
-from .atlas_extraction import MANIFEST_FILE, source_channels
+from .atlas_extraction import ATLAS_CHUNK_VERSION, MANIFEST_FILE, moments_from_stored, source_channels
 
 
 class AtlasChunkDataset(Dataset):
@@ -33,6 +33,10 @@ class AtlasChunkDataset(Dataset):
                 raise FileNotFoundError(f"Atlas chunk cache missing: {cache}; run `python -m semantic_recon_training "
                                         "atlas-extract` first")
             manifest = json.loads(manifest_path.read_text())
+            if manifest.get("version") != ATLAS_CHUNK_VERSION:
+                raise ValueError(f"Atlas chunk cache {cache} has version {manifest.get('version')}, this trainer reads "
+                                 f"version {ATLAS_CHUNK_VERSION}; run `python -m semantic_recon_training atlas-extract "
+                                 "--overwrite`")
             self.manifests.append(manifest)
             self.files += [cache / entry["file"] for entry in manifest["chunks"]]
         if not self.manifests:
@@ -63,7 +67,7 @@ class AtlasChunkDataset(Dataset):
         box = (..., *(slice(int(o), int(o) + crop) for o in offset))
         voxel_size = self.map_settings()[0]
         return {
-            "features": record["features"][self.channels][box].float(),
+            "features": moments_from_stored(record["features"][self.channels][box]),
             "seen": record["seen"][box],
             "target_tsdf": record["target_tsdf"][box],
             "target_observed": record["target_observed"][box],

@@ -18,7 +18,9 @@
 4. Chunk files ``chunk_<n>.pt`` (loadable with ``weights_only=True``), then ``manifest.json``.
 
 Chunk file keys (S = chunk_size, C = volume channels of the 'deeplab' source, V views of h x w pixels):
-``features`` (C, S, S, S) float16 means of f and f*f; ``seen`` (1, S, S, S) bool (a view saw the voxel);
+``features`` (C, S, S, S) float16 means and variances of f (:func:`stored_features`; the variance is taken in float32
+first: float16 means of f and f*f lose it, E[f*f] - E[f]^2 cancelling below float16's precision where views agree,
+which is exactly on the surface); ``seen`` (1, S, S, S) bool (a view saw the voxel);
 ``target_tsdf`` (1, S, S, S) float32 (1 unobserved); ``target_observed`` (1, S, S, S) bool; ``target_labels``
 (S, S, S) int8 (-1 none); ``origin`` (3,) float64 world centre of voxel (0, 0, 0); ``view_color`` (V, h, w, 3)
 uint8; ``view_intrinsics`` (V, 4) fx, fy, cx, cy of the h x w views; ``view_T_world_cam`` (V, 4, 4).
@@ -51,9 +53,24 @@ from ..data.view_images import downscale_camera, pick_pixels
 from .atlas_config import AtlasExtractionConfig
 
 ATLAS_CHUNK_FORMAT = "semantic_recon_ros/atlas-chunk"
-ATLAS_CHUNK_VERSION = 1
+ATLAS_CHUNK_VERSION = 2  # 2: variances stored instead of means of f*f
 MANIFEST_FILE = "manifest.json"
 VIEW_SAMPLE_POINTS = 256  # surface voxels per chunk projected to rank the views
+
+
+def stored_features(moments: torch.Tensor) -> torch.Tensor:
+    """(2C, ...) float32 means of ``f`` and ``f * f`` -> (2C, ...) float16 means and variances of ``f``."""
+    channels = moments.shape[0] // 2
+    mean = moments[:channels]
+    return torch.cat((mean, (moments[channels:] - mean * mean).clamp(min=0))).half()
+
+
+def moments_from_stored(stored: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`stored_features` in float32: (2C, ...) means and variances -> means of ``f`` and ``f * f``
+    (the network's input, :meth:`AtlasNet.reconstruct`)."""
+    channels = stored.shape[0] // 2
+    mean = stored[:channels].float()
+    return torch.cat((mean, stored[channels:].float() + mean * mean))
 
 
 def source_channels(source: str, num_classes: int) -> torch.Tensor:
@@ -160,7 +177,7 @@ def extract_atlas_chunks(source: str | Path, cache_dir: str | Path, segmenter: S
         record = {
             "format": ATLAS_CHUNK_FORMAT, "version": ATLAS_CHUNK_VERSION,
             "origin": first.double() * config.voxel_size,
-            "features": boxes["features"][0].half(),
+            "features": stored_features(boxes["features"][0]),
             "seen": boxes["feature_weight"][0] > 0,
             "target_tsdf": crop["tsdf"][None], "target_observed": crop["observed"][None],
             "target_labels": crop["labels"],

@@ -7,6 +7,8 @@ interrupted preparation resumes.
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import torch
@@ -16,7 +18,7 @@ from semantic_recon_ros.core.segmentation import DeepLabADE20K
 
 from ..fitting.data_sources import SceneSource, generate_synthetic_scene
 from .atlas_config import AtlasRunConfig
-from .atlas_extraction import MANIFEST_FILE, extract_atlas_chunks
+from .atlas_extraction import ATLAS_CHUNK_VERSION, MANIFEST_FILE, extract_atlas_chunks
 
 
 def atlas_cache_dir(config: AtlasRunConfig, scene: str) -> Path:
@@ -42,7 +44,7 @@ def prepare_atlas_scenes(config: AtlasRunConfig, only: list[str] | None = None, 
     caches = {}
     for name, (path, format, overrides, seed) in scenes.items():
         cache = caches[name] = atlas_cache_dir(config, name)
-        if (cache / MANIFEST_FILE).is_file() and not overwrite:
+        if cache_is_current(cache) and not overwrite:
             continue
         if seed is not None:
             generate_synthetic_scene(config, SceneSource(name, path, format, config.extraction, seed), overwrite,
@@ -54,3 +56,9 @@ def prepare_atlas_scenes(config: AtlasRunConfig, only: list[str] | None = None, 
         print(f"{name}: {len(manifest['chunks'])} chunks from {manifest['num_frames']} frames in "
               f"{manifest['seconds']['total']:.0f} s", flush=True)
     return caches
+
+
+def cache_is_current(cache: Path) -> bool:
+    """The chunk cache is complete (its manifest written last) and of this trainer's chunk version."""
+    manifest = cache / MANIFEST_FILE
+    return manifest.is_file() and json.loads(manifest.read_text()).get("version") == ATLAS_CHUNK_VERSION
