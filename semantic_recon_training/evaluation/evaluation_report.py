@@ -128,15 +128,19 @@ PER_CLASS_TABLES = (("full", "Per-class IoU, partial-to-full (3D)"),
                     ("views", "Per-class IoU of the rendered labels in the held-out views (2D)"))
 
 
+def protocol_summary(protocol: EvaluationProtocol) -> str:
+    """The protocol's voxels, input frames and held-out views, as the reports' "Protocol:" line states them."""
+    return (f"{protocol.voxel_size * 100:g} cm voxels, truncation {protocol.truncation_voxels:g} voxels, "
+            f"input = a seeded {protocol.input_fraction:.0%} of the frames (seed {protocol.seed}), "
+            f"up to {protocol.views_per_scene} held-out views per scene at 1/{protocol.view_downscale} resolution")
+
+
 def write_results(out_dir: Path, datasets: Sequence[DatasetResult], class_names: Sequence[str],
                   protocol: EvaluationProtocol, completion: CompletionConfig, checkpoint: Path, command: str,
                   seconds: float, calibration: ConfidenceCalibration) -> tuple[Path, Path]:
     """Write ``results.md`` and ``results.json`` of a completion checkpoint's evaluation; returns their paths."""
     lines = [f"# Evaluation of `{checkpoint}`", "", f"Command: `{command}`", "",
-             f"Protocol: {protocol.voxel_size * 100:g} cm voxels, truncation {protocol.truncation_voxels:g} voxels, "
-             f"input = a seeded {protocol.input_fraction:.0%} of the frames (seed {protocol.seed}), "
-             f"up to {protocol.views_per_scene} held-out views per scene at 1/{protocol.view_downscale} resolution, "
-             f"pseudo-labels from the 2D segmenter (min probability {protocol.min_label_probability:g}). "
+             f"Protocol: {protocol_summary(protocol)}, pseudo-labels from the 2D segmenter (min probability {protocol.min_label_probability:g}). "
              f"Completion: min_confidence {completion.min_confidence:g}, label_override_probability "
              f"{completion.label_override_probability:g}; confidence calibration: {calibration.fitted_on}. "
              f"Wall time {seconds / 60:.1f} min.", ""]

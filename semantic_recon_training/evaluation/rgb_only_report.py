@@ -11,7 +11,7 @@ from typing import Sequence
 from semantic_recon_ros.core.models.model_config import AtlasNetConfig
 
 from .evaluation_protocol import EvaluationProtocol
-from .evaluation_report import DatasetResult, write_report
+from .evaluation_report import DatasetResult, protocol_summary, write_report
 
 # the semantic transfer onto the reference surface is kept in the "full" confusion (see evaluation_scoring)
 HEADINGS = {"mIoU p2f": "mIoU 3D", "mAcc p2f": "mAcc 3D"}
@@ -45,9 +45,7 @@ def write_rgb_only_results(out_dir: Path, datasets: Sequence[DatasetResult], cla
     labels = ("the synthetic frames' ground truth" if ground_truth_labels
               else f"the 2D segmenter (min probability {protocol.min_label_probability:g})")
     header = [f"# RGB-only evaluation of `{checkpoint}`", "", f"Command: `{command}`", "",
-              f"Protocol: {protocol.voxel_size * 100:g} cm voxels, truncation {protocol.truncation_voxels:g} voxels, "
-              f"input = a seeded {protocol.input_fraction:.0%} of the frames (seed {protocol.seed}), "
-              f"up to {protocol.views_per_scene} held-out views per scene at 1/{protocol.view_downscale} resolution; "
+              f"Protocol: {protocol_summary(protocol)}; "
               f"RGB-only features '{network.feature_source}' back-projected up to {max_range:g} m; 2D labels of the "
               f"RGB-D map from {labels}. Wall time {seconds / 60:.1f} min.", ""]
     document = {"checkpoint": str(checkpoint), "command": command, "seconds": round(seconds, 1),
