@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "params": "params",
     "synth": "synth",
     "launch": "launch",
+    "single-view": "single_view",
 }
 
 

@@ -13,6 +13,10 @@ Commands:
 * ``plot``     loss curves of a run (PNG) from its CSV logs
 * ``atlas-extract``, ``atlas-fit``, ``atlas-export``: the same three steps for the Atlas RGB-only network
   (:mod:`.atlas`; default config ``semantic_recon_training/configs/atlas.yaml``)
+* ``single-view-extract``, ``single-view-fit``, ``single-view-export``: the same three steps for the single-view
+  reconstruction (SemSVR, :mod:`.single_view`; default config ``semantic_recon_training/configs/single_view.yaml``;
+  fit trains the block autoencoder, then the image-to-latent network), and ``single-view-evaluate``: its frustum
+  occupancy IoU, hidden-part recall and class accuracy on the config's validation rooms
 * ``evaluate`` evaluate an inference checkpoint on held-out scenes (:mod:`.evaluation.evaluate`)
 * ``calibrate`` fit the confidence of a checkpoint's predicted surface on the validation rooms and store it in the
   checkpoint, or check it on other rooms (:mod:`.evaluation.calibration`)
@@ -40,11 +44,16 @@ COMMANDS = {
     "atlas-extract": "Generate synthetic rooms and cut every scene of an Atlas config into feature-volume chunks.",
     "atlas-fit": "Train the Atlas RGB-only network (Lightning); --resume continues the last checkpoint.",
     "atlas-export": "Write the inference checkpoint of an Atlas Lightning checkpoint.",
+    "single-view-extract": "Render the synthetic rooms of a single-view config and cache (image, frustum target) pairs.",
+    "single-view-fit": "Train the single-view model: block autoencoder, then image-to-latent (--resume continues).",
+    "single-view-export": "Write the single-view inference checkpoint of the two stages' Lightning checkpoints.",
+    "single-view-evaluate": "Frustum IoU, hidden-part recall and class accuracy of a single-view checkpoint.",
     "evaluate": "Evaluate an inference checkpoint on held-out scenes.",
     "calibrate": "Fit (validation rooms) or check the confidence calibration of a checkpoint's predicted surface.",
 }
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 ATLAS_CONFIG = CONFIG_DIR / "atlas.yaml"
+SINGLE_VIEW_CONFIG = CONFIG_DIR / "single_view.yaml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +82,17 @@ def _atlas_steps() -> tuple[Callable, ...]:
     return load_atlas_config, prepare_atlas_scenes, fit_atlas, export_atlas
 
 
+def _single_view_steps() -> tuple[Callable, ...]:
+    from .single_view.single_view_config import load_single_view_config
+    from .single_view.single_view_data import prepare_single_view_scenes
+    from .single_view.single_view_training import export_single_view, fit_single_view
+
+    return load_single_view_config, prepare_single_view_scenes, fit_single_view, export_single_view
+
+
 S4R = _Network(DEFAULT_CONFIG, _s4r_steps)
 ATLAS = _Network(ATLAS_CONFIG, _atlas_steps)
+SINGLE_VIEW = _Network(SINGLE_VIEW_CONFIG, _single_view_steps)
 
 
 def _add_config(parser: argparse.ArgumentParser, network: _Network = S4R) -> None:
@@ -171,6 +189,18 @@ def _evaluation_module(command: str):
 EVALUATION_COMMANDS = ("evaluate", "calibrate")
 
 
+def _add_single_view_evaluate(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser, SINGLE_VIEW)
+    parser.add_argument("--checkpoint", type=Path, required=True, help="single-view inference checkpoint (.pt)")
+    parser.add_argument("--out", type=Path, help="also write the numbers to this JSON file")
+
+
+def _run_single_view_evaluate(args: argparse.Namespace) -> int:
+    from .single_view.single_view_evaluation import run_single_view_evaluation
+
+    return run_single_view_evaluation(args)
+
+
 HANDLERS = {
     "extract": (partial(_add_extract, network=S4R), partial(_run_extract, network=S4R)),
     "fit": (partial(_add_fit, network=S4R), partial(_run_fit, network=S4R)),
@@ -179,6 +209,10 @@ HANDLERS = {
     "atlas-extract": (partial(_add_extract, network=ATLAS), partial(_run_extract, network=ATLAS)),
     "atlas-fit": (partial(_add_fit, network=ATLAS), partial(_run_fit, network=ATLAS)),
     "atlas-export": (partial(_add_export, network=ATLAS), partial(_run_export, network=ATLAS)),
+    "single-view-extract": (partial(_add_extract, network=SINGLE_VIEW), partial(_run_extract, network=SINGLE_VIEW)),
+    "single-view-fit": (partial(_add_fit, network=SINGLE_VIEW), partial(_run_fit, network=SINGLE_VIEW)),
+    "single-view-export": (partial(_add_export, network=SINGLE_VIEW), partial(_run_export, network=SINGLE_VIEW)),
+    "single-view-evaluate": (_add_single_view_evaluate, _run_single_view_evaluate),
 }
 
 

@@ -20,13 +20,14 @@ from semantic_recon_ros.core.models.single_view import (
     ImageToLatentNet,
     LossShapingConfig,
     frustum_ground_truth,
+    frustum_mesh,
     frustum_regions,
     loss_shaping_weights,
     random_block_crops,
     semantic_tsdf_channels,
     shaped_losses,
 )
-from semantic_recon_ros.core.synthetic import DEFAULT_CAMERA, load_ground_truth, write_synthetic_scene
+from semantic_recon_ros.core.synthetic import DEFAULT_CAMERA, box_sdf, load_ground_truth, write_synthetic_scene
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -117,6 +118,29 @@ def test_frustum_cells_project_to_their_pixels_and_depths():
     world = grid.cell_centers_world(T_world_cam, DEVICE, torch.float64).numpy()
     back = (world - T_world_cam[:3, 3]) @ T_world_cam[:3, :3]
     np.testing.assert_allclose(back, centers.numpy(), atol=1e-12)
+
+
+def test_the_mesh_of_a_frustum_lies_where_its_tsdf_crosses_zero_in_the_camera_frame(room):
+    sequence, truth = room
+    grid = FrustumGrid(sequence.camera, FrustumGridConfig())  # the default 64 x 48 x 64: 7 cm deep cells
+    index = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float64) for n in grid.shape], indexing="ij"), -1)
+    torch.testing.assert_close(grid.cell_coordinates_to_cam(index), grid.cell_centers_cam(DEVICE, torch.float64))
+    target = frustum_ground_truth(grid, truth.scene, sequence[0].T_world_cam, DEVICE)
+    probabilities = torch.nn.functional.one_hot(target.labels.clamp(min=0), 13).permute(3, 0, 1, 2).float()
+    mesh = frustum_mesh(grid, target.tsdf, probabilities, load_class_set().names)
+    assert mesh.num_triangles > 1000 and set(np.unique(mesh.labels)) <= set(range(13))
+    # the vertices lie on the room's surface (linear interpolation between cell centres is off near edges and corners)
+    world = mesh.vertices.astype(np.float64) @ sequence[0].T_world_cam[:3, :3].T + sequence[0].T_world_cam[:3, 3]
+    distance = np.abs(box_sdf(world, truth.scene.box_arrays).min(axis=1))
+    assert np.median(distance) < 0.02 and np.percentile(distance, 95) < 0.08, np.percentile(distance, [50, 95])
+    # triangles face the free side: the room's signed distance grows along their normals
+    corners = world[mesh.triangles]
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True).clip(min=1e-12)
+    centres = corners.mean(axis=1)
+    ahead, behind = (box_sdf(centres + sign * 0.005 * normals, truth.scene.box_arrays).min(axis=1) for sign in (1, -1))
+    # (measured 0.96; the rest sits inside thin boxes, where a cell spans both faces)
+    assert (ahead > behind).mean() > 0.9
 
 
 def test_ground_truth_sign_and_classes_follow_the_rendered_depth_and_labels(room):

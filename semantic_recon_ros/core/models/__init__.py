@@ -1,4 +1,5 @@
-"""Learned models of the core: the S4R completion U-Net, the Atlas RGB-only network, checkpoints.
+"""Learned models of the core: the S4R completion U-Net, the Atlas RGB-only network, the single-view reconstruction
+(:mod:`.single_view`), checkpoints.
 
 Grids are dense (B, C, X, Y, Z) chunks, X, Y, Z multiples of 16. TSDF values are normalized by the
 truncation (in [-1, 1], + = free space). See :mod:`.fast_conv` for the fast CPU inference path.

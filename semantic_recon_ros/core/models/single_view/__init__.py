@@ -6,7 +6,11 @@ A color image gives the semantic TSDF of its camera's whole frustum, hidden part
 * :mod:`.frustum_target`: the exact semantic TSDF of a synthetic room in that grid (the training target);
 * :mod:`.block_autoencoder`: the headless compression of blocks of semantic TSDF into latent codes, trained first;
 * :mod:`.image_to_latent`: the image -> latent grid network, decoded by the frozen block decoder;
-* :mod:`.loss_shaping`: SemSVR's weighting of the implicit values by visible / occluded / unreachable region.
+* :mod:`.loss_shaping`: SemSVR's weighting of the implicit values by visible / occluded / unreachable region;
+* :mod:`.frustum_mesh`: the semantic mesh of a predicted frustum, in the camera frame.
+
+A trained model (:class:`SingleViewConfig`: frustum grid, autoencoder, image network) is stored as a 'single_view'
+checkpoint (:mod:`..checkpoint`) with the camera it was trained for.
 
 Size at the default configs (a 160x120 image, a 64 x 48 x 64 frustum grid from 0.3 to 5 m, 8^3-cell blocks with
 32-value codes, so a latent grid of 8 x 6 x 8 codes): block encoder 78,040 parameters, block decoder 185,894,
@@ -17,8 +21,10 @@ two threads: 45 ms per image. The exact target of one frustum of a synthetic roo
 """
 
 from .block_autoencoder import BlockAutoencoder, BlockDecoder, BlockEncoder, random_block_crops
-from .config import BlockAutoencoderConfig, FrustumGridConfig, ImageToLatentConfig, LossShapingConfig
+from .config import (BlockAutoencoderConfig, FrustumGridConfig, ImageToLatentConfig, LossShapingConfig,
+                     SingleViewConfig)
 from .frustum_grid import FrustumGrid
+from .frustum_mesh import frustum_mesh
 from .frustum_target import FrustumTarget, frustum_ground_truth, semantic_tsdf_channels
 from .image_to_latent import ImageToLatentNet
 from .loss_shaping import REGIONS, frustum_regions, loss_shaping_weights, shaped_losses
@@ -26,6 +32,6 @@ from .loss_shaping import REGIONS, frustum_regions, loss_shaping_weights, shaped
 __all__ = [
     "REGIONS", "BlockAutoencoder", "BlockAutoencoderConfig", "BlockDecoder", "BlockEncoder", "FrustumGrid",
     "FrustumGridConfig", "FrustumTarget", "ImageToLatentConfig", "ImageToLatentNet", "LossShapingConfig",
-    "frustum_ground_truth", "frustum_regions", "loss_shaping_weights", "random_block_crops", "semantic_tsdf_channels",
+    "SingleViewConfig", "frustum_ground_truth", "frustum_mesh", "frustum_regions", "loss_shaping_weights", "random_block_crops", "semantic_tsdf_channels",
     "shaped_losses",
 ]

@@ -1,11 +1,12 @@
 """Configurations of the single-view reconstruction (SemanticSingleViewReconstruction): frustum grid, block
-autoencoder, image-to-latent network and loss shaping (one parameter table each, see ``config_fields``)."""
+autoencoder, image-to-latent network and loss shaping (one parameter table each, see ``config_fields``), and
+:class:`SingleViewConfig`, the three that make up a trained model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ...config.fields import check_ranges, parameter
+from ...config.fields import check_ranges, config_from_dict, parameter
 
 
 @dataclass
@@ -106,3 +107,32 @@ class LossShapingConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+
+
+@dataclass
+class SingleViewConfig:
+    """The whole single-view model as a checkpoint stores it: the frustum grid it predicts, the block autoencoder
+    whose decoder it uses and the image-to-latent network."""
+
+    frustum: FrustumGridConfig = field(default_factory=FrustumGridConfig)
+    autoencoder: BlockAutoencoderConfig = field(default_factory=BlockAutoencoderConfig)
+    image_to_latent: ImageToLatentConfig = field(default_factory=ImageToLatentConfig)
+
+    @property
+    def num_classes(self) -> int:
+        return self.autoencoder.num_classes
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "SingleViewConfig":
+        """From ``{"frustum": {...}, "autoencoder": {...}, "image_to_latent": {...}}`` (``dataclasses.asdict`` of
+        one); ValueError naming ``source`` for unknown or missing sections and keys."""
+        if not isinstance(values, dict) or set(values) != SECTIONS:
+            keys = sorted(values) if isinstance(values, dict) else type(values).__name__
+            raise ValueError(f"{source}: a single-view config has the sections {sorted(SECTIONS)}, got {keys}")
+        return cls(**{name: config_from_dict(section_class, values[name], f"{source} [{name}]")
+                      for name, section_class in (("frustum", FrustumGridConfig),
+                                                  ("autoencoder", BlockAutoencoderConfig),
+                                                  ("image_to_latent", ImageToLatentConfig))})
+
+
+SECTIONS = {"frustum", "autoencoder", "image_to_latent"}

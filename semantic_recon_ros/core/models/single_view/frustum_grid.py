@@ -67,6 +67,18 @@ class FrustumGrid:
                             torch.ones_like(pixels[..., 0])), dim=-1)
         return rays[None] * self.cell_depths(device, dtype)[:, None, None, None]
 
+    def cell_coordinates_to_cam(self, coordinates: torch.Tensor) -> torch.Tensor:
+        """(..., 3) fractional cell coordinates ``(d, y, x)`` (integers at the cell centres, linear in between, as
+        marching cubes places vertices) -> (..., 3) points in the camera (optical) frame, metres: the point at
+        z-depth ``near + (d + 0.5) s`` on the ray through image coordinate ``((x + 0.5) W / X - 0.5,
+        (y + 0.5) H / Y - 0.5)``."""
+        config, camera = self.config, self.camera
+        d, y, x = coordinates.unbind(dim=-1)
+        u = (x + 0.5) * (camera.width / config.cells_x) - 0.5
+        v = (y + 0.5) * (camera.height / config.cells_y) - 0.5
+        z = config.near + (d + 0.5) * self.depth_spacing
+        return torch.stack(((u - camera.cx) / camera.fx * z, (v - camera.cy) / camera.fy * z, z), dim=-1)
+
     def cell_centers_world(self, T_world_cam: np.ndarray | torch.Tensor, device: torch.device | str,
                            dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(D, Y, X, 3) cell centres in the world frame for the camera pose ``T_world_cam`` (4, 4),

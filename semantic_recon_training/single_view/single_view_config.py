@@ -1,0 +1,115 @@
+"""The run config of single-view training: typed dataclasses with defaults, filled from YAML like the S4R run config.
+
+Sections (``semantic_recon_training/configs/single_view.yaml``)::
+
+    data:                  DataConfig (..fitting.training_config): the synthetic rooms (seeds 900-909 refused), the
+                           frames rendered per room, image size, validation rooms, data root; no recorded sequences
+    extraction:            SingleViewExtractionConfig: which rendered frames become training pairs
+    frustum:               FrustumGridConfig     the predicted frustum grid (core single_view config)
+    autoencoder:           BlockAutoencoderConfig
+    image_to_latent:       ImageToLatentConfig
+    loss_shaping:          LossShapingConfig     the cell weights (stored with the targets at extraction)
+    augmentation:          SingleViewAugmentationConfig
+    autoencoder_optimizer: OptimizerConfig       stage 1, the block autoencoder on random crops of the targets
+    autoencoder_trainer:   TrainerConfig
+    optimizer:             OptimizerConfig       stage 2, the image-to-latent network (decoder frozen)
+    trainer:               TrainerConfig         (the fit command's --max-steps / --max-time override this one)
+
+Layered like every run config (``base: <file>``, :func:`..fitting.training_config.read_config_layers`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from semantic_recon_ros.core.config.fields import check_ranges, parameter
+from semantic_recon_ros.core.models.single_view import (BlockAutoencoderConfig, FrustumGridConfig, ImageToLatentConfig,
+                                                         LossShapingConfig, SingleViewConfig)
+
+from ..fitting.training_config import (DataConfig, OptimizerConfig, RunConfigMethods, TrainerConfig,
+                                       read_run_config, run_config_sections)
+
+STAGES = ("autoencoder", "image")
+
+
+@dataclass
+class SingleViewExtractionConfig:
+    """Which rendered frames of a room become (image, frustum target) pairs (see :mod:`.single_view_data`)."""
+
+    frame_stride: int = parameter(1, "Keep every n-th rendered frame of a room's camera loop.", 1, 10_000)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+@dataclass
+class SingleViewAugmentationConfig:
+    """How training samples are drawn from the cached pairs."""
+
+    horizontal_flip: bool = parameter(
+        True, "Mirror half of the image-network samples left-right (image and frustum alike); needs the principal "
+              "point in the middle of the image, where the mirrored view is a view of the same camera.")
+    crop_cells: int = parameter(
+        32, "Stage 1 samples are cubes of this edge (cells, a multiple of the block size) cut at random block "
+            "offsets from the training frusta.", 2, 1024)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+@dataclass
+class SingleViewRunConfig(RunConfigMethods):
+    """Everything the ``single-view-*`` training commands need (sections as in the module docstring)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    extraction: SingleViewExtractionConfig = field(default_factory=SingleViewExtractionConfig)
+    frustum: FrustumGridConfig = field(default_factory=FrustumGridConfig)
+    autoencoder: BlockAutoencoderConfig = field(default_factory=BlockAutoencoderConfig)
+    image_to_latent: ImageToLatentConfig = field(default_factory=ImageToLatentConfig)
+    loss_shaping: LossShapingConfig = field(default_factory=LossShapingConfig)
+    augmentation: SingleViewAugmentationConfig = field(default_factory=SingleViewAugmentationConfig)
+    autoencoder_optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    autoencoder_trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        if self.data.sequences:
+            raise ValueError("data.sequences: single-view training learns from synthetic rooms only (their exact "
+                             f"frusta are the targets), got {[s.name for s in self.data.sequences]}")
+        if not self.data.train_scenes():
+            raise ValueError("data: no training rooms (every synthetic seed is a validation scene)")
+        crop = self.augmentation.crop_cells
+        if crop % self.autoencoder.block_size or crop > min(self.frustum.shape):
+            raise ValueError(f"augmentation.crop_cells ({crop}) must be a multiple of autoencoder.block_size "
+                             f"({self.autoencoder.block_size}) no larger than the frustum grid {self.frustum.shape}")
+
+    @property
+    def model(self) -> SingleViewConfig:
+        """The trained model's config (what its checkpoint stores)."""
+        return SingleViewConfig(self.frustum, self.autoencoder, self.image_to_latent)
+
+    def stage(self, name: str) -> "SingleViewRunConfig":
+        """This config as the shared Lightning run (:func:`..fitting.fit.train`) of stage ``name`` sees it: its
+        ``trainer`` and ``optimizer`` sections are the stage's."""
+        if name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}; stages: {STAGES}")
+        if name == "image":
+            return self
+        return dataclasses.replace(self, trainer=self.autoencoder_trainer, optimizer=self.autoencoder_optimizer)
+
+    def cache_file(self, scene: str) -> Path:
+        """The (image, frustum target) pairs of one room."""
+        return self.data.root_path / "single_view_pairs" / f"{scene}.pt"
+
+
+def single_view_config_from_dict(values: dict, source: str = "config") -> SingleViewRunConfig:
+    """Build a :class:`SingleViewRunConfig` from nested mappings (missing sections and keys take their defaults)."""
+    return run_config_sections(SingleViewRunConfig, values, source)
+
+
+def load_single_view_config(path: str | Path) -> SingleViewRunConfig:
+    """Read a YAML single-view run config and its bases (FileNotFoundError / ValueError naming the file)."""
+    return read_run_config(path, single_view_config_from_dict)

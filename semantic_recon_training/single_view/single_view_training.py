@@ -1,0 +1,125 @@
+"""``single-view-fit`` and ``single-view-export``: train the two stages on a run's cached pairs, and write the
+'single_view' inference checkpoint (what ``semantic-recon single-view`` loads).
+
+Each stage is one run of the shared Lightning training (:func:`..fitting.fit.train`) in its own output folder
+(``autoencoder_trainer.output_dir``, then ``trainer.output_dir``): ``checkpoints/last.ckpt``, CSV logs,
+``config.yaml`` and ``loss_curves.png``. When stage 1 ends, its decoder's weights are written to
+``<autoencoder_trainer.output_dir>/decoder.pt``, which starts stage 2's frozen decoder.
+
+Without ``--resume`` both stages train from scratch. With ``--resume``, stage 1 is skipped when its ``decoder.pt``
+exists and otherwise continues from its last checkpoint (or starts); stage 2 continues from its last checkpoint
+when it has one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from semantic_recon_ros.core.camera import PinholeCamera
+from semantic_recon_ros.core.classes import load_class_set
+from semantic_recon_ros.core.models import CheckpointInfo, load_checkpoint, save_checkpoint
+from semantic_recon_ros.core.models.single_view import BlockDecoder, ImageToLatentNet
+
+from ..fitting.export import training_record
+from ..fitting.fit import last_checkpoint, train
+from .single_view_config import SingleViewRunConfig, single_view_config_from_dict
+from .single_view_data import FrustumCrops, FrustumPairs, load_pairs, training_camera
+from .single_view_module import SingleViewModule
+
+DECODER_FILE = "decoder.pt"
+CROPS_PER_EPOCH = 1000  # stage 1 draws new crops on every visit: the epoch length only paces the data loader
+
+
+def decoder_file(config: SingleViewRunConfig) -> Path:
+    """Stage 1's trained decoder (a plain state dict), written when the stage ends."""
+    return Path(config.autoencoder_trainer.output_dir) / DECODER_FILE
+
+
+def _loader(dataset, config: SingleViewRunConfig, shuffle: bool) -> DataLoader:
+    trainer = config.trainer
+    generator = torch.Generator().manual_seed(trainer.seed) if shuffle else None
+    return DataLoader(dataset, batch_size=trainer.batch_size, shuffle=shuffle, drop_last=shuffle,
+                      num_workers=trainer.num_workers, persistent_workers=trainer.num_workers > 0, generator=generator)
+
+
+def fit_single_view(config: SingleViewRunConfig, resume: bool = False) -> Path:
+    """Train stage 1 (the block autoencoder), then stage 2 (the image network, decoder frozen); see the module
+    docstring for ``resume``. Returns stage 2's last Lightning checkpoint."""
+    stage1, stage2 = config.stage("autoencoder"), config.stage("image")
+    if Path(stage1.trainer.output_dir).resolve() == Path(stage2.trainer.output_dir).resolve():
+        raise ValueError(f"autoencoder_trainer.output_dir and trainer.output_dir must differ (each stage keeps its own "
+                         f"checkpoints), both are {stage2.trainer.output_dir}")
+    class_names = list(load_class_set().names)
+    camera = dataclasses.asdict(training_camera(config))
+    train_pairs = load_pairs(config, config.data.train_scenes())
+    val_pairs = load_pairs(config, config.data.val_scenes) if config.data.val_scenes else None
+    decoder = decoder_file(config)
+
+    def setup_autoencoder() -> tuple[SingleViewModule, dict]:
+        module = SingleViewModule(config.to_dict(), class_names, camera, "autoencoder")
+        crops = FrustumCrops(train_pairs, config.augmentation.crop_cells, config.autoencoder.block_size,
+                             len(class_names), CROPS_PER_EPOCH)
+        return module, {"train_dataloaders": _loader(crops, stage1, True),
+                        "val_dataloaders": _loader(FrustumPairs(val_pairs), stage1, False) if val_pairs else None}
+
+    if not (resume and decoder.is_file()):
+        train(stage1, setup_autoencoder, resume=resume and last_checkpoint(stage1).is_file())
+        trained = torch.load(last_checkpoint(stage1), map_location="cpu", weights_only=False)  # our own file
+        prefix = "model.decoder."
+        torch.save({k[len(prefix):]: v for k, v in trained["state_dict"].items() if k.startswith(prefix)}, decoder)
+
+    def setup_image() -> tuple[SingleViewModule, dict]:
+        module = SingleViewModule(config.to_dict(), class_names, camera, "image")
+        module.model.decoder.load_state_dict(torch.load(decoder, map_location="cpu", weights_only=True))
+        pairs = FrustumPairs(train_pairs, flip=config.augmentation.horizontal_flip)
+        return module, {"train_dataloaders": _loader(pairs, stage2, True),
+                        "val_dataloaders": _loader(FrustumPairs(val_pairs), stage2, False) if val_pairs else None}
+
+    if config.augmentation.horizontal_flip:
+        check_mirror_symmetric(training_camera(config))
+    return train(stage2, setup_image, resume=resume and last_checkpoint(stage2).is_file())
+
+
+def check_mirror_symmetric(camera: PinholeCamera) -> None:
+    """ValueError unless the principal point is in the middle of the image's width (within 0.01 pixel): only then
+    is an image mirrored left-right a picture of the same camera (``augmentation.horizontal_flip``)."""
+    if abs(camera.cx - (camera.width - 1) / 2) > 0.01:
+        raise ValueError(f"augmentation.horizontal_flip needs cx = (width - 1) / 2 = {(camera.width - 1) / 2}, the "
+                         f"camera has cx = {camera.cx}")
+
+
+def export_single_view(lightning_checkpoint: str | Path, out: str | Path, half: bool = True) -> CheckpointInfo:
+    """Write the image network (with its frozen decoder) of a stage-2 :class:`.single_view_module.SingleViewModule`
+    Lightning checkpoint to ``out`` as a 'single_view' checkpoint (float16 weights by default), with the camera it
+    was trained for and the rooms it was trained and validated on; returns the written checkpoint's info (loaded
+    back as the command loads it). FileNotFoundError / ValueError naming the file."""
+    path = Path(lightning_checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"Lightning checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: Lightning stores plain dicts
+    except Exception as err:  # noqa: BLE001 - unpickling a foreign file raises about anything
+        raise ValueError(f"{path}: not a Lightning checkpoint of `single-view-fit` ({type(err).__name__})") from None
+    hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
+    if not hparams or not {"config", "class_names", "camera", "stage"} <= set(hparams):
+        raise ValueError(f"{path}: not a SingleViewModule checkpoint (no run config in its hyper-parameters)")
+    if hparams["stage"] != "image":
+        raise ValueError(f"{path}: a checkpoint of the {hparams['stage']!r} stage; the export takes the image stage's "
+                         "(trainer.output_dir/checkpoints/last.ckpt)")
+    config = single_view_config_from_dict(dict(hparams["config"]), f"{path} hyper-parameters")
+    net = ImageToLatentNet(config.image_to_latent, config.frustum, BlockDecoder(config.autoencoder))
+    prefix = "model."
+    try:
+        net.load_state_dict({k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)})
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit {config.model}: {err}") from None
+    if half:
+        net = net.half()
+    save_checkpoint(out, net, list(hparams["class_names"]), camera=PinholeCamera(**hparams["camera"]),
+                    training=training_record(config).to_dict())
+    _, info = load_checkpoint(out, "cpu", expected_model="single_view")
+    return info
