@@ -8,7 +8,7 @@ A room's cache (``<data.root>/single_view_pairs/<scene>.pt``, plain tensors, loa
      "frames": [frame index, ...], "settings": {"camera", "frustum", "loss_shaping", "class_names"}}
 
 The targets are the exact semantic TSDF of the room in each frame's frustum
-(:func:`~semantic_recon_ros.core.models.single_view.frustum_ground_truth`) and the loss-shaping weights of that
+(:func:`~semantic_recon_ros.core.models.single_view.frustum_target.frustum_ground_truth`) and the loss-shaping weights of that
 TSDF (:func:`~semantic_recon_ros.core.models.single_view.loss_shaping_weights`), computed once here. A cache whose
 settings differ from the run config's (another frustum grid, loss shaping, camera or class list) is made again.
 At the default 64 x 48 x 64 grid a pair takes 1 MB and about half a second on one CPU thread.
@@ -28,8 +28,9 @@ from tqdm import tqdm
 from semantic_recon_ros.core.camera import PinholeCamera
 from semantic_recon_ros.core.classes import load_class_set
 from semantic_recon_ros.core.datasets import open_sequence
-from semantic_recon_ros.core.models.single_view import (FrustumGrid, frustum_ground_truth, loss_shaping_weights,
-                                                         random_block_crops, semantic_tsdf_channels)
+from semantic_recon_ros.core.models.single_view import (FrustumGrid, loss_shaping_weights, random_block_crops,
+                                                         semantic_tsdf_channels)
+from semantic_recon_ros.core.models.single_view.frustum_target import frustum_ground_truth
 from semantic_recon_ros.core.synthetic import DEFAULT_CAMERA, load_ground_truth, write_synthetic_scene
 
 from .single_view_config import SingleViewRunConfig

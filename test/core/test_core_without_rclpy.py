@@ -141,6 +141,21 @@ def test_core_projects_points_and_loads_classes_without_ros():
     assert result["class_colors"] == [entry["color"] for entry in classes_yaml["classes"]]
 
 
+def test_what_the_mapping_node_runs_leaves_open3d_and_the_generator_unloaded():
+    """Open3D (with its ML datasets, scikit-learn, pandas, plotly) adds about 300 MB to a process: the modules the
+    node maps with (mapper, networks and their checkpoints, engines) must not load it, nor the synthetic generator
+    that needs it; tools that render or preview import them themselves."""
+    snippet = textwrap.dedent(
+        """
+        from semantic_recon_ros.core import completion, mapper, rgb_only_completion
+        from semantic_recon_ros.core.models import load_checkpoint, single_view
+        result["loaded"] = sorted(name for name in ("open3d", "sklearn", "semantic_recon_ros.core.synthetic")
+                                  if name in sys.modules)
+        """
+    )
+    assert run_with_ros_blocked(snippet)["loaded"] == []
+
+
 def test_blocker_reports_a_module_that_imports_ros(tmp_path):
     """The import check above can fail: a package importing ROS (even guarded) is reported."""
     package = tmp_path / "fake_core"

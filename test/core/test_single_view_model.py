@@ -19,7 +19,6 @@ from semantic_recon_ros.core.models.single_view import (
     ImageToLatentConfig,
     ImageToLatentNet,
     LossShapingConfig,
-    frustum_ground_truth,
     frustum_mesh,
     frustum_regions,
     loss_shaping_weights,
@@ -27,6 +26,7 @@ from semantic_recon_ros.core.models.single_view import (
     semantic_tsdf_channels,
     shaped_losses,
 )
+from semantic_recon_ros.core.models.single_view.frustum_target import frustum_ground_truth
 from semantic_recon_ros.core.synthetic import DEFAULT_CAMERA, box_sdf, load_ground_truth, write_synthetic_scene
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

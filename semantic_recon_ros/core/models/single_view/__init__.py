@@ -3,7 +3,8 @@
 A color image gives the semantic TSDF of its camera's whole frustum, hidden parts included:
 
 * :mod:`.frustum_grid`: the perspective voxel grid of the frustum, depth along the viewing direction;
-* :mod:`.frustum_target`: the exact semantic TSDF of a synthetic room in that grid (the training target);
+* :mod:`.frustum_target`: the exact semantic TSDF of a synthetic room in that grid (the training target; imported
+  from there, not here: it needs the synthetic generator, which the node does not load);
 * :mod:`.block_autoencoder`: the headless compression of blocks of semantic TSDF into latent codes, trained first;
 * :mod:`.image_to_latent`: the image -> latent grid network, decoded by the frozen block decoder;
 * :mod:`.loss_shaping`: SemSVR's weighting of the implicit values by visible / occluded / unreachable region;
@@ -20,18 +21,17 @@ thread, inference mode (``OMP_NUM_THREADS=1 .venv/bin/python bench/bench_single_
 two threads: 45 ms per image. The exact target of one frustum of a synthetic room takes about 0.3 s.
 """
 
-from .block_autoencoder import BlockAutoencoder, BlockDecoder, BlockEncoder, random_block_crops
+from .block_autoencoder import BlockAutoencoder, BlockDecoder, BlockEncoder, random_block_crops, semantic_tsdf_channels
 from .config import (BlockAutoencoderConfig, FrustumGridConfig, ImageToLatentConfig, LossShapingConfig,
                      SingleViewConfig)
 from .frustum_grid import FrustumGrid
 from .frustum_mesh import frustum_mesh
-from .frustum_target import FrustumTarget, frustum_ground_truth, semantic_tsdf_channels
 from .image_to_latent import ImageToLatentNet
 from .loss_shaping import REGIONS, frustum_regions, loss_shaping_weights, shaped_losses
 
 __all__ = [
     "REGIONS", "BlockAutoencoder", "BlockAutoencoderConfig", "BlockDecoder", "BlockEncoder", "FrustumGrid",
-    "FrustumGridConfig", "FrustumTarget", "ImageToLatentConfig", "ImageToLatentNet", "LossShapingConfig",
-    "SingleViewConfig", "frustum_ground_truth", "frustum_mesh", "frustum_regions", "loss_shaping_weights", "random_block_crops", "semantic_tsdf_channels",
+    "FrustumGridConfig", "ImageToLatentConfig", "ImageToLatentNet", "LossShapingConfig",
+    "SingleViewConfig", "frustum_mesh", "frustum_regions", "loss_shaping_weights", "random_block_crops", "semantic_tsdf_channels",
     "shaped_losses",
 ]

@@ -1,7 +1,7 @@
 """SemSVR's headless compression of semantic TSDF: every block of cells <-> one latent code.
 
 The encoder maps a semantic TSDF grid (B, 1 + K, D, Y, X) (TSDF then class one-hot,
-:func:`.frustum_target.semantic_tsdf_channels`; D, Y, X multiples of ``block_size``) to the latent grid
+:func:`semantic_tsdf_channels`; D, Y, X multiples of ``block_size``) to the latent grid
 (B, L, D/s, Y/s, X/s), ``s = block_size``: one code of L values per block of s^3 cells. The decoder maps a latent
 grid back to the TSDF (tanh, in [-1, 1]) and class logits of every cell. Both are fully convolutional, so a code
 near a block border sees a little of its neighbours and decoded blocks meet without seams (the role of SemSVR's
@@ -134,3 +134,12 @@ def random_block_crops(grids: Sequence[torch.Tensor], crop_cells: int, count: in
         crops.append(torch.stack([grid[frustum, ..., d:d + crop_cells, y:y + crop_cells, x:x + crop_cells]
                                   for frustum, d, y, x in zip(frusta, *offsets)]))
     return crops
+
+
+def semantic_tsdf_channels(tsdf: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The autoencoder's input: (B, D, Y, X) TSDF and labels -> (B, 1 + K, D, Y, X), the TSDF then the class
+    one-hot (all zero where unlabeled)."""
+    if tsdf.shape != labels.shape or tsdf.dim() != 4:
+        raise ValueError(f"tsdf {tuple(tsdf.shape)} and labels {tuple(labels.shape)} must both be (B, D, Y, X)")
+    one_hot = F.one_hot(labels.clamp(min=0), num_classes).to(tsdf.dtype) * (labels >= 0)[..., None]
+    return torch.cat((tsdf[:, None], one_hot.permute(0, 4, 1, 2, 3)), dim=1)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ...classes import ClassSet, load_class_set
 from ...synthetic import SyntheticScene, box_sdf
@@ -66,12 +65,3 @@ def frustum_ground_truth(grid: FrustumGrid, scene: SyntheticScene, T_world_cam: 
     tsdf = np.clip(sdf / truncation, -1.0, 1.0)
     return FrustumTarget(torch.as_tensor(tsdf.reshape(grid.shape), dtype=torch.float32, device=device),
                          torch.as_tensor(labels.reshape(grid.shape), dtype=torch.int64, device=device))
-
-
-def semantic_tsdf_channels(tsdf: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """The autoencoder's input: (B, D, Y, X) TSDF and labels -> (B, 1 + K, D, Y, X), the TSDF then the class
-    one-hot (all zero where unlabeled)."""
-    if tsdf.shape != labels.shape or tsdf.dim() != 4:
-        raise ValueError(f"tsdf {tuple(tsdf.shape)} and labels {tuple(labels.shape)} must both be (B, D, Y, X)")
-    one_hot = F.one_hot(labels.clamp(min=0), num_classes).to(tsdf.dtype) * (labels >= 0)[..., None]
-    return torch.cat((tsdf[:, None], one_hot.permute(0, 4, 1, 2, 3)), dim=1)
