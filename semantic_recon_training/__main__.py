@@ -12,7 +12,8 @@ Commands:
   the network was trained and validated on
 * ``plot``     loss curves of a run (PNG) from its CSV logs
 * ``atlas-extract``, ``atlas-fit``, ``atlas-export``: the same three steps for the Atlas RGB-only network
-  (:mod:`.atlas`; default config ``semantic_recon_training/configs/atlas.yaml``)
+  (:mod:`.atlas`; default config ``semantic_recon_training/configs/atlas.yaml``); ``atlas-diagnose`` tells what its
+  caches' features say about the surface before any training
 * ``single-view-extract``, ``single-view-fit``, ``single-view-export``: the same three steps for the single-view
   reconstruction (SemSVR, :mod:`.single_view`; default config ``semantic_recon_training/configs/single_view.yaml``;
   fit trains the block autoencoder, then the image-to-latent network), and ``single-view-evaluate``: its frustum
@@ -44,6 +45,7 @@ COMMANDS = {
     "atlas-extract": "Generate synthetic rooms and cut every scene of an Atlas config into feature-volume chunks.",
     "atlas-fit": "Train the Atlas RGB-only network (Lightning); --resume continues the last checkpoint.",
     "atlas-export": "Write the inference checkpoint of an Atlas Lightning checkpoint.",
+    "atlas-diagnose": "What an Atlas cache's features tell about the surface: the views' spread by region, the side cue.",
     "single-view-extract": "Render the synthetic rooms of a single-view config and cache (image, frustum target) pairs.",
     "single-view-fit": "Train the single-view model: block autoencoder, then image-to-latent (--resume continues).",
     "single-view-export": "Write the single-view inference checkpoint of the two stages' Lightning checkpoints.",
@@ -201,6 +203,28 @@ def _run_single_view_evaluate(args: argparse.Namespace) -> int:
     return run_single_view_evaluation(args)
 
 
+def _add_atlas_diagnose(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser, ATLAS)
+    parser.add_argument("--only", nargs="+", metavar="SCENE", help="these scenes of the config (default: all)")
+    parser.add_argument("--every", type=int, default=1, help="read every n-th chunk of a cache")
+
+
+def _run_atlas_diagnose(args: argparse.Namespace) -> int:
+    from .atlas.atlas_config import load_atlas_config
+    from .atlas.atlas_scenes import atlas_cache_dir
+    from .atlas.feature_diagnostics import diagnose
+
+    config = load_atlas_config(args.config)
+    names = config.data.scene_names()
+    unknown = sorted(set(args.only or ()) - set(names))
+    if unknown:
+        raise ValueError(f"unknown scenes {unknown}; this config has {names}")
+    if args.every < 1:
+        raise ValueError(f"--every must be at least 1, got {args.every}")
+    print(diagnose({name: atlas_cache_dir(config, name) for name in names}, args.every, args.only))
+    return 0
+
+
 HANDLERS = {
     "extract": (partial(_add_extract, network=S4R), partial(_run_extract, network=S4R)),
     "fit": (partial(_add_fit, network=S4R), partial(_run_fit, network=S4R)),
@@ -209,6 +233,7 @@ HANDLERS = {
     "atlas-extract": (partial(_add_extract, network=ATLAS), partial(_run_extract, network=ATLAS)),
     "atlas-fit": (partial(_add_fit, network=ATLAS), partial(_run_fit, network=ATLAS)),
     "atlas-export": (partial(_add_export, network=ATLAS), partial(_run_export, network=ATLAS)),
+    "atlas-diagnose": (_add_atlas_diagnose, _run_atlas_diagnose),
     "single-view-extract": (partial(_add_extract, network=SINGLE_VIEW), partial(_run_extract, network=SINGLE_VIEW)),
     "single-view-fit": (partial(_add_fit, network=SINGLE_VIEW), partial(_run_fit, network=SINGLE_VIEW)),
     "single-view-export": (partial(_add_export, network=SINGLE_VIEW), partial(_run_export, network=SINGLE_VIEW)),

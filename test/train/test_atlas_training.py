@@ -29,6 +29,7 @@ from semantic_recon_training.atlas.atlas_extraction import moments_from_stored, 
 from semantic_recon_training.atlas.atlas_losses import atlas_losses, nearest_surface_target
 from semantic_recon_training.atlas.atlas_module import AtlasModule
 from semantic_recon_training.atlas.atlas_scenes import atlas_cache_dir, prepare_atlas_scenes
+from semantic_recon_training.atlas.feature_diagnostics import REGIONS, diagnose_cache, diagnostics_table, side_cue
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 STEPS = 40
@@ -104,6 +105,34 @@ def test_the_cache_keeps_the_small_spread_of_features_on_a_surface():
     assert torch.allclose(recovered, variance, rtol=1e-2, atol=5e-8)  # float16 variance, float32 moments
     naive = moments.half().float()
     assert ((naive[2:] - naive[:2] ** 2) - variance).abs().mean() > variance.mean()  # what float16 moments keep
+
+
+def test_diagnostics_find_the_views_agreeing_on_the_surface(config, config_file, capsys):
+    """On real 7-Scenes frames the views agree more on the depth-fused surface than in the free space in front of
+    it (the spread the network reads); ``atlas-diagnose`` prints the table, and refuses scenes the config lacks."""
+    result = diagnose_cache(atlas_cache_dir(config, "kitchen"))
+    spread = result["log_spread"]
+    assert all(result["voxels"][region] > 0 for region in REGIONS)
+    assert spread["surface"] < spread["front band"] < spread["free"]
+    assert 0.0 <= result["side_cue"] <= 1.0
+    row = f"| kitchen | {result['chunks']} | {spread['surface']:.2f} |"
+    assert diagnostics_table({"kitchen": result}).splitlines()[2].startswith(row)
+    capsys.readouterr()
+    assert train_main(["atlas-diagnose", "--config", str(config_file)]) == 0
+    assert row in capsys.readouterr().out
+    assert train_main(["atlas-diagnose", "--config", str(config_file), "--only", "nowhere"]) == 2
+    assert "unknown scenes ['nowhere']" in capsys.readouterr().err
+
+
+def test_the_side_cue_tells_in_front_from_behind_where_the_spread_has_a_minimum_on_the_surface():
+    """A surface at x = 8 seen from +x: the spread grows with the distance from it on both sides; the cue (direction
+    toward the cameras . gradient) is positive in front (x > 8) and negative behind."""
+    x = torch.arange(16.0)[:, None, None].expand(16, 4, 4)
+    log_spread = -5 + 0.3 * (x - 8).abs()
+    direction = torch.zeros(3, 16, 4, 4)
+    direction[0] = 1.0
+    cue = side_cue(log_spread, direction)
+    assert (cue[9:15] > 0).all() and (cue[1:8] < 0).all() and (cue[[0, 15]] == 0).all()
 
 
 def _target_at(dataset: AtlasChunkDataset, point: np.ndarray) -> list[tuple[float, bool]]:
