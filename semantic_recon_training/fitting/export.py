@@ -31,17 +31,13 @@ def export_checkpoint(lightning_checkpoint: str | Path, out: str | Path, half: b
     return export_network(lightning_checkpoint, out, "a CompletionModule", "fit", run_config_from_dict, S4RNet, half)
 
 
-def export_network(lightning_checkpoint: str | Path, out: str | Path, module: str, command: str,
-                   config_from_dict: Callable[[dict, str], Any], network: Callable[[Any], nn.Module],
-                   half: bool = True) -> CheckpointInfo:
-    """Write the network of a Lightning checkpoint of ``module`` (with its article: 'a CompletionModule'; written by
-    the training ``command``) to ``out``,
-    rebuilt as ``network(run config .model)`` from the run config in its hyper-parameters; float16 weights with
-    ``half``, and the run's :func:`training_record`. Returns the written checkpoint's info.
-
-    Raises FileNotFoundError for a missing file and ValueError naming it when it holds no such module.
-    """
-    path = Path(lightning_checkpoint)
+def read_lightning_checkpoint(path: str | Path, module: str, command: str,
+                              keys: tuple[str, ...] = ("config", "class_names", "voxel_size", "truncation"),
+                              ) -> tuple[dict, dict]:
+    """(state, hyper-parameters) of a Lightning checkpoint of ``module`` (with its article: 'a CompletionModule')
+    written by the training ``command``, its hyper-parameters holding ``keys``. FileNotFoundError for a missing file,
+    ValueError naming it for anything else."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Lightning checkpoint not found: {path}")
     try:
@@ -49,18 +45,38 @@ def export_network(lightning_checkpoint: str | Path, out: str | Path, module: st
     except Exception as err:  # noqa: BLE001 - unpickling a foreign file raises about anything
         raise ValueError(f"{path}: not a Lightning checkpoint of `{command}` ({type(err).__name__})") from None
     hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
-    if not hparams or not {"config", "class_names", "voxel_size", "truncation"} <= set(hparams):
+    if not hparams or not set(keys) <= set(hparams):
         raise ValueError(f"{path}: not {module} checkpoint (no run config in its hyper-parameters)")
+    return state, hparams
+
+
+def load_module_weights(path: str | Path, network: nn.Module, state: dict, what: object) -> None:
+    """The Lightning module's ``model.*`` weights of ``state`` into ``network`` (strict); ValueError naming the file
+    and ``what`` (the network's config) when they do not fit."""
+    weights = {k[len(MODEL_PREFIX):]: v for k, v in state["state_dict"].items() if k.startswith(MODEL_PREFIX)}
+    try:
+        network.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit {what}: {err}") from None
+
+
+def export_network(lightning_checkpoint: str | Path, out: str | Path, module: str, command: str,
+                   config_from_dict: Callable[[dict, str], Any], network: Callable[[Any], nn.Module],
+                   half: bool = True) -> CheckpointInfo:
+    """Write the network of a Lightning checkpoint of ``module`` (:func:`read_lightning_checkpoint`) to ``out``,
+    rebuilt as ``network(run config .model)`` from the run config in its hyper-parameters; float16 weights with
+    ``half``, and the run's :func:`training_record`. Returns the written checkpoint's info.
+
+    Raises FileNotFoundError for a missing file and ValueError naming it when it holds no such module.
+    """
+    path = Path(lightning_checkpoint)
+    state, hparams = read_lightning_checkpoint(path, module, command)
     try:
         config = config_from_dict(dict(hparams["config"]), f"{path} hyper-parameters")
     except ValueError as err:
         raise ValueError(f"{path}: not {module} checkpoint ({err})") from None
     model = network(config.model)
-    weights = {k[len(MODEL_PREFIX):]: v for k, v in state["state_dict"].items() if k.startswith(MODEL_PREFIX)}
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit {config.model}: {err}") from None
+    load_module_weights(path, model, state, config.model)
     if half:
         model = model.half()
     save_checkpoint(out, model, list(hparams["class_names"]), float(hparams["voxel_size"]),

@@ -24,7 +24,7 @@ from semantic_recon_ros.core.classes import load_class_set
 from semantic_recon_ros.core.models import CheckpointInfo, load_checkpoint, save_checkpoint
 from semantic_recon_ros.core.models.single_view import BlockDecoder, ImageToLatentNet
 
-from ..fitting.export import training_record
+from ..fitting.export import load_module_weights, read_lightning_checkpoint, training_record
 from ..fitting.fit import last_checkpoint, train
 from .single_view_config import SingleViewRunConfig, single_view_config_from_dict
 from .single_view_data import FrustumCrops, FrustumPairs, load_pairs, training_camera
@@ -98,25 +98,14 @@ def export_single_view(lightning_checkpoint: str | Path, out: str | Path, half: 
     was trained for and the rooms it was trained and validated on; returns the written checkpoint's info (loaded
     back as the command loads it). FileNotFoundError / ValueError naming the file."""
     path = Path(lightning_checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"Lightning checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: Lightning stores plain dicts
-    except Exception as err:  # noqa: BLE001 - unpickling a foreign file raises about anything
-        raise ValueError(f"{path}: not a Lightning checkpoint of `single-view-fit` ({type(err).__name__})") from None
-    hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
-    if not hparams or not {"config", "class_names", "camera", "stage"} <= set(hparams):
-        raise ValueError(f"{path}: not a SingleViewModule checkpoint (no run config in its hyper-parameters)")
+    state, hparams = read_lightning_checkpoint(path, "a SingleViewModule", "single-view-fit",
+                                               ("config", "class_names", "camera", "stage"))
     if hparams["stage"] != "image":
         raise ValueError(f"{path}: a checkpoint of the {hparams['stage']!r} stage; the export takes the image stage's "
                          "(trainer.output_dir/checkpoints/last.ckpt)")
     config = single_view_config_from_dict(dict(hparams["config"]), f"{path} hyper-parameters")
     net = ImageToLatentNet(config.image_to_latent, config.frustum, BlockDecoder(config.autoencoder))
-    prefix = "model."
-    try:
-        net.load_state_dict({k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)})
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not fit {config.model}: {err}") from None
+    load_module_weights(path, net, state, config.model)
     if half:
         net = net.half()
     save_checkpoint(out, net, list(hparams["class_names"]), camera=PinholeCamera(**hparams["camera"]),
