@@ -21,12 +21,12 @@ from typing import Sequence
 
 import torch
 
+from semantic_recon_ros.core.models.atlas_net import log_spread
 from semantic_recon_ros.core.models.model_config import COLOR_CHANNELS, DIRECTION_CHANNELS
 
 from .atlas_dataset import AtlasChunkDataset
 
 REGIONS = ("surface", "front band", "behind band", "free", "occluded")
-VARIANCE_FLOOR = 1e-6  # as the network's
 
 
 def region_masks(target_tsdf: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -36,15 +36,15 @@ def region_masks(target_tsdf: torch.Tensor) -> dict[str, torch.Tensor]:
             "free": t >= 1, "occluded": t <= -1}
 
 
-def side_cue(log_spread: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
-    """(X, Y, Z) log-spread and (3, X, Y, Z) mean view direction -> (X, Y, Z) ``direction . grad(log_spread)``
+def side_cue(spread: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """(X, Y, Z) log-spread and (3, X, Y, Z) mean view direction -> (X, Y, Z) ``direction . grad(spread)``
     (central differences; 0 on the border voxels)."""
     gradient = torch.zeros_like(direction)
     for axis in range(3):
         inner = [slice(1, -1) if a == axis else slice(None) for a in range(3)]
         ahead = [slice(2, None) if a == axis else slice(None) for a in range(3)]
         behind = [slice(None, -2) if a == axis else slice(None) for a in range(3)]
-        gradient[(axis, *inner)] = (log_spread[tuple(ahead)] - log_spread[tuple(behind)]) / 2
+        gradient[(axis, *inner)] = (spread[tuple(ahead)] - spread[tuple(behind)]) / 2
     unit = direction / direction.norm(dim=0, keepdim=True).clamp(min=1e-6)
     return (gradient * unit).sum(dim=0)
 
@@ -63,19 +63,18 @@ def diagnose_cache(cache_dir: str | Path, every: int = 1) -> dict:
         sample = dataset[index]
         moments = sample["features"]
         mean = moments[:image_channels]
-        variance = (moments[image_channels:image_channels + color] - mean[:color] ** 2).clamp(min=0)
-        log_spread = 0.5 * torch.log(variance + VARIANCE_FLOOR).mean(dim=0)
+        spread = log_spread(mean[:color], moments[image_channels:image_channels + color]).mean(dim=0)
         valid = sample["target_observed"][0] & sample["seen"][0]
         target = sample["target_tsdf"][0]
         for region, mask in region_masks(target).items():
             selected = mask & valid
             counts[region] += int(selected.sum())
-            sums[region] += float(log_spread[selected].sum())
+            sums[region] += float(spread[selected].sum())
         band = valid & (target.abs() < 1) & (target.abs() > 0.1)
         band[[0, -1]] = False
         band[:, [0, -1]] = False
         band[:, :, [0, -1]] = False
-        cue = side_cue(log_spread, mean[color:image_channels])
+        cue = side_cue(spread, mean[color:image_channels])
         agree += int(((cue > 0) == (target > 0))[band].sum())
         band_voxels += int(band.sum())
     return {"chunks": len(indices), "voxels": counts,

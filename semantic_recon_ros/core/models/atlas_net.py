@@ -31,6 +31,12 @@ from .model_config import AtlasNetConfig
 VARIANCE_FLOOR = 1e-6  # (1e-3 of a feature unit)^2: finite log where the views agree exactly
 
 
+def log_spread(mean: torch.Tensor, square: torch.Tensor) -> torch.Tensor:
+    """Means of ``f`` and ``f * f`` (same shapes) -> the log of the standard deviation of ``f``, floored at
+    ``sqrt(VARIANCE_FLOOR)``: the spread the network reads."""
+    return 0.5 * torch.log((square - mean * mean).clamp(min=0) + VARIANCE_FLOOR)
+
+
 def image_moments(config: AtlasNetConfig, images: torch.Tensor, extra: torch.Tensor | None = None,
                   backbone: nn.Module | None = None, directions: torch.Tensor | None = None) -> torch.Tensor:
     """Per-pixel features to back-project: (V, 3, H, W) RGB in [0, 1] (H, W multiples of 4) -> (V,
@@ -87,8 +93,7 @@ class AtlasNet(nn.Module):
         thousandths, a few centimetres off it they disagree ten times more, and in free space a hundred times."""
         channels = self.config.image_channels
         mean, square = feature_volume[:, :channels].float(), feature_volume[:, channels:].float()
-        spread = 0.5 * torch.log((square - mean * mean).clamp(min=0) + VARIANCE_FLOOR)
-        return torch.cat((mean, spread), dim=1).to(feature_volume.dtype)
+        return torch.cat((mean, log_spread(mean, square)), dim=1).to(feature_volume.dtype)
 
     def reconstruct(self, feature_volume: torch.Tensor, observed: torch.Tensor) -> dict[str, torch.Tensor | list]:
         """Regress TSDF and semantics from a grid of averaged features.
