@@ -8,11 +8,12 @@ colored by class), prediction.npz (tsdf (D, Y, X) in [-1, 1], + = free; labels (
 |tsdf| < 1, -1 elsewhere; cell_centers (D, Y, X, 3); the class names, the intrinsics of the network input and the
 grid settings), preview.png (the image, the labeled mesh seen from the camera and from above) and summary.json.
 
-Image size and intrinsics: the network was trained for one camera (its checkpoint's). The image is resized to that
-camera's image size and its intrinsics (--intrinsics, in the given image's pixels; default: the checkpoint's camera
-scaled to the image size) scaled with it. This is accepted when the aspect ratio is the checkpoint's (within 1 %)
-and the scaled intrinsics are the checkpoint's within 5 % for the focal lengths and 3 % of the image size for the
-principal point; otherwise the view differs from what the network learned and the command refuses it.
+Image size and intrinsics: the network was trained for one camera (its checkpoint's). The image's intrinsics are
+--intrinsics (in its pixels) or, for an image of the trained aspect ratio, the checkpoint's camera scaled to its
+size. The image is resized to the trained image size and, when its camera is not the trained one (focal lengths
+beyond 5 %, principal point beyond 3 % of the image size), resampled to the trained camera's view
+(:func:`~semantic_recon_ros.core.models.single_view.network_view`; summary.json states it and the share of that
+view the image covers). An image covering less than 70 % of the trained view is refused.
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ from ..core.resources import resolve_setting
 
 DEFAULT_SINGLE_VIEW_CHECKPOINT_FILE = "models/single_view_default.pt"  # in the package's share directory
 ASPECT_TOLERANCE = 0.01  # relative
-FOCAL_TOLERANCE = 0.05  # relative
-PRINCIPAL_POINT_TOLERANCE = 0.03  # of the image size
 PANEL_HEIGHT = 240  # pixels of each preview panel
 TOP_VIEW_HEADROOM = 0.4  # metres above the camera kept in the view from above (the ceiling is cut away)
 
@@ -56,30 +55,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device: cpu (the default), auto, cuda, cuda:1")
 
 
-def network_camera(image_size: tuple[int, int], intrinsics: list[float] | None,
-                   trained: PinholeCamera) -> PinholeCamera:
-    """The camera of the network input: the image's (``intrinsics`` fx, fy, cx, cy in its pixels, or ``trained``
-    scaled to its size ``(width, height)``) scaled to ``trained``'s image size. ValueError when the intrinsics do not
-    fit the image or the view is not the trained camera's (the rule of the module docstring)."""
+def image_camera(image_size: tuple[int, int], intrinsics: list[float] | None,
+                 trained: PinholeCamera) -> PinholeCamera:
+    """The camera of the given image: ``intrinsics`` (fx, fy, cx, cy in its pixels), or ``trained`` scaled to its
+    size ``(width, height)`` when it has the trained aspect ratio. ValueError when neither applies or the
+    intrinsics do not fit the image."""
     width, height = image_size
-    if abs(width * trained.height / (height * trained.width) - 1) > ASPECT_TOLERANCE:
-        raise ValueError(f"the image is {width}x{height}; the network was trained for {trained.width}x{trained.height} "
-                         "images (another aspect ratio): crop the image to that aspect ratio (and its intrinsics)")
-    camera = trained.scaled(width, height) if intrinsics is None else PinholeCamera(*intrinsics, width, height)
+    if intrinsics is None:
+        if abs(width * trained.height / (height * trained.width) - 1) > ASPECT_TOLERANCE:
+            raise ValueError(f"the image is {width}x{height}; the network was trained for {trained.width}x"
+                             f"{trained.height} images (another aspect ratio): give its --intrinsics")
+        return trained.scaled(width, height)
+    camera = PinholeCamera(*intrinsics, width, height)
     if not (-0.5 <= camera.cx <= width - 0.5 and -0.5 <= camera.cy <= height - 0.5):
         raise ValueError(f"--intrinsics do not fit the {width}x{height} image: the principal point ({camera.cx:g}, "
                          f"{camera.cy:g}) lies outside it (intrinsics of another image size?)")
-    scaled = camera.scaled(trained.width, trained.height)
-    focal = max(abs(scaled.fx / trained.fx - 1), abs(scaled.fy / trained.fy - 1))
-    offset = max(abs(scaled.cx - trained.cx) / trained.width, abs(scaled.cy - trained.cy) / trained.height)
-    if focal > FOCAL_TOLERANCE or offset > PRINCIPAL_POINT_TOLERANCE:
-        raise ValueError(
-            f"the image's intrinsics at {trained.width}x{trained.height} (fx {scaled.fx:.1f}, fy {scaled.fy:.1f}, cx "
-            f"{scaled.cx:.1f}, cy {scaled.cy:.1f}) are not the camera the network was trained for (fx "
-            f"{trained.fx:.1f}, fy {trained.fy:.1f}, cx {trained.cx:.1f}, cy {trained.cy:.1f}): focal lengths must "
-            f"agree within {FOCAL_TOLERANCE:.0%} and the principal point within {PRINCIPAL_POINT_TOLERANCE:.0%} of "
-            "the image size")
-    return scaled
+    return camera
 
 
 def camera_render(mesh: SemanticMesh, camera: PinholeCamera, colors: np.ndarray, scale: float) -> np.ndarray:
@@ -144,7 +135,7 @@ def preview(color: np.ndarray, mesh: SemanticMesh, camera: PinholeCamera, classe
 
 def run(args: argparse.Namespace) -> int:
     from ..core.models import load_checkpoint  # the models package is only needed here
-    from ..core.models.single_view import FrustumGrid, frustum_mesh
+    from ..core.models.single_view import FrustumGrid, frustum_mesh, network_view
 
     checkpoint = resolve_setting(args.checkpoint, DEFAULT_SINGLE_VIEW_CHECKPOINT_FILE, "checkpoint",
                                  "default single-view model")
@@ -154,13 +145,12 @@ def run(args: argparse.Namespace) -> int:
     height, width = color.shape[:2]
     device = resolve_device(args.device)
     network, info = load_checkpoint(checkpoint, device, expected_model="single_view")
-    camera = network_camera((width, height), args.intrinsics, info.camera)
+    camera = info.camera
+    view = network_view(color, image_camera((width, height), args.intrinsics, camera), camera)
     grid = FrustumGrid(camera, info.config.frustum)
     start = time.perf_counter()
-    resized = np.asarray(Image.fromarray(color).resize((camera.width, camera.height), Image.Resampling.BILINEAR))
-    image = torch.as_tensor(resized, device=device).permute(2, 0, 1)[None].float() / 255
     with torch.inference_mode():
-        prediction = network(image)
+        prediction = network(view.image[None].to(device))
     tsdf, logits = prediction["tsdf"][0].float().cpu(), prediction["class_logits"][0].float().cpu()
     network_seconds = time.perf_counter() - start
     labels = torch.where(tsdf.abs() < 1, logits.argmax(dim=0), torch.full_like(tsdf, -1, dtype=torch.int64))
@@ -176,9 +166,11 @@ def run(args: argparse.Namespace) -> int:
                         image_size=np.array([camera.width, camera.height]), near=config.near, far=config.far,
                         truncation=config.truncation)
     title = f"{args.image.name}: {mesh.num_triangles} triangles by {checkpoint.name}"
-    preview(color, mesh, camera, classes, title).save(out / "preview.png")
+    shown = (view.image.permute(1, 2, 0) * 255).round().byte().numpy()
+    preview(shown, mesh, camera, classes, title).save(out / "preview.png")
     summary = {"image": str(args.image), "image_size": [width, height], "checkpoint": str(checkpoint),
-               "network_input": [camera.width, camera.height],
+               "network_input": [camera.width, camera.height], "resampled": view.resampled,
+               "coverage": round(view.coverage, 3),
                "intrinsics": [round(v, 4) for v in (camera.fx, camera.fy, camera.cx, camera.cy)],
                "frustum_cells": list(grid.shape), "network_seconds": round(network_seconds, 3),
                "vertices": mesh.num_vertices, "triangles": mesh.num_triangles,

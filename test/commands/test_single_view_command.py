@@ -95,6 +95,18 @@ def test_a_larger_image_of_the_same_camera_is_resized(frame, tmp_path, capsys):
     assert summary["intrinsics"] == [round(v, 4) for v in (CAMERA.fx, CAMERA.fy, CAMERA.cx, CAMERA.cy)]
 
 
+def test_an_image_of_another_camera_is_resampled_to_the_trained_view(frame, tmp_path, capsys):
+    """A 7-Scenes-like camera (focal length 11 % longer, 640x480): resampled, and the summary says how much of the
+    trained view it covers."""
+    _, paths, _ = frame
+    large = Image.open(paths["large"]).resize((640, 480))
+    image = tmp_path / "kinect.png"
+    large.save(image)
+    assert main(["single-view", str(image), "--intrinsics", "583", "583", "320", "240", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["resampled"] and 0.75 < summary["coverage"] < 0.85 and summary["network_input"] == [160, 120]
+
+
 def test_refusals_are_one_clear_message_and_exit_code_2(frame, tmp_path, capsys):
     _, paths, _ = frame
     garbage = tmp_path / "garbage.png"
@@ -105,8 +117,8 @@ def test_refusals_are_one_clear_message_and_exit_code_2(frame, tmp_path, capsys)
     cases = [
         ([str(tmp_path / "missing.png")], "color file not found"),
         ([str(garbage)], "cannot read"),
-        ([str(square)], "160x160; the network was trained for 160x120 images"),
-        ([image, "--intrinsics", "200", "200", "79.5", "59.5"], "not the camera the network was trained for"),
+        ([str(square)], "160x160; the network was trained for 160x120 images .*give its --intrinsics"),
+        ([image, "--intrinsics", "200", "200", "79.5", "59.5"], "covers 4[0-9]% of the view the network was trained"),
         ([image, "--intrinsics", "131.25", "131.25", "319.5", "239.5"], "do not fit the 160x120 image"),
         ([image, "--intrinsics", "0", "131.25", "79.5", "59.5"], "focal lengths must be finite and positive"),
         ([image, "--checkpoint", str(REPO / "models" / "default.pt")],

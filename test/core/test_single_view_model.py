@@ -22,6 +22,7 @@ from semantic_recon_ros.core.models.single_view import (
     frustum_mesh,
     frustum_regions,
     loss_shaping_weights,
+    network_view,
     random_block_crops,
     semantic_tsdf_channels,
     shaped_losses,
@@ -296,3 +297,27 @@ def test_wrong_shapes_and_intrinsics_raise_clear_errors():
         shaped_losses({"tsdf": torch.zeros(1, 4, 4, 4), "class_logits": torch.zeros(1, 13, 4, 4, 4)},
                       torch.zeros(1, 4, 4, 8), torch.zeros(1, 4, 4, 8, dtype=torch.int64), torch.ones(1, 4, 4, 8),
                       SHAPING)
+
+
+def test_an_image_of_a_narrower_camera_is_resampled_to_the_trained_view(room, tmp_path):
+    """The room's first view rendered by a camera 12 % longer in focal length (7-Scenes' against the synthetic one)
+    seen through the trained camera matches the trained camera's own rendering where it covers the view."""
+    sequence, _ = room
+    narrow = PinholeCamera(CAMERA.fx * 1.12, CAMERA.fy * 1.12, CAMERA.cx + 3, CAMERA.cy - 2, 160, 120)
+    other = open_sequence(write_synthetic_scene(tmp_path / "narrow", seed=SEED, num_frames=1, camera=narrow))[0]
+    same = network_view(sequence[0].color, CAMERA, CAMERA)
+    assert not same.resampled and same.coverage == 1.0
+    assert torch.equal((same.image * 255).round().byte(), torch.as_tensor(sequence[0].color).permute(2, 0, 1))
+    view = network_view(other.color, narrow, CAMERA)
+    assert view.resampled and 0.7 < view.coverage < 0.85
+    truth = torch.as_tensor(sequence[0].color).permute(2, 0, 1).float() / 255
+    error = (view.image - truth).abs().mean(dim=0)
+    plain = (torch.as_tensor(other.color).permute(2, 0, 1).float() / 255 - truth).abs().mean(dim=0)
+    # the resampled view is off by interpolation only; the unresampled image of the other camera by its zoom
+    assert error[view.covered].mean() < 0.4 * plain[view.covered].mean(), (error[view.covered].mean(),
+                                                                           plain[view.covered].mean())
+    with pytest.raises(ValueError, match="covers 4[0-9]% of the view"):
+        network_view(other.color, PinholeCamera(CAMERA.fx * 1.5, CAMERA.fy * 1.5, CAMERA.cx, CAMERA.cy, 160, 120),
+                     CAMERA)
+    with pytest.raises(ValueError, match=r"expected a \(120, 160, 3\) color image"):
+        network_view(other.color[:60], CAMERA, CAMERA)

@@ -8,7 +8,8 @@ A color image gives the semantic TSDF of its camera's whole frustum, hidden part
 * :mod:`.block_autoencoder`: the headless compression of blocks of semantic TSDF into latent codes, trained first;
 * :mod:`.image_to_latent`: the image -> latent grid network, decoded by the frozen block decoder;
 * :mod:`.loss_shaping`: SemSVR's weighting of the implicit values by visible / occluded / unreachable region;
-* :mod:`.frustum_mesh`: the semantic mesh of a predicted frustum, in the camera frame.
+* :mod:`.frustum_mesh`: the semantic mesh of a predicted frustum, in the camera frame;
+* :mod:`.view_resampling`: any camera's image as the network's trained camera sees it.
 
 A trained model (:class:`SingleViewConfig`: frustum grid, autoencoder, image network) is stored as a 'single_view'
 checkpoint (:mod:`..checkpoint`) with the camera it was trained for.
@@ -28,10 +29,11 @@ from .frustum_grid import FrustumGrid
 from .frustum_mesh import frustum_mesh
 from .image_to_latent import ImageToLatentNet
 from .loss_shaping import REGIONS, frustum_regions, loss_shaping_weights, shaped_losses
+from .view_resampling import NetworkView, network_view, resample_view
 
 __all__ = [
     "REGIONS", "BlockAutoencoder", "BlockAutoencoderConfig", "BlockDecoder", "BlockEncoder", "FrustumGrid",
-    "FrustumGridConfig", "ImageToLatentConfig", "ImageToLatentNet", "LossShapingConfig",
-    "SingleViewConfig", "frustum_mesh", "frustum_regions", "loss_shaping_weights", "random_block_crops", "semantic_tsdf_channels",
-    "shaped_losses",
+    "FrustumGridConfig", "ImageToLatentConfig", "ImageToLatentNet", "LossShapingConfig", "NetworkView",
+    "SingleViewConfig", "frustum_mesh", "frustum_regions", "loss_shaping_weights", "network_view",
+    "random_block_crops", "resample_view", "semantic_tsdf_channels", "shaped_losses",
 ]

@@ -1,0 +1,96 @@
+"""An image of one pinhole camera seen through another with the same optical centre and orientation.
+
+The single-view network learned one camera's field of view. An image of another camera (another focal length or
+principal point; e.g. 7-Scenes' fx = 585 at 640x480 against the synthetic rooms' 525) is resampled to the trained
+camera: every target pixel ``(u, v)`` looks along the ray ``((u - cx) / fx, (v - cy) / fy, 1)`` and takes the source
+image's bilinear value where that ray meets it. Where the target sees past the source image's border (a wider
+field of view), the border pixels are repeated and the pixel is marked not covered.
+
+:func:`network_view` prepares any camera's color image for the network: resized (antialiased) to the trained image
+size, and resampled only when the camera is not the trained one within the tolerances below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ...camera import PinholeCamera
+
+
+def source_pixels(source: PinholeCamera, target: PinholeCamera, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H_t, W_t, 2) source image coordinates ``(u, v)`` seen by every ``target`` pixel."""
+    v, u = torch.meshgrid(torch.arange(target.height, device=device, dtype=torch.float32),
+                          torch.arange(target.width, device=device, dtype=torch.float32), indexing="ij")
+    return torch.stack(((u - target.cx) / target.fx * source.fx + source.cx,
+                        (v - target.cy) / target.fy * source.fy + source.cy), dim=-1)
+
+
+def resample_view(image: torch.Tensor, source: PinholeCamera, target: PinholeCamera) -> tuple[torch.Tensor,
+                                                                                                torch.Tensor]:
+    """``image`` (C, H_s, W_s) of camera ``source`` (any dtype; the image size must be ``source``'s) seen by
+    ``target``: returns (C, H_t, W_t) float32 (values in the input's units, bilinear) and (H_t, W_t) bool, True where
+    the target pixel's ray falls inside the source image."""
+    if image.ndim != 3 or tuple(image.shape[1:]) != source.shape:
+        raise ValueError(f"expected a (C, {source.height}, {source.width}) image of the source camera, got "
+                         f"{tuple(image.shape)}")
+    pixels = source_pixels(source, target, image.device)
+    grid = torch.stack(((2 * pixels[..., 0] + 1) / source.width - 1,
+                        (2 * pixels[..., 1] + 1) / source.height - 1), dim=-1)
+    resampled = F.grid_sample(image[None].float(), grid[None], mode="bilinear", padding_mode="border",
+                              align_corners=False)[0]
+    covered = ((pixels[..., 0] >= -0.5) & (pixels[..., 0] <= source.width - 0.5)
+               & (pixels[..., 1] >= -0.5) & (pixels[..., 1] <= source.height - 0.5))
+    return resampled, covered
+
+
+FOCAL_TOLERANCE = 0.05  # relative: within it the image is only resized
+PRINCIPAL_POINT_TOLERANCE = 0.03  # of the image size
+MIN_COVERAGE = 0.7  # share of the trained view the image must cover
+
+
+@dataclass(frozen=True)
+class NetworkView:
+    """A color image as the single-view network sees it."""
+
+    image: torch.Tensor  # (3, H, W) float32 RGB in [0, 1], the trained camera's image size
+    covered: torch.Tensor  # (H, W) bool: the pixel's ray falls inside the given image
+    resampled: bool  # the camera differed from the trained one beyond the tolerances
+
+    @property
+    def coverage(self) -> float:
+        """Share of the network input's pixels the given image covers."""
+        return float(self.covered.float().mean())
+
+
+def network_view(color: np.ndarray, camera: PinholeCamera, trained: PinholeCamera) -> NetworkView:
+    """``color`` (H, W, 3) uint8 RGB of ``camera`` (its image size) as seen by the ``trained`` camera.
+
+    The image is first resized to ``trained``'s image size (antialiased). When the resized camera's focal lengths
+    agree with ``trained``'s within ``FOCAL_TOLERANCE`` and the principal points within ``PRINCIPAL_POINT_TOLERANCE``
+    of the image size, that is the input (what the network was trained on is never resampled); otherwise it is
+    resampled through :func:`resample_view`. ValueError when the image is not ``camera``'s size, or covers less
+    than ``MIN_COVERAGE`` of the trained view (the network would mostly see repeated border pixels).
+    """
+    if color.ndim != 3 or color.shape[2] != 3 or color.shape[:2] != camera.shape:
+        raise ValueError(f"expected a ({camera.height}, {camera.width}, 3) color image, got {color.shape}")
+    scaled = camera.scaled(trained.width, trained.height)
+    resized = np.array(Image.fromarray(color).resize((trained.width, trained.height), Image.Resampling.BILINEAR))
+    image = torch.as_tensor(resized).permute(2, 0, 1).float() / 255
+    focal = max(abs(scaled.fx / trained.fx - 1), abs(scaled.fy / trained.fy - 1))
+    offset = max(abs(scaled.cx - trained.cx) / trained.width, abs(scaled.cy - trained.cy) / trained.height)
+    if focal <= FOCAL_TOLERANCE and offset <= PRINCIPAL_POINT_TOLERANCE:
+        return NetworkView(image, torch.ones(trained.shape, dtype=torch.bool), resampled=False)
+    image, covered = resample_view(image, scaled, trained)
+    view = NetworkView(image.clamp(0, 1), covered, resampled=True)
+    if view.coverage < MIN_COVERAGE:
+        raise ValueError(
+            f"the image (fx {scaled.fx:.1f}, fy {scaled.fy:.1f}, cx {scaled.cx:.1f}, cy {scaled.cy:.1f} at "
+            f"{trained.width}x{trained.height}) covers {view.coverage:.0%} of the view the network was trained for "
+            f"(fx {trained.fx:.1f}, fy {trained.fy:.1f}, cx {trained.cx:.1f}, cy {trained.cy:.1f}); at least "
+            f"{MIN_COVERAGE:.0%} is needed")
+    return view
