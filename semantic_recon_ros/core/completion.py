@@ -70,6 +70,16 @@ def resolve_checkpoint(value: str | Path | None, rgb_only: bool = False) -> Path
     return resolve_setting(value, DEFAULT_CHECKPOINT_FILE, "checkpoint", "default completion model")
 
 
+def add_prediction_layers(volume: SemanticTSDFVolume) -> None:
+    """Add the prediction layers of the module docstring to ``volume`` where missing (hold the map lock)."""
+    V, K = volume.config.voxels_per_block, volume.num_classes
+    for name, shape, fill in (("pred_tsdf", (V,), 1.0), ("pred_color", (V, 3), 0.0),
+                              ("pred_semantic", (V, K), 0.0), ("pred_confidence", (V,), 0.0),
+                              ("pred_weight", (V,), 0.0)):
+        if not volume.grid.has_layer(name):
+            volume.grid.add_layer(name, shape, fill)
+
+
 @dataclass
 class ChunkBatch:
     """Chunks read from the map, ready for the network.
@@ -140,12 +150,7 @@ class CompletionEngine:
         self.calibration = calibration or ConfidenceCalibration.uncalibrated()
         model_config = getattr(network, "config", None)
         self.label_input = bool(getattr(model_config, "label_input", False))  # feed the fused 2D labels
-        V, K = volume.config.voxels_per_block, volume.num_classes
-        for name, shape, fill in (("pred_tsdf", (V,), 1.0), ("pred_color", (V, 3), 0.0),
-                                  ("pred_semantic", (V, K), 0.0), ("pred_confidence", (V,), 0.0),
-                                  ("pred_weight", (V,), 0.0)):
-            if not volume.grid.has_layer(name):
-                volume.grid.add_layer(name, shape, fill)
+        add_prediction_layers(volume)
         self.core_blocks = config.core_size // B
         self.margin_blocks = config.chunk_margin // B
         self.input_blocks = config.chunk_size // B

@@ -19,6 +19,10 @@ them into the volume's ``features`` layer along the camera rays up to ``rgb_only
 network reconstructs geometry, classes and color from them chunk by chunk, like the completion network, and the
 map is its prediction alone (mesh source "completed", no additions). An RGB-only mapper needs its checkpoint.
 
+Single-view fills (:meth:`Mapper.fill_unobserved`): a single-view network's prediction of one frame may be written
+into the voxels never observed, with a low weight, in the completion network's prediction layers
+(:mod:`.single_view_prediction`); they then show like the completion network's additions, never as observations.
+
 Files (:meth:`Mapper.save`, :meth:`Mapper.load`): ``volume.pt`` (every layer, predictions and their confidences
 included), ``mesh_rgb.ply`` and ``mesh_semantic.ply`` (the mesh of :attr:`Mapper.mesh_source`, fused colors / class
 palette; both keep label and confidence per vertex) and, with a completion network of an RGB-D map,
@@ -66,6 +70,7 @@ from .process_memory import return_freed_memory
 from .rgb_only_completion import RgbOnlyCompletionEngine, load_atlas_network, rgb_only_volume_config
 from .rgb_only_features import ImageFeatureExtractor, feature_map_camera
 from .segmentation.segmenter import Segmenter
+from .single_view_prediction import FillStats, SingleViewPrediction, UnobservedFill, fill_unobserved
 
 MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_ADDITIONS_FILE, VOLUME_FILE = (
     "mesh_rgb.ply", "mesh_semantic.ply", "mesh_additions.ply", "volume.pt")
@@ -215,6 +220,7 @@ class Mapper:
         self._version = 0
         self._stamp_ns = 0
         self._size = (0, self.volume.memory_bytes())  # (blocks, bytes), updated under the lock
+        self._filled = False  # single-view predictions were written (fill_unobserved)
         self._network_computing = threading.Event()
         self._stop = threading.Event()
         self._completion_thread: threading.Thread | None = None
@@ -357,6 +363,25 @@ class Mapper:
                 self._changed()
         return stats
 
+    def fill_unobserved(self, prediction: SingleViewPrediction, weight: float,
+                        generation: int | None = None) -> FillStats | None:
+        """Write a single-view network's prediction of one frame into the voxels never observed, with ``weight`` in
+        (0, 1) (:mod:`.single_view_prediction`: in the prediction layers, never over observations or the completion
+        network's predictions; shown like the completion network's additions). It is resampled onto the map outside
+        the lock, and written under it. None when ``generation`` predates a reset or load; ValueError for an RGB-only
+        mapper (it observes nothing: its map is its network's prediction) or a prediction of other classes."""
+        if self.rgb_only:
+            raise ValueError("an RGB-only map has no observations to fill around: its map is the Atlas prediction")
+        fill = UnobservedFill.of(self.volume, prediction)
+        with self.lock:
+            if generation is not None and generation != self.generation:
+                return None
+            stats = fill_unobserved(self.volume, fill, weight)
+            if stats.voxels_filled or stats.blocks_allocated:
+                self._filled = True
+                self._changed()
+        return stats
+
     # ------------------------------------------------------------------ completion
     def complete(self, time_budget: float | None = None, cancelled: Callable[[], bool] | None = None,
                  progress: Callable[[int, int], None] | None = None) -> CompletionStats | None:
@@ -470,9 +495,10 @@ class Mapper:
 
     @property
     def has_additions(self) -> bool:
-        """The network adds surface to an observed map (RGB-D mapping with a network): the "additions" mesh, saved
-        as mesh_additions.ply. An RGB-only map is the network's surface alone and has none."""
-        return self.engine is not None and not self.rgb_only
+        """A network adds surface to an observed map (RGB-D mapping with a completion network, or single-view
+        predictions written by :meth:`fill_unobserved`): the "additions" mesh, saved as mesh_additions.ply. An RGB-only
+        map is the network's surface alone and has none."""
+        return (self.engine is not None or self._filled) and not self.rgb_only
 
     @property
     def voxel_map_source(self) -> str:
@@ -481,7 +507,7 @@ class Mapper:
         prediction ("completed")."""
         if self.rgb_only:
             return "completed"
-        return "observed" if self.engine is None else "both"
+        return "both" if self.has_additions else "observed"
 
     def voxel_map(self, max_distance_voxels: float, source: str | None = None) -> tuple[np.ndarray, MapState]:
         """The near-surface voxels (:data:`~.voxel_map.VOXEL_POINT_DTYPE`) of ``source`` (default

@@ -20,6 +20,9 @@ name                       type                                   role
                                                                   additions, semi-transparent (ns
                                                                   ``mesh_additions``; none with rgb_only)
 ``voxel_map``              sensor_msgs/PointCloud2                out, transient-local: near-surface voxels
+``single_view/mesh``       visualization_msgs/MarkerArray         out, transient-local (single_view.rate > 0): the
+                                                                  newest frame's predicted scene, one marker in
+                                                                  the camera's frame (ns ``single_view``)
 ``class_legend``           visualization_msgs/MarkerArray         out, latched: one text marker per class
 ``~/status``               std_msgs/String                        out: the status line's numbers as JSON
 ``/diagnostics``           diagnostic_msgs/DiagnosticArray        out: the same status, one DiagnosticStatus
@@ -58,6 +61,15 @@ network runs (:mod:`semantic_recon_ros.core.rgb_only_completion`); ``mesh`` and 
 A checkpoint with 'deeplab' features gets the ``segmenter`` in its own process; the integration worker waits for
 its class probabilities (the input callbacks never do). A checkpoint that cannot be used stops the node (exit 2):
 without its network it maps nothing.
+
+With ``single_view.rate`` > 0, the single-view network (``single_view.checkpoint``, by default the installed
+``models/single_view_default.pt``) predicts the scene of the newest integrated frame from its color image, hidden
+parts included, at most that many times a second on its own low-priority thread
+(:mod:`semantic_recon_ros.core.live_single_view`), and ``single_view/mesh`` shows it in the frame's camera frame
+(class palette). With ``single_view.fill_unobserved`` each prediction also fills the map's never-observed voxels
+with ``single_view.fill_weight``, as predictions, never as observations
+(:mod:`semantic_recon_ros.core.single_view_prediction`). A checkpoint that cannot be used is logged as an error and
+the node maps without it.
 
 Threads: the executor runs only light callbacks: the input callbacks check each message's stamp, the
 synchronized sets are decoded, checked and enqueued into a bounded queue that drops its oldest frame when
@@ -126,14 +138,16 @@ from ..core.camera import PinholeCamera
 from ..core.classes import ClassSet
 from ..core.completion import CompletionEngine
 from ..core.concurrency import FrameQueue
-from ..core.config import CompletionConfig, MapperConfig, VolumeConfig
+from ..core.config import CompletionConfig, LiveSingleViewConfig, MapperConfig, VolumeConfig
 from ..core.frame_rate import StampRateGate
 from ..core.keyframe_segmentation import KeyframeSegmentation
+from ..core.live_single_view import LiveSingleView, SingleViewResult
 from ..core.mapper import MapFrame, Mapper, MapState, map_folder
 from ..core.mapping_statistics import MappingStatistics
 from ..core.mesh import SemanticMesh
 from ..core.segmentation import confidence_weighted
 from ..core.segmentation.process_segmenter import ProcessSegmenter
+from ..core.single_view_prediction import SingleViewPredictor, resolve_single_view_checkpoint
 from ..core.voxel_map import VOXEL_POINT_DTYPE
 from .camera_info_conversions import InvalidCameraInfoError, camera_from_camera_info
 from .diagnostics_conversions import status_diagnostics
@@ -148,7 +162,7 @@ from .image_conversions import (
     decode_label_image,
 )
 from .mesh_conversions import (ADDITIONS_ALPHA, ADDITIONS_NAMESPACE, RegionMeshMarkers, class_legend_markers,
-                               mesh_vertex_colors, serialize_marker_array)
+                               mesh_vertex_colors, serialize_marker_array, triangle_list_marker)
 from .node_config import MappingNodeConfig
 from .node_parameters import declare_sections
 from .pointcloud_conversions import voxel_points_to_pointcloud2
@@ -167,6 +181,7 @@ COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, LABELS_TOPIC = (
     "color/image_raw", "depth/image_raw", "color/camera_info", "semantic/image_raw")
 MESH_TOPIC, VOXEL_MAP_TOPIC, LEGEND_TOPIC, STATUS_TOPIC = "mesh", "voxel_map", "class_legend", "~/status"
 ADDITIONS_TOPIC = "mesh_additions"
+SINGLE_VIEW_MESH_TOPIC, SINGLE_VIEW_NAMESPACE = "single_view/mesh", "single_view"
 # image input -> {transport parameter value: (topic suffix, message type, decoder)}, as image_transport names them
 IMAGE_TRANSPORTS = {
     COLOR_TOPIC: {"raw": ("", Image, decode_color_image),
@@ -325,6 +340,7 @@ class MappingNode(Node):
         self.legend_publisher = self.create_publisher(MarkerArray, LEGEND_TOPIC, LATCHED_QOS)
         self.status_publisher = self.create_publisher(String, STATUS_TOPIC, 10)
         self.diagnostics_publisher = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self.single_view_publisher = self.create_publisher(MarkerArray, SINGLE_VIEW_MESH_TOPIC, LATCHED_QOS)
 
         self.input_group = MutuallyExclusiveCallbackGroup()
         self.service_group = MutuallyExclusiveCallbackGroup()
@@ -336,6 +352,8 @@ class MappingNode(Node):
         self.legend_publisher.publish(serialize_marker_array(
             class_legend_markers(self.classes, self.config.world_frame, self.get_clock().now().nanoseconds)))
         self.segmentation, self.segmenter_error = self._start_segmentation()  # before the threads that use it
+        self.single_view_config: LiveSingleViewConfig = sections[LiveSingleViewConfig]
+        self.single_view, self.single_view_error = self._start_single_view(self.single_view_config)
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="integration", daemon=True)
         self._worker.start()
@@ -350,7 +368,7 @@ class MappingNode(Node):
         self.get_logger().info(
             f"mapping {mode} in {self.config.world_frame!r} at {volume_config.voxel_size * 100:g} cm on "
             f"{self.mapper.volume.device}; inputs {', '.join(self.input_topics)} ({self.config.input_qos}); "
-            f"{completion}; {self._segmentation_text()}")
+            f"{completion}; {self._segmentation_text()}; {self._single_view_text()}")
 
     def _make_mapper(self, config: MapperConfig, volume_config: VolumeConfig,
                      completion_config: CompletionConfig) -> Mapper:
@@ -385,6 +403,38 @@ class MappingNode(Node):
             self.get_logger().error(f"segmenter {spec!r} cannot be used, mapping without live segmentation: {error}")
             return None, str(error)
         return segmentation, None
+
+    def _start_single_view(self, config: LiveSingleViewConfig) -> tuple[LiveSingleView | None, str | None]:
+        """The live single-view prediction of the ``single_view.*`` parameters, or (None, why) when it is off
+        (rate 0: no reason) or cannot run."""
+        if config.rate <= 0:
+            return None, None
+        fill = config.fill_unobserved and not self.config.rgb_only
+        if config.fill_unobserved and self.config.rgb_only:
+            self.get_logger().warning("single_view.fill_unobserved is ignored with rgb_only: the map observes nothing")
+        try:
+            predictor = SingleViewPredictor.from_checkpoint(resolve_single_view_checkpoint(config.checkpoint),
+                                                            self.mapper.volume.device)
+            single_view = LiveSingleView(self.mapper, predictor, config.rate, self._publish_single_view,
+                                         config.fill_weight if fill else None, log=ThrottledLog(self.get_logger()))
+        except (FileNotFoundError, ValueError) as error:
+            self.get_logger().error(f"single_view.checkpoint {config.checkpoint!r} cannot be used, mapping without "
+                                    f"single-view prediction: {error}")
+            return None, str(error)
+        return single_view, None
+
+    def _single_view_text(self) -> str:
+        if self.single_view is None:
+            return "no single-view prediction" + (f" ({self.single_view_error})" if self.single_view_error else "")
+        fill = (f", filling unobserved voxels with weight {self.single_view.fill_weight:g}"
+                if self.single_view.fill_weight is not None else "")
+        return f"single-view prediction at most {self.single_view_config.rate:g}/s{fill}"
+
+    def _publish_single_view(self, result: SingleViewResult) -> None:
+        """Publish a prediction's mesh on single_view/mesh: one marker in the frame's camera frame, class colors."""
+        marker = triangle_list_marker(result.mesh, result.mesh.colors, result.frame_id, result.stamp_ns, 0,
+                                      ns=SINGLE_VIEW_NAMESPACE)
+        self.single_view_publisher.publish(serialize_marker_array([marker]))
 
     def _segmentation_text(self) -> str:
         if self.segmentation is None:
@@ -613,8 +663,11 @@ class MappingNode(Node):
         elif stats.valid_pixels == 0 and not self.config.rgb_only:
             self._drop("no_valid_depth", f"depth image at {frame.stamp_ns / 1e9:.3f} s has no valid "
                                          "pixel in [volume.min_depth, volume.max_depth]")
-        elif self.segmentation is not None:
-            self.segmentation.offer(map_frame, frame.generation)
+        else:
+            if self.segmentation is not None:
+                self.segmentation.offer(map_frame, frame.generation)
+            if self.single_view is not None:
+                self.single_view.offer(map_frame, frame.generation, frame.frame_id)
 
     # ------------------------------------------------------------------ outputs
     def _publish_outputs(self) -> None:
@@ -711,6 +764,10 @@ class MappingNode(Node):
                                    "error": self.segmenter_error}
         if self.segmentation is not None:
             summary["segmentation"].update(self.segmentation.stats.period_summary())
+        summary["single_view"] = {"rate": self.single_view_config.rate, "active": self.single_view is not None,
+                                  "error": self.single_view_error}
+        if self.single_view is not None:
+            summary["single_view"].update(self.single_view.stats.period_summary())
         return summary
 
     def _message_drops(self, summary: dict) -> dict:
@@ -847,6 +904,8 @@ class MappingNode(Node):
         self.mapper.close()  # the network finishes its batch; no further batch starts
         if self.segmentation is not None:
             self.segmentation.close()  # the segmentation in progress is fused; no further one starts
+        if self.single_view is not None:
+            self.single_view.close()  # the prediction in progress is published; no further one starts
         self._output_thread.join()
         self._worker.join()
         if self._feature_segmenter is not None:

@@ -2,15 +2,15 @@
 
 The node declares one parameter per field of every section in :data:`SECTIONS`: its own settings
 (:class:`MappingNodeConfig`) and the :class:`~semantic_recon_ros.core.config.MapperConfig` at the top
-level (``world_frame``, ``checkpoint``...), ``volume.*`` and ``completion.*``. This module imports no ROS
-package: the parameter table (README, ``semantic-recon params``) is built without ROS.
+level (``world_frame``, ``checkpoint``...), ``volume.*``, ``completion.*`` and ``single_view.*``. This module
+imports no ROS package: the parameter table (README, ``semantic-recon params``) is built without ROS.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.config import CompletionConfig, MapperConfig, VolumeConfig
+from ..core.config import CompletionConfig, LiveSingleViewConfig, MapperConfig, VolumeConfig
 from ..core.config.fields import check_ranges, parameter
 
 INPUT_QOS_CHOICES = ("sensor_data", "reliable", "system_default")
@@ -112,6 +112,7 @@ SECTIONS: tuple[tuple[str, type], ...] = (
     ("", MapperConfig),
     ("volume", VolumeConfig),
     ("completion", CompletionConfig),
+    ("single_view", LiveSingleViewConfig),
 )
 
 
