@@ -79,6 +79,17 @@ class FrustumGrid:
         z = config.near + (d + 0.5) * self.depth_spacing
         return torch.stack(((u - camera.cx) / camera.fx * z, (v - camera.cy) / camera.fy * z, z), dim=-1)
 
+    def cam_to_cell_coordinates(self, points: torch.Tensor) -> torch.Tensor:
+        """(..., 3) points in the camera (optical) frame, metres, with z > 0 -> (..., 3) fractional cell coordinates
+        ``(d, y, x)``: the inverse of :meth:`cell_coordinates_to_cam` (points outside the frustum get coordinates
+        outside ``[-0.5, n - 0.5]``)."""
+        config, camera = self.config, self.camera
+        px, py, z = points.unbind(dim=-1)
+        u, v = px / z * camera.fx + camera.cx, py / z * camera.fy + camera.cy
+        return torch.stack(((z - config.near) / self.depth_spacing - 0.5,
+                            (v + 0.5) * (config.cells_y / camera.height) - 0.5,
+                            (u + 0.5) * (config.cells_x / camera.width) - 0.5), dim=-1)
+
     def cell_centers_world(self, T_world_cam: np.ndarray | torch.Tensor, device: torch.device | str,
                            dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(D, Y, X, 3) cell centres in the world frame for the camera pose ``T_world_cam`` (4, 4),
