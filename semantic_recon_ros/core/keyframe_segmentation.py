@@ -12,14 +12,13 @@ not fused.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from .concurrency import lower_thread_priority
+from .concurrency import NewestItemWorker, WorkerStatistics
 from .mapper import Log, MapFrame, Mapper, PrintLog
 from .segmentation import Segmenter
 
@@ -43,38 +42,6 @@ class KeyframePolicy:
         return translation >= self.min_translation or angle >= self.min_rotation_deg
 
 
-class SegmentationStatistics:
-    """Thread-safe counters: segmentations run, skipped by reason, errors, mean time over each status period."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.runs = 0
-        self.skipped: dict[str, int] = {}
-        self.errors = 0
-        self._seconds: list[float] = []
-
-    def count_run(self, seconds: float) -> None:
-        with self._lock:
-            self.runs += 1
-            self._seconds.append(seconds)
-
-    def count_skip(self, reason: str) -> None:
-        with self._lock:
-            self.skipped[reason] = self.skipped.get(reason, 0) + 1
-
-    def count_error(self) -> None:
-        with self._lock:
-            self.errors += 1
-
-    def period_summary(self) -> dict:
-        """Cumulative counters plus the mean segmentation time (segment + fuse) since the previous call."""
-        with self._lock:
-            summary = {"runs": self.runs, "skipped": dict(sorted(self.skipped.items())), "errors": self.errors,
-                       "segment_ms": round(1000 * float(np.mean(self._seconds)), 1) if self._seconds else None}
-            self._seconds = []
-        return summary
-
-
 class KeyframeSegmentation:
     """Segments keyframes of ``mapper`` with ``segmenter`` in the background (see the module docstring).
 
@@ -96,67 +63,44 @@ class KeyframeSegmentation:
             raise ValueError(f"segmentation rate must be positive, got {rate}")
         self.mapper, self.segmenter, self.period, self.policy = mapper, segmenter, 1.0 / rate, policy
         self.weigh, self.log = weigh, log or PrintLog()
-        self.stats = SegmentationStatistics()
-        self._condition = threading.Condition()
-        self._candidate: tuple[MapFrame, int] | None = None  # newest integrated frame and its generation
+        self.stats = WorkerStatistics("segment_ms")
         self._last_keyframe_pose: np.ndarray | None = None
         self._last_generation = mapper.generation
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="segmentation", daemon=True)
-        self._thread.start()
+        self._worker = NewestItemWorker("segmentation", self.period, self._segment, SEGMENTATION_NICENESS,
+                                        self.log.warning)
 
     def offer(self, frame: MapFrame, generation: int) -> None:
         """The newest integrated frame (received in map ``generation``); replaces an older one not yet taken."""
-        with self._condition:
-            self._candidate = (frame, generation)
-            self._condition.notify()
+        self._worker.offer((frame, generation))
 
     def close(self) -> None:
         """Stop after the segmentation in progress (if any) is fused; closes the segmenter if it can be closed."""
-        with self._condition:
-            self._stop = True
-            self._condition.notify()
-        self._thread.join()
+        self._worker.close()
         close_segmenter = getattr(self.segmenter, "close", None)
         if close_segmenter is not None:
             close_segmenter()
 
-    def _next(self) -> tuple[MapFrame, int] | None:
-        with self._condition:
-            self._condition.wait_for(lambda: self._stop or self._candidate is not None)
-            if self._stop:
-                return None
-            candidate, self._candidate = self._candidate, None
-            return candidate
-
-    def _run(self) -> None:
-        self._lower_priority()
-        while (candidate := self._next()) is not None:
-            start = time.monotonic()
-            frame, generation = candidate
-            if generation != self._last_generation:  # the map was reset or loaded: start the keyframes afresh
-                self._last_generation, self._last_keyframe_pose = generation, None
-            if not self.policy.moved(self._last_keyframe_pose, frame.T_world_cam):
-                self.stats.count_skip("no_motion")
-                continue
-            try:
-                probs = self.segmenter.predict(frame.color)
-                if self.weigh is not None:
-                    probs = self.weigh(probs, frame)
-                stats = self.mapper.integrate_semantics(frame, probs, generation)
-            except Exception as error:  # noqa: BLE001 -- segmentation must not stop the mapper
-                self.stats.count_error()
-                self.log.error(f"segmentation failed: {type(error).__name__}: {error}")
-                continue
-            if stats is None:
-                self.stats.count_skip("reset")
-                continue
-            self._last_keyframe_pose = frame.T_world_cam
-            self.stats.count_run(time.monotonic() - start)
-            with self._condition:  # at most one segmentation per period
-                self._condition.wait_for(lambda: self._stop, timeout=max(0.0, self.period - (time.monotonic() - start)))
-
-    def _lower_priority(self) -> None:
-        problem = lower_thread_priority(SEGMENTATION_NICENESS)
-        if problem is not None:
-            self.log.warning(f"the segmentation runs at normal priority: {problem}")
+    def _segment(self, candidate: tuple[MapFrame, int]) -> bool:
+        """Segment and fuse one frame if it is a keyframe; True when it did."""
+        start = time.monotonic()
+        frame, generation = candidate
+        if generation != self._last_generation:  # the map was reset or loaded: start the keyframes afresh
+            self._last_generation, self._last_keyframe_pose = generation, None
+        if not self.policy.moved(self._last_keyframe_pose, frame.T_world_cam):
+            self.stats.count_skip("no_motion")
+            return False
+        try:
+            probs = self.segmenter.predict(frame.color)
+            if self.weigh is not None:
+                probs = self.weigh(probs, frame)
+            stats = self.mapper.integrate_semantics(frame, probs, generation)
+        except Exception as error:  # noqa: BLE001 -- segmentation must not stop the mapper
+            self.stats.count_error()
+            self.log.error(f"segmentation failed: {type(error).__name__}: {error}")
+            return False
+        if stats is None:
+            self.stats.count_skip("reset")
+            return False
+        self._last_keyframe_pose = frame.T_world_cam
+        self.stats.count_run(time.monotonic() - start)
+        return True

@@ -11,14 +11,11 @@ never the integration rate. Frames received before a reset or load are not fille
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
-
-from .concurrency import lower_thread_priority
+from .concurrency import NewestItemWorker, WorkerStatistics
 from .mapper import Log, MapFrame, Mapper, PrintLog
 from .mesh import SemanticMesh
 from .single_view_prediction import FillStats, SingleViewPrediction, SingleViewPredictor
@@ -38,41 +35,22 @@ class SingleViewResult:
     fill: FillStats | None
 
 
-class SingleViewStatistics:
-    """Thread-safe counters: predictions, skipped by reason, errors, voxels filled; mean time (network, mesh, fill)
-    over each status period."""
+class SingleViewStatistics(WorkerStatistics):
+    """The worker's counters (:class:`~.concurrency.WorkerStatistics`, mean ``predict_ms``: network, mesh and fill)
+    plus the voxels filled."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.runs = 0
-        self.skipped: dict[str, int] = {}
-        self.errors = 0
+        super().__init__("predict_ms")
         self.voxels_filled = 0
-        self._seconds: list[float] = []
 
-    def count_run(self, seconds: float, fill: FillStats | None) -> None:
+    def count_fill(self, fill: FillStats) -> None:
         with self._lock:
-            self.runs += 1
-            self._seconds.append(seconds)
-            self.voxels_filled += 0 if fill is None else fill.voxels_filled
-
-    def count_skip(self, reason: str) -> None:
-        with self._lock:
-            self.skipped[reason] = self.skipped.get(reason, 0) + 1
-
-    def count_error(self) -> None:
-        with self._lock:
-            self.errors += 1
+            self.voxels_filled += fill.voxels_filled
 
     def period_summary(self) -> dict:
-        """Cumulative counters plus the mean time of one prediction (network, mesh and fill) since the previous
-        call."""
+        summary = super().period_summary()
         with self._lock:
-            summary = {"runs": self.runs, "skipped": dict(sorted(self.skipped.items())), "errors": self.errors,
-                       "voxels_filled": self.voxels_filled,
-                       "predict_ms": round(1000 * float(np.mean(self._seconds)), 1) if self._seconds else None}
-            self._seconds = []
-        return summary
+            return {**summary, "voxels_filled": self.voxels_filled}
 
 
 class LiveSingleView:
@@ -101,52 +79,29 @@ class LiveSingleView:
         self.mapper, self.predictor, self.period, self.publish = mapper, predictor, 1.0 / rate, publish
         self.fill_weight, self.log = fill_weight, log or PrintLog()
         self.stats = SingleViewStatistics()
-        self._condition = threading.Condition()
-        self._candidate: tuple[MapFrame, int, str] | None = None  # newest integrated frame, generation, frame name
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="single_view", daemon=True)
-        self._thread.start()
+        self._worker = NewestItemWorker("single-view", self.period, self._predict, SINGLE_VIEW_NICENESS,
+                                        self.log.warning)
 
     def offer(self, frame: MapFrame, generation: int, frame_id: str) -> None:
         """The newest integrated frame (received in map ``generation``; ``frame_id`` names its camera frame);
         replaces an older one not yet taken."""
-        with self._condition:
-            self._candidate = (frame, generation, frame_id)
-            self._condition.notify()
+        self._worker.offer((frame, generation, frame_id))
 
     def close(self) -> None:
         """Stop after the prediction in progress (if any) is published."""
-        with self._condition:
-            self._stop = True
-            self._condition.notify()
-        self._thread.join()
+        self._worker.close()
 
-    def _next(self) -> tuple[MapFrame, int, str] | None:
-        with self._condition:
-            self._condition.wait_for(lambda: self._stop or self._candidate is not None)
-            if self._stop:
-                return None
-            candidate, self._candidate = self._candidate, None
-            return candidate
-
-    def _run(self) -> None:
-        problem = lower_thread_priority(SINGLE_VIEW_NICENESS)
-        if problem is not None:
-            self.log.warning(f"the single-view prediction runs at normal priority: {problem}")
-        while (candidate := self._next()) is not None:
-            start = time.monotonic()
-            self._predict(*candidate)
-            with self._condition:  # at most one prediction per period
-                self._condition.wait_for(lambda: self._stop, timeout=max(0.0, self.period - (time.monotonic() - start)))
-
-    def _predict(self, frame: MapFrame, generation: int, frame_id: str) -> None:
+    def _predict(self, candidate: tuple[MapFrame, int, str]) -> bool:
+        """Predict one frame, fill the map with it when asked, publish it; False only when the map was reset
+        since the frame (the next frame may run at once)."""
+        frame, generation, frame_id = candidate
         start = time.monotonic()
         try:
             prediction = self.predictor.predict(frame.color, frame.camera, frame.T_world_cam)
         except ValueError as error:  # an image the network cannot take (e.g. covering too little of its view)
             self.stats.count_skip("invalid_image")
             self.log.warning(f"single-view prediction skipped a frame: {error}")
-            return
+            return True  # the next waits a period: one warning per period, not one per frame
         try:
             mesh = prediction.mesh()
             fill = None
@@ -154,9 +109,11 @@ class LiveSingleView:
                 fill = self.mapper.fill_unobserved(prediction, self.fill_weight, generation)
                 if fill is None:
                     self.stats.count_skip("reset")
-                    return
-            self.stats.count_run(time.monotonic() - start, fill)
+                    return False
+                self.stats.count_fill(fill)
+            self.stats.count_run(time.monotonic() - start)
             self.publish(SingleViewResult(prediction, mesh, frame_id, frame.stamp_ns, fill))
         except Exception as error:  # noqa: BLE001 -- the prediction must not stop the mapper
             self.stats.count_error()
             self.log.error(f"single-view prediction failed: {type(error).__name__}: {error}")
+        return True
