@@ -1,5 +1,6 @@
 """Evaluate a checkpoint on held-out scenes: a completion (S4R) checkpoint next to plain TSDF fusion and 2D label
-fusion, or an RGB-only (Atlas) checkpoint next to the RGB-D map.
+fusion, an RGB-only (Atlas) checkpoint next to the RGB-D map, or a single-view checkpoint next to what one RGB-D
+frame gives.
 
 For every held-out synthetic room (generated from its seed and cached) and optionally a 7-Scenes sequence, a
 seeded part of the frames is the input (the training protocol of :mod:`..data.chunk_extraction`).
@@ -13,6 +14,11 @@ seeded part of the frames is the input (the training protocol of :mod:`..data.ch
   next to the RGB-D map of the same frames and a constant-depth baseline, scored with Atlas' 3D and 2D depth
   metrics against the fusion of all frames' depth, and semantically where there is ground truth. On 7-Scenes only
   the frames of ``--held-out-frames`` are used (the network trains on none of them).
+* single-view checkpoints (:mod:`.frustum_evaluation`): ``--views`` views along each synthetic room's camera path
+  (rendered at the checkpoint's camera), each image's predicted frustum against the room's exact semantic TSDF, next
+  to the view's depth image with 2D labels and the RGB-D map of that frame; on 7-Scenes, the depth the prediction
+  renders in the held-out frames (every ``--seven-scenes-stride``-th of ``--held-out-frames``) against the captured
+  depth, next to a constant depth.
 
 Writes OUT/results.md, OUT/results.json and PNG plots (a mesh preview per scene); caches scenes and pseudo-labels
 under OUT/cache (or --cache-dir). Scenes the checkpoint records as trained or validated on are refused, and only the
@@ -22,6 +28,9 @@ Examples: python -m semantic_recon_training evaluate --checkpoint models/default
               --seven-scenes ../shared/data/7scenes-redkitchen --out train_runs/eval
           python -m semantic_recon_training evaluate --checkpoint models/atlas_default.pt --synthetic-seeds 900-904 \\
               --seven-scenes ../shared/data/7scenes-redkitchen --seven-scenes-stride 2 --out train_runs/eval_rgb_only
+          python -m semantic_recon_training evaluate --checkpoint models/single_view_default.pt --synthetic-seeds \\
+              900-904 --seven-scenes ../shared/data/7scenes-redkitchen --seven-scenes-stride 1 \\
+              --out train_runs/eval_single_view
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from .evaluation_plots import depth_error_histogram, mesh_preview, per_class_iou
 from .evaluation_protocol import (EvaluationProtocol, EvaluationScene, held_out_synthetic_scene, parse_seeds,
                                   real_evaluation_scene, synthetic_evaluation_scene)
 from .evaluation_report import DatasetResult, metrics_table, write_results
+from .frustum_evaluation import run_single_view_evaluation
 from .held_out import check_synthetic_rooms, record_warning, sequence_note, synthetic_title
 from .reconstructions import ABLATION_PREFIX, LABEL_FUSION
 from .rgb_only_evaluation import DEFAULT_MAX_RANGE, evaluate_rgb_only_scene
@@ -59,6 +69,7 @@ from .rgb_only_report import HEADINGS as RGB_ONLY_HEADINGS, write_rgb_only_resul
 from .scene_evaluation import SceneResult, evaluate_scene
 
 DEFAULT_SEGMENTER = Path(repo_path(DEFAULT_SEGMENTER_DIR))
+LABEL_DESCRIPTIONS = {"segmenter": "the DeepLab ADE20K segmenter", "ground-truth": "the synthetic frames' ground truth"}
 SEVEN_SCENES_TITLE = "7-Scenes"
 
 
@@ -82,7 +93,8 @@ def _image_size(text: str) -> tuple[int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = EvaluationProtocol()
     parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="inference checkpoint to evaluate: S4R (completion) or Atlas (RGB-only reconstruction)")
+                        help="inference checkpoint to evaluate: S4R (completion), Atlas (RGB-only reconstruction) or "
+                             "single_view (one image's frustum)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (results.md, results.json, plots)")
     parser.add_argument("--synthetic-seeds", default="900-904",
                         help="held-out synthetic rooms, e.g. 900-904 or 900,903 (default %(default)s; 900-909 are "
@@ -155,8 +167,11 @@ def write_plots(out: Path, datasets: list[DatasetResult], class_names: tuple[str
 
 def load_evaluated_checkpoint(path: Path, device: str, class_names: tuple[str, ...],
                               protocol: EvaluationProtocol) -> tuple[torch.nn.Module, CheckpointInfo]:
-    """The network and info of the checkpoint ``path``; ValueError naming the protocol's settings when it was
-    trained for others."""
+    """The network and info of the checkpoint ``path``; ValueError naming the protocol's settings when a map model
+    was trained for others (a 'single_view' checkpoint has no voxels: only its classes are checked)."""
+    network, info = load_checkpoint(path, device, expected_class_names=class_names)
+    if info.model == "single_view":
+        return network, info
     try:
         return load_checkpoint(path, device, expected_class_names=class_names, expected_voxel_size=protocol.voxel_size,
                                expected_truncation=protocol.truncation)
@@ -201,6 +216,13 @@ def evaluate_datasets(evaluate: Callable[[EvaluationScene], SceneResult], args: 
     return datasets
 
 
+def command_line() -> str:
+    """The evaluate command as it was run, for the reports."""
+    if len(sys.argv) > 1 and sys.argv[1] == "evaluate":
+        return "python -m semantic_recon_training evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    return "python -m semantic_recon_training evaluate"
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     protocol = protocol_from_args(args)
@@ -228,6 +250,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         labels = GroundTruthLabels(classes.num_classes)
     completion = load_section(args.params_file or share_file("config/mapping.yaml"), "completion", CompletionConfig)
+    if info.model == "single_view":
+        first, last = protocol.held_out_range
+        return run_single_view_evaluation(
+            args, network, info, protocol, seeds, synthetic_title(args.synthetic_seeds, seeds, record),
+            None if args.seven_scenes is None else (f"{SEVEN_SCENES_TITLE} ({args.seven_scenes.name}, only frames "
+                                                    f"{first}-{last - 1}, frame stride {protocol.seven_scenes_stride}"
+                                                    f"; {seven_scenes_note})"),
+            classes, labels, LABEL_DESCRIPTIONS[args.labels], command_line(), started)
     progress = not args.no_progress
     rgb_only = info.model == "atlas"
     if rgb_only:
@@ -251,8 +281,7 @@ def run(args: argparse.Namespace) -> int:
 
     datasets = evaluate_datasets(evaluate, args, protocol, seeds, record, seven_scenes_note, classes, rgb_only)
     write_plots(args.out, datasets, classes.names)
-    command = "python -m semantic_recon_training evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
-        if len(sys.argv) > 1 and sys.argv[1] == "evaluate" else "python -m semantic_recon_training evaluate"
+    command = command_line()
     seconds = time.perf_counter() - started
     if rgb_only:
         markdown, _ = write_rgb_only_results(args.out, datasets, classes.names, protocol, info.config,

@@ -28,7 +28,7 @@ LAYOUT_VOXEL_SIZE = 0.5  # metres per cell in the intermediate volume: any size 
 
 
 def frustum_mesh(grid: FrustumGrid, tsdf: torch.Tensor, class_probabilities: torch.Tensor,
-                 class_names: Sequence[str]) -> SemanticMesh:
+                 class_names: Sequence[str], known: torch.Tensor | None = None) -> SemanticMesh:
     """Triangle mesh of the zero level set of a frustum's TSDF, in the camera (optical) frame.
 
     Args:
@@ -36,6 +36,8 @@ def frustum_mesh(grid: FrustumGrid, tsdf: torch.Tensor, class_probabilities: tor
         tsdf: (D, Y, X) TSDF in [-1, 1] (+ = free).
         class_probabilities: (K, D, Y, X) class probabilities (e.g. the softmax of the class logits).
         class_names: the K classes.
+        known: (D, Y, X) bool, the cells whose TSDF is defined (default: all); cubes with an unknown corner are not
+            meshed (as a map's unobserved voxels).
     Returns:
         vertices (N, 3) in metres in the camera frame, labels (argmax of the interpolated probabilities) and their
         confidence (winning share), colors of the labels (:meth:`ClassSet.colorize` of ``ClassSet.from_names``).
@@ -50,7 +52,8 @@ def frustum_mesh(grid: FrustumGrid, tsdf: torch.Tensor, class_probabilities: tor
     voxels = torch.stack((x, y, d), dim=-1).view(-1, 3)
     volume.grid.write_voxels(
         voxels, tsdf=tsdf.detach().float().cpu().permute(2, 1, 0).reshape(-1),
-        weight=torch.ones(len(voxels)),
+        weight=(torch.ones(len(voxels)) if known is None
+                else known.detach().cpu().permute(2, 1, 0).reshape(-1).float()),
         semantic=class_probabilities.detach().float().cpu().permute(3, 2, 1, 0).reshape(-1, len(class_names)))
     mesh = extract_mesh(volume)
     cells = torch.as_tensor(mesh.vertices, dtype=torch.float64).flip(-1) / LAYOUT_VOXEL_SIZE  # (x, y, d) -> (d, y, x)
