@@ -53,7 +53,7 @@ the cell centres (unknown unless the 8 voxels around are observed; counted free)
 voxel. 2D labels: {labels}. Cells: occupied = TSDF < 0 (inside a solid); IoU / Prec / Recall of occupied cells over
 every cell of the frusta; hidden recall = share of the target's occupied cells in the occluded surface bands (the
 solid side of surfaces hidden behind the visible one, within {reach} cells of free space the camera's free space
-reaches) that the method marks occupied (one depth image cannot mark them); class acc / visible acc / hidden acc =
+reaches) that the method marks occupied (one depth image marks almost none); class acc / visible acc / hidden acc =
 share of the labeled cells in the surface bands (visible band, occluded bands) given their class; mAcc, mIoU over the
 classes present in those cells (unlabeled cells count as wrong); micro-summed over all views. Mesh (Atlas' 3D
 metrics): points every {spacing:g} cm on the method's mesh and on the target's (marching cubes of the exact TSDF in
