@@ -172,22 +172,27 @@ def write_report(out_dir: Path, header: list[str], document: dict, datasets: Seq
             if table:
                 lines += [f"### {title}", "", table, ""]
         document["datasets"][dataset.title] = {
-            "methods": {name: _json_floats(summary) for name, summary in summaries.items()},
-            "per_class_iou": {name: {which: _json_floats(dict(zip(class_names,
+            "methods": {name: json_floats(summary) for name, summary in summaries.items()},
+            "per_class_iou": {name: {which: json_floats(dict(zip(class_names,
                                                                   getattr(s, which).per_class_iou().tolist())))
                                      for which, _ in per_class_tables}
                               for name, s in dataset.totals.items() if s.has_semantics},
             "scenes": [{"name": scene.name, **scene.info,
-                        "methods": {name: _json_floats(s.summary()) for name, s in scene.methods.items()}}
+                        "methods": {name: json_floats(s.summary()) for name, s in scene.methods.items()}}
                        for scene in dataset.scenes],
         }
     lines += [definitions, ""]
+    return write_result_files(out_dir, lines, document)
+
+
+def write_result_files(out_dir: Path, lines: list[str], document: dict) -> tuple[Path, Path]:
+    """Write ``lines`` to OUT/results.md and ``document`` to OUT/results.json; returns both paths."""
     markdown, json_path = out_dir / "results.md", out_dir / "results.json"
     markdown.write_text("\n".join(lines))
     json_path.write_text(json.dumps(document, indent=1) + "\n")
     return markdown, json_path
 
 
-def _json_floats(values: dict[str, float]) -> dict[str, float | None]:
-    """NaN and inf are not JSON: they become null."""
+def json_floats(values: dict[str, float]) -> dict[str, float | None]:
+    """Scores rounded for JSON; NaN and inf (not JSON) become null."""
     return {k: (round(float(v), 6) if math.isfinite(v) else None) for k, v in values.items()}

@@ -5,7 +5,6 @@ dataset (rows the network and the baselines), the per-class IoU of the surface b
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from semantic_recon_ros.core.mesh_preview import TopDownView, estimate_up  # noq
 from semantic_recon_ros.core.models.single_view import FrustumGrid, LossShapingConfig  # noqa: E402
 
 from .evaluation_protocol import EvaluationProtocol  # noqa: E402
-from .evaluation_report import format_value  # noqa: E402
+from .evaluation_report import format_value, json_floats, write_result_files  # noqa: E402
 from .mesh_views import MeshViewRenderer  # noqa: E402
 
 PANEL_SCALE = 2  # preview panels are the network image enlarged this many times
@@ -131,13 +130,13 @@ def write_frustum_results(out_dir: Path, datasets: Sequence[FrustumDataset], cla
         columns = FRUSTUM_COLUMNS if dataset.synthetic else DEPTH_COLUMNS
         lines += [f"## {dataset.title}", "", f"Scenes: {', '.join(s.name for s in dataset.scenes)}.", "",
                   table(summaries, columns), ""]
-        entry = {"methods": {name: _json_floats(s) for name, s in summaries.items()},
+        entry = {"methods": {name: json_floats(s) for name, s in summaries.items()},
                  "scenes": [{"name": scene.name, **scene.info,
-                             "methods": {name: _json_floats(s.summary()) for name, s in scene.methods.items()}}
+                             "methods": {name: json_floats(s.summary()) for name, s in scene.methods.items()}}
                             for scene in dataset.scenes]}
         if dataset.synthetic:
             lines += ["### Per-class IoU in the surface bands", "", per_class_table(dataset.totals, class_names), ""]
-            entry["per_class_iou"] = {name: _json_floats(dict(zip(class_names,
+            entry["per_class_iou"] = {name: json_floats(dict(zip(class_names,
                                                                   s.cells.confusion.per_class_iou().tolist())))
                                       for name, s in dataset.totals.items()}
         document["datasets"][dataset.title] = entry
@@ -148,15 +147,7 @@ def write_frustum_results(out_dir: Path, datasets: Sequence[FrustumDataset], cla
                                  reach=shaping.surface_reach_cells, spacing=protocol.mesh_sample_spacing * 100,
                                  threshold=protocol.fscore_threshold * 100, first=first, last=last - 1,
                                  stride=stride), ""]
-    markdown, json_path = out_dir / "results.md", out_dir / "results.json"
-    markdown.write_text("\n".join(lines))
-    json_path.write_text(json.dumps(document, indent=1) + "\n")
-    return markdown, json_path
-
-
-def _json_floats(values: dict[str, float]) -> dict[str, float | None]:
-    """NaN and inf are not JSON: they become null."""
-    return {k: (round(float(v), 6) if math.isfinite(v) else None) for k, v in values.items()}
+    return write_result_files(out_dir, lines, document)
 
 
 def depth_picture(depth: np.ndarray, far: float) -> np.ndarray:
