@@ -17,7 +17,9 @@ Commands:
 * ``single-view-extract``, ``single-view-fit``, ``single-view-export``: the same three steps for the single-view
   reconstruction (SemSVR, :mod:`.single_view`; default config ``semantic_recon_training/configs/single_view.yaml``;
   fit trains the block autoencoder, then the image-to-latent network), and ``single-view-evaluate``: its frustum
-  occupancy IoU, hidden-part recall and class accuracy on the config's validation rooms
+  occupancy IoU, hidden-part recall and class accuracy on the config's validation rooms; ``single-view-real-depth``:
+  its rendered depth and gravity direction on the real validation frames of a semi-supervised config
+  (``configs/single_view_ssr.yaml``)
 * ``evaluate`` evaluate an inference checkpoint on held-out scenes (:mod:`.evaluation.evaluate`)
 * ``calibrate`` fit the confidence of a checkpoint's predicted surface on the validation rooms and store it in the
   checkpoint, or check it on other rooms (:mod:`.evaluation.calibration`)
@@ -50,6 +52,7 @@ COMMANDS = {
     "single-view-fit": "Train the single-view model: block autoencoder, then image-to-latent (--resume continues).",
     "single-view-export": "Write the single-view inference checkpoint of the two stages' Lightning checkpoints.",
     "single-view-evaluate": "Frustum IoU, hidden-part recall and class accuracy of a single-view checkpoint.",
+    "single-view-real-depth": "Rendered depth and gravity of a single-view checkpoint on real validation frames.",
     "evaluate": "Evaluate an inference checkpoint on held-out scenes.",
     "calibrate": "Fit (validation rooms) or check the confidence calibration of a checkpoint's predicted surface.",
 }
@@ -203,6 +206,12 @@ def _run_single_view_evaluate(args: argparse.Namespace) -> int:
     return run_single_view_evaluation(args)
 
 
+def _run_single_view_real_depth(args: argparse.Namespace) -> int:
+    from .single_view.real_depth_evaluation import run_real_depth_evaluation
+
+    return run_real_depth_evaluation(args)
+
+
 def _add_atlas_diagnose(parser: argparse.ArgumentParser) -> None:
     _add_config(parser, ATLAS)
     parser.add_argument("--only", nargs="+", metavar="SCENE", help="these scenes of the config (default: all)")
@@ -238,6 +247,7 @@ HANDLERS = {
     "single-view-fit": (partial(_add_fit, network=SINGLE_VIEW), partial(_run_fit, network=SINGLE_VIEW)),
     "single-view-export": (partial(_add_export, network=SINGLE_VIEW), partial(_run_export, network=SINGLE_VIEW)),
     "single-view-evaluate": (_add_single_view_evaluate, _run_single_view_evaluate),
+    "single-view-real-depth": (_add_single_view_evaluate, _run_single_view_real_depth),
 }
 
 

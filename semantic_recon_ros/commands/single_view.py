@@ -6,7 +6,9 @@ cells from 0.3 to 5 m), behind the visible surface too. Writes to the output fol
 optical frame (x right, y down, z forward; metres): mesh_semantic.ply (the zero level set, a class label per vertex,
 colored by class), prediction.npz (tsdf (D, Y, X) in [-1, 1], + = free; labels (D, Y, X), the class where
 |tsdf| < 1, -1 elsewhere; cell_centers (D, Y, X, 3); the class names, the intrinsics of the network input and the
-grid settings), preview.png (the image, the labeled mesh seen from the camera and from above) and summary.json.
+grid settings), preview.png (the image, the labeled mesh seen from the camera and from above) and summary.json
+(with a model that has the gravity head also its predicted gravity_cam, camera_height and T_upright_cam, the
+camera's pose in an upright frame: z up, the floor at z = 0).
 
 Image size and intrinsics: the network was trained for one camera (its checkpoint's). The image's intrinsics are
 --intrinsics (in its pixels) or, for an image of the trained aspect ratio, the checkpoint's camera scaled to its
@@ -135,7 +137,7 @@ def preview(color: np.ndarray, mesh: SemanticMesh, camera: PinholeCamera, classe
 
 def run(args: argparse.Namespace) -> int:
     from ..core.models import load_checkpoint  # the models package is only needed here
-    from ..core.models.single_view import FrustumGrid, frustum_mesh, network_view
+    from ..core.models.single_view import FrustumGrid, frustum_mesh, network_view, upright_from_camera
 
     checkpoint = resolve_setting(args.checkpoint, DEFAULT_SINGLE_VIEW_CHECKPOINT_FILE, "checkpoint",
                                  "default single-view model")
@@ -177,6 +179,10 @@ def run(args: argparse.Namespace) -> int:
                "occupied_cells": int((tsdf < 0).sum()),
                "classes": {classes.names[i]: int((mesh.labels == i).sum()) for i in range(classes.num_classes)
                            if (mesh.labels == i).any()}}
+    if "gravity_cam" in prediction:  # a model with the gravity head: the camera's pose in an upright, floor-level frame
+        gravity, camera_height = prediction["gravity_cam"][0].float().cpu(), float(prediction["camera_height"][0])
+        summary |= {"gravity_cam": [round(float(g), 4) for g in gravity], "camera_height": round(camera_height, 3),
+                    "T_upright_cam": upright_from_camera(gravity, camera_height).round(decimals=4).tolist()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0

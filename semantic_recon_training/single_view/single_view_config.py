@@ -14,6 +14,12 @@ Sections (``semantic_recon_training/configs/single_view.yaml``)::
     autoencoder_trainer:   TrainerConfig
     optimizer:             OptimizerConfig       stage 2, the image-to-latent network (decoder frozen)
     trainer:               TrainerConfig         (the fit command's --max-steps / --max-time override this one)
+    semi_supervision:      SemiSupervisionConfig SSR's real images without 3D labels in stage 2, and the weights of
+                                                 the gravity / height losses (image_to_latent.gravity_head)
+    rendering:             FrustumRenderConfig   how predicted frusta are rendered into the real views
+
+With ``trainer.init_checkpoint`` (a 'single_view' inference checkpoint) stage 1 is skipped: stage 2 fine-tunes
+that checkpoint's image network with its decoder (a gravity head it lacks starts fresh).
 
 Layered like every run config (``base: <file>``, :func:`..fitting.training_config.read_config_layers`).
 """
@@ -25,11 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from semantic_recon_ros.core.config.fields import check_ranges, parameter
-from semantic_recon_ros.core.models.single_view import (BlockAutoencoderConfig, FrustumGridConfig, ImageToLatentConfig,
-                                                         LossShapingConfig, SingleViewConfig)
+from semantic_recon_ros.core.models.single_view import (BlockAutoencoderConfig, FrustumGridConfig, FrustumRenderConfig,
+                                                         ImageToLatentConfig, LossShapingConfig, SingleViewConfig)
 
 from ..fitting.training_config import (DataConfig, OptimizerConfig, RunConfigMethods, TrainerConfig,
                                        read_run_config, run_config_sections)
+from ..paths import repo_path
 
 STAGES = ("autoencoder", "image")
 
@@ -60,6 +67,65 @@ class SingleViewAugmentationConfig:
 
 
 @dataclass
+class SemiSupervisionConfig:
+    """SSR's semi-supervision (:mod:`.real_views`, :mod:`.view_losses`): every stage-2 step adds ``batch_size`` real
+    posed RGB-D frames of ``sequence``, whose predicted frusta are rendered into their own view and into a neighbouring
+    frame's; and the weights of the gravity / height losses of a network with the gravity head. Loss weights are
+    named after the losses they weigh (``loss/<name>``)."""
+
+    sequence: str = parameter(
+        "", "Posed RGB-D sequence folder of the real images (relative to the repository root); empty = synthetic "
+            "rooms only.")
+    train_first: int = parameter(0, "First frame of the sequence trained on.", 0, None)
+    train_last: int = parameter(399, "Last frame trained on (inclusive).", 0, None)
+    val_first: int = parameter(400, "First frame of the real validation (single-view-real-depth).", 0, None)
+    val_last: int = parameter(499, "Last validation frame (inclusive).", 0, None)
+    neighbour_offset: int = parameter(10, "Frames between an image and the neighbour it is also rendered into.",
+                                      1, 10_000)
+    batch_size: int = parameter(2, "Real frames per training step (beside trainer.batch_size synthetic pairs).", 1,
+                                256)
+    render_width: int = parameter(80, "Width (pixels) of the rendered views (the trained camera scaled).", 4, 4096)
+    render_height: int = parameter(60, "Height (pixels) of the rendered views.", 3, 4096)
+    silhouette_layers: tuple = parameter(
+        (1.0, 1.75, 2.5, 3.5), "z-depths (metres) of the layer silhouettes: per depth z, the pixels with a surface "
+                               "nearer than z (a room view's plain silhouette is almost every pixel).")
+    own_depth: float = parameter(1.0, "Weight of loss/own_depth, the rendered depth's L1 (m) in the own view.", 0.0,
+                                 1e3)
+    own_silhouette: float = parameter(1.0, "Weight of loss/own_silhouette, the layer silhouettes' soft IoU loss.",
+                                      0.0, 1e3)
+    neighbour_depth: float = parameter(0.5, "Weight of loss/neighbour_depth (depth L1 in the neighbour's view).",
+                                       0.0, 1e3)
+    neighbour_silhouette: float = parameter(0.5, "Weight of loss/neighbour_silhouette.", 0.0, 1e3)
+    gravity: float = parameter(1.0, "Weight of loss/gravity, 1 - cos of the predicted and true gravity direction "
+                                    "(synthetic and real images).", 0.0, 1e3)
+    height: float = parameter(0.5, "Weight of loss/height, the camera height's L1 (m; synthetic rooms only).", 0.0,
+                              1e3)
+
+    def __post_init__(self) -> None:
+        self.silhouette_layers = tuple(sorted(float(z) for z in self.silhouette_layers))
+        check_ranges(self)
+        self.sequence = repo_path(self.sequence)
+        if self.train_last < self.train_first or self.val_last < self.val_first:
+            raise ValueError(f"SemiSupervisionConfig: empty frame range (train {self.train_first}-{self.train_last}, "
+                             f"validation {self.val_first}-{self.val_last})")
+        if self.train_first <= self.val_last and self.val_first <= self.train_last:
+            raise ValueError(f"SemiSupervisionConfig: the training frames {self.train_first}-{self.train_last} overlap "
+                             f"the validation frames {self.val_first}-{self.val_last}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.sequence)
+
+    @property
+    def train_frames(self) -> range:
+        return range(self.train_first, self.train_last + 1)
+
+    @property
+    def val_frames(self) -> range:
+        return range(self.val_first, self.val_last + 1)
+
+
+@dataclass
 class SingleViewRunConfig(RunConfigMethods):
     """Everything the ``single-view-*`` training commands need (sections as in the module docstring)."""
 
@@ -74,6 +140,8 @@ class SingleViewRunConfig(RunConfigMethods):
     autoencoder_trainer: TrainerConfig = field(default_factory=TrainerConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    semi_supervision: SemiSupervisionConfig = field(default_factory=SemiSupervisionConfig)
+    rendering: FrustumRenderConfig = field(default_factory=FrustumRenderConfig)
 
     def __post_init__(self) -> None:
         if self.data.sequences:

@@ -37,6 +37,8 @@ from .single_view_config import SingleViewRunConfig
 
 GROUND_TRUTH_SCENE = Path("ground_truth") / "scene.json"
 TARGET_KEYS = ("tsdf", "labels", "weights")
+UPRIGHTNESS_KEYS = ("gravity_cam", "camera_height")
+WORLD_DOWN = torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64)  # the rooms are z-up, the floor's top at z = 0
 
 
 def training_camera(config: SingleViewRunConfig) -> PinholeCamera:
@@ -133,10 +135,26 @@ def load_pairs(config: SingleViewRunConfig, scenes: list[str]) -> dict[str, torc
     return {key: torch.cat([part[key] for part in parts]) for key in ("images", *TARGET_KEYS)}
 
 
+def camera_uprightness(config: SingleViewRunConfig, scenes: list[str]) -> dict[str, torch.Tensor]:
+    """The gravity-head targets of the cached pairs of ``scenes`` (in :func:`load_pairs`' order), from the rendered
+    rooms' poses: ``gravity_cam`` (N, 3) float32, the unit gravity direction in the camera (optical) frame
+    (``R_world_cam^T (0, 0, -1)``: the rooms are z-up), and ``camera_height`` (N,) float32, the camera's height
+    above the floor (metres; the floor's top is at z = 0)."""
+    poses = []
+    for scene in scenes:
+        sequence = open_sequence(config.data.scene_dir(scene))
+        frames = torch.load(config.cache_file(scene), map_location="cpu", weights_only=True)["frames"]
+        poses += [torch.as_tensor(sequence[index].T_world_cam, dtype=torch.float64) for index in frames]
+    poses = torch.stack(poses)
+    return {"gravity_cam": (poses[:, :3, :3].transpose(1, 2) @ WORLD_DOWN).float(),
+            "camera_height": poses[:, 2, 3].float()}
+
+
 class FrustumPairs(Dataset):
     """Stage 2 samples: ``image`` (3, H, W) float in [0, 1], ``tsdf`` and ``weights`` (D, Y, X) float32, ``labels``
-    (D, Y, X) int64. With ``flip``, sample ``i`` is mirrored left-right (image columns and frustum x alike) on
-    every second visit, decided by a per-item random draw."""
+    (D, Y, X) int64, and ``gravity_cam`` (3,) and ``camera_height`` () float32 when ``pairs`` has them
+    (:func:`camera_uprightness`). With ``flip``, sample ``i`` is mirrored left-right (image columns and frustum x
+    alike; the gravity direction's x negated) on every second visit, decided by a per-item random draw."""
 
     def __init__(self, pairs: dict[str, torch.Tensor], flip: bool = False) -> None:
         self.pairs, self.flip = pairs, flip
@@ -147,9 +165,12 @@ class FrustumPairs(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         sample = {"image": self.pairs["images"][index].float() / 255, "tsdf": self.pairs["tsdf"][index].float(),
                   "labels": self.pairs["labels"][index].long(), "weights": self.pairs["weights"][index].float()}
+        uprightness = {key: self.pairs[key][index].float() for key in UPRIGHTNESS_KEYS if key in self.pairs}
         if self.flip and bool(torch.rand(()) < 0.5):
             sample = {key: value.flip(-1) for key, value in sample.items()}
-        return sample
+            if "gravity_cam" in uprightness:
+                uprightness["gravity_cam"] = uprightness["gravity_cam"] * torch.tensor([-1.0, 1.0, 1.0])
+        return sample | uprightness
 
 
 class FrustumCrops(Dataset):

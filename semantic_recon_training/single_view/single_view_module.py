@@ -8,6 +8,14 @@
 
 Training steps log every loss by name (``train/<loss>``); validation logs the same (``val/<loss>``) and the frustum
 scores (``val/iou``, ``val/hidden_recall``, ``val/class_accuracy``, :mod:`.frustum_scores`).
+
+In stage ``"image"`` a network with the gravity head adds ``loss/gravity`` and ``loss/height`` of the synthetic pairs.
+With ``semi_supervision.sequence`` a training batch is ``{"synthetic": pairs, "real": real views}``
+(:class:`.real_views.RealViewPairs`): the real images' predicted frusta are rendered into their own view and their
+neighbour's (:func:`~semantic_recon_ros.core.models.single_view.render_frustum`) and compared with the real depth
+(``loss/own_depth``, ``loss/own_silhouette``, ``loss/neighbour_depth``, ``loss/neighbour_silhouette``,
+:mod:`.view_losses`), plus ``loss/real_gravity``. ``loss`` sums the synthetic pairs' shaped loss and every other
+loss times its ``semi_supervision`` weight.
 """
 
 from __future__ import annotations
@@ -17,12 +25,14 @@ import math
 import pytorch_lightning as pl
 import torch
 
-from semantic_recon_ros.core.models.single_view import (BlockAutoencoder, BlockDecoder, ImageToLatentNet,
-                                                         semantic_tsdf_channels, shaped_losses)
+from semantic_recon_ros.core.camera import PinholeCamera
+from semantic_recon_ros.core.models.single_view import (BlockAutoencoder, BlockDecoder, FrustumGrid, ImageToLatentNet,
+                                                         render_frustum, semantic_tsdf_channels, shaped_losses)
 
 from ..fitting.lightning_module import adamw_warmup_cosine
 from .frustum_scores import FrustumScores
 from .single_view_config import STAGES, single_view_config_from_dict
+from .view_losses import depth_l1, gravity_losses, layer_silhouettes, soft_silhouette_iou_loss
 
 LOGGED_SCORES = ("iou", "hidden_recall", "class_accuracy")
 
@@ -52,6 +62,10 @@ class SingleViewModule(pl.LightningModule):
         else:
             self.model = ImageToLatentNet(self.run_config.image_to_latent, self.run_config.frustum,
                                           BlockDecoder(self.run_config.autoencoder))
+        trained_camera = PinholeCamera(**camera)
+        self.grid = FrustumGrid(trained_camera, self.run_config.frustum)
+        semi = self.run_config.semi_supervision
+        self.render_camera = trained_camera.scaled(semi.render_width, semi.render_height)
         self._scores = self._new_scores()
 
     def _new_scores(self) -> FrustumScores:
@@ -68,13 +82,49 @@ class SingleViewModule(pl.LightningModule):
         return self.model(channels)
 
     def _losses(self, prediction: dict, batch: dict) -> dict[str, torch.Tensor]:
-        return shaped_losses(prediction, batch["tsdf"], batch["labels"], batch["weights"],
-                             self.run_config.loss_shaping)
+        """The shaped losses of synthetic pairs, with the gravity / height losses when the network predicts them."""
+        losses = shaped_losses(prediction, batch["tsdf"], batch["labels"], batch["weights"],
+                               self.run_config.loss_shaping)
+        if "gravity_cam" in prediction and "gravity_cam" in batch:
+            losses = self._weighted(losses, gravity_losses(prediction, batch["gravity_cam"], batch["camera_height"]))
+        return losses
+
+    def _weighted(self, losses: dict[str, torch.Tensor], more: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``losses`` and ``more`` (named ``loss/<name>``), ``loss`` raised by each of ``more`` times the
+        ``semi_supervision`` weight of its name (``real_gravity`` weighs as ``gravity``)."""
+        semi = self.run_config.semi_supervision
+        total = losses["loss"]
+        for name, value in more.items():
+            total = total + getattr(semi, name.removeprefix("real_")) * value
+        return {**losses, **{f"loss/{name}": value for name, value in more.items()}, "loss": total}
+
+    def real_view_losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The semi-supervised losses (unweighted, by name without ``loss/``) of a batch of real views."""
+        prediction = self.model(batch["image"])
+        layers = self.run_config.semi_supervision.silhouette_layers
+        count = len(batch["image"])
+        own = torch.eye(4, device=batch["image"].device).expand(count, 4, 4)
+        losses = {}
+        for view, T_cam0_cam, depth, valid in (("own", own, batch["depth"], batch["depth_valid"]),
+                                               ("neighbour", batch["T_cam0_neighbour"], batch["neighbour_depth"],
+                                                batch["neighbour_valid"])):
+            rendered = render_frustum(prediction["tsdf"], self.grid, self.render_camera, T_cam0_cam,
+                                      self.run_config.rendering)
+            losses[f"{view}_depth"] = depth_l1(rendered["depth"], depth, valid)
+            predicted, target = layer_silhouettes(rendered["accumulated"], rendered["sample_depths"], depth, layers)
+            losses[f"{view}_silhouette"] = soft_silhouette_iou_loss(predicted, target,
+                                                                    valid.repeat_interleave(len(layers), dim=0))
+        if "gravity_cam" in prediction and "gravity_cam" in batch:
+            losses["real_gravity"] = gravity_losses(prediction, batch["gravity_cam"])["gravity"]
+        return losses
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        losses = self._losses(self(batch), batch)
+        synthetic = batch.get("synthetic", batch)
+        losses = self._losses(self(synthetic), synthetic)
+        if "real" in batch:
+            losses = self._weighted(losses, self.real_view_losses(batch["real"]))
         for name, value in losses.items():
-            self.log(f"train/{name}", value, batch_size=len(batch["tsdf"]), prog_bar=name == "loss")
+            self.log(f"train/{name}", value, batch_size=len(synthetic["tsdf"]), prog_bar=name == "loss")
         return losses["loss"]
 
     def validation_step(self, batch: dict, batch_index: int) -> None:

@@ -9,6 +9,11 @@ Each stage is one run of the shared Lightning training (:func:`..fitting.fit.tra
 Without ``--resume`` both stages train from scratch. With ``--resume``, stage 1 is skipped when its ``decoder.pt``
 exists and otherwise continues from its last checkpoint (or starts); stage 2 continues from its last checkpoint
 when it has one.
+
+With ``trainer.init_checkpoint`` (a 'single_view' inference checkpoint of the same frustum grid, autoencoder and
+camera) stage 1 is skipped and stage 2 fine-tunes that checkpoint's network (a gravity head it lacks starts
+fresh). With ``semi_supervision.sequence`` stage 2's batches add real posed frames (:mod:`.real_views`), SSR's
+semi-supervision; the export records those frames as trained on.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from semantic_recon_ros.core.classes import load_class_set
 from semantic_recon_ros.core.models import CheckpointInfo, load_checkpoint, save_checkpoint
 from semantic_recon_ros.core.models.single_view import BlockDecoder, ImageToLatentNet
 
+from ..data.training_record import RecordedScene, TrainingRecord, relative_to_repo
 from ..fitting.export import load_module_weights, read_lightning_checkpoint, training_record
 from ..fitting.fit import last_checkpoint, train
+from .real_views import RealViewPairs, load_real_frames
 from .single_view_config import SingleViewRunConfig, single_view_config_from_dict
-from .single_view_data import FrustumCrops, FrustumPairs, load_pairs, training_camera
+from .single_view_data import FrustumCrops, FrustumPairs, camera_uprightness, load_pairs, training_camera
 from .single_view_module import SingleViewModule
 
 DECODER_FILE = "decoder.pt"
@@ -57,7 +64,12 @@ def fit_single_view(config: SingleViewRunConfig, resume: bool = False) -> Path:
     camera = dataclasses.asdict(training_camera(config))
     train_pairs = load_pairs(config, config.data.train_scenes())
     val_pairs = load_pairs(config, config.data.val_scenes) if config.data.val_scenes else None
+    if config.image_to_latent.gravity_head:
+        train_pairs |= camera_uprightness(config, config.data.train_scenes())
+        if val_pairs:
+            val_pairs |= camera_uprightness(config, config.data.val_scenes)
     decoder = decoder_file(config)
+    fine_tune = bool(config.trainer.init_checkpoint)
 
     def setup_autoencoder() -> tuple[SingleViewModule, dict]:
         module = SingleViewModule(config.to_dict(), class_names, camera, "autoencoder")
@@ -66,7 +78,7 @@ def fit_single_view(config: SingleViewRunConfig, resume: bool = False) -> Path:
         return module, {"train_dataloaders": _loader(crops, stage1, True),
                         "val_dataloaders": _loader(FrustumPairs(val_pairs), stage1, False) if val_pairs else None}
 
-    if not (resume and decoder.is_file()):
+    if not fine_tune and not (resume and decoder.is_file()):
         train(stage1, setup_autoencoder, resume=resume and last_checkpoint(stage1).is_file())
         trained = torch.load(last_checkpoint(stage1), map_location="cpu", weights_only=False)  # our own file
         prefix = "model.decoder."
@@ -74,14 +86,59 @@ def fit_single_view(config: SingleViewRunConfig, resume: bool = False) -> Path:
 
     def setup_image() -> tuple[SingleViewModule, dict]:
         module = SingleViewModule(config.to_dict(), class_names, camera, "image")
-        module.model.decoder.load_state_dict(torch.load(decoder, map_location="cpu", weights_only=True))
-        pairs = FrustumPairs(train_pairs, flip=config.augmentation.horizontal_flip)
-        return module, {"train_dataloaders": _loader(pairs, stage2, True),
+        if fine_tune:
+            load_fine_tuning_start(module.model, config)
+        else:
+            module.model.decoder.load_state_dict(torch.load(decoder, map_location="cpu", weights_only=True))
+        pairs = _loader(FrustumPairs(train_pairs, flip=config.augmentation.horizontal_flip), stage2, True)
+        if config.semi_supervision.enabled:
+            pairs = {"synthetic": pairs, "real": _real_loader(config, module)}
+        return module, {"train_dataloaders": pairs,
                         "val_dataloaders": _loader(FrustumPairs(val_pairs), stage2, False) if val_pairs else None}
 
     if config.augmentation.horizontal_flip:
         check_mirror_symmetric(training_camera(config))
     return train(stage2, setup_image, resume=resume and last_checkpoint(stage2).is_file())
+
+
+def _real_loader(config: SingleViewRunConfig, module: SingleViewModule) -> DataLoader:
+    """The real views of ``semi_supervision`` (its training frames), ``semi_supervision.batch_size`` per batch."""
+    semi, frustum = config.semi_supervision, config.frustum
+    frames = load_real_frames(semi.sequence, semi.train_frames, training_camera(config), module.render_camera,
+                              frustum.near, frustum.far)
+    views = RealViewPairs(frames, module.grid, module.render_camera, semi.neighbour_offset)
+    return DataLoader(views, batch_size=semi.batch_size, shuffle=True, drop_last=True, num_workers=0,
+                      generator=torch.Generator().manual_seed(config.trainer.seed))
+
+
+def load_fine_tuning_start(net: ImageToLatentNet, config: SingleViewRunConfig) -> None:
+    """Load ``trainer.init_checkpoint`` (a 'single_view' inference checkpoint) into ``net``. ValueError unless it was
+    trained for the config's camera, frustum grid, autoencoder and image network (the gravity head aside: one it
+    lacks keeps ``net``'s fresh weights, one ``net`` lacks is refused)."""
+    path = config.trainer.init_checkpoint
+    start, info = load_checkpoint(path, "cpu", expected_model="single_view")
+    ours = dataclasses.replace(config.image_to_latent, gravity_head=info.config.image_to_latent.gravity_head)
+    if (info.camera != training_camera(config) or info.config.frustum != config.frustum
+            or info.config.autoencoder != config.autoencoder or info.config.image_to_latent != ours):
+        raise ValueError(f"trainer.init_checkpoint {path}: trained for {info.config} of {info.camera}, the run is "
+                         f"{config.model} of {training_camera(config)}")
+    if info.config.image_to_latent.gravity_head and not config.image_to_latent.gravity_head:
+        raise ValueError(f"trainer.init_checkpoint {path} has a gravity head: set image_to_latent.gravity_head")
+    missing, unexpected = net.load_state_dict(start.state_dict(), strict=False)
+    if unexpected or any(not name.startswith("gravity.") for name in missing):
+        raise ValueError(f"trainer.init_checkpoint {path}: weights do not fit (missing {missing}, unexpected "
+                         f"{unexpected})")
+
+
+def semi_supervision_record(config: SingleViewRunConfig) -> TrainingRecord:
+    """The real frames a run's semi-supervision trains on, as a training record: frames 0 to ``train_last`` (a
+    record's frames start at 0, so a later ``train_first`` is recorded conservatively); empty without it."""
+    semi = config.semi_supervision
+    if not semi.enabled:
+        return TrainingRecord(())
+    folder = Path(semi.sequence)
+    return TrainingRecord((RecordedScene(folder.name, "train", path=relative_to_repo(str(folder)),
+                                         max_frames=semi.train_last + 1),))
 
 
 def check_mirror_symmetric(camera: PinholeCamera) -> None:
@@ -108,7 +165,8 @@ def export_single_view(lightning_checkpoint: str | Path, out: str | Path, half: 
     load_module_weights(path, net, state, config.model)
     if half:
         net = net.half()
+    record = training_record(config).merged(semi_supervision_record(config))
     save_checkpoint(out, net, list(hparams["class_names"]), camera=PinholeCamera(**hparams["camera"]),
-                    training=training_record(config).to_dict())
+                    training=record.to_dict())
     _, info = load_checkpoint(out, "cpu", expected_model="single_view")
     return info

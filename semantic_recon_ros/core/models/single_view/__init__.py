@@ -9,7 +9,9 @@ A color image gives the semantic TSDF of its camera's whole frustum, hidden part
 * :mod:`.image_to_latent`: the image -> latent grid network, decoded by the frozen block decoder;
 * :mod:`.loss_shaping`: SemSVR's weighting of the implicit values by visible / occluded / unreachable region;
 * :mod:`.frustum_mesh`: the semantic mesh of a predicted frustum, in the camera frame;
-* :mod:`.view_resampling`: any camera's image as the network's trained camera sees it.
+* :mod:`.view_resampling`: any camera's image as the network's trained camera sees it;
+* :mod:`.frustum_rendering`: a predicted frustum rendered differentiably into a posed view (expected depth, soft
+  silhouette), SSR's semi-supervision by real images without 3D labels.
 
 A trained model (:class:`SingleViewConfig`: frustum grid, autoencoder, image network) is stored as a 'single_view'
 checkpoint (:mod:`..checkpoint`) with the camera it was trained for.
@@ -27,13 +29,15 @@ from .config import (BlockAutoencoderConfig, FrustumGridConfig, ImageToLatentCon
                      SingleViewConfig)
 from .frustum_grid import FrustumGrid
 from .frustum_mesh import frustum_mesh
-from .image_to_latent import ImageToLatentNet
+from .frustum_rendering import FrustumRenderConfig, render_frustum
+from .image_to_latent import GravityHead, ImageToLatentNet, upright_from_camera
 from .loss_shaping import REGIONS, frustum_regions, loss_shaping_weights, shaped_losses
 from .view_resampling import NetworkView, network_view, resample_view
 
 __all__ = [
     "REGIONS", "BlockAutoencoder", "BlockAutoencoderConfig", "BlockDecoder", "BlockEncoder", "FrustumGrid",
-    "FrustumGridConfig", "ImageToLatentConfig", "ImageToLatentNet", "LossShapingConfig", "NetworkView",
-    "SingleViewConfig", "frustum_mesh", "frustum_regions", "loss_shaping_weights", "network_view",
-    "random_block_crops", "resample_view", "semantic_tsdf_channels", "shaped_losses",
+    "FrustumGridConfig", "FrustumRenderConfig", "GravityHead", "ImageToLatentConfig", "ImageToLatentNet",
+    "LossShapingConfig", "NetworkView", "SingleViewConfig", "frustum_mesh", "frustum_regions", "loss_shaping_weights",
+    "network_view", "random_block_crops", "render_frustum", "resample_view", "semantic_tsdf_channels",
+    "shaped_losses", "upright_from_camera",
 ]

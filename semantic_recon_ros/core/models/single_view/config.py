@@ -70,6 +70,10 @@ class ImageToLatentConfig:
     base_width: int = parameter(
         16, "Channels of the first 2D stage (stride 2); the four stages have 1, 2, 4, 8 times this.", 2, 256)
     latent_blocks: int = parameter(1, "3D residual blocks refining the latent grid after the reshape.", 0, 8)
+    gravity_head: bool = parameter(
+        False, "Also predict the gravity direction in the camera frame and the camera's height above the floor "
+               "from the image features (outputs gravity_cam, camera_height), which place an unposed prediction "
+               "upright.")
 
     def __post_init__(self) -> None:
         check_ranges(self)

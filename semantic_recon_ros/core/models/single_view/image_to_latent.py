@@ -7,10 +7,14 @@ axis as SemSVR does: (B, L, d, y, x), ``d = cells_depth / block_size``. A few 3D
 latent grid, and the autoencoder's decoder (frozen: its weights never change here) decodes it into the TSDF and
 class logits of every frustum cell (:mod:`.frustum_grid`). At the default configs it has 530,096 trainable
 parameters and takes 62 ms per 160x120 image on one CPU thread, 57 of them in the decoder (see the package
-docstring).
+docstring). With ``config.gravity_head`` a small head on the same pooled features also predicts the camera's
+gravity direction and height above the floor (SSR's viewpoint prediction at scene level), which place a prediction
+of an unposed image upright.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -41,6 +45,40 @@ class LatentResidualBlock(nn.Module):
         return x + self.conv2(F.relu(self.conv1(x)))
 
 
+class GravityHead(nn.Module):
+    """Pooled image features (B, C) -> ``gravity_cam`` (B, 3), the unit gravity direction in the camera (optical)
+    frame, and ``camera_height`` (B,), the camera's height above the floor in metres (positive). Starts at a level
+    camera (gravity along +y, image down) 1.5 m above the floor."""
+
+    HIDDEN = 64
+    START_HEIGHT = 1.5
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(channels, self.HIDDEN), nn.ReLU(inplace=True), nn.Linear(self.HIDDEN, 4))
+        with torch.no_grad():
+            self.layers[-1].weight.mul_(0.1)
+            self.layers[-1].bias.copy_(torch.tensor([0.0, 1.0, 0.0, math.log(math.expm1(self.START_HEIGHT))]))
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        output = self.layers(features)
+        return {"gravity_cam": F.normalize(output[:, :3], dim=1), "camera_height": F.softplus(output[:, 3])}
+
+
+def upright_from_camera(gravity_cam: torch.Tensor, camera_height: torch.Tensor | float) -> torch.Tensor:
+    """(4, 4) pose ``T_upright_cam`` of the camera in an upright frame: z up (against ``gravity_cam`` (3,), the unit
+    gravity direction in the camera frame), the floor at z = 0, the camera ``camera_height`` metres above it at
+    x = y = 0, and x along the camera's x axis levelled (gravity_cam must not be parallel to it)."""
+    down = F.normalize(gravity_cam.double(), dim=0)
+    up = -down
+    x_axis = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    level_x = F.normalize(x_axis - (x_axis @ up) * up, dim=0)
+    T = torch.eye(4, dtype=torch.float64)
+    T[:3, :3] = torch.stack((level_x, torch.linalg.cross(up, level_x), up))  # rows: upright axes in the camera frame
+    T[2, 3] = float(camera_height)
+    return T
+
+
 class ImageToLatentNet(nn.Module):
     """Image -> latent grid -> frozen decoder -> semantic TSDF of the frustum.
 
@@ -66,11 +104,13 @@ class ImageToLatentNet(nn.Module):
         self.context = _conv_norm_act(widths[-1], widths[-1])
         self.to_latent = nn.Conv2d(widths[-1], latent_channels * self.latent_shape[0], 1)
         self.refine = nn.Sequential(*(LatentResidualBlock(latent_channels) for _ in range(config.latent_blocks)))
+        self.gravity = GravityHead(widths[-1]) if config.gravity_head else None
         self.decoder = decoder.requires_grad_(False)
 
-    def predict_latent(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3 + E, H, W) images, RGB in [0, 1] -> (B, L, d, y, x) latent grid. Raises ValueError for another
-        channel count or an image smaller than ``2**4`` pixels per latent cell."""
+    def _image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3 + E, H, W) images, RGB in [0, 1] -> (B, C, y, x) features pooled to the latent grid's image
+        resolution. Raises ValueError for another channel count or an image smaller than ``2**4`` pixels per latent
+        cell."""
         channels = self.config.input_channels
         if images.dim() != 4 or images.shape[1] != channels:
             raise ValueError(f"images must be (B, {channels}, H, W) (RGB then {self.config.extra_channels} extra "
@@ -80,11 +120,24 @@ class ImageToLatentNet(nn.Module):
             raise ValueError(f"images of {images.shape[3]}x{images.shape[2]} pixels are too small for a latent grid "
                              f"of {columns}x{rows} (at least {2 ** STAGES} pixels per latent cell)")
         features = self.encoder(torch.cat(((images[:, :3] - 0.5) / 0.25, images[:, 3:]), dim=1))
-        features = self.context(F.adaptive_avg_pool2d(features, (rows, columns)))
-        return self.refine(self.to_latent(features).view(len(images), -1, depth, rows, columns))
+        return self.context(F.adaptive_avg_pool2d(features, (rows, columns)))
+
+    def _latent(self, features: torch.Tensor) -> torch.Tensor:
+        depth, rows, columns = self.latent_shape
+        return self.refine(self.to_latent(features).view(len(features), -1, depth, rows, columns))
+
+    def predict_latent(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3 + E, H, W) images, RGB in [0, 1] -> (B, L, d, y, x) latent grid. Raises ValueError for another
+        channel count or an image smaller than ``2**4`` pixels per latent cell."""
+        return self._latent(self._image_features(images))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, 3 + E, H, W) images -> dict of ``latent`` (B, L, d, y, x) (:meth:`predict_latent`), ``tsdf``
-        (B, D, Y, X) in [-1, 1] and ``class_logits`` (B, K, D, Y, X) of the frustum cells."""
-        latent = self.predict_latent(images)
-        return {"latent": latent, **self.decoder(latent)}
+        (B, D, Y, X) in [-1, 1] and ``class_logits`` (B, K, D, Y, X) of the frustum cells; with the gravity head
+        (``config.gravity_head``) also ``gravity_cam`` (B, 3) and ``camera_height`` (B,) (:class:`GravityHead`)."""
+        features = self._image_features(images)
+        latent = self._latent(features)
+        output = {"latent": latent, **self.decoder(latent)}
+        if self.gravity is not None:
+            output.update(self.gravity(features.mean(dim=(2, 3))))
+        return output
