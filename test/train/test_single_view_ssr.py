@@ -19,6 +19,7 @@ from semantic_recon_ros.core.classes import load_class_set
 from semantic_recon_ros.core.models import load_checkpoint, save_checkpoint
 from semantic_recon_ros.core.models.single_view import (BlockDecoder, FrustumGrid, ImageToLatentNet, render_frustum,
                                                          upright_from_camera)
+from semantic_recon_training.single_view.real_depth_evaluation import check_unseen
 from semantic_recon_training.single_view.real_views import RealViewPairs, load_real_frames
 from semantic_recon_training.single_view.single_view_config import load_single_view_config
 from semantic_recon_training.single_view.single_view_data import FrustumPairs
@@ -111,7 +112,8 @@ def test_semi_supervised_steps_on_two_real_frames_lower_the_depth_loss(shared_da
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
-    first, last = history[0], module.real_view_losses(batch)
+    with torch.no_grad():
+        first, last = history[0], module.real_view_losses(batch)
     assert float(last["own_depth"]) < 0.8 * first["own_depth"], history
     assert float(last["neighbour_depth"]) < first["neighbour_depth"], history
 
@@ -169,3 +171,11 @@ def test_the_upright_pose_puts_gravity_down_and_the_camera_at_its_height():
     assert T[:3, 3].tolist() == pytest.approx([0.0, 0.0, 1.4])
     forward = T[:3, :3] @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)  # the optical axis looks 20 deg down
     assert float(torch.rad2deg(torch.asin(-forward[2]))) == pytest.approx(20.0, abs=1e-6)
+
+
+def test_real_depth_evaluation_refuses_frames_the_checkpoint_trained_on():
+    record = {"scenes": [{"scene": "7scenes-redkitchen", "split": "train", "path": "../shared/data/7scenes-redkitchen",
+                          "frame_stride": 1, "max_frames": 400}], "complete": True}
+    check_unseen(record, SEVEN_SCENES, range(400, 500), SHIPPED)  # the validation frames: never trained on
+    with pytest.raises(ValueError, match=r"trained on frames 390-399 of 7scenes-redkitchen"):
+        check_unseen(record, SEVEN_SCENES, range(390, 410), SHIPPED)
