@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import open3d as o3d
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..core.camera import PinholeCamera
@@ -37,9 +35,7 @@ from ..core.device import resolve_device
 from ..core.mesh import SemanticMesh
 from ..core.mesh_preview import TopDownView, estimate_up
 from ..core.ply import write_semantic_ply
-from ..core.resources import resolve_setting
 
-DEFAULT_SINGLE_VIEW_CHECKPOINT_FILE = "models/single_view_default.pt"  # in the package's share directory
 ASPECT_TOLERANCE = 0.01  # relative
 PANEL_HEIGHT = 240  # pixels of each preview panel
 TOP_VIEW_HEADROOM = 0.4  # metres above the camera kept in the view from above (the ceiling is cut away)
@@ -52,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the image size)")
     parser.add_argument("--checkpoint", default="default",
                         help="single-view checkpoint file, or 'default' (the installed "
-                             f"{DEFAULT_SINGLE_VIEW_CHECKPOINT_FILE})")
+                             "models/single_view_default.pt)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu (the default), auto, cuda, cuda:1")
 
@@ -136,34 +132,26 @@ def preview(color: np.ndarray, mesh: SemanticMesh, camera: PinholeCamera, classe
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.models import load_checkpoint  # the models package is only needed here
-    from ..core.models.single_view import FrustumGrid, frustum_mesh, network_view, upright_from_camera
+    from ..core.models.single_view import upright_from_camera  # the models are only needed here
+    from ..core.single_view_prediction import SingleViewPredictor, resolve_single_view_checkpoint
 
-    checkpoint = resolve_setting(args.checkpoint, DEFAULT_SINGLE_VIEW_CHECKPOINT_FILE, "checkpoint",
-                                 "default single-view model")
-    if checkpoint is None:
+    if not args.checkpoint:
         raise ValueError("--checkpoint must name a single-view checkpoint (or 'default')")
+    checkpoint = resolve_single_view_checkpoint(args.checkpoint)
     color = read_color(args.image)
     height, width = color.shape[:2]
-    device = resolve_device(args.device)
-    network, info = load_checkpoint(checkpoint, device, expected_model="single_view")
-    camera = info.camera
-    view = network_view(color, image_camera((width, height), args.intrinsics, camera), camera)
-    grid = FrustumGrid(camera, info.config.frustum)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        prediction = network(view.image[None].to(device))
-    tsdf, logits = prediction["tsdf"][0].float().cpu(), prediction["class_logits"][0].float().cpu()
-    network_seconds = time.perf_counter() - start
-    labels = torch.where(tsdf.abs() < 1, logits.argmax(dim=0), torch.full_like(tsdf, -1, dtype=torch.int64))
-    mesh = frustum_mesh(grid, tsdf, logits.softmax(dim=0), info.class_names)
-    classes = ClassSet.from_names(info.class_names)
+    predictor = SingleViewPredictor.from_checkpoint(checkpoint, resolve_device(args.device))
+    camera, grid = predictor.camera, predictor.grid
+    prediction = predictor.predict(color, image_camera((width, height), args.intrinsics, camera), np.eye(4))
+    view, tsdf = prediction.view, prediction.tsdf
+    mesh = prediction.mesh()
+    classes = ClassSet.from_names(predictor.class_names)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    write_semantic_ply(out / "mesh_semantic.ply", mesh, info.class_names)
-    config = info.config.frustum
-    np.savez_compressed(out / "prediction.npz", tsdf=tsdf.numpy(), labels=labels.numpy().astype(np.int8),
-                        cell_centers=grid.cell_centers_cam("cpu").numpy(), class_names=np.array(info.class_names),
+    write_semantic_ply(out / "mesh_semantic.ply", mesh, predictor.class_names)
+    config = grid.config
+    np.savez_compressed(out / "prediction.npz", tsdf=tsdf.numpy(), labels=prediction.labels().numpy().astype(np.int8),
+                        cell_centers=grid.cell_centers_cam("cpu").numpy(), class_names=np.array(predictor.class_names),
                         intrinsics=np.array([camera.fx, camera.fy, camera.cx, camera.cy]),
                         image_size=np.array([camera.width, camera.height]), near=config.near, far=config.far,
                         truncation=config.truncation)
@@ -174,13 +162,13 @@ def run(args: argparse.Namespace) -> int:
                "network_input": [camera.width, camera.height], "resampled": view.resampled,
                "coverage": round(view.coverage, 3),
                "intrinsics": [round(v, 4) for v in (camera.fx, camera.fy, camera.cx, camera.cy)],
-               "frustum_cells": list(grid.shape), "network_seconds": round(network_seconds, 3),
+               "frustum_cells": list(grid.shape), "network_seconds": round(prediction.network_seconds, 3),
                "vertices": mesh.num_vertices, "triangles": mesh.num_triangles,
                "occupied_cells": int((tsdf < 0).sum()),
                "classes": {classes.names[i]: int((mesh.labels == i).sum()) for i in range(classes.num_classes)
                            if (mesh.labels == i).any()}}
-    if "gravity_cam" in prediction:  # a model with the gravity head: the camera's pose in an upright, floor-level frame
-        gravity, camera_height = prediction["gravity_cam"][0].float().cpu(), float(prediction["camera_height"][0])
+    if prediction.gravity_cam is not None:  # a model with the gravity head: the camera's pose upright, floor-level
+        gravity, camera_height = prediction.gravity_cam, prediction.camera_height
         summary |= {"gravity_cam": [round(float(g), 4) for g in gravity], "camera_height": round(camera_height, 3),
                     "T_upright_cam": upright_from_camera(gravity, camera_height).round(decimals=4).tolist()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -33,7 +33,7 @@ from .map.block_index import unpack_keys
 from .map.tsdf_volume import SemanticTSDFVolume
 from .mesh import SemanticMesh
 from .models import load_checkpoint
-from .models.single_view import FrustumGrid, FrustumGridConfig, frustum_mesh, network_view
+from .models.single_view import FrustumGrid, FrustumGridConfig, NetworkView, frustum_mesh, network_view
 from .resources import resolve_setting
 
 DEFAULT_SINGLE_VIEW_CHECKPOINT_FILE = "models/single_view_default.pt"  # in the package's share directory
@@ -64,6 +64,9 @@ class SingleViewPrediction:
         T_world_cam: (4, 4) float64 camera-to-world pose of the frame.
         class_names: the K classes.
         network_seconds: time of the network call.
+        view: the network's input (the image as the trained camera sees it); None when not kept.
+        gravity_cam: (3,) unit gravity direction in the camera frame, for networks with the gravity head; else None.
+        camera_height: the camera's height above the floor (metres), with ``gravity_cam``; else None.
     """
 
     grid: FrustumGrid
@@ -73,6 +76,14 @@ class SingleViewPrediction:
     T_world_cam: np.ndarray
     class_names: tuple[str, ...]
     network_seconds: float
+    view: NetworkView | None = None
+    gravity_cam: torch.Tensor | None = None
+    camera_height: float | None = None
+
+    def labels(self) -> torch.Tensor:
+        """(D, Y, X) int64 most probable class where ``|tsdf| < 1`` (the surface band), -1 elsewhere."""
+        return torch.where(self.tsdf.abs() < 1, self.class_probabilities.argmax(dim=0),
+                           torch.full_like(self.tsdf, -1, dtype=torch.int64))
 
     def mesh(self) -> SemanticMesh:
         """The semantic mesh of the zero level set in the camera's optical frame (metres; colors = class palette)."""
@@ -118,7 +129,10 @@ class SingleViewPredictor:
         pixels = self.grid.cell_pixels("cpu").round().long()  # (Y, X, 2) (u, v) of the cell columns' centres
         covered = view.covered[pixels[..., 1].clamp(0, self.camera.height - 1),
                                pixels[..., 0].clamp(0, self.camera.width - 1)]
-        return SingleViewPrediction(self.grid, tsdf, probabilities, covered, pose, self.class_names, seconds)
+        gravity = out["gravity_cam"][0].float().cpu() if "gravity_cam" in out else None
+        height = float(out["camera_height"][0]) if "camera_height" in out else None
+        return SingleViewPrediction(self.grid, tsdf, probabilities, covered, pose, self.class_names, seconds, view,
+                                    gravity, height)
 
 
 @dataclass
