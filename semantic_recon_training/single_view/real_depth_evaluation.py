@@ -15,7 +15,6 @@ one. Frames the checkpoint was trained on (its training record) are refused.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from ..data.training_record import TrainingRecord
 from ..evaluation.metrics import depth_metrics
 from .real_views import RealViewPairs, load_real_frames
 from .single_view_config import load_single_view_config
+from .single_view_evaluation import report_scores
 
 SCORED = ("AbsRel", "AbsDiff", "RMSE", "delta<1.25", "complete")
 
@@ -93,11 +93,5 @@ def run_real_depth_evaluation(args: argparse.Namespace) -> int:
     result = {"checkpoint": str(args.checkpoint), "sequence": folder.name,
               "frames": f"{semi.val_first}-{semi.val_last}", "render_size": [semi.render_width, semi.render_height],
               **{key: round(value, 4) for key, value in scores.items()}}
-    print(f"{len(views)} frames ({result['frames']}) of {folder.name}\n\n| score | value |\n|---|---|")
-    for key, value in scores.items():
-        print(f"| {key} | {value:.3f} |")
-    print(json.dumps(result))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    report_scores(f"{len(views)} frames ({result['frames']}) of {folder.name}", scores, result, args.out)
     return 0

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -50,11 +51,17 @@ def run_single_view_evaluation(args: argparse.Namespace) -> int:
               **{name: round(value, 4) for name, value in scores.result().items()},
               "seconds_per_image": round((time.perf_counter() - start) / len(pairs["images"]), 3),
               "frustum": dataclasses.asdict(config.frustum)}
-    print(f"{len(pairs['images'])} frames of {', '.join(scenes)}\n\n| score | value |\n|---|---|")
-    for name, value in scores.result().items():
+    report_scores(f"{len(pairs['images'])} frames of {', '.join(scenes)}", scores.result(), result, args.out)
+    return 0
+
+
+def report_scores(title: str, scores: dict[str, float], result: dict, out: Path | None) -> None:
+    """Print ``title``, a table of ``scores`` and ``result`` as a JSON line; write ``result`` to ``out`` (JSON) if
+    given."""
+    print(f"{title}\n\n| score | value |\n|---|---|")
+    for name, value in scores.items():
         print(f"| {name} | {value:.3f} |")
     print(json.dumps(result))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
