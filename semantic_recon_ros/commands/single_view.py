@@ -16,6 +16,10 @@ size. The image is resized to the trained image size and, when its camera is not
 beyond 5 %, principal point beyond 3 % of the image size), resampled to the trained camera's view
 (:func:`~semantic_recon_ros.core.models.single_view.network_view`; summary.json states it and the share of that
 view the image covers). An image covering less than 70 % of the trained view is refused.
+
+A model that reads depth as well (an RGB-D single view, ``image_to_latent.depth_input``) needs --depth, a 16-bit PNG
+registered to the color image (same size and camera; --depth-scale raw units per metre, 1000 for millimetres; 0 and
+65535 are invalid); an image-only model ignores it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..core.camera import PinholeCamera
 from ..core.classes import ClassSet
-from ..core.datasets.image_files import read_color
+from ..core.datasets.image_files import read_color, read_depth
 from ..core.device import resolve_device
 from ..core.mesh import SemanticMesh
 from ..core.mesh_preview import TopDownView, estimate_up
@@ -46,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
                         help="pinhole intrinsics in the image's pixels (default: the checkpoint's camera scaled to "
                              "the image size)")
+    parser.add_argument("--depth", type=Path,
+                        help="16-bit depth PNG registered to the image (read by a model with depth input)")
+    parser.add_argument("--depth-scale", type=float, default=1000.0,
+                        help="raw depth units per metre (default 1000: millimetres)")
     parser.add_argument("--checkpoint", default="default",
                         help="single-view checkpoint file, or 'default' (the installed "
                              "models/single_view_default.pt)")
@@ -142,7 +150,14 @@ def run(args: argparse.Namespace) -> int:
     height, width = color.shape[:2]
     predictor = SingleViewPredictor.from_checkpoint(checkpoint, resolve_device(args.device))
     camera, grid = predictor.camera, predictor.grid
-    prediction = predictor.predict(color, image_camera((width, height), args.intrinsics, camera), np.eye(4))
+    depth = None
+    if args.depth is not None:
+        if args.depth_scale <= 0:
+            raise ValueError(f"--depth-scale must be positive, got {args.depth_scale}")
+        depth = read_depth(args.depth, args.depth_scale, expected_size=(width, height), invalid_raw_values=(0, 65535))
+    elif predictor.needs_depth:
+        raise ValueError(f"{checkpoint.name} reads depth as well as color: give the image's --depth")
+    prediction = predictor.predict(color, image_camera((width, height), args.intrinsics, camera), np.eye(4), depth)
     view, tsdf = prediction.view, prediction.tsdf
     mesh = prediction.mesh()
     classes = ClassSet.from_names(predictor.class_names)
@@ -159,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     shown = (view.image.permute(1, 2, 0) * 255).round().byte().numpy()
     preview(shown, mesh, camera, classes, title).save(out / "preview.png")
     summary = {"image": str(args.image), "image_size": [width, height], "checkpoint": str(checkpoint),
-               "network_input": [camera.width, camera.height], "resampled": view.resampled,
+               "network_input": [camera.width, camera.height], "depth_input": predictor.needs_depth,
+               "resampled": view.resampled,
                "coverage": round(view.coverage, 3),
                "intrinsics": [round(v, 4) for v in (camera.fx, camera.fy, camera.cx, camera.cy)],
                "frustum_cells": list(grid.shape), "network_seconds": round(prediction.network_seconds, 3),

@@ -73,6 +73,9 @@ class LiveSingleView:
             raise ValueError(f"single-view rate must be positive, got {rate}")
         if fill_weight is not None and not 0.0 < fill_weight < 1.0:
             raise ValueError(f"the fill weight must lie in (0, 1), got {fill_weight}")
+        if predictor.needs_depth and mapper.rgb_only:
+            raise ValueError("the single-view model reads depth as well as color, and an RGB-only map's frames have "
+                             "no depth: use an image-only single-view model")
         if fill_weight is not None and predictor.class_names != mapper.classes.names:
             raise ValueError(f"the single-view network's classes {list(predictor.class_names)} are not the map's "
                              f"{list(mapper.classes.names)}: it cannot fill the map")
@@ -97,7 +100,7 @@ class LiveSingleView:
         frame, generation, frame_id = candidate
         start = time.monotonic()
         try:
-            prediction = self.predictor.predict(frame.color, frame.camera, frame.T_world_cam)
+            prediction = self.predictor.predict(frame.color, frame.camera, frame.T_world_cam, frame.depth)
         except ValueError as error:  # an image the network cannot take (e.g. covering too little of its view)
             self.stats.count_skip("invalid_image")
             self.log.warning(f"single-view prediction skipped a frame: {error}")

@@ -34,20 +34,28 @@ from .map.tsdf_volume import SemanticTSDFVolume
 from .mesh import SemanticMesh
 from .models import load_checkpoint
 from .models.single_view import FrustumGrid, FrustumGridConfig, NetworkView, frustum_mesh, network_view
-from .resources import resolve_setting
+from .resources import resolve_setting, share_file
 
 DEFAULT_SINGLE_VIEW_CHECKPOINT_FILE = "models/single_view_default.pt"  # in the package's share directory
+RGBD_SINGLE_VIEW_CHECKPOINT_FILE = "models/single_view_rgbd.pt"  # the model that reads depth too
 FILL_COLOR = 0.5  # pred_color of filled voxels (RGB in [0, 1]): the network predicts no color
 
 
 def resolve_single_view_checkpoint(value: str | Path) -> Path:
     """The single-view checkpoint a setting names: ``"default"`` = the installed
-    ``share/semantic_recon_ros/models/single_view_default.pt``, else a path (``~`` expanded). FileNotFoundError
-    when it does not exist, ValueError when the setting is empty."""
+    ``share/semantic_recon_ros/models/single_view_default.pt`` (from the color image), ``"rgbd"`` = the installed
+    ``models/single_view_rgbd.pt`` (from the color and depth images), else a path (``~`` expanded).
+    FileNotFoundError when it does not exist, ValueError when the setting is empty."""
+    if str(value) == "rgbd":
+        try:
+            return share_file(RGBD_SINGLE_VIEW_CHECKPOINT_FILE)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"single-view checkpoint 'rgbd': the RGB-D single-view model is not installed "
+                                    f"({error})") from None
     path = resolve_setting(value, DEFAULT_SINGLE_VIEW_CHECKPOINT_FILE, "single-view checkpoint",
                            "default single-view model")
     if path is None:
-        raise ValueError("a single-view checkpoint is needed ('default' or a file)")
+        raise ValueError("a single-view checkpoint is needed ('default', 'rgbd' or a file)")
     return path
 
 
@@ -108,6 +116,11 @@ class SingleViewPredictor:
         self.grid = FrustumGrid(camera, frustum)
         self.class_names = tuple(class_names)
 
+    @property
+    def needs_depth(self) -> bool:
+        """The network reads the frame's depth too (an RGB-D single-view model, ``image_to_latent.depth_input``)."""
+        return bool(self.network.config.depth_input)
+
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str) -> "SingleViewPredictor":
         """Load a 'single_view' checkpoint (ValueError for other kinds, FileNotFoundError when missing)."""
@@ -115,14 +128,21 @@ class SingleViewPredictor:
         return cls(network, info.camera, info.config.frustum, info.class_names, device)
 
     @torch.inference_mode()
-    def predict(self, color: np.ndarray, camera: PinholeCamera, T_world_cam: np.ndarray) -> SingleViewPrediction:
+    def predict(self, color: np.ndarray, camera: PinholeCamera, T_world_cam: np.ndarray,
+                depth: np.ndarray | None = None) -> SingleViewPrediction:
         """The frustum of one frame: ``color`` (H, W, 3) uint8 RGB of ``camera`` (its image size), pose (4, 4)
-        camera-to-world. ValueError when the image does not fit ``camera``, covers too little of the network's view
-        (:func:`~.models.single_view.network_view`) or the pose is not rigid."""
+        camera-to-world, and ``depth`` (H, W) float32 z-depth in metres registered to the color image (read only by a
+        network that :attr:`needs_depth`). ValueError when the image or depth does not fit ``camera``, covers too
+        little of the network's view (:func:`~.models.single_view.network_view`), the pose is not rigid, or the
+        network needs a depth that is not given."""
         pose = check_rigid(T_world_cam, "T_world_cam")
-        view = network_view(color, camera, self.camera)
+        if self.needs_depth and depth is None:
+            raise ValueError("this single-view model reads the frame's depth image as well as its colors; none was "
+                             "given (use an image-only model for color images alone)")
+        view = network_view(color, camera, self.camera, depth if self.needs_depth else None)
         start = time.perf_counter()
-        out = self.network(view.image[None].to(self.device))
+        depth_input = None if view.depth is None else view.depth[None].to(self.device)
+        out = self.network(view.image[None].to(self.device), depth_input)
         tsdf = out["tsdf"][0].float().cpu()
         probabilities = out["class_logits"][0].float().softmax(dim=0).cpu()
         seconds = time.perf_counter() - start

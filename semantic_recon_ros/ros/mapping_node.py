@@ -63,7 +63,8 @@ its class probabilities (the input callbacks never do). A checkpoint that cannot
 without its network it maps nothing.
 
 With ``single_view.rate`` > 0, the single-view network (``single_view.checkpoint``, by default the installed
-``models/single_view_default.pt``) predicts the scene of the newest integrated frame from its color image, hidden
+``models/single_view_rgbd.pt``, or the image-only ``models/single_view_default.pt`` for ``rgb_only``) predicts the
+scene of the newest integrated frame from its color (and depth) image, hidden
 parts included, at most that many times a second on its own low-priority thread
 (:mod:`semantic_recon_ros.core.live_single_view`), and ``single_view/mesh`` shows it in the frame's camera frame
 (class palette). With ``single_view.fill_unobserved`` each prediction also fills the map's never-observed voxels
@@ -428,7 +429,8 @@ class MappingNode(Node):
             return "no single-view prediction" + (f" ({self.single_view_error})" if self.single_view_error else "")
         fill = (f", filling unobserved voxels with weight {self.single_view.fill_weight:g}"
                 if self.single_view.fill_weight is not None else "")
-        return f"single-view prediction at most {self.single_view_config.rate:g}/s{fill}"
+        source = "color and depth" if self.single_view.predictor.needs_depth else "color"
+        return f"single-view prediction from {source} at most {self.single_view_config.rate:g}/s{fill}"
 
     def _publish_single_view(self, result: SingleViewResult) -> None:
         """Publish a prediction's mesh on single_view/mesh: one marker in the frame's camera frame, class colors."""

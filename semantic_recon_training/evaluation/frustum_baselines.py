@@ -7,6 +7,8 @@
 * :func:`rgbd_map_frustum`: the project's :class:`~semantic_recon_ros.core.mapper.Mapper` fusing the frame with its
   2D labels, its TSDF read trilinearly at the cell centres (known where all 8 voxels around are observed), its
   classes the fused votes of the nearest voxel; its mesh is the map's own.
+* :func:`with_network_fill`: a baseline whose unknown cells take a single-view network's surface band, the rule of
+  the node's ``single_view.fill_unobserved`` (observations never changed) applied in the frustum grid.
 
 Unknown cells read TSDF +1 (free: what a frame does not see, it does not predict) and no class (-1). All grids
 are (D, Y, X), depth first (:mod:`~semantic_recon_ros.core.models.single_view.frustum_grid`); meshes are in the
@@ -42,11 +44,13 @@ class FrustumPrediction:
         tsdf: (D, Y, X) float32 in [-1, 1] (+ = free; unknown cells +1).
         classes: (D, Y, X) int64 class per cell (-1 = none).
         mesh: its surface, camera (optical) frame.
+        known: (D, Y, X) bool, the cells the method tells (None: every cell).
     """
 
     tsdf: torch.Tensor
     classes: torch.Tensor
     mesh: SemanticMesh
+    known: torch.Tensor | None = None
 
 
 def column_values(grid: FrustumGrid, image: np.ndarray) -> torch.Tensor:
@@ -84,13 +88,14 @@ def depth_image_frustum(grid: FrustumGrid, depth: np.ndarray, labels: np.ndarray
                                     UNLABELED)
         classes = torch.where(known & (tsdf.abs() < 1), column_labels[None].expand(grid.shape), classes)
     mesh = frustum_mesh(grid, tsdf, one_hot_probabilities(classes, len(class_names)), class_names, known)
-    return FrustumPrediction(tsdf, classes, mesh)
+    return FrustumPrediction(tsdf, classes, mesh, known)
 
 
-def volume_at_points(volume: SemanticTSDFVolume, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def volume_at_points(volume: SemanticTSDFVolume, points: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A fused volume read at (N, 3) world ``points``: (N,) TSDF, trilinear over the 8 voxels around each point
-    (+1 unless all 8 are observed), and (N,) class, the argmax of the nearest voxel's votes (-1 without votes or
-    where the TSDF is unknown or outside the band)."""
+    (+1 unless all 8 are observed), (N,) class, the argmax of the nearest voxel's votes (-1 without votes or
+    where the TSDF is unknown or outside the band), and (N,) bool known (all 8 voxels observed)."""
     grid, voxel_size = volume.grid, volume.config.voxel_size
     position = points.to(torch.float64) / voxel_size  # voxel g's centre lies at g * voxel_size
     base = position.floor()
@@ -107,7 +112,7 @@ def volume_at_points(volume: SemanticTSDFVolume, points: torch.Tensor) -> tuple[
     tsdf = torch.where(known, tsdf.clamp(-1.0, 1.0), torch.ones_like(tsdf))
     votes = grid.read_voxels(position.round().long().to(grid.device))["semantic"].cpu()
     classes = torch.where(known & (tsdf.abs() < 1) & (votes.sum(dim=1) > 0), votes.argmax(dim=1), UNLABELED)
-    return tsdf, classes
+    return tsdf, classes, known
 
 
 def mesh_to_camera(mesh: SemanticMesh, T_world_cam: np.ndarray) -> SemanticMesh:
@@ -126,10 +131,27 @@ def rgbd_map_frustum(grid: FrustumGrid, frame: RGBDFrame, labels: np.ndarray | N
         mapper.integrate(MapFrame(frame.camera, frame.T_world_cam, frame.color, frame.depth, labels))
         mesh, _ = mapper.mesh()
         centers = grid.cell_centers_world(frame.T_world_cam, "cpu", torch.float64).reshape(-1, 3)
-        tsdf, classes = volume_at_points(mapper.volume, centers)
+        tsdf, classes, known = volume_at_points(mapper.volume, centers)
     finally:
         mapper.close()
-    return FrustumPrediction(tsdf.view(grid.shape), classes.view(grid.shape), mesh_to_camera(mesh, frame.T_world_cam))
+    return FrustumPrediction(tsdf.view(grid.shape), classes.view(grid.shape), mesh_to_camera(mesh, frame.T_world_cam),
+                             known.view(grid.shape))
+
+
+def with_network_fill(grid: FrustumGrid, base: FrustumPrediction, network: FrustumPrediction,
+                      class_names: Sequence[str]) -> FrustumPrediction:
+    """``base`` (a one-frame baseline, its ``known`` cells set) with every cell it does not know taken from the
+    ``network``'s prediction where that lies in the surface band (|TSDF| < 1), with the network's class: what the
+    node's ``single_view.fill_unobserved`` writes into never-observed voxels, in the frustum grid. The known cells,
+    their TSDF and classes are the base's unchanged; the mesh is the combined grid's."""
+    if base.known is None:
+        raise ValueError("the base method must state which cells it knows")
+    filled = ~base.known & (network.tsdf.abs() < 1)
+    tsdf = torch.where(filled, network.tsdf, base.tsdf)
+    classes = torch.where(filled, network.classes, base.classes)
+    known = base.known | filled
+    mesh = frustum_mesh(grid, tsdf, one_hot_probabilities(classes, len(class_names)), class_names, known)
+    return FrustumPrediction(tsdf, classes, mesh, known)
 
 
 def rendered_depth(grid: FrustumGrid, tsdf: torch.Tensor, classes: torch.Tensor | None = None

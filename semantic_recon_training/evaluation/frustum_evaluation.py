@@ -39,7 +39,7 @@ from tqdm import tqdm
 from semantic_recon_ros.core.classes import ClassSet
 from semantic_recon_ros.core.datasets import open_sequence
 from semantic_recon_ros.core.mesh import SemanticMesh
-from semantic_recon_ros.core.models.single_view import (FrustumGrid, LossShapingConfig, frustum_mesh,
+from semantic_recon_ros.core.models.single_view import (FrustumGrid, LossShapingConfig, NetworkView, frustum_mesh,
                                                          frustum_regions, network_view)
 from semantic_recon_ros.core.models.checkpoint import CheckpointInfo
 from semantic_recon_ros.core.models.single_view.frustum_target import frustum_ground_truth
@@ -51,14 +51,18 @@ from .evaluation_plots import per_class_iou_plot
 from .evaluation_protocol import EvaluationProtocol, held_out_synthetic_scene, pick_views
 from .evaluation_scoring import DEPTH_KEYS, MESH_KEYS
 from .frustum_baselines import (FrustumPrediction, depth_image_frustum, nearest_source_values,
-                                one_hot_probabilities, rendered_depth, rgbd_map_frustum)
+                                one_hot_probabilities, rendered_depth, rgbd_map_frustum, with_network_fill)
 from .frustum_report import DEPTH_COLUMNS, FRUSTUM_COLUMNS, FrustumDataset, frustum_preview, table, \
     write_frustum_results
 from .metrics import SemanticConfusion, depth_metrics, mesh_metrics, sample_surface_points
 
 NETWORK = "single-view network (image)"
+DEPTH_NETWORK = "single-view network (image + depth)"
 DEPTH_IMAGE = "depth image + 2D labels"
 RGBD_FRAME = "RGB-D map of the frame"
+DEPTH_IMAGE_FILLED = "depth image + network fill"
+RGBD_FRAME_FILLED = "RGB-D map of the frame + network fill"
+FILLED_BASES = {DEPTH_IMAGE_FILLED: DEPTH_IMAGE, RGBD_FRAME_FILLED: RGBD_FRAME}
 CONSTANT_DEPTH = "constant depth"
 MESH_PREFIX = "mesh "
 SEVEN_SCENES_PREVIEWS = 3
@@ -130,12 +134,24 @@ class FrustumSceneResult:
     info: dict = field(default_factory=dict)
 
 
-def network_frustum(network: torch.nn.Module, image: torch.Tensor, grid: FrustumGrid, class_names: Sequence[str],
+def reads_depth(network: torch.nn.Module) -> bool:
+    """The single-view network also reads the view's depth (``image_to_latent.depth_input``)."""
+    return bool(network.config.depth_input)
+
+
+def network_name(network: torch.nn.Module) -> str:
+    """The network's method name in the tables: :data:`DEPTH_NETWORK` for one that reads depth, else
+    :data:`NETWORK`."""
+    return DEPTH_NETWORK if reads_depth(network) else NETWORK
+
+
+def network_frustum(network: torch.nn.Module, view: NetworkView, grid: FrustumGrid, class_names: Sequence[str],
                     device: str, mesh: bool = True) -> FrustumPrediction:
-    """The network's frustum of one (3, H, W) image in [0, 1] (classes: the argmax of the logits everywhere); its
-    mesh only with ``mesh`` (else an empty one)."""
+    """The network's frustum of one view (:func:`network_view`: the image, and its depth for a network that reads
+    depth; classes: the argmax of the logits everywhere); its mesh only with ``mesh`` (else an empty one)."""
+    depth = view.depth[None].to(device) if reads_depth(network) else None
     with torch.inference_mode():
-        prediction = network(image[None].to(device))
+        prediction = network(view.image[None].to(device), depth)
     tsdf, logits = prediction["tsdf"][0].float().cpu(), prediction["class_logits"][0].float().cpu()
     surface = (frustum_mesh(grid, tsdf, logits.softmax(dim=0), class_names) if mesh
                else SemanticMesh.empty())
@@ -168,8 +184,9 @@ def evaluate_synthetic_room(folder: Path, protocol: EvaluationProtocol, network:
     positions = pick_views(range(len(frames)), protocol.views_per_scene)
     key = sequence_key(folder)
     names = classes.names
-    methods = {method: FrustumMethodScores(classes.num_classes, shaping) for method in (NETWORK, DEPTH_IMAGE,
-                                                                                         RGBD_FRAME)}
+    own = network_name(network)
+    methods = {method: FrustumMethodScores(classes.num_classes, shaping)
+               for method in (own, DEPTH_IMAGE, RGBD_FRAME, *FILLED_BASES)}
     seconds = dict.fromkeys(("targets", *methods), 0.0)
     for number, position in enumerate(tqdm(positions, desc=f"views of {name}", unit="view", disable=not progress,
                                            leave=False)):
@@ -191,14 +208,18 @@ def evaluate_synthetic_room(folder: Path, protocol: EvaluationProtocol, network:
         predictions = {}
         for method in methods:
             start = time.perf_counter()
-            if method == NETWORK:
-                image = network_view(frame.color, frame.camera, grid.camera).image
-                predictions[method] = network_frustum(network, image, grid, names, device)
+            if method == own:
+                view = network_view(frame.color, frame.camera, grid.camera,
+                                    frame.depth if reads_depth(network) else None)
+                predictions[method] = network_frustum(network, view, grid, names, device)
             elif method == DEPTH_IMAGE:
                 predictions[method] = depth_image_frustum(grid, frame.depth, frame_labels, names)
-            else:
+            elif method == RGBD_FRAME:
                 predictions[method] = rgbd_map_frustum(grid, frame, frame_labels, protocol.volume_config(), names,
                                                        device)
+            else:
+                predictions[method] = with_network_fill(grid, predictions[FILLED_BASES[method]], predictions[own],
+                                                        names)
             prediction = predictions[method]
             methods[method].cells.update_classes(prediction.tsdf[None], prediction.classes[None], target.tsdf[None],
                                                  target.labels[None], regions)
@@ -209,7 +230,7 @@ def evaluate_synthetic_room(folder: Path, protocol: EvaluationProtocol, network:
                                                         frame.depth))
             seconds[method] += time.perf_counter() - start
         if number == 0:
-            shown = predictions[NETWORK]
+            shown = predictions[own]
             frustum_preview(out / f"preview_{name}.png", frame.color, rendered_depth(grid, shown.tsdf)[0].numpy(),
                             frame.depth, shown.mesh, grid, classes,
                             f"{name}, frame {frames.indices[position]}: image | network depth | true depth | "
@@ -238,8 +259,8 @@ def evaluate_seven_scenes(folder: Path, protocol: EvaluationProtocol, stride: in
         frame = frames[position]
         if frame.depth is None:
             raise ValueError(f"{folder}: frame {frame.name!r} has no depth")
-        view = network_view(frame.color, frame.camera, grid.camera)
-        prediction = network_frustum(network, view.image, grid, classes.names, device, mesh=position in previews)
+        view = network_view(frame.color, frame.camera, grid.camera, frame.depth if reads_depth(network) else None)
+        prediction = network_frustum(network, view, grid, classes.names, device, mesh=position in previews)
         depth, hit_classes = rendered_depth(grid, prediction.tsdf, prediction.classes)
         covered = view.covered.numpy()
         real = nearest_source_values(np.nan_to_num(frame.depth, nan=0.0, posinf=0.0), frame.camera, grid.camera, 0.0)
@@ -266,7 +287,7 @@ def evaluate_seven_scenes(folder: Path, protocol: EvaluationProtocol, stride: in
     constant.views = [depth_metrics(np.full_like(real, median), real) for real in captured]
     info = {"frames": [int(i) for i in frames.indices], "coverage": round(float(np.mean(coverage)), 3),
             "constant_depth_m": round(median, 3), "seconds": round(seconds, 2)}
-    return FrustumSceneResult(frames.name, {NETWORK: network_scores, CONSTANT_DEPTH: constant}, info)
+    return FrustumSceneResult(frames.name, {network_name(network): network_scores, CONSTANT_DEPTH: constant}, info)
 
 
 def run_single_view_evaluation(args: argparse.Namespace, network: torch.nn.Module, info: CheckpointInfo, protocol: EvaluationProtocol,

@@ -30,7 +30,8 @@ TOP_VIEW_HEADROOM = 0.4  # metres above the camera kept in the view from above (
 
 # summary key -> column heading with the better direction
 FRUSTUM_COLUMNS = {
-    "iou": "IoU ↑", "precision": "Prec ↑", "recall": "Recall ↑", "hidden_recall": "hidden recall ↑",
+    "iou": "IoU ↑", "precision": "Prec ↑", "reachable_precision": "Prec reachable ↑", "recall": "Recall ↑",
+    "hidden_recall": "hidden recall ↑",
     "miou": "mIoU ↑", "mean_class_accuracy": "mAcc ↑", "class_accuracy": "class acc ↑",
     "visible_class_accuracy": "visible acc ↑", "hidden_class_accuracy": "hidden acc ↑",
     "mesh Acc": "Acc m ↓", "mesh Comp": "Comp m ↓", "mesh Prec": "Prec 3D ↑", "mesh Recall": "Recall 3D ↑",
@@ -44,30 +45,35 @@ DEFINITIONS = """\
 Definitions. Synthetic rooms: {views} views per room evenly spread along its camera path (all {frames} frames
 rendered at the checkpoint's camera), each scored in its frustum grid ({cells} cells, {near:g}-{far:g} m z-depth,
 truncation {truncation:g} m) against the room's exact semantic TSDF. "single-view network": the checkpoint on the
-view's color image alone. "depth image + 2D labels": what one depth image gives, the view's true depth read at each
-cell column's centre pixel: cells in front of the surface free, a truncation-thick band behind it solid, all other
-cells unknown (counted free, unlabeled); band cells take the column's 2D label. "RGB-D map of the frame": the
-project's Mapper fusing that one frame (depth, color, 2D labels; {voxel:g} cm voxels), its TSDF read trilinearly at
-the cell centres (unknown unless the 8 voxels around are observed; counted free), classes the votes of the nearest
-voxel. 2D labels: {labels}. Cells: occupied = TSDF < 0 (inside a solid); IoU / Prec / Recall of occupied cells over
-every cell of the frusta; hidden recall = share of the target's occupied cells in the occluded surface bands (the
-solid side of surfaces hidden behind the visible one, within {reach} cells of free space the camera's free space
-reaches) that the method marks occupied (one depth image marks almost none); class acc / visible acc / hidden acc =
-share of the labeled cells in the surface bands (visible band, occluded bands) given their class; mAcc, mIoU over the
-classes present in those cells (unlabeled cells count as wrong); micro-summed over all views. Mesh (Atlas' 3D
-metrics): points every {spacing:g} cm on the method's mesh and on the target's (marching cubes of the exact TSDF in
-the same grid), in the camera frame, both within the frustum: target points in the surface bands, method points
-outside the cells no free path from the camera reaches; Acc / Comp = mean distance method -> target / target ->
-method, Prec / Recall / F-score at {threshold:g} cm; averaged over views (Acc, Comp and Prec 3D over the views where
-the method has a surface in the frustum; no surface = share of views where it has none, which count Recall 3D and
-F-score 0). AbsRel, δ<1.25, Compl 2D: the depth each
-method's TSDF shows each pixel of the view (as on 7-Scenes, below) against the view's true depth. 7-Scenes: frames {first}-{last} (held back
-from any training) at stride {stride}, each image resampled to the trained camera (the pixels the 640x480 image
-covers are scored); the network's depth in each pixel is the first zero crossing of its TSDF along the pixel's ray;
-Atlas' 2D depth metrics against the captured depth (nearest pixel) where 0 < depth < 10 m, Compl 2D = share of the
-covered pixels with a predicted surface; averaged over frames; "constant depth" = every pixel at the median captured
-depth of all scored pixels (an oracle of the scale, nothing else). mIoU 2D / mAcc 2D: the class of the cell at the
-rendered surface against the 2D segmenter's labels (semantic consistency, not ground truth)."""
+view's color image alone ("(image + depth)": a model that also reads the view's true depth). "depth image + 2D
+labels": what one depth image gives, the view's true depth read at each cell column's centre pixel: cells in front
+of the surface free, a truncation-thick band behind it solid, all other cells unknown (counted free, unlabeled);
+band cells take the column's 2D label. "RGB-D map of the frame": the project's Mapper fusing that one frame (depth,
+color, 2D labels; {voxel:g} cm voxels), its TSDF read trilinearly at the cell centres (unknown unless the 8 voxels
+around are observed; counted free), classes the votes of the nearest voxel. "+ network fill": that baseline with
+every cell it does not know taken from the network where the network puts it in the surface band (|TSDF| < 1), with
+the network's class: the node's single_view.fill_unobserved rule, observations unchanged. 2D labels: {labels}.
+Cells: occupied = TSDF < 0 (inside a solid); IoU / Prec / Recall of occupied cells over every cell of the frusta;
+Prec reachable = Prec leaving out the cells no free path from the camera reaches (solid interiors, space behind
+closed walls: no image tells them, and the loss shaping leaves them out); hidden recall = share of the target's
+occupied cells in the occluded surface bands (the solid side of surfaces hidden behind the visible one, within
+{reach} cells of free space the camera's free space reaches) that the method marks occupied (one depth image marks
+almost none); class acc / visible acc / hidden acc = share of the labeled cells in the surface bands (visible band,
+occluded bands) given their class; mAcc, mIoU over the classes present in those cells (unlabeled cells count as
+wrong); micro-summed over all views. Mesh (Atlas' 3D metrics): points every {spacing:g} cm on the method's mesh and
+on the target's (marching cubes of the exact TSDF in the same grid), in the camera frame, both within the frustum:
+target points in the surface bands, method points outside the cells no free path from the camera reaches; Acc / Comp
+= mean distance method -> target / target -> method, Prec / Recall / F-score at {threshold:g} cm; averaged over
+views (Acc, Comp and Prec 3D over the views where the method has a surface in the frustum; no surface = share of
+views where it has none, which count Recall 3D and F-score 0). AbsRel, δ<1.25, Compl 2D: the depth each method's
+TSDF shows each pixel of the view (as on 7-Scenes, below) against the view's true depth. 7-Scenes: frames
+{first}-{last} (held back from any training) at stride {stride}, each image resampled to the trained camera (the
+pixels the 640x480 image covers are scored); the network's depth in each pixel is the first zero crossing of its
+TSDF along the pixel's ray; Atlas' 2D depth metrics against the captured depth (nearest pixel) where 0 < depth < 10
+m, Compl 2D = share of the covered pixels with a predicted surface; averaged over frames; "constant depth" = every
+pixel at the median captured depth of all scored pixels (an oracle of the scale, nothing else). mIoU 2D / mAcc 2D:
+the class of the cell at the rendered surface against the 2D segmenter's labels (semantic consistency, not ground
+truth)."""
 
 
 @dataclass

@@ -3,6 +3,9 @@
 A cell is *occupied* where its TSDF is negative (inside a solid). Over every cell of the frusta:
 
 * ``iou``, ``precision``, ``recall``: of the predicted occupied cells against the target's;
+* ``reachable_precision``: the precision over the cells a view can tell, leaving out the region no free path from
+  the camera reaches (solid interiors, space behind closed walls: what a method marks there is not a surface it
+  shows, and the target's solid / free there no image can tell), where the loss shaping leaves them out too;
 * ``hidden_recall``: the share of the target's occupied cells in the occluded surface region (the solid side of the
   surfaces hidden behind the visible one that free space reaches, :func:`~semantic_recon_ros.core.models.
   single_view.frustum_regions`) that the prediction marks occupied; a depth image alone recovers almost none of
@@ -31,7 +34,8 @@ class FrustumScores:
 
     def __init__(self, num_classes: int, shaping: LossShapingConfig) -> None:
         self.shaping = shaping
-        self.counts = torch.zeros(9, dtype=torch.int64)  # tp, fp, fn, hidden tp, hidden, visible ok / n, hidden ok / n
+        # tp, fp, fn, hidden tp, hidden, visible ok / n, hidden ok / n, reachable tp, reachable fp
+        self.counts = torch.zeros(11, dtype=torch.int64)
         self.per_class = torch.zeros(2, num_classes, dtype=torch.int64)  # right, total
         self.confusion = SemanticConfusion(num_classes)
 
@@ -47,6 +51,7 @@ class FrustumScores:
         (B, D, Y, X) (-1 = none); ``regions``: :func:`frustum_regions` of the target, when already computed."""
         regions = regions if regions is not None else frustum_regions(target_tsdf, self.shaping)
         occupied, predicted = target_tsdf < 0, tsdf < 0
+        reachable = ~regions["unreachable"]
         hidden = occupied & regions["occluded_surface"]
         right = classes == target_labels
         labeled = target_labels >= 0
@@ -55,7 +60,8 @@ class FrustumScores:
         self.counts += torch.stack([
             (occupied & predicted).sum(), (~occupied & predicted).sum(), (occupied & ~predicted).sum(),
             (hidden & predicted).sum(), hidden.sum(), (right & visible_cells).sum(), visible_cells.sum(),
-            (right & hidden_cells).sum(), hidden_cells.sum()]).cpu()
+            (right & hidden_cells).sum(), hidden_cells.sum(), (occupied & predicted & reachable).sum(),
+            (~occupied & predicted & reachable).sum()]).cpu()
         surface = visible_cells | hidden_cells
         num_classes = self.per_class.shape[1]
         self.per_class[0] += torch.bincount(target_labels[surface & right], minlength=num_classes).cpu()
@@ -69,13 +75,15 @@ class FrustumScores:
         self.confusion.merge(other.confusion)
 
     def result(self) -> dict[str, float]:
-        tp, fp, fn, hidden_tp, hidden, visible_ok, visible, hidden_ok, hidden_labeled = (int(c) for c in self.counts)
+        tp, fp, fn, hidden_tp, hidden, visible_ok, visible, hidden_ok, hidden_labeled, reachable_tp, reachable_fp = (
+            int(c) for c in self.counts)
 
         def share(part: int, whole: int) -> float:
             return part / whole if whole else math.nan
 
         present = self.per_class[1] > 0
         return {"iou": share(tp, tp + fp + fn), "precision": share(tp, tp + fp), "recall": share(tp, tp + fn),
+                "reachable_precision": share(reachable_tp, reachable_tp + reachable_fp),
                 "hidden_recall": share(hidden_tp, hidden),
                 "class_accuracy": share(visible_ok + hidden_ok, visible + hidden_labeled),
                 "visible_class_accuracy": share(visible_ok, visible),

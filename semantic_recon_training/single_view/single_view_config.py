@@ -61,6 +61,10 @@ class SingleViewAugmentationConfig:
     crop_cells: int = parameter(
         32, "Stage 1 samples are cubes of this edge (cells, a multiple of the block size) cut at random block "
             "offsets from the training frusta.", 2, 1024)
+    depth_degradation: float = parameter(
+        0.0, "Share of the depth network's samples whose input depth is degraded as a real sensor's is: an invalid "
+             "border (an image of another camera resampled), invalid blobs, 1 % noise "
+             "(:func:`.single_view_data.degrade_depth`); the targets stay exact.", 0.0, 1.0)
 
     def __post_init__(self) -> None:
         check_ranges(self)

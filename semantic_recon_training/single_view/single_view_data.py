@@ -150,14 +150,55 @@ def camera_uprightness(config: SingleViewRunConfig, scenes: list[str]) -> dict[s
             "camera_height": poses[:, 2, 3].float()}
 
 
+def view_depths(config: SingleViewRunConfig, scenes: list[str]) -> dict[str, torch.Tensor]:
+    """The depth images of the cached pairs of ``scenes`` (in :func:`load_pairs`' order), from the rendered rooms:
+    ``depth`` (N, H, W) float32 z-depth in metres (0 = invalid), the input of a depth network
+    (``image_to_latent.depth_input``)."""
+    depths = []
+    for scene in scenes:
+        sequence = open_sequence(config.data.scene_dir(scene))
+        frames = torch.load(config.cache_file(scene), map_location="cpu", weights_only=True)["frames"]
+        depths += [torch.as_tensor(sequence[index].depth, dtype=torch.float32) for index in frames]
+    depth = torch.stack(depths)
+    return {"depth": torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth))}
+
+
+MAX_INVALID_BORDER = 0.12  # of the image size, per side
+MAX_HOLE_SHARE = 0.3  # of the blob cells
+HOLE_CELL = 8  # pixels per blob cell
+DEPTH_NOISE = 0.01  # relative, one sigma
+
+
+def degrade_depth(depth: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(H, W) exact z-depth -> the same view as a real RGB-D sensor gives it, for training a depth network: a random
+    invalid (0) border up to ``MAX_INVALID_BORDER`` of the size per side (what a resampled image of another camera
+    leaves), invalid blobs of ``HOLE_CELL`` pixels on up to ``MAX_HOLE_SHARE`` of the image (dark, shiny or far
+    surfaces), and ``DEPTH_NOISE`` relative Gaussian noise."""
+    height, width = depth.shape
+
+    def uniform(high: float) -> float:
+        return float(torch.rand((), generator=generator)) * high
+
+    keep = torch.zeros_like(depth, dtype=torch.bool)
+    top, bottom = round(uniform(MAX_INVALID_BORDER) * height), round(uniform(MAX_INVALID_BORDER) * height)
+    left, right = round(uniform(MAX_INVALID_BORDER) * width), round(uniform(MAX_INVALID_BORDER) * width)
+    keep[top:height - bottom, left:width - right] = True
+    cells = torch.rand(-(-height // HOLE_CELL), -(-width // HOLE_CELL), generator=generator) < uniform(MAX_HOLE_SHARE)
+    holes = cells.repeat_interleave(HOLE_CELL, 0).repeat_interleave(HOLE_CELL, 1)[:height, :width]
+    noisy = depth * (1 + DEPTH_NOISE * torch.randn(depth.shape, generator=generator))
+    return torch.where(keep & ~holes, noisy, torch.zeros_like(depth))
+
+
 class FrustumPairs(Dataset):
     """Stage 2 samples: ``image`` (3, H, W) float in [0, 1], ``tsdf`` and ``weights`` (D, Y, X) float32, ``labels``
-    (D, Y, X) int64, and ``gravity_cam`` (3,) and ``camera_height`` () float32 when ``pairs`` has them
-    (:func:`camera_uprightness`). With ``flip``, sample ``i`` is mirrored left-right (image columns and frustum x
-    alike; the gravity direction's x negated) on every second visit, decided by a per-item random draw."""
+    (D, Y, X) int64, ``depth`` (H, W) float32 when ``pairs`` has it (:func:`view_depths`), and ``gravity_cam`` (3,)
+    and ``camera_height`` () float32 when ``pairs`` has them (:func:`camera_uprightness`). With ``flip``, sample
+    ``i`` is mirrored left-right (image and depth columns and frustum x alike; the gravity direction's x negated) on
+    every second visit, decided by a per-item random draw. With ``depth_degradation`` > 0 that share of the samples'
+    depth is degraded as a real sensor's (:func:`degrade_depth`)."""
 
-    def __init__(self, pairs: dict[str, torch.Tensor], flip: bool = False) -> None:
-        self.pairs, self.flip = pairs, flip
+    def __init__(self, pairs: dict[str, torch.Tensor], flip: bool = False, depth_degradation: float = 0.0) -> None:
+        self.pairs, self.flip, self.depth_degradation = pairs, flip, depth_degradation
 
     def __len__(self) -> int:
         return len(self.pairs["images"])
@@ -165,6 +206,10 @@ class FrustumPairs(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         sample = {"image": self.pairs["images"][index].float() / 255, "tsdf": self.pairs["tsdf"][index].float(),
                   "labels": self.pairs["labels"][index].long(), "weights": self.pairs["weights"][index].float()}
+        if "depth" in self.pairs:
+            sample["depth"] = self.pairs["depth"][index].float()
+            if self.depth_degradation and bool(torch.rand(()) < self.depth_degradation):
+                sample["depth"] = degrade_depth(sample["depth"])
         uprightness = {key: self.pairs[key][index].float() for key in UPRIGHTNESS_KEYS if key in self.pairs}
         if self.flip and bool(torch.rand(()) < 0.5):
             sample = {key: value.flip(-1) for key, value in sample.items()}

@@ -19,7 +19,7 @@ from semantic_recon_ros.core.models import load_checkpoint
 
 from .frustum_scores import FrustumScores
 from .single_view_config import load_single_view_config
-from .single_view_data import load_pairs, training_camera
+from .single_view_data import load_pairs, training_camera, view_depths
 
 BATCH = 4
 
@@ -39,12 +39,13 @@ def run_single_view_evaluation(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.checkpoint} predicts the frustum grid {info.config.frustum} of {info.camera}; the "
                          f"config's rooms are {config.frustum} of {training_camera(config)}")
     pairs = load_pairs(config, scenes)
+    depth = view_depths(config, scenes)["depth"] if net.config.depth_input else None
     scores = FrustumScores(len(info.class_names), config.loss_shaping)
     start = time.perf_counter()
     with torch.inference_mode():
         for first in range(0, len(pairs["images"]), BATCH):
             batch = slice(first, first + BATCH)
-            prediction = net(pairs["images"][batch].float() / 255)
+            prediction = net(pairs["images"][batch].float() / 255, None if depth is None else depth[batch])
             scores.update(prediction["tsdf"], prediction["class_logits"], pairs["tsdf"][batch].float(),
                           pairs["labels"][batch].long())
     result = {"checkpoint": str(args.checkpoint), "scenes": scenes, "frames": len(pairs["images"]),

@@ -75,7 +75,7 @@ class SingleViewModule(pl.LightningModule):
         """The stage's network on a batch: the autoencoder on ``channels`` (or, for whole frusta, on the channels of
         ``tsdf`` and ``labels``), the image network on ``image``."""
         if self.hparams.stage == "image":
-            return self.model(batch["image"])
+            return self.model(batch["image"], batch.get("depth"))
         channels = batch.get("channels")
         if channels is None:
             channels = semantic_tsdf_channels(batch["tsdf"], batch["labels"], self.run_config.autoencoder.num_classes)
@@ -99,8 +99,11 @@ class SingleViewModule(pl.LightningModule):
         return {**losses, **{f"loss/{name}": value for name, value in more.items()}, "loss": total}
 
     def real_view_losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        """The semi-supervised losses (unweighted, by name without ``loss/``) of a batch of real views."""
-        prediction = self.model(batch["image"])
+        """The semi-supervised losses (unweighted, by name without ``loss/``) of a batch of real views. A depth
+        network reads each view's captured depth (where valid) as its input."""
+        depth = (torch.where(batch["depth_valid"], batch["depth"], torch.zeros_like(batch["depth"]))
+                 if self.run_config.image_to_latent.depth_input else None)
+        prediction = self.model(batch["image"], depth)
         layers = self.run_config.semi_supervision.silhouette_layers
         count = len(batch["image"])
         own = torch.eye(4, device=batch["image"].device).expand(count, 4, 4)

@@ -34,7 +34,8 @@ from ..fitting.export import load_module_weights, read_lightning_checkpoint, tra
 from ..fitting.fit import last_checkpoint, train
 from .real_views import RealViewPairs, load_real_frames
 from .single_view_config import SingleViewRunConfig, single_view_config_from_dict
-from .single_view_data import FrustumCrops, FrustumPairs, camera_uprightness, load_pairs, training_camera
+from .single_view_data import (FrustumCrops, FrustumPairs, camera_uprightness, load_pairs, training_camera,
+                               view_depths)
 from .single_view_module import SingleViewModule
 
 DECODER_FILE = "decoder.pt"
@@ -68,6 +69,10 @@ def fit_single_view(config: SingleViewRunConfig, resume: bool = False) -> Path:
         train_pairs |= camera_uprightness(config, config.data.train_scenes())
         if val_pairs:
             val_pairs |= camera_uprightness(config, config.data.val_scenes)
+    if config.image_to_latent.depth_input:
+        train_pairs |= view_depths(config, config.data.train_scenes())
+        if val_pairs:
+            val_pairs |= view_depths(config, config.data.val_scenes)
     decoder = decoder_file(config)
     fine_tune = bool(config.trainer.init_checkpoint)
 
@@ -90,7 +95,8 @@ def fit_single_view(config: SingleViewRunConfig, resume: bool = False) -> Path:
             load_fine_tuning_start(module.model, config)
         else:
             module.model.decoder.load_state_dict(torch.load(decoder, map_location="cpu", weights_only=True))
-        pairs = _loader(FrustumPairs(train_pairs, flip=config.augmentation.horizontal_flip), stage2, True)
+        pairs = _loader(FrustumPairs(train_pairs, flip=config.augmentation.horizontal_flip,
+                                     depth_degradation=config.augmentation.depth_degradation), stage2, True)
         if config.semi_supervision.enabled:
             pairs = {"synthetic": pairs, "real": _real_loader(config, module)}
         return module, {"train_dataloaders": pairs,
@@ -113,19 +119,22 @@ def _real_loader(config: SingleViewRunConfig, module: SingleViewModule) -> DataL
 
 def load_fine_tuning_start(net: ImageToLatentNet, config: SingleViewRunConfig) -> None:
     """Load ``trainer.init_checkpoint`` (a 'single_view' inference checkpoint) into ``net``. ValueError unless it was
-    trained for the config's camera, frustum grid, autoencoder and image network (the gravity head aside: one it
-    lacks keeps ``net``'s fresh weights, one ``net`` lacks is refused)."""
+    trained for the config's camera, frustum grid, autoencoder and image network (the gravity head and the depth
+    input aside: one it lacks keeps ``net``'s fresh weights, one ``net`` lacks is refused)."""
     path = config.trainer.init_checkpoint
     start, info = load_checkpoint(path, "cpu", expected_model="single_view")
-    ours = dataclasses.replace(config.image_to_latent, gravity_head=info.config.image_to_latent.gravity_head)
+    theirs = info.config.image_to_latent
+    ours = dataclasses.replace(config.image_to_latent, gravity_head=theirs.gravity_head, depth_input=theirs.depth_input)
     if (info.camera != training_camera(config) or info.config.frustum != config.frustum
             or info.config.autoencoder != config.autoencoder or info.config.image_to_latent != ours):
         raise ValueError(f"trainer.init_checkpoint {path}: trained for {info.config} of {info.camera}, the run is "
                          f"{config.model} of {training_camera(config)}")
     if info.config.image_to_latent.gravity_head and not config.image_to_latent.gravity_head:
         raise ValueError(f"trainer.init_checkpoint {path} has a gravity head: set image_to_latent.gravity_head")
+    if theirs.depth_input and not config.image_to_latent.depth_input:
+        raise ValueError(f"trainer.init_checkpoint {path} reads depth: set image_to_latent.depth_input")
     missing, unexpected = net.load_state_dict(start.state_dict(), strict=False)
-    if unexpected or any(not name.startswith("gravity.") for name in missing):
+    if unexpected or any(not name.startswith(("gravity.", "depth.")) for name in missing):
         raise ValueError(f"trainer.init_checkpoint {path}: weights do not fit (missing {missing}, unexpected "
                          f"{unexpected})")
 

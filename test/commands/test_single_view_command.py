@@ -88,6 +88,43 @@ def test_the_dense_prediction_finds_the_visible_surface_at_the_rendered_depth(fr
     assert hit.mean() > 0.4 and error < 0.6 * constant, (hit.mean(), error, constant)
 
 
+def first_solid_depth(prediction: np.lib.npyio.NpzFile, depth: np.ndarray) -> tuple[float, float]:
+    """Along each cell column's ray of a written prediction: the share of rays meeting a solid cell, and the median
+    distance (m) of the first solid cell from ``depth`` (the rendered depth at the column's pixel) where they do."""
+    tsdf, centers = prediction["tsdf"], prediction["cell_centers"]
+    u = np.round(centers[0, ..., 0] / centers[0, ..., 2] * CAMERA.fx + CAMERA.cx).astype(int)
+    v = np.round(centers[0, ..., 1] / centers[0, ..., 2] * CAMERA.fy + CAMERA.cy).astype(int)
+    truth = depth[v, u]
+    solid = tsdf < 0
+    hit = solid.any(axis=0)
+    first = np.take_along_axis(centers[..., 2], solid.argmax(axis=0)[None], axis=0)[0]
+    return float(hit.mean()), float(np.median(np.abs(first - truth)[hit & (truth > 0)]))
+
+
+def test_the_rgbd_model_reads_the_depth_image_and_puts_the_surface_where_it_is(frame, result, tmp_path, capsys):
+    small, paths, root = frame
+    depth_png = root / "depth.png"
+    Image.fromarray(np.round(np.nan_to_num(small.depth) * 1000).astype(np.uint16)).save(depth_png)
+    out = tmp_path / "rgbd"
+    assert main(["single-view", str(paths["small"]), "--depth", str(depth_png), "--checkpoint", "rgbd",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["depth_input"] and not json.loads((result / "summary.json").read_text())["depth_input"]
+    hit, error = first_solid_depth(np.load(out / "prediction.npz"), small.depth)
+    _, image_error = first_solid_depth(np.load(result / "prediction.npz"), small.depth)
+    # cells are 7.3 cm deep: with the depth, the first solid cell lies about where the rendered depth puts it
+    # (measured: 87 % of the rays meet a solid, at a median 4.5 cm from the depth; from the image alone 0.44 m)
+    assert hit > 0.8 and error < 0.1 and error < 0.3 * image_error, (hit, error, image_error)
+    capsys.readouterr()
+    for arguments, message in (([], "reads depth as well as color: give the image's --depth"),
+                               (["--depth", str(paths["small"])], "16-bit"),
+                               (["--depth", str(depth_png), "--depth-scale", "0"], "--depth-scale must be positive")):
+        assert main(["single-view", str(paths["small"]), "--checkpoint", "rgbd", *arguments,
+                     "--out", str(tmp_path / "refused")]) == 2
+        error_text = capsys.readouterr().err
+        assert re.search(message, error_text) and "Traceback" not in error_text, (message, error_text)
+
+
 def test_a_larger_image_of_the_same_camera_is_resized(frame, tmp_path, capsys):
     _, paths, _ = frame
     assert main(["single-view", str(paths["large"]), "--out", str(tmp_path)]) == 0

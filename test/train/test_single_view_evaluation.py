@@ -24,9 +24,11 @@ from semantic_recon_training.data.pseudo_labels import GroundTruthLabels
 from semantic_recon_training.evaluation import evaluate
 from semantic_recon_training.evaluation.evaluation_protocol import EvaluationProtocol, held_out_synthetic_scene
 from semantic_recon_training.evaluation.frustum_baselines import (depth_image_frustum, rendered_depth,
-                                                                  rgbd_map_frustum)
-from semantic_recon_training.evaluation.frustum_evaluation import (CONSTANT_DEPTH, DEPTH_IMAGE, NETWORK,
-                                                                   RGBD_FRAME)
+                                                                  rgbd_map_frustum, with_network_fill)
+from semantic_recon_training.evaluation.frustum_evaluation import (CONSTANT_DEPTH, DEPTH_IMAGE, DEPTH_IMAGE_FILLED,
+                                                                   NETWORK, RGBD_FRAME, RGBD_FRAME_FILLED,
+                                                                   network_frustum)
+from semantic_recon_ros.core.models.single_view import network_view
 from semantic_recon_training.evaluation.metrics import depth_metrics
 from semantic_recon_training.single_view.frustum_scores import FrustumScores
 
@@ -60,7 +62,7 @@ def test_one_frame_baselines_see_the_visible_surface_and_none_of_the_hidden_part
     grid = FrustumGrid(shipped[1].camera, shipped[1].config.frustum)
     truth, frames = load_ground_truth(room), open_sequence(room, "scannet")
     shaping = LossShapingConfig()
-    scores = {name: FrustumScores(CLASSES.num_classes, shaping) for name in ("depth", "map", "target")}
+    scores = {name: FrustumScores(CLASSES.num_classes, shaping) for name in ("depth", "map", "target", "filled")}
     for index in (0, 6):
         frame = frames[index]
         target = frustum_ground_truth(grid, truth.scene, frame.T_world_cam, "cpu", CLASSES)
@@ -81,6 +83,17 @@ def test_one_frame_baselines_see_the_visible_surface_and_none_of_the_hidden_part
         for tsdf in (target.tsdf, depth.tsdf):
             metrics = depth_metrics(rendered_depth(grid, tsdf)[0].numpy(), frame.depth)
             assert metrics["AbsRel"] < 0.02 and metrics["delta<1.25"] > 0.98 and metrics["complete"] > 0.99
+        # the node's fill rule: the map's known cells unchanged, the network's band where the map knows nothing
+        network = network_frustum(shipped[0], network_view(frame.color, frame.camera, grid.camera), grid,
+                                  CLASSES.names, "cpu", mesh=False)
+        filled = with_network_fill(grid, fused, network, CLASSES.names)
+        assert torch.equal(filled.tsdf[fused.known], fused.tsdf[fused.known])
+        assert torch.equal(filled.classes[fused.known], fused.classes[fused.known])
+        added = filled.known & ~fused.known
+        assert added.any() and torch.equal(added, ~fused.known & (network.tsdf.abs() < 1))
+        assert torch.equal(filled.tsdf[added], network.tsdf[added]) and filled.mesh.num_triangles > 0
+        scores["filled"].update_classes(filled.tsdf[None], filled.classes[None], target.tsdf[None],
+                                        target.labels[None], regions)
         assert depth.mesh.num_triangles > 0 and fused.mesh.num_triangles > 0
         assert (depth.mesh.vertices[:, 2] > grid.config.near - 0.1).all()  # meshes in the camera frame
     perfect, depth, fused = (scores[name].result() for name in ("target", "depth", "map"))
@@ -92,6 +105,7 @@ def test_one_frame_baselines_see_the_visible_surface_and_none_of_the_hidden_part
         # the pixels see past)
         assert 0.3 < result["visible_class_accuracy"] < 0.9
     assert depth["hidden_recall"] < 0.05 and fused["hidden_recall"] < 0.01
+    assert scores["filled"].result()["hidden_recall"] > fused["hidden_recall"] + 0.1  # what the fill adds
 
 
 def command(*argv: str) -> argparse.Namespace:
@@ -117,6 +131,9 @@ def test_the_shipped_model_is_evaluated_on_a_held_out_room_and_held_back_seven_s
     assert fused["hidden_recall"] < 0.01 and fused["mesh Prec"] > 0.8
     assert depth["mesh no surface"] == 0 and fused["mesh no surface"] == 0
     assert network["hidden_recall"] > 0.1 and network["hidden_recall"] > depth["hidden_recall"] + 0.1
+    for base, filled in ((depth, synthetic["methods"][DEPTH_IMAGE_FILLED]),
+                         (fused, synthetic["methods"][RGBD_FRAME_FILLED])):
+        assert filled["hidden_recall"] > base["hidden_recall"] + 0.1 and filled["mesh Recall"] > base["mesh Recall"]
     assert 0 < network["mesh F-score"] < 1 and 0 < network["miou"] < 1
     # 7-Scenes: the image resampled to the trained camera (7-Scenes' focal is 11 % longer: ~80 % covered); depth
     # metrics on the covered pixels next to the constant median depth

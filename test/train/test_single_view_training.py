@@ -25,7 +25,8 @@ from semantic_recon_ros.core.rgb_only_completion import load_atlas_network
 from semantic_recon_ros.core.synthetic import DEFAULT_CAMERA
 from semantic_recon_training.__main__ import main as train_main
 from semantic_recon_training.single_view.single_view_config import load_single_view_config
-from semantic_recon_training.single_view.single_view_data import load_pairs
+from semantic_recon_training.single_view.single_view_data import (HOLE_CELL, MAX_INVALID_BORDER, degrade_depth,
+                                                                   load_pairs)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CONFIG = REPO / "semantic_recon_training" / "configs" / "single_view.yaml"
@@ -141,6 +142,57 @@ def test_resume_continues_the_image_stage_and_evaluate_scores_the_validation_roo
     assert result["scenes"] == ["synthetic_0031"] and result["frames"] == 3
     for name in ("iou", "precision", "recall", "hidden_recall", "class_accuracy"):
         assert 0.0 <= result[name] <= 1.0, (name, result)
+
+
+def test_a_depth_network_fine_tunes_from_the_image_network_and_evaluates_with_the_rooms_depth(trained, config_file,
+                                                                                                capsys):
+    """``image_to_latent.depth_input`` on top of the exported image network: the fine-tune starts from its weights
+    (the depth branch fresh), exports a checkpoint that reads depth, and single-view-evaluate feeds it the rooms'
+    rendered depth."""
+    config, out = trained
+    root = config.data.root_path.parent
+    path = root / "depth.yaml"
+    path.write_text(yaml.safe_dump({"base": str(config_file), "image_to_latent": {"depth_input": True},
+                                    "trainer": {"output_dir": str(root / "depth"), "init_checkpoint": str(out),
+                                                "max_steps": 8, "val_every_n_steps": 8,
+                                                "checkpoint_every_n_steps": 8}}))
+    assert train_main(["single-view-fit", "--config", str(path)]) == 0
+    assert len(logged_losses(root / "depth")) == 8
+    exported = root / "depth.pt"
+    assert train_main(["single-view-export", "--config", str(path), "--out", str(exported)]) == 0
+    network, info = load_checkpoint(exported, "cpu", expected_model="single_view")
+    assert info.config.image_to_latent.depth_input and network.depth is not None
+    image_only, _ = load_checkpoint(out, "cpu", expected_model="single_view")
+    for name, tensor in image_only.decoder.state_dict().items():  # the decoder stays frozen
+        assert torch.equal(tensor, network.decoder.state_dict()[name])
+    capsys.readouterr()
+    assert train_main(["single-view-evaluate", "--config", str(path), "--checkpoint", str(exported)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["frames"] == 3 and 0.0 <= result["iou"] <= 1.0
+    backwards = root / "backwards.yaml"  # a depth checkpoint cannot start an image-only run
+    backwards.write_text(yaml.safe_dump({"base": str(config_file), "trainer": {"output_dir": str(root / "back"),
+                                                                              "init_checkpoint": str(exported)}}))
+    assert train_main(["single-view-fit", "--config", str(backwards)]) == 2
+    assert "reads depth: set image_to_latent.depth_input" in capsys.readouterr().err
+
+
+def test_degraded_depth_keeps_valid_pixels_near_their_depth_and_loses_a_border_and_blobs():
+    depth = torch.linspace(0.5, 4.0, 120 * 160).view(120, 160)
+    generator = torch.Generator().manual_seed(3)
+    shares = []
+    for _ in range(20):
+        degraded = degrade_depth(depth, generator)
+        valid = degraded > 0
+        assert ((degraded[valid] / depth[valid] - 1).abs() < 0.06).all()  # 1 % noise: 6 sigma
+        rows, columns = valid.any(dim=1).nonzero(), valid.any(dim=0).nonzero()
+        # invalid border: at most the maximum per side; blobs: whole HOLE_CELL squares
+        assert rows.min() <= MAX_INVALID_BORDER * 120 + 1 and rows.max() >= 120 * (1 - MAX_INVALID_BORDER) - 2
+        assert columns.min() <= MAX_INVALID_BORDER * 160 + 1
+        blocks = valid.view(120 // HOLE_CELL, HOLE_CELL, 160 // HOLE_CELL, HOLE_CELL)
+        inner = blocks[3:-3, :, 3:-3, :]  # away from the border (at most 20 pixels) every block is all valid or all invalid
+        assert ((inner.all(dim=3).all(dim=1)) | (~inner).all(dim=3).all(dim=1)).all()
+        shares.append(valid.float().mean().item())
+    assert 0.35 < min(shares) and max(shares) < 1.0 and max(shares) - min(shares) > 0.1, shares
 
 
 def test_held_out_rooms_and_inconsistent_settings_are_refused(tmp_path, capsys):

@@ -18,9 +18,11 @@ class LiveSingleViewConfig:
              "integration never waits for it) and published as a semantic mesh on single_view/mesh in the camera's "
              "frame. 0 = off.", 0.0, 100.0)
     checkpoint: str = parameter(
-        "default", "Single-view network (a 'single_view' checkpoint file; ~ expanded); \"default\" = the installed "
-                   "share/semantic_recon_ros/models/single_view_default.pt. One that cannot be loaded is logged as "
-                   "an error and the node maps without it.")
+        "rgbd", "Single-view network (a 'single_view' checkpoint file; ~ expanded): \"rgbd\" = the installed "
+                "share/semantic_recon_ros/models/single_view_rgbd.pt, which reads the frame's depth as well as its "
+                "colors (RGB-D mode); \"default\" = models/single_view_default.pt, from the color image alone (the "
+                "one rgb_only can use). One that cannot be loaded or used is logged as an error and the node maps "
+                "without it.")
     fill_unobserved: bool = parameter(
         False, "Also write each prediction into the map's voxels never observed, in the layers of the completion "
                "network's predictions (never over observations nor over the completion network's predictions, "

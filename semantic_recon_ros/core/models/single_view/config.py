@@ -74,6 +74,10 @@ class ImageToLatentConfig:
         False, "Also predict the gravity direction in the camera frame and the camera's height above the floor "
                "from the image features (outputs gravity_cam, camera_height), which place an unposed prediction "
                "upright.")
+    depth_input: bool = parameter(
+        False, "Also read the view's depth image: its projective TSDF in the frustum grid, encoded by a small 3D "
+               "network into the latent grid (an RGB-D single view: the visible surface where the depth puts it, "
+               "the network completing what it hides).")
 
     def __post_init__(self) -> None:
         check_ranges(self)

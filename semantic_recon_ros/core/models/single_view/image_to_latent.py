@@ -9,7 +9,10 @@ class logits of every frustum cell (:mod:`.frustum_grid`). At the default config
 parameters and takes 62 ms per 160x120 image on one CPU thread, 57 of them in the decoder (see the package
 docstring). With ``config.gravity_head`` a small head on the same pooled features also predicts the camera's
 gravity direction and height above the floor (SSR's viewpoint prediction at scene level), which place a prediction
-of an unposed image upright.
+of an unposed image upright. With ``config.depth_input`` the network also reads the view's depth image
+(:mod:`.depth_frustum`: its projective TSDF and known mask in the frustum grid), which a small strided 3D network
+(:class:`DepthEncoder`) brings to the latent grid's resolution and adds to the image's latent grid before the
+refinement; its last layer starts at zero, so a depth network fine-tuned from an image-only one starts as that one.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from torch.nn import functional as F
 
 from .block_autoencoder import BlockDecoder, check_block_grid
 from .config import FrustumGridConfig, ImageToLatentConfig
+from .depth_frustum import depth_frustum_channels
 
 STAGES = 4
 GROUPS = 4
@@ -65,6 +69,30 @@ class GravityHead(nn.Module):
         return {"gravity_cam": F.normalize(output[:, :3], dim=1), "camera_height": F.softplus(output[:, 3])}
 
 
+class DepthEncoder(nn.Module):
+    """(B, 2, D, Y, X) depth channels of a frustum grid (:func:`.depth_frustum.depth_frustum_channels`) -> (B, L, d,
+    y, x) latent-grid offsets: ``levels`` stride-2 3x3x3 convolutions (16, 32, 64, ... channels, GroupNorm, ReLU),
+    then a 1x1x1 convolution to the ``L`` latent channels, initialized to zero."""
+
+    WIDTH = 16
+
+    def __init__(self, levels: int, latent_channels: int) -> None:
+        super().__init__()
+        layers, in_channels = [], 2
+        for level in range(levels):
+            width = self.WIDTH * 2 ** level
+            layers += [nn.Conv3d(in_channels, width, 3, 2, 1, bias=False), nn.GroupNorm(GROUPS, width),
+                       nn.ReLU(inplace=True)]
+            in_channels = width
+        self.encode = nn.Sequential(*layers)
+        self.to_latent = nn.Conv3d(in_channels, latent_channels, 1)
+        nn.init.zeros_(self.to_latent.weight)
+        nn.init.zeros_(self.to_latent.bias)
+
+    def forward(self, channels: torch.Tensor) -> torch.Tensor:
+        return self.to_latent(self.encode(channels))
+
+
 def upright_from_camera(gravity_cam: torch.Tensor, camera_height: torch.Tensor | float) -> torch.Tensor:
     """(4, 4) pose ``T_upright_cam`` of the camera in an upright frame: z up (against ``gravity_cam`` (3,), the unit
     gravity direction in the camera frame), the floor at z = 0, the camera ``camera_height`` metres above it at
@@ -105,6 +133,7 @@ class ImageToLatentNet(nn.Module):
         self.to_latent = nn.Conv2d(widths[-1], latent_channels * self.latent_shape[0], 1)
         self.refine = nn.Sequential(*(LatentResidualBlock(latent_channels) for _ in range(config.latent_blocks)))
         self.gravity = GravityHead(widths[-1]) if config.gravity_head else None
+        self.depth = DepthEncoder(decoder.config.levels, latent_channels) if config.depth_input else None
         self.decoder = decoder.requires_grad_(False)
 
     def _image_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -122,21 +151,34 @@ class ImageToLatentNet(nn.Module):
         features = self.encoder(torch.cat(((images[:, :3] - 0.5) / 0.25, images[:, 3:]), dim=1))
         return self.context(F.adaptive_avg_pool2d(features, (rows, columns)))
 
-    def _latent(self, features: torch.Tensor) -> torch.Tensor:
-        depth, rows, columns = self.latent_shape
-        return self.refine(self.to_latent(features).view(len(features), -1, depth, rows, columns))
+    def _latent(self, features: torch.Tensor, depth: torch.Tensor | None) -> torch.Tensor:
+        cells, rows, columns = self.latent_shape
+        latent = self.to_latent(features).view(len(features), -1, cells, rows, columns)
+        if self.depth is None:
+            if depth is not None:
+                raise ValueError("this single-view network reads no depth (image_to_latent.depth_input is off)")
+        else:
+            if depth is None:
+                raise ValueError("this single-view network needs the view's depth image (image_to_latent.depth_input)")
+            if depth.dim() != 3 or len(depth) != len(features):
+                raise ValueError(f"depth must be (B, H, W) with B = {len(features)} images, got {tuple(depth.shape)}")
+            latent = latent + self.depth(depth_frustum_channels(depth, self.frustum).to(latent.dtype))
+        return self.refine(latent)
 
-    def predict_latent(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3 + E, H, W) images, RGB in [0, 1] -> (B, L, d, y, x) latent grid. Raises ValueError for another
-        channel count or an image smaller than ``2**4`` pixels per latent cell."""
-        return self._latent(self._image_features(images))
+    def predict_latent(self, images: torch.Tensor, depth: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3 + E, H, W) images, RGB in [0, 1], and for a depth network (``config.depth_input``) their (B, H', W')
+        z-depth images in metres (0 = invalid; any size, the same view) -> (B, L, d, y, x) latent grid. Raises
+        ValueError for another channel count, an image smaller than ``2**4`` pixels per latent cell, or a depth
+        missing where needed or given where not."""
+        return self._latent(self._image_features(images), depth)
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B, 3 + E, H, W) images -> dict of ``latent`` (B, L, d, y, x) (:meth:`predict_latent`), ``tsdf``
-        (B, D, Y, X) in [-1, 1] and ``class_logits`` (B, K, D, Y, X) of the frustum cells; with the gravity head
-        (``config.gravity_head``) also ``gravity_cam`` (B, 3) and ``camera_height`` (B,) (:class:`GravityHead`)."""
+    def forward(self, images: torch.Tensor, depth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """(B, 3 + E, H, W) images (and ``depth`` for a depth network, see :meth:`predict_latent`) -> dict of
+        ``latent`` (B, L, d, y, x), ``tsdf`` (B, D, Y, X) in [-1, 1] and ``class_logits`` (B, K, D, Y, X) of the
+        frustum cells; with the gravity head (``config.gravity_head``) also ``gravity_cam`` (B, 3) and
+        ``camera_height`` (B,) (:class:`GravityHead`)."""
         features = self._image_features(images)
-        latent = self._latent(features)
+        latent = self._latent(features, depth)
         output = {"latent": latent, **self.decoder(latent)}
         if self.gravity is not None:
             output.update(self.gravity(features.mean(dim=(2, 3))))

@@ -60,6 +60,7 @@ class NetworkView:
     image: torch.Tensor  # (3, H, W) float32 RGB in [0, 1], the trained camera's image size
     covered: torch.Tensor  # (H, W) bool: the pixel's ray falls inside the given image
     resampled: bool  # the camera differed from the trained one beyond the tolerances
+    depth: torch.Tensor | None = None  # (H, W) float32 z-depth in metres (0 = invalid or not covered), when given
 
     @property
     def coverage(self) -> float:
@@ -67,14 +68,33 @@ class NetworkView:
         return float(self.covered.float().mean())
 
 
-def network_view(color: np.ndarray, camera: PinholeCamera, trained: PinholeCamera) -> NetworkView:
-    """``color`` (H, W, 3) uint8 RGB of ``camera`` (its image size) as seen by the ``trained`` camera.
+def nearest_depth(depth: np.ndarray, source: PinholeCamera, target: PinholeCamera) -> torch.Tensor:
+    """``depth`` (H_s, W_s) z-depth in metres of camera ``source`` (its image size) seen by ``target`` (same optical
+    centre and orientation): (H_t, W_t) float32, the nearest source pixel's depth (never a blend of a foreground and a
+    background depth), 0 where the target's ray leaves the source image or the depth is invalid (<= 0, non-finite).
+    Depth is z along the shared optical axis, so it needs no conversion."""
+    if depth.ndim != 2 or depth.shape != source.shape:
+        raise ValueError(f"expected a ({source.height}, {source.width}) depth image, got {depth.shape}")
+    pixels = source_pixels(source, target).round().long()
+    inside = ((pixels[..., 0] >= 0) & (pixels[..., 0] < source.width) & (pixels[..., 1] >= 0)
+              & (pixels[..., 1] < source.height))
+    values = torch.as_tensor(np.asarray(depth, dtype=np.float32))[pixels[..., 1].clamp(0, source.height - 1),
+                                                                  pixels[..., 0].clamp(0, source.width - 1)]
+    valid = inside & torch.isfinite(values) & (values > 0)
+    return torch.where(valid, values, torch.zeros_like(values))
+
+
+def network_view(color: np.ndarray, camera: PinholeCamera, trained: PinholeCamera,
+                 depth: np.ndarray | None = None) -> NetworkView:
+    """``color`` (H, W, 3) uint8 RGB of ``camera`` (its image size) as seen by the ``trained`` camera, and with it
+    ``depth`` (H, W) float z-depth in metres of the same pixels (registered to the color image), if given.
 
     The image is first resized to ``trained``'s image size (antialiased). When the resized camera's focal lengths
     agree with ``trained``'s within ``FOCAL_TOLERANCE`` and the principal points within ``PRINCIPAL_POINT_TOLERANCE``
     of the image size, that is the input (what the network was trained on is never resampled); otherwise it is
-    resampled through :func:`resample_view`. ValueError when the image is not ``camera``'s size, or covers less
-    than ``MIN_COVERAGE`` of the trained view (the network would mostly see repeated border pixels).
+    resampled through :func:`resample_view`. The depth follows the same way, by the nearest pixel
+    (:func:`nearest_depth`). ValueError when the image (or the depth) is not ``camera``'s size, or covers less than
+    ``MIN_COVERAGE`` of the trained view (the network would mostly see repeated border pixels).
     """
     if color.ndim != 3 or color.shape[2] != 3 or color.shape[:2] != camera.shape:
         raise ValueError(f"expected a ({camera.height}, {camera.width}, 3) color image, got {color.shape}")
@@ -84,9 +104,11 @@ def network_view(color: np.ndarray, camera: PinholeCamera, trained: PinholeCamer
     focal = max(abs(scaled.fx / trained.fx - 1), abs(scaled.fy / trained.fy - 1))
     offset = max(abs(scaled.cx - trained.cx) / trained.width, abs(scaled.cy - trained.cy) / trained.height)
     if focal <= FOCAL_TOLERANCE and offset <= PRINCIPAL_POINT_TOLERANCE:
-        return NetworkView(image, torch.ones(trained.shape, dtype=torch.bool), resampled=False)
+        seen = None if depth is None else nearest_depth(depth, camera, scaled)
+        return NetworkView(image, torch.ones(trained.shape, dtype=torch.bool), resampled=False, depth=seen)
     image, covered = resample_view(image, scaled, trained)
-    view = NetworkView(image.clamp(0, 1), covered, resampled=True)
+    seen = None if depth is None else nearest_depth(depth, camera, trained)
+    view = NetworkView(image.clamp(0, 1), covered, resampled=True, depth=seen)
     if view.coverage < MIN_COVERAGE:
         raise ValueError(
             f"the image (fx {scaled.fx:.1f}, fy {scaled.fy:.1f}, cx {scaled.cx:.1f}, cy {scaled.cy:.1f} at "
