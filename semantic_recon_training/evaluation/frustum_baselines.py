@@ -24,14 +24,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from semantic_recon_ros.core.camera import PinholeCamera, check_rigid
+from semantic_recon_ros.core.camera import check_rigid
 from semantic_recon_ros.core.config.volume import VolumeConfig
 from semantic_recon_ros.core.frame import RGBDFrame
 from semantic_recon_ros.core.map.tsdf_volume import SemanticTSDFVolume
 from semantic_recon_ros.core.mapper import MapFrame, Mapper
 from semantic_recon_ros.core.mesh import SemanticMesh
 from semantic_recon_ros.core.models.single_view import FrustumGrid, frustum_mesh
-from semantic_recon_ros.core.models.single_view.view_resampling import source_pixels
+from semantic_recon_ros.core.models.single_view.depth_frustum import depth_frustum_channels
 
 UNLABELED = -1
 
@@ -76,11 +76,9 @@ def depth_image_frustum(grid: FrustumGrid, depth: np.ndarray, labels: np.ndarray
         depth: (H, W) float32 z-depth in metres of the grid's camera (0 / non-finite = invalid).
         labels: (H, W) int class ids (-1 unlabeled) of the same pixels, or None (no classes).
     """
-    truncation = grid.config.truncation
-    column_depth = column_values(grid, np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0))
-    signed = column_depth[None] - grid.cell_depths("cpu")[:, None, None]  # (D, Y, X) z-distance to the surface
-    known = (column_depth[None] > 0) & (signed > -truncation)
-    tsdf = torch.where(known, (signed / truncation).clamp(-1.0, 1.0), torch.ones_like(signed))
+    channels = depth_frustum_channels(torch.as_tensor(depth, dtype=torch.float32)[None], grid.config)[0]
+    known = channels[1].bool()
+    tsdf = torch.where(known, channels[0], torch.ones_like(channels[0]))
     classes = torch.full(grid.shape, UNLABELED, dtype=torch.int64)
     if labels is not None:
         column_labels = column_values(grid, labels.astype(np.int64))
@@ -189,15 +187,3 @@ def rendered_depth(grid: FrustumGrid, tsdf: torch.Tensor, classes: torch.Tensor 
     cells = (crossing.round().long().clamp(0, D - 1), y.round().long().clamp(0, Y - 1),
              x.round().long().clamp(0, X - 1))
     return depth, torch.where(hit, classes[cells], UNLABELED)
-
-
-def nearest_source_values(image: np.ndarray, source: PinholeCamera, target: PinholeCamera,
-                          invalid: float) -> np.ndarray:
-    """``image`` (H_s, W_s) of camera ``source`` seen by the ``target`` camera (same centre and orientation), nearest
-    pixel, ``invalid`` where the target's ray leaves the source image: (H_t, W_t)."""
-    pixels = source_pixels(source, target).round().long().numpy()
-    inside = ((pixels[..., 0] >= 0) & (pixels[..., 0] < source.width) & (pixels[..., 1] >= 0)
-              & (pixels[..., 1] < source.height))
-    u = pixels[..., 0].clip(0, source.width - 1)
-    v = pixels[..., 1].clip(0, source.height - 1)
-    return np.where(inside, image[v, u], invalid)

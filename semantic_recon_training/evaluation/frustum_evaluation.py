@@ -43,6 +43,7 @@ from semantic_recon_ros.core.models.single_view import (FrustumGrid, LossShaping
                                                          frustum_regions, network_view)
 from semantic_recon_ros.core.models.checkpoint import CheckpointInfo
 from semantic_recon_ros.core.models.single_view.frustum_target import frustum_ground_truth
+from semantic_recon_ros.core.models.single_view.view_resampling import nearest_source_values
 from semantic_recon_ros.core.synthetic import load_ground_truth
 
 from ..data.pseudo_labels import LabelSource, sequence_key
@@ -50,8 +51,8 @@ from ..single_view.frustum_scores import FrustumScores
 from .evaluation_plots import per_class_iou_plot
 from .evaluation_protocol import EvaluationProtocol, held_out_synthetic_scene, pick_views
 from .evaluation_scoring import DEPTH_KEYS, MESH_KEYS
-from .frustum_baselines import (FrustumPrediction, depth_image_frustum, nearest_source_values,
-                                one_hot_probabilities, rendered_depth, rgbd_map_frustum, with_network_fill)
+from .frustum_baselines import (FrustumPrediction, depth_image_frustum, one_hot_probabilities, rendered_depth,
+                                rgbd_map_frustum, with_network_fill)
 from .frustum_report import DEPTH_COLUMNS, FRUSTUM_COLUMNS, FrustumDataset, frustum_preview, table, \
     write_frustum_results
 from .metrics import SemanticConfusion, depth_metrics, mesh_metrics, sample_surface_points

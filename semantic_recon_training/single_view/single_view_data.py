@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from semantic_recon_ros.core.camera import PinholeCamera
 from semantic_recon_ros.core.classes import load_class_set
 from semantic_recon_ros.core.datasets import open_sequence
+from semantic_recon_ros.core.frame import RGBDFrame
 from semantic_recon_ros.core.models.single_view import (FrustumGrid, loss_shaping_weights, random_block_crops,
                                                          semantic_tsdf_channels)
 from semantic_recon_ros.core.models.single_view.frustum_target import frustum_ground_truth
@@ -135,17 +137,21 @@ def load_pairs(config: SingleViewRunConfig, scenes: list[str]) -> dict[str, torc
     return {key: torch.cat([part[key] for part in parts]) for key in ("images", *TARGET_KEYS)}
 
 
+def pair_frames(config: SingleViewRunConfig, scenes: list[str]) -> Iterator[RGBDFrame]:
+    """The rendered frame of every cached pair of ``scenes``, in :func:`load_pairs`' order."""
+    for scene in scenes:
+        sequence = open_sequence(config.data.scene_dir(scene))
+        for index in torch.load(config.cache_file(scene), map_location="cpu", weights_only=True)["frames"]:
+            yield sequence[index]
+
+
 def camera_uprightness(config: SingleViewRunConfig, scenes: list[str]) -> dict[str, torch.Tensor]:
     """The gravity-head targets of the cached pairs of ``scenes`` (in :func:`load_pairs`' order), from the rendered
     rooms' poses: ``gravity_cam`` (N, 3) float32, the unit gravity direction in the camera (optical) frame
     (``R_world_cam^T (0, 0, -1)``: the rooms are z-up), and ``camera_height`` (N,) float32, the camera's height
     above the floor (metres; the floor's top is at z = 0)."""
-    poses = []
-    for scene in scenes:
-        sequence = open_sequence(config.data.scene_dir(scene))
-        frames = torch.load(config.cache_file(scene), map_location="cpu", weights_only=True)["frames"]
-        poses += [torch.as_tensor(sequence[index].T_world_cam, dtype=torch.float64) for index in frames]
-    poses = torch.stack(poses)
+    poses = torch.stack([torch.as_tensor(frame.T_world_cam, dtype=torch.float64)
+                         for frame in pair_frames(config, scenes)])
     return {"gravity_cam": (poses[:, :3, :3].transpose(1, 2) @ WORLD_DOWN).float(),
             "camera_height": poses[:, 2, 3].float()}
 
@@ -154,12 +160,7 @@ def view_depths(config: SingleViewRunConfig, scenes: list[str]) -> dict[str, tor
     """The depth images of the cached pairs of ``scenes`` (in :func:`load_pairs`' order), from the rendered rooms:
     ``depth`` (N, H, W) float32 z-depth in metres (0 = invalid), the input of a depth network
     (``image_to_latent.depth_input``)."""
-    depths = []
-    for scene in scenes:
-        sequence = open_sequence(config.data.scene_dir(scene))
-        frames = torch.load(config.cache_file(scene), map_location="cpu", weights_only=True)["frames"]
-        depths += [torch.as_tensor(sequence[index].depth, dtype=torch.float32) for index in frames]
-    depth = torch.stack(depths)
+    depth = torch.stack([torch.as_tensor(frame.depth, dtype=torch.float32) for frame in pair_frames(config, scenes)])
     return {"depth": torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth))}
 
 

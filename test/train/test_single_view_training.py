@@ -189,7 +189,7 @@ def test_degraded_depth_keeps_valid_pixels_near_their_depth_and_loses_a_border_a
         assert rows.min() <= MAX_INVALID_BORDER * 120 + 1 and rows.max() >= 120 * (1 - MAX_INVALID_BORDER) - 2
         assert columns.min() <= MAX_INVALID_BORDER * 160 + 1
         blocks = valid.view(120 // HOLE_CELL, HOLE_CELL, 160 // HOLE_CELL, HOLE_CELL)
-        inner = blocks[3:-3, :, 3:-3, :]  # away from the border (at most 20 pixels) every block is all valid or all invalid
+        inner = blocks[3:-3, :, 3:-3, :]  # beyond the border (20 pixels at most): all valid or all invalid blocks
         assert ((inner.all(dim=3).all(dim=1)) | (~inner).all(dim=3).all(dim=1)).all()
         shares.append(valid.float().mean().item())
     assert 0.35 < min(shares) and max(shares) < 1.0 and max(shares) - min(shares) > 0.1, shares

@@ -23,7 +23,8 @@ Size at the default configs (a 160x120 image, a 64 x 48 x 64 frustum grid from 0
 image-to-latent network 530,096 (trained; the decoder in it is frozen), its depth encoder (RGB-D) 72,288. Measured
 on this machine's CPU, one thread, inference mode (``OMP_NUM_THREADS=1 .venv/bin/python
 bench/bench_single_view.py``): image -> latent grid 4.6 ms, image -> decoded frustum (TSDF and 13 class logits of
-all 196,608 cells) 62 ms, encoding a frustum 39 ms; two threads: 45 ms per image. The depth input adds about 4 ms. The exact target of one frustum of a synthetic room takes about 0.3 s.
+all 196,608 cells) 62 ms, encoding a frustum 39 ms; two threads: 45 ms per image. The depth input adds about 4 ms.
+The exact target of one frustum of a synthetic room takes about 0.3 s.
 """
 
 from .block_autoencoder import BlockAutoencoder, BlockDecoder, BlockEncoder, random_block_crops, semantic_tsdf_channels

@@ -68,6 +68,18 @@ class NetworkView:
         return float(self.covered.float().mean())
 
 
+def nearest_source_values(image: np.ndarray, source: PinholeCamera, target: PinholeCamera,
+                          invalid: float) -> np.ndarray:
+    """``image`` (H_s, W_s) of camera ``source`` seen by the ``target`` camera (same centre and orientation), nearest
+    pixel, ``invalid`` where the target's ray leaves the source image: (H_t, W_t)."""
+    pixels = source_pixels(source, target).round().long().numpy()
+    inside = ((pixels[..., 0] >= 0) & (pixels[..., 0] < source.width) & (pixels[..., 1] >= 0)
+              & (pixels[..., 1] < source.height))
+    u = pixels[..., 0].clip(0, source.width - 1)
+    v = pixels[..., 1].clip(0, source.height - 1)
+    return np.where(inside, image[v, u], invalid)
+
+
 def nearest_depth(depth: np.ndarray, source: PinholeCamera, target: PinholeCamera) -> torch.Tensor:
     """``depth`` (H_s, W_s) z-depth in metres of camera ``source`` (its image size) seen by ``target`` (same optical
     centre and orientation): (H_t, W_t) float32, the nearest source pixel's depth (never a blend of a foreground and a
@@ -75,13 +87,8 @@ def nearest_depth(depth: np.ndarray, source: PinholeCamera, target: PinholeCamer
     Depth is z along the shared optical axis, so it needs no conversion."""
     if depth.ndim != 2 or depth.shape != source.shape:
         raise ValueError(f"expected a ({source.height}, {source.width}) depth image, got {depth.shape}")
-    pixels = source_pixels(source, target).round().long()
-    inside = ((pixels[..., 0] >= 0) & (pixels[..., 0] < source.width) & (pixels[..., 1] >= 0)
-              & (pixels[..., 1] < source.height))
-    values = torch.as_tensor(np.asarray(depth, dtype=np.float32))[pixels[..., 1].clamp(0, source.height - 1),
-                                                                  pixels[..., 0].clamp(0, source.width - 1)]
-    valid = inside & torch.isfinite(values) & (values > 0)
-    return torch.where(valid, values, torch.zeros_like(values))
+    valid = np.nan_to_num(np.asarray(depth, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0.0)
+    return torch.as_tensor(nearest_source_values(valid, source, target, 0.0), dtype=torch.float32)
 
 
 def network_view(color: np.ndarray, camera: PinholeCamera, trained: PinholeCamera,
