@@ -12,14 +12,14 @@ from __future__ import annotations
 import torch
 
 from .config import FrustumGridConfig
+from .frustum_grid import cell_centre_depths, column_centre_pixels
 
 
 def column_depths(depth: torch.Tensor, frustum: FrustumGridConfig) -> torch.Tensor:
     """(B, H, W) z-depth images (metres; 0 or non-finite = invalid) -> (B, Y, X) the depth of the pixel nearest each
     cell column's centre (0 where invalid)."""
     height, width = depth.shape[-2:]
-    u = ((torch.arange(frustum.cells_x, device=depth.device) + 0.5) * (width / frustum.cells_x) - 0.5).round()
-    v = ((torch.arange(frustum.cells_y, device=depth.device) + 0.5) * (height / frustum.cells_y) - 0.5).round()
+    u, v = (centre.round() for centre in column_centre_pixels(frustum, width, height, depth.device))
     picked = depth[:, v.long().clamp(0, height - 1)][:, :, u.long().clamp(0, width - 1)]
     return torch.where(torch.isfinite(picked) & (picked > 0), picked, torch.zeros_like(picked))
 
@@ -30,9 +30,7 @@ def depth_frustum_channels(depth: torch.Tensor, frustum: FrustumGridConfig) -> t
     if depth.dim() != 3:
         raise ValueError(f"depth must be (B, H, W), got {tuple(depth.shape)}")
     columns = column_depths(depth.float(), frustum)
-    index = torch.arange(frustum.cells_depth, device=depth.device, dtype=torch.float32)
-    cell_depths = frustum.near + (index + 0.5) * ((frustum.far - frustum.near) / frustum.cells_depth)
-    signed = columns[:, None] - cell_depths[None, :, None, None]  # (B, D, Y, X) z-distance to the depth
+    signed = columns[:, None] - cell_centre_depths(frustum, depth.device)[None, :, None, None]  # (B, D, Y, X) z-distance to the depth
     known = (columns[:, None] > 0) & (signed > -frustum.truncation)
     tsdf = torch.where(known, (signed / frustum.truncation).clamp(-1.0, 1.0), torch.zeros_like(signed))
     return torch.stack((tsdf, known.float()), dim=1)

@@ -19,6 +19,22 @@ from ...camera import PinholeCamera, check_rigid, transform_points
 from .config import FrustumGridConfig
 
 
+def column_centre_pixels(config: FrustumGridConfig, width: int, height: int, device: torch.device | str,
+                         dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X,) image column ``u`` and (Y,) image row ``v`` of the cell columns' centres in a ``width x height``
+    image."""
+    u = (torch.arange(config.cells_x, device=device, dtype=dtype) + 0.5) * (width / config.cells_x) - 0.5
+    v = (torch.arange(config.cells_y, device=device, dtype=dtype) + 0.5) * (height / config.cells_y) - 0.5
+    return u, v
+
+
+def cell_centre_depths(config: FrustumGridConfig, device: torch.device | str,
+                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(D,) z-depth (metres) of the cell centres."""
+    index = torch.arange(config.cells_depth, device=device, dtype=dtype)
+    return config.near + (index + 0.5) * ((config.far - config.near) / config.cells_depth)
+
+
 @dataclass(frozen=True)
 class FrustumGrid:
     """A :class:`FrustumGridConfig` laid over the frustum of ``camera``.
@@ -48,16 +64,13 @@ class FrustumGrid:
 
     def cell_pixels(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(Y, X, 2) image coordinates ``(u, v)`` of the cell columns' centres."""
-        config, camera = self.config, self.camera
-        u = (torch.arange(config.cells_x, device=device, dtype=dtype) + 0.5) * (camera.width / config.cells_x) - 0.5
-        v = (torch.arange(config.cells_y, device=device, dtype=dtype) + 0.5) * (camera.height / config.cells_y) - 0.5
+        u, v = column_centre_pixels(self.config, self.camera.width, self.camera.height, device, dtype)
         vv, uu = torch.meshgrid(v, u, indexing="ij")
         return torch.stack((uu, vv), dim=-1)
 
     def cell_depths(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(D,) z-depth (metres) of the cell centres."""
-        index = torch.arange(self.config.cells_depth, device=device, dtype=dtype)
-        return self.config.near + (index + 0.5) * self.depth_spacing
+        return cell_centre_depths(self.config, device, dtype)
 
     def cell_centers_cam(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(D, Y, X, 3) cell centres in the camera (optical) frame, metres."""
