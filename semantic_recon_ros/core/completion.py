@@ -47,6 +47,8 @@ from .map.block_index import pack_coords, unpack_keys
 from .config.completion import CompletionConfig
 from .resources import resolve_setting
 from .map.tsdf_volume import SemanticTSDFVolume
+from .models import load_checkpoint
+from .models.fast_conv import bfloat16_supported, inference_dtype, native_bfloat16_available
 
 # network(tsdf (B,1,X,Y,Z), observed (B,1,X,Y,Z), color (B,3,X,Y,Z) | None[, labels (B,X,Y,Z) with label_input])
 #   -> {"tsdf", "color"?, "semantic_logits"}
@@ -68,6 +70,20 @@ def resolve_checkpoint(value: str | Path | None, rgb_only: bool = False) -> Path
     if rgb_only:
         return resolve_setting(value, DEFAULT_RGB_ONLY_CHECKPOINT_FILE, "checkpoint", "default RGB-only model")
     return resolve_setting(value, DEFAULT_CHECKPOINT_FILE, "checkpoint", "default completion model")
+
+
+def network_dtype(precision: str, device: torch.device | str) -> torch.dtype:
+    """What the network's fast 3D convolutions compute in for a ``completion.precision`` setting on ``device``
+    (:mod:`.models.fast_conv`): bfloat16 for ``bfloat16``, and for ``auto`` on a CPU that computes it natively.
+    ValueError for ``bfloat16`` on a CPU where oneDNN cannot compute it at all."""
+    if torch.device(device).type != "cpu" or precision == "float32":
+        return torch.float32
+    if precision == "bfloat16":
+        if not bfloat16_supported():
+            raise ValueError("completion.precision bfloat16: oneDNN cannot compute bfloat16 convolutions on this CPU "
+                             "(it needs AVX512 or newer); use auto or float32")
+        return torch.bfloat16
+    return torch.bfloat16 if native_bfloat16_available() else torch.float32
 
 
 def add_prediction_layers(volume: SemanticTSDFVolume) -> None:
@@ -147,6 +163,7 @@ class CompletionEngine:
             raise ValueError(f"chunk_size ({config.chunk_size}) and chunk_margin ({config.chunk_margin}) must be "
                              f"multiples of the volume's block_size ({B})")
         self.network, self.volume, self.config, self.use_color = network, volume, config, use_color
+        self.network_dtype = network_dtype(config.precision, volume.device)
         self.calibration = calibration or ConfidenceCalibration.uncalibrated()
         model_config = getattr(network, "config", None)
         self.label_input = bool(getattr(model_config, "label_input", False))  # feed the fused 2D labels
@@ -165,8 +182,6 @@ class CompletionEngine:
     def from_checkpoint(cls, path, volume: SemanticTSDFVolume, config: CompletionConfig) -> "CompletionEngine":
         """Load an S4R checkpoint and its confidence calibration (ValueError when it does not fit the map's classes,
         voxel size, truncation, or its calibration is invalid)."""
-        from .models import load_checkpoint  # the models package is only needed with a network
-
         network, info = load_checkpoint(path, volume.device, expected_class_names=volume.class_names,
                                         expected_voxel_size=volume.config.voxel_size,
                                         expected_truncation=volume.config.truncation)
@@ -276,13 +291,27 @@ class CompletionEngine:
         return unpack_keys(keys[dirty][order]), versions[dirty][order]
 
     # ------------------------------------------------------------------ map -> network -> map
-    def read_chunks(self, chunks: torch.Tensor, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    def chunk_slots(self, chunks: torch.Tensor) -> torch.Tensor:
+        """(n, b) map slots of the blocks of the (n, 3) ``chunks``' input boxes, margins included (-1 where the map
+        has no block; b = blocks per box, in :meth:`BlockGrid.box_blocks` order). Hold the map lock around this."""
+        first = torch.div(self.chunk_origins(chunks), self.volume.config.block_size, rounding_mode="floor")
+        return self.volume.grid.box_slots(first, (self.input_blocks,) * 3)
+
+    def read_chunks(self, chunks: torch.Tensor, names: tuple[str, ...],
+                    slots: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Dense copies of the layers ``names`` over the input boxes (margins included) of the (n, 3) ``chunks``:
         ``{name: (n, C, S, S, S)}`` (C = 1 for per-voxel scalars; each layer's fill value where a block is absent).
-        Hold the map lock around this."""
-        first = torch.div(self.chunk_origins(chunks), self.volume.config.block_size, rounding_mode="floor")
-        counts = (self.input_blocks,) * 3
-        return self.volume.grid.read_boxes(names, None, counts, slots=self.volume.grid.box_slots(first, counts))
+        ``slots``: their :meth:`chunk_slots`, when known. Hold the map lock around this."""
+        slots = self.chunk_slots(chunks) if slots is None else slots
+        return self.volume.grid.read_boxes(names, None, (self.input_blocks,) * 3, slots=slots)
+
+    def read_labels(self, slots: torch.Tensor) -> torch.Tensor:
+        """The fused 2D labels over the input boxes of chunks with :meth:`chunk_slots` ``slots``: (n, S, S, S) int64
+        most voted class of each voxel (-1 where it has no votes). Hold the map lock around this."""
+        grid = self.volume.grid
+        best, label = grid.layer("semantic")[slots.clamp(min=0)].max(dim=-1)  # (n, b, V) over the K classes' votes
+        label = torch.where((best > 0) & (slots >= 0)[..., None], label, -1)
+        return grid.to_boxes(label[..., None], (self.input_blocks,) * 3)[:, 0]
 
     def crop_cores(self, values: torch.Tensor) -> torch.Tensor:
         """(n, C, S, S, S) values over the chunks' input boxes -> (n, C, c, c, c) over their cores (c = core size)."""
@@ -291,13 +320,10 @@ class CompletionEngine:
 
     def gather(self, chunks: torch.Tensor, versions: torch.Tensor) -> ChunkBatch:
         """Read the network inputs of ``chunks`` from the map (hold the map lock around this)."""
-        names = ("weight", "tsdf", "color") + (("semantic",) if self.label_input else ())
-        boxes = self.read_chunks(chunks, names)
+        slots = self.chunk_slots(chunks)
+        boxes = self.read_chunks(chunks, ("weight", "tsdf", "color"), slots)
         observed = boxes["weight"] > 0
-        labels = None
-        if self.label_input:
-            best, label = boxes["semantic"].max(dim=1)  # over (n, K, S, S, S) votes
-            labels = torch.where(best > 0, label, torch.full_like(label, -1))
+        labels = self.read_labels(slots) if self.label_input else None
         return ChunkBatch(chunks, versions, boxes["tsdf"], observed.float(), boxes["color"] / 255.0, labels)
 
     @torch.inference_mode()
@@ -306,15 +332,17 @@ class CompletionEngine:
         semantic (n, K, ...) class probabilities and confidence (n, 1, ...) (:mod:`.completion_confidence`; the
         distances to the observed surface are measured in the whole input, margins included)."""
         color = batch.color if self.use_color else None
-        out = (self.network(batch.tsdf, batch.observed, color, batch.labels) if self.label_input
-               else self.network(batch.tsdf, batch.observed, color))
+        with inference_dtype(self.network_dtype):
+            out = (self.network(batch.tsdf, batch.observed, color, batch.labels) if self.label_input
+                   else self.network(batch.tsdf, batch.observed, color))
+        out = {name: self.crop_cores(value).float() for name, value in out.items()}  # (from bfloat16 too)
         surface = observed_surface(batch.tsdf, batch.observed, self.volume.config.truncation_voxels)
         reach = min(self.calibration.max_distance, self.config.chunk_margin)
         distance = self.crop_cores(surface_distance(surface, reach))
-        semantic = torch.softmax(self.crop_cores(out["semantic_logits"]), dim=1)
+        semantic = torch.softmax(out["semantic_logits"], dim=1)
         confidence = self.calibration.confidence(distance, semantic.amax(dim=1, keepdim=True))
-        tsdf = self.crop_cores(out["tsdf"])
-        color = (self.crop_cores(out["color"]) if "color" in out
+        tsdf = out["tsdf"]
+        color = (out["color"] if "color" in out
                  else torch.full_like(tsdf, 0.5).expand(-1, 3, -1, -1, -1))
         return {"tsdf": tsdf, "color": color, "semantic": semantic, "confidence": confidence}
 

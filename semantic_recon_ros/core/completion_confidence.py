@@ -86,13 +86,24 @@ def surface_distance(surface: torch.Tensor, max_distance: int) -> torch.Tensor:
     """(n, 1, X, Y, Z) bool surface voxels -> (n, 1, X, Y, Z) int64 Chebyshev distance to the nearest one, in
     voxels, up to ``max_distance``; ``max_distance + 1`` where none is that close (also near the box's border,
     for voxels whose neighbourhood the box cuts off)."""
-    distance = torch.full(surface.shape, max_distance + 1, dtype=torch.int64, device=surface.device)
-    distance[surface] = 0
-    reached = surface.float()
-    for step in range(1, max_distance + 1):
-        reached = torch.nn.functional.max_pool3d(reached, 3, stride=1, padding=1)
-        distance[(reached > 0) & (distance > max_distance)] = step
-    return distance
+    reached = surface.bool()
+    unreached = (~reached).to(torch.int64)
+    for _ in range(max_distance):
+        reached = _grow_one_cube(reached)
+        unreached += ~reached
+    return unreached
+
+
+def _grow_one_cube(mask: torch.Tensor) -> torch.Tensor:
+    """(n, 1, X, Y, Z) bool mask grown by one voxel into its 26 neighbours (a 3x3x3 cube: one step along each axis
+    in turn), the box's border cutting the cube off."""
+    for axis in (2, 3, 4):
+        size = mask.shape[axis]
+        grown = mask.clone()
+        grown.narrow(axis, 1, size - 1).logical_or_(mask.narrow(axis, 0, size - 1))
+        grown.narrow(axis, 0, size - 1).logical_or_(mask.narrow(axis, 1, size - 1))
+        mask = grown
+    return mask
 
 
 def observed_surface(tsdf: torch.Tensor, observed: torch.Tensor, truncation_voxels: float) -> torch.Tensor:

@@ -18,12 +18,15 @@ from semantic_recon_ros.core.completion import (
     DEFAULT_CHECKPOINT,
     DEFAULT_CHECKPOINT_FILE,
     CompletionEngine,
+    network_dtype,
     resolve_checkpoint,
 )
 from semantic_recon_ros.core.completion_confidence import ConfidenceCalibration, surface_distance
 from semantic_recon_ros.core.config.completion import CompletionConfig
 from semantic_recon_ros.core.meshing import extract_mesh
-from semantic_recon_ros.core.models import S4RNet, S4RNetConfig, save_calibration, save_checkpoint
+from semantic_recon_ros.core.models import (S4RNet, S4RNetConfig, save_calibration, save_checkpoint,
+                                            set_fast_cpu_convolutions)
+from semantic_recon_ros.core.models.fast_conv import bfloat16_supported, native_bfloat16_available
 from semantic_recon_ros.core.models.s4r_unet import label_channels
 from semantic_recon_ros.core.resources import share_file
 from semantic_recon_ros.core.voxel_map import surface_voxel_points
@@ -82,10 +85,11 @@ def wall_volume() -> SemanticTSDFVolume:
     return volume
 
 
-def test_chunked_predictions_and_confidences_equal_one_dense_run():
+@pytest.mark.parametrize("batch_size", [1, 3])  # one chunk per network call (the default) or several
+def test_chunked_predictions_and_confidences_equal_one_dense_run(batch_size):
     volume = wall_volume()
     network = LocalNetwork().eval()
-    engine = CompletionEngine(network, volume, CONFIG, calibration=GRADED)
+    engine = CompletionEngine(network, volume, replace(CONFIG, batch_size=batch_size), calibration=GRADED)
     stats = engine.run()
     assert stats.chunks_run >= 4 and stats.chunks_pending == 0  # the wall spans several chunks
 
@@ -290,12 +294,41 @@ def test_label_input_networks_get_the_fused_labels():
     assert int((batch.labels == 2).sum()) == int(voted.sum()) > 0  # every voxel with votes, once, as class 2
     labeled = batch.labels >= 0
     assert int((labeled & (batch.labels != 2)).sum()) == 0 and bool((labeled <= (batch.observed[:, 0] > 0)).all())
+    best, most_voted = engine.read_chunks(batch.chunks, ("semantic",))["semantic"].max(dim=1)  # dense votes' argmax
+    assert torch.equal(batch.labels, torch.where(best > 0, most_voted, -1))
     engine.run()
     assert torch.equal(network.seen, batch.labels[-len(network.seen):])
     predicted = volume.grid.layer("pred_weight") > 0
     classes = volume.grid.layer("pred_semantic").argmax(dim=-1)
     assert bool((classes[predicted & (volume.grid.layer("semantic").sum(dim=-1) > 0)] == 2).all())
     assert CompletionEngine(LocalNetwork(), volume, CONFIG).gather(*plan).labels is None  # label-free networks
+
+
+def test_bfloat16_completion_writes_what_float32_does_within_its_precision():
+    assert network_dtype("float32", "cpu") == torch.float32
+    assert network_dtype("auto", "cpu") == (torch.bfloat16 if native_bfloat16_available() else torch.float32)
+    assert network_dtype("bfloat16", "cuda") == torch.float32  # the oneDNN fast path is the CPU's
+    if not bfloat16_supported():  # a CPU without AVX512: refused with a clear error
+        with pytest.raises(ValueError, match="precision bfloat16"):
+            network_dtype("bfloat16", "cpu")
+        return
+    assert network_dtype("bfloat16", "cpu") == torch.bfloat16
+    torch.manual_seed(0)
+    network = S4RNet(S4RNetConfig(num_classes=len(CLASSES), base_width=4, label_input=True)).eval()
+    set_fast_cpu_convolutions(network, True)
+    volumes = {}
+    for precision in ("float32", "bfloat16"):
+        volumes[precision] = wall_volume()
+        CompletionEngine(network, volumes[precision], replace(CONFIG, precision=precision)).run()
+    B = volumes["float32"].config.block_size
+    voxels = (volumes["float32"].grid.block_coords()[:, None] * B + torch.cartesian_prod(*[torch.arange(B)] * 3))
+    reference, low = (volumes[name].grid.read_voxels(voxels.view(-1, 3)) for name in ("float32", "bfloat16"))
+    both = (reference["pred_weight"] == 1) & (low["pred_weight"] == 1)
+    assert int(both.sum()) > 0.99 * int((reference["pred_weight"] == 1).sum()) > 1000
+    assert low["pred_tsdf"].dtype == torch.float32  # the map's layers stay float32
+    assert (low["pred_tsdf"][both] - reference["pred_tsdf"][both]).abs().max() < 0.05
+    assert (low["pred_semantic"][both] - reference["pred_semantic"][both]).abs().max() < 0.05
+    assert not torch.equal(low["pred_tsdf"][both], reference["pred_tsdf"][both])
 
 
 def test_configuration_mismatches_fail_clearly():

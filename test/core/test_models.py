@@ -16,6 +16,7 @@ from semantic_recon_ros.core.models import (
     feature_camera, load_checkpoint, save_checkpoint, set_fast_cpu_convolutions, uses_fast_cpu_convolutions,
     voxel_centers)
 from semantic_recon_ros.core.models.checkpoint import CHECKPOINT_KEYS, CHECKPOINT_VERSION
+from semantic_recon_ros.core.models.fast_conv import bfloat16_supported, inference_dtype
 
 from support.frames import downscale
 
@@ -461,6 +462,43 @@ def test_fast_path_gradients_match_the_default_path():
     for a, b in zip(default_grads, fast_grads):
         assert a.abs().max() > 0
         assert (a - b).abs().max() <= 1e-4 * a.abs().max()
+
+
+def test_fast_path_dtypes_are_float32_and_bfloat16():
+    with pytest.raises(ValueError, match="computes in"):
+        with inference_dtype(torch.float16):
+            pass
+
+
+def test_bfloat16_inference_stays_close_to_float32_and_autograd_stays_float32():
+    model = S4RNet(S4RNetConfig(num_classes=K, base_width=8, label_input=True))
+    tsdf, observed, color = s4r_inputs((32, 32, 32))
+    labels = torch.randint(-1, K, (1, 32, 32, 32), generator=torch.Generator().manual_seed(2))
+    run = lambda: model(tsdf, observed, color, labels)  # noqa: E731
+    settle_batch_norm(model, run)
+    set_fast_cpu_convolutions(model, True)
+    with torch.inference_mode():
+        reference = run()
+    if not bfloat16_supported():  # a CPU without AVX512: a clear error, never a wrong result
+        with pytest.raises(RuntimeError, match="cannot compute bfloat16"):
+            with inference_dtype(torch.bfloat16):
+                pass
+        return
+    with torch.inference_mode(), inference_dtype(torch.bfloat16):
+        low = run()
+    assert all(value.dtype == torch.bfloat16 for value in low.values())
+    assert all(value.dtype == torch.float32 for value in reference.values())
+    # bfloat16 keeps 8 bits of mantissa: values within a few hundredths, the surface and the classes kept
+    assert (low["tsdf"].float() - reference["tsdf"]).abs().max() < 0.05
+    assert ((low["tsdf"] < 0) == (reference["tsdf"] < 0)).float().mean() > 0.99
+    same_class = low["semantic_logits"].argmax(dim=1) == reference["semantic_logits"].argmax(dim=1)
+    assert same_class.float().mean() > 0.97
+    assert not torch.equal(low["tsdf"].float(), reference["tsdf"])  # it did compute in bfloat16
+
+    with inference_dtype(torch.bfloat16):  # autograd on (training): float32 whatever the block says
+        trained = run()
+    assert trained["tsdf"].dtype == torch.float32
+    assert torch.allclose(trained["tsdf"], reference["tsdf"], atol=1e-5)
 
 
 # --- gradients ----------------------------------------------------------------------------------------------

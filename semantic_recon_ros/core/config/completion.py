@@ -18,7 +18,8 @@ class CompletionConfig:
     chunk_margin: int = parameter(
         8, "Context voxels on each side of a chunk; only its centre (chunk_size - 2 margin) is written, so "
            "neighbouring chunks overlap by 2 margin (multiple of block_size).", 0, 64)
-    batch_size: int = parameter(2, "Chunks per network call.", 1, 64)
+    batch_size: int = parameter(
+        1, "Chunks per network call (each chunk of the batch adds its activations to the peak memory).", 1, 64)
     time_budget: float = parameter(
         2.0, "Seconds one completion run may take; chunks still pending wait for the next run.", 0.01, 3600.0)
     min_observed_voxels: int = parameter(
@@ -34,6 +35,11 @@ class CompletionConfig:
     align_grid: bool = parameter(
         True, "Shift the chunk grid by whole blocks so that the fewest chunks cover the observed surface; chosen "
               "at the first run that finds observations and kept until the map is reset.")
+    precision: str = parameter(
+        "auto", "Arithmetic of the completion network's 3D convolutions on the CPU: float32, bfloat16 (half the "
+                "activation memory; fast only where the CPU computes bfloat16 natively, AMX or AVX512-BF16), or auto: "
+                "bfloat16 on such CPUs, float32 elsewhere and on GPUs (RGB-only mapping's network: float32).",
+        choices=("auto", "float32", "bfloat16"))
 
     def __post_init__(self) -> None:
         check_ranges(self)

@@ -84,8 +84,7 @@ class S4RNet(nn.Module):
         observed = self._check_inputs(tsdf, observed, color, labels)
         inputs = [tsdf * observed, observed]
         if self.label_gain is not None:
-            labels = label_channels(labels, self.config.num_classes, tsdf)
-            inputs.append(labels)
+            inputs.append(label_channels(labels, self.config.num_classes, tsdf))
         geometry = self.geometry_encoder(torch.cat(inputs, dim=1))
         skips = geometry[:NUM_LEVELS]
         codes = [geometry[NUM_LEVELS]]
@@ -98,8 +97,10 @@ class S4RNet(nn.Module):
         if self.color_decoder is not None:
             out["color"] = torch.sigmoid(self.color_head(self.color_decoder(bottleneck, skips)[-1]))
         out["semantic_logits"] = self.semantic_head(self.semantic_decoder(bottleneck, skips)[-1])
-        if self.label_gain is not None:
-            out["semantic_logits"] = out["semantic_logits"] + self.label_gain.view(1, -1, 1, 1, 1) * labels
+        if self.label_gain is not None and labels is not None:  # + label_gain * one-hot labels: on the label's channel
+            index, valid = label_index(labels, self.config.num_classes)
+            gain = torch.where(valid, self.label_gain[index], 0.0).to(out["semantic_logits"].dtype)
+            out["semantic_logits"].scatter_add_(1, index[:, None], gain[:, None])  # (the head's fresh output)
         return out
 
     def _check_inputs(self, tsdf: torch.Tensor, observed: torch.Tensor, color: torch.Tensor | None,
@@ -131,6 +132,13 @@ def label_channels(labels: torch.Tensor | None, num_classes: int, like: torch.Te
     device, zero where a voxel has no label."""
     if labels is None:
         return torch.zeros_like(like).expand(-1, num_classes, -1, -1, -1)
+    index, valid = label_index(labels, num_classes)
+    channels = torch.zeros((labels.shape[0], num_classes, *labels.shape[1:]), dtype=like.dtype, device=like.device)
+    return channels.scatter_(1, index[:, None], valid[:, None].to(like.dtype))
+
+
+def label_index(labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, X, Y, Z) class ids (outside [0, K) = none) -> (B, X, Y, Z) int64 class index (0 where none) and bool
+    valid."""
     valid = (labels >= 0) & (labels < num_classes)
-    one_hot = torch.nn.functional.one_hot(torch.where(valid, labels, 0).long(), num_classes)
-    return (one_hot * valid[..., None]).permute(0, 4, 1, 2, 3).to(like.dtype)
+    return torch.where(valid, labels, 0).long(), valid
