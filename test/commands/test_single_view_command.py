@@ -113,8 +113,9 @@ def test_the_rgbd_model_reads_the_depth_image_and_puts_the_surface_where_it_is(f
     hit, error = first_solid_depth(np.load(out / "prediction.npz"), small.depth)
     _, image_error = first_solid_depth(np.load(result / "prediction.npz"), small.depth)
     # cells are 7.3 cm deep: with the depth, the first solid cell lies about where the rendered depth puts it
-    # (measured: 87 % of the rays meet a solid, at a median 4.5 cm from the depth; from the image alone 0.44 m)
-    assert hit > 0.8 and error < 0.1 and error < 0.3 * image_error, (hit, error, image_error)
+    # (measured with the shipped model: 81 % of the rays meet a solid, at a median 5.7 cm from the depth; from the
+    # image alone 0.44 m; the previous RGB-D model, which also filled space behind walls: 87 %, 4.5 cm)
+    assert hit > 0.75 and error < 0.1 and error < 0.3 * image_error, (hit, error, image_error)
     capsys.readouterr()
     for arguments, message in (([], "reads depth as well as color: give the image's --depth"),
                                (["--depth", str(paths["small"])], "16-bit"),
