@@ -151,6 +151,8 @@ class CompletionEngine:
 
     Attributes:
         calibration: the :class:`~.completion_confidence.ConfidenceCalibration` in use.
+        network_dtype: what the network's fast convolutions compute in (:func:`network_dtype` of
+            ``config.precision``; the outputs are float32 either way).
         grid_offset: (3,) int64 shift of the chunk grid in blocks (chunk ``c``'s core holds the blocks
             ``c * core_blocks + grid_offset + [0, core_blocks)^3``), None until the first run with
             observations chooses it.

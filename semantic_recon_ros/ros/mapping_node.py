@@ -474,7 +474,8 @@ class MappingNode(Node):
             parameters = sum(p.numel() for p in network.parameters())
             self.get_logger().info(f"completion network {self.checkpoint}: {type(network).__name__}, "
                                    f"{parameters / 1e6:.2f} M parameters, chunks of "
-                                   f"{self.engine.config.chunk_size}^3 voxels")
+                                   f"{self.engine.config.chunk_size}^3 voxels, convolutions in "
+                                   f"{str(self.engine.network_dtype).removeprefix('torch.')}")
 
     def _load_initial_map(self, path: str) -> None:
         """Start from the map of the ``initial_map`` parameter (ValueError / FileNotFoundError: bad parameter)."""

@@ -82,6 +82,7 @@ def test_predictions_come_from_the_network_and_only_where_views_saw():
     network = atlas()
     volume, _ = rgb_only_map(network)
     engine = RgbOnlyCompletionEngine(network, volume, CONFIG)
+    assert engine.network_dtype == torch.float32  # whatever completion.precision says
     planned = {tuple(c) for c in engine.plan()[0].tolist()}
     assert len(planned) >= 4 and planned == seen_chunks(engine)  # every chunk a view saw, and no other
     blocks = volume.num_blocks
