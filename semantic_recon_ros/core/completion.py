@@ -138,7 +138,7 @@ class CompletionEngine:
 
     Subclasses for other networks redefine :data:`ACTIVITY_LAYERS` and :meth:`active_voxels` (which chunks are run),
     :meth:`gather` (what is read, with :meth:`read_chunks`) and :meth:`predict` (the network, cropped with
-    :meth:`crop_cores`); planning, scheduling, budgets, versions and writing stay this class's. A subclass's batch
+    :meth:`crop_cores`; and :meth:`resolve_network_dtype`, its precision); planning, scheduling, budgets, versions and writing stay this class's. A subclass's batch
     has ``chunks``, ``versions``, ``observed`` (n, 1, S, S, S) (its sum decides ``min_observed_voxels``) and
     ``select(keep)``, as :class:`ChunkBatch`.
 
@@ -165,7 +165,7 @@ class CompletionEngine:
             raise ValueError(f"chunk_size ({config.chunk_size}) and chunk_margin ({config.chunk_margin}) must be "
                              f"multiples of the volume's block_size ({B})")
         self.network, self.volume, self.config, self.use_color = network, volume, config, use_color
-        self.network_dtype = network_dtype(config.precision, volume.device)
+        self.network_dtype = self.resolve_network_dtype()
         self.calibration = calibration or ConfidenceCalibration.uncalibrated()
         model_config = getattr(network, "config", None)
         self.label_input = bool(getattr(model_config, "label_input", False))  # feed the fused 2D labels
@@ -179,6 +179,11 @@ class CompletionEngine:
         # per slot: the block holds an active voxel (active_voxels), and the block version that was computed at
         self._active = torch.zeros(0, dtype=torch.bool, device=volume.device)
         self._active_version = torch.zeros(0, dtype=torch.int64, device=volume.device)
+
+    def resolve_network_dtype(self) -> torch.dtype:
+        """What :meth:`predict` runs the network's fast convolutions in: :func:`network_dtype` of
+        ``config.precision`` (subclasses whose networks are not measured in bfloat16 return float32)."""
+        return network_dtype(self.config.precision, self.volume.device)
 
     @classmethod
     def from_checkpoint(cls, path, volume: SemanticTSDFVolume, config: CompletionConfig) -> "CompletionEngine":

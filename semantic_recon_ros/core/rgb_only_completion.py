@@ -106,7 +106,10 @@ class RgbOnlyCompletionEngine(CompletionEngine):
             raise ValueError(f"the map keeps {volume.config.feature_dim} feature channels per voxel, the Atlas "
                              f"network reads {channels} (volume.feature_dim)")
         super().__init__(network, volume, config)
-        self.network_dtype = torch.float32  # completion.precision is the S4R network's; Atlas' bfloat16 is unmeasured
+
+    def resolve_network_dtype(self) -> torch.dtype:
+        """float32: ``completion.precision`` is the S4R network's; Atlas in bfloat16 is not measured."""
+        return torch.float32
 
     @classmethod
     def from_checkpoint(cls, path, volume: SemanticTSDFVolume, config: CompletionConfig) -> "RgbOnlyCompletionEngine":
