@@ -137,10 +137,10 @@ class CompletionEngine:
     """Keeps the map's prediction layers up to date with a completion network.
 
     Subclasses for other networks redefine :data:`ACTIVITY_LAYERS` and :meth:`active_voxels` (which chunks are run),
-    :meth:`gather` (what is read, with :meth:`read_chunks`) and :meth:`predict` (the network, cropped with
-    :meth:`crop_cores`; and :meth:`resolve_network_dtype`, its precision); planning, scheduling, budgets, versions and writing stay this class's. A subclass's batch
-    has ``chunks``, ``versions``, ``observed`` (n, 1, S, S, S) (its sum decides ``min_observed_voxels``) and
-    ``select(keep)``, as :class:`ChunkBatch`.
+    :meth:`gather` (what is read, with :meth:`read_chunks`), :meth:`predict` (the network, cropped with
+    :meth:`crop_cores`) and :meth:`resolve_network_dtype` (its precision); planning, scheduling, budgets, versions
+    and writing stay this class's. A subclass's batch has ``chunks``, ``versions``, ``observed`` (n, 1, S, S, S) (its
+    sum decides ``min_observed_voxels``) and ``select(keep)``, as :class:`ChunkBatch`.
 
     Args:
         network: callable as :class:`~semantic_recon_ros.core.models.S4RNet` (dict outputs).
