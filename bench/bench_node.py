@@ -25,8 +25,8 @@ from the first room to the whole floor.
 
     nice -n 5 .venv/bin/python bench/bench_node.py --dataset building [--max-blocks 8000] [--clearing-radius 12]
 
-``--rgb-only`` (issue 15) runs the node in RGB-only mode on the same 7-Scenes frames written without depth
-(bench/results/node_bag_<frames>_rgb_only): the Atlas checkpoint (``--checkpoint default``: the installed
+``--rgb-only`` (issue 15) runs the node in RGB-only mode with atlas geometry on the same 7-Scenes frames written
+without depth (bench/results/node_bag_<frames>_rgb_only): the Atlas checkpoint (``--checkpoint default``: the installed
 models/atlas_default.pt; DeepLab features from ``--segmenter``) back-projects at most ``--feature-rate`` frames per
 second and reconstructs the map on the completion thread. Goal: features of >= 10 frames/s, no backlog.
 
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> dict:
                  "checkpoint": args.checkpoint or "''",  # '' (quoted) is the empty string on the command line
                  "segmenter": args.segmenter or "''", "segmentation_rate": str(args.segmentation_rate)}
     if args.rgb_only:
-        overrides.update(rgb_only="true", rgb_only_feature_rate=str(args.feature_rate))
+        overrides.update(rgb_only="true", rgb_only_geometry="atlas", rgb_only_feature_rate=str(args.feature_rate))
     if args.max_blocks is not None:
         overrides["volume.max_blocks"] = str(args.max_blocks)
     if args.clearing_radius is not None:

@@ -17,15 +17,23 @@ When the default model does not fit the volume settings (e.g. another --voxel-si
 only, with a warning; a checkpoint given explicitly must fit.
 
 ``--rgb-only`` maps from color and camera poses alone (the frames' depth is not used), as the node's rgb_only mode
-does: every selected frame's image features (those of the Atlas checkpoint, by default the installed
-models/atlas_default.pt; a 'deeplab' checkpoint uses --segmenter) are back-projected along the camera rays up to
-rgb_only_max_range (the parameter file's, or --max-range), then the Atlas network reconstructs the map from them.
-The same files come out; the meshes and the preview show the network's reconstruction (no mesh_additions.ply).
+does, by the geometry of --rgb-only-geometry (default: the parameter file's rgb_only_geometry):
+
+* ``stereo``: each selected frame's depth is estimated from the earlier selected frames by plane-sweep stereo (the
+  parameter file's ``stereo`` section) and the frame is mapped as above (labels, completion network). Frames before
+  the camera has moved far enough get no depth (``frames_without_stereo_source`` in summary.json). A dataset whose
+  color camera is not the camera of its intrinsics (7-Scenes: 525 px, its files carry the depth camera's 585) needs
+  --color-focal.
+* ``atlas``: every selected frame's image features (those of the Atlas checkpoint, by default the installed
+  models/atlas_default.pt; a 'deeplab' checkpoint uses --segmenter) are back-projected along the camera rays up to
+  rgb_only_max_range (the parameter file's, or --max-range), then the Atlas network reconstructs the map from them.
+  The same files come out; the meshes and the preview show the network's reconstruction (no mesh_additions.ply).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -35,12 +43,13 @@ from tqdm import tqdm
 
 from ..core.classes import load_class_set
 from ..core.completion import DEFAULT_CHECKPOINT
-from ..core.config import CompletionConfig, VolumeConfig, load_section
+from ..core.config import CompletionConfig, StereoConfig, VolumeConfig, load_section
 from ..core.datasets import FORMATS, detect_format, open_sequence
 from ..core.datasets.rosbag_sequence import RosbagTopics
 from ..core.device import resolve_device
 from ..core.mapper import MapFrame, Mapper
 from ..core.mesh_preview import camera_view, preview_picture
+from ..core.multi_view_stereo import PlaneSweepStereo
 from ..core.resources import share_file
 from ..core.segmentation import DEFAULT_SEGMENTER, confidence_weighted, load_segmenter
 from ..ros.node_config import MappingNodeConfig
@@ -80,12 +89,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None,
                         help=f"completion network checkpoint (S4R) file; {DEFAULT_CHECKPOINT!r} (the default) for the "
                              "installed default model, '' for none (fusion only); completes the map after fusion. "
-                             "With --rgb-only the Atlas checkpoint (default: the installed models/atlas_default.pt)")
+                             "With --rgb-only atlas geometry the Atlas checkpoint (default: the installed "
+                             "models/atlas_default.pt)")
     parser.add_argument("--rgb-only", action="store_true",
-                        help="map from color and poses alone (no depth): the Atlas network reconstructs the map from "
-                             "the back-projected image features (a 'deeplab' checkpoint uses --segmenter)")
+                        help="map from color and poses alone (no depth), by --rgb-only-geometry")
+    parser.add_argument("--rgb-only-geometry", choices=["stereo", "atlas"], default=None,
+                        help="--rgb-only: stereo = depth estimated from earlier frames, then mapped like RGB-D; "
+                             "atlas = the Atlas network reconstructs the map from back-projected image features (a "
+                             "'deeplab' checkpoint uses --segmenter). Default: rgb_only_geometry of the parameter file")
+    parser.add_argument("--color-focal", type=float, default=None,
+                        help="--rgb-only stereo: focal length (pixels) of the color camera when the sequence's "
+                             "intrinsics are another camera's (7-Scenes: 525)")
     parser.add_argument("--max-range", type=float, default=None,
-                        help="--rgb-only: features fill each camera ray up to this distance in metres (default: "
+                        help="--rgb-only atlas: features fill each camera ray up to this distance in metres (default: "
                              "rgb_only_max_range of the parameter file)")
     parser.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu, cuda, cuda:1")
 
@@ -110,12 +126,21 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--stride must be at least 1")
     params_files = args.params_file or [share_file("config/mapping.yaml")]
     config = load_section(params_files, "volume", VolumeConfig, voxel_size=args.voxel_size, max_depth=args.max_depth)
-    if args.rgb_only and args.labels == "segmenter":
-        raise ValueError("--labels applies to RGB-D mapping: with --rgb-only the Atlas network labels the map")
-    if not args.rgb_only and args.max_range is not None:
-        raise ValueError("--max-range applies to --rgb-only")
-    max_range = (load_section(params_files, "", MappingNodeConfig, rgb_only_max_range=args.max_range).rgb_only_max_range
-                 if args.rgb_only else None)
+    node_config = load_section(params_files, "", MappingNodeConfig, rgb_only_max_range=args.max_range,
+                               rgb_only_geometry=args.rgb_only_geometry)
+    atlas = args.rgb_only and node_config.rgb_only_geometry == "atlas"
+    stereo = (PlaneSweepStereo(load_section(params_files, "stereo", StereoConfig))
+              if args.rgb_only and not atlas else None)
+    misplaced = {"--rgb-only-geometry": (args.rgb_only_geometry, args.rgb_only, "--rgb-only"),
+                 "--max-range": (args.max_range, atlas, "--rgb-only with atlas geometry"),
+                 "--color-focal": (args.color_focal, stereo is not None, "--rgb-only with stereo geometry")}
+    for option, (given, applies, where) in misplaced.items():
+        if given is not None and not applies:
+            raise ValueError(f"{option} applies to {where}")
+    if atlas and args.labels == "segmenter":
+        raise ValueError("--labels segmenter applies to maps with depth (RGB-D, or --rgb-only stereo): with atlas "
+                         "geometry the Atlas network labels the map")
+    max_range = node_config.rgb_only_max_range if atlas else None
     classes = load_class_set(args.classes)
     device = resolve_device(args.device)
     whole = open_sequence(args.sequence, args.format, **bag_options(args))
@@ -139,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if mapper.completion_error is not None:
         print(f"warning: the default completion model does not fit this map, mapping by fusion only "
               f"(--checkpoint '' silences this): {mapper.completion_error}", file=sys.stderr)
-    poses, skipped, labeled = [], [], 0
+    poses, skipped, labeled, without_source = [], [], 0, 0
     progress = tqdm(range(len(sequence)), desc=f"mapping {sequence.name}", unit="frame")
     for i in progress:
         try:
@@ -148,7 +173,15 @@ def run(args: argparse.Namespace) -> int:
             skipped.append(str(err))
             tqdm.write(f"skipping frame {i}: {err}")
             continue
-        if args.rgb_only:
+        if stereo is not None:
+            camera = (frame.camera if args.color_focal is None
+                      else dataclasses.replace(frame.camera, fx=args.color_focal, fy=args.color_focal))
+            depth = stereo.estimate(frame.color, camera, frame.T_world_cam)
+            if depth is None:
+                without_source += 1
+                continue
+            frame = dataclasses.replace(frame, camera=camera, depth=depth)
+        if atlas:
             mapper.integrate(MapFrame(frame.camera, frame.T_world_cam, frame.color))
         else:
             labels = frame.labels if args.labels == "auto" else None
@@ -160,12 +193,14 @@ def run(args: argparse.Namespace) -> int:
         poses.append(frame.T_world_cam)
         progress.set_postfix(blocks=mapper.volume.num_blocks, ms=mapper.stats.mean_integrate_ms())
     if not poses:
-        raise ValueError(f"{args.sequence}: no frame could be read ({skipped[0]})")
+        raise ValueError(f"{args.sequence}: no frame could be read ({skipped[0]})" if skipped else
+                         f"{args.sequence}: no frame got stereo depth (the camera never moved "
+                         f"stereo.min_baseline)")
     integrate_ms = mapper.stats.mean_integrate_ms()
 
     completion = None
     if mapper.engine is not None:
-        with tqdm(desc="reconstructing" if args.rgb_only else "completing", unit="chunk") as bar:
+        with tqdm(desc="reconstructing" if atlas else "completing", unit="chunk") as bar:
             def advance(done: int, planned: int) -> None:
                 bar.total = planned
                 bar.update(done - bar.n)
@@ -179,8 +214,10 @@ def run(args: argparse.Namespace) -> int:
     view = camera_view(poses, mesh)  # straight down the observed floor's and tables' normal, i.e. along gravity
     up = view.up
     pictured = f"observed mesh of {mesh.num_triangles} triangles"
-    if args.rgb_only:
+    if atlas:
         pictured = f"RGB-only reconstruction by {mapper.checkpoint.name}: {mesh.num_triangles} triangles"
+    elif stereo is not None:
+        pictured = f"RGB-only map of stereo depth: {mesh.num_triangles} triangles"
     if saved.additions is not None:
         pictured += f" ({saved.additions.num_triangles} more added by {mapper.checkpoint.name}: mesh_additions.ply)"
     title = f"{sequence.name}: {len(poses)} frames, {config.voxel_size * 100:g} cm voxels, {pictured}"
@@ -199,9 +236,11 @@ def run(args: argparse.Namespace) -> int:
                        completion_chunks=completion.chunks_run)
     if saved.additions is not None:
         summary.update(additions_triangles=saved.additions.num_triangles)
-    if args.rgb_only:
-        summary.update(rgb_only_max_range=max_range,
+    if atlas:
+        summary.update(rgb_only_geometry="atlas", rgb_only_max_range=max_range,
                        feature_source=mapper.feature_extractor.source)
+    elif stereo is not None:
+        summary.update(rgb_only_geometry="stereo", frames_without_stereo_source=without_source)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0

@@ -52,15 +52,21 @@ voxel map holds both, its points flagged ``observed`` (0: filled by the network)
 ``checkpoint`` is the installed default model; a checkpoint that cannot be used is logged as an error at
 startup and the node maps by fusion only.
 
-With ``rgb_only`` the node maps from color alone (no depth subscription): the mapper back-projects the image
-features of the Atlas checkpoint (``checkpoint``, by default the installed ``models/atlas_default.pt``;
-:mod:`semantic_recon_ros.core.rgb_only_features`) of at most ``rgb_only_feature_rate`` frames per second of their
-stamps (the frames in between are skipped as they arrive, before decoding, counted in ``skipped_frames``), and its
-network reconstructs geometry, classes and color from them on the completion thread exactly as the completion
-network runs (:mod:`semantic_recon_ros.core.rgb_only_completion`); ``mesh`` and ``voxel_map`` show its prediction.
-A checkpoint with 'deeplab' features gets the ``segmenter`` in its own process; the integration worker waits for
-its class probabilities (the input callbacks never do). A checkpoint that cannot be used stops the node (exit 2):
-without its network it maps nothing.
+With ``rgb_only`` the node maps from color alone (no depth subscription) at most ``rgb_only_feature_rate`` frames
+per second of their stamps (the frames in between are skipped as they arrive, before decoding, counted in
+``skipped_frames``), by one of two geometries (``rgb_only_geometry``):
+
+* ``stereo`` (default): the integration worker estimates each frame's depth from earlier frames of the camera by
+  plane-sweep stereo (``stereo.*``, :mod:`semantic_recon_ros.core.multi_view_stereo`) and maps the frame exactly
+  like an RGB-D frame (2D labels, completion network). Until the camera has moved ``stereo.min_baseline`` frames
+  are dropped as ``no_stereo_source``.
+* ``atlas``: the mapper back-projects the image features of the Atlas checkpoint (``checkpoint``, by default the
+  installed ``models/atlas_default.pt``; :mod:`semantic_recon_ros.core.rgb_only_features`), and its network
+  reconstructs geometry, classes and color from them on the completion thread exactly as the completion network
+  runs (:mod:`semantic_recon_ros.core.rgb_only_completion`); ``mesh`` and ``voxel_map`` show its prediction. A
+  checkpoint with 'deeplab' features gets the ``segmenter`` in its own process; the integration worker waits for
+  its class probabilities (the input callbacks never do). A checkpoint that cannot be used stops the node (exit 2):
+  without its network it maps nothing.
 
 With ``single_view.rate`` > 0, the single-view network (``single_view.checkpoint``, by default the installed
 ``models/single_view_rgbd.pt``, or the image-only ``models/single_view_default.pt`` for ``rgb_only``) predicts the
@@ -95,7 +101,8 @@ partners: sum(messages_in) == inputs * frames_in + sum(dropped_messages) + sync_
 Every synchronized frame that is not fused is counted in ``dropped`` under a reason, with a warning
 throttled per reason: ``stale`` / ``future`` (the clock moved while it waited for partners),
 ``encoding``, ``malformed``, ``camera_info``, ``size_mismatch``, ``no_frame_id``, ``queue_full``,
-``tf``, ``no_valid_depth``, ``invalid_frame``, ``reset`` (queued before a reset or load), ``error``
+``tf``, ``no_stereo_source`` (stereo: no earlier frame to match yet), ``no_valid_depth``, ``invalid_frame``,
+``reset`` (queued before a reset or load), ``error``
 (an unexpected exception, logged; the node keeps running): frames_in == integrated + sum(dropped).
 ``tf_discarded`` counts /tf transforms discarded as stamped far from their frame's history (fallback
 TF buffer only).
@@ -139,13 +146,14 @@ from ..core.camera import PinholeCamera
 from ..core.classes import ClassSet
 from ..core.completion import CompletionEngine
 from ..core.concurrency import FrameQueue
-from ..core.config import CompletionConfig, LiveSingleViewConfig, MapperConfig, VolumeConfig
+from ..core.config import CompletionConfig, LiveSingleViewConfig, MapperConfig, StereoConfig, VolumeConfig
 from ..core.frame_rate import StampRateGate
 from ..core.keyframe_segmentation import KeyframeSegmentation
 from ..core.live_single_view import LiveSingleView, SingleViewResult
 from ..core.mapper import MapFrame, Mapper, MapState, map_folder
 from ..core.mapping_statistics import MappingStatistics
 from ..core.mesh import SemanticMesh
+from ..core.multi_view_stereo import PlaneSweepStereo
 from ..core.segmentation import confidence_weighted
 from ..core.segmentation.process_segmenter import ProcessSegmenter
 from ..core.single_view_prediction import SingleViewPredictor, resolve_single_view_checkpoint
@@ -310,6 +318,9 @@ class MappingNode(Node):
             torch.set_num_threads(self.config.torch_threads)
         self._feature_segmenter: ProcessSegmenter | None = None  # RGB-only 'deeplab' features only
         self.mapper = self._make_mapper(mapper_config, volume_config, sections[CompletionConfig])
+        # RGB-only with stereo geometry: each frame's depth from earlier frames (integration worker only)
+        self.stereo = (PlaneSweepStereo(sections[StereoConfig], self.mapper.volume.device) if self.config.stereo
+                       else None)
         # RGB-only: frames admitted by their stamps; the others are skipped on arrival (executor thread only)
         self._feature_rate = StampRateGate(self.config.rgb_only_feature_rate) if self.config.rgb_only else None
         self._skipped_frames = 0
@@ -361,9 +372,13 @@ class MappingNode(Node):
         self._output_thread = threading.Thread(target=self._publish_outputs, name="outputs", daemon=True)
         self._output_thread.start()
         self.mapper.start_completion(mapper_config.completion_period, log=ThrottledLog(self.get_logger()))
-        mode = (f"rgb-only ({self.engine.network.config.feature_source} features of at most "
-                f"{self.config.rgb_only_feature_rate:g} frames/s)" if self.config.rgb_only
-                else "rgb-d" + (" + labels" if self.config.use_labels else ""))
+        if self.config.atlas:
+            mode = (f"rgb-only ({self.engine.network.config.feature_source} features of at most "
+                    f"{self.config.rgb_only_feature_rate:g} frames/s)")
+        elif self.config.stereo:
+            mode = f"rgb-only (stereo depth of at most {self.config.rgb_only_feature_rate:g} frames/s)"
+        else:
+            mode = "rgb-d" + (" + labels" if self.config.use_labels else "")
         completion = (f"completion by {self.checkpoint} every {mapper_config.completion_period:g} s, mesh source "
                       f"{self.mesh_source}" if self.engine is not None else "fusion only (no completion network)")
         self.get_logger().info(
@@ -374,7 +389,7 @@ class MappingNode(Node):
     def _make_mapper(self, config: MapperConfig, volume_config: VolumeConfig,
                      completion_config: CompletionConfig) -> Mapper:
         """The mapper of the parameters; ValueError / FileNotFoundError (bad parameters) naming the problem."""
-        if not self.config.rgb_only:
+        if not self.config.atlas:
             return Mapper.from_config(config, volume_config, completion_config, strict_checkpoint=False)
         try:
             return Mapper.from_config(config, volume_config, completion_config, self.config.rgb_only_max_range,
@@ -394,7 +409,7 @@ class MappingNode(Node):
     def _start_segmentation(self) -> tuple[KeyframeSegmentation | None, str | None]:
         """The keyframe segmentation of the ``segmenter`` parameter, or (None, why) when it cannot run."""
         spec = self.config.segmenter
-        if not spec or self.config.rgb_only:
+        if not spec or self.config.atlas:
             return None, None
         try:
             segmenter = ProcessSegmenter(spec, self.classes.names, num_threads=1)  # never holds this process's GIL
@@ -410,9 +425,10 @@ class MappingNode(Node):
         (rate 0: no reason) or cannot run."""
         if config.rate <= 0:
             return None, None
-        fill = config.fill_unobserved and not self.config.rgb_only
-        if config.fill_unobserved and self.config.rgb_only:
-            self.get_logger().warning("single_view.fill_unobserved is ignored with rgb_only: the map observes nothing")
+        fill = config.fill_unobserved and not self.config.atlas
+        if config.fill_unobserved and self.config.atlas:
+            self.get_logger().warning("single_view.fill_unobserved is ignored with rgb_only_geometry atlas: the map "
+                                      "observes nothing")
         try:
             predictor = SingleViewPredictor.from_checkpoint(resolve_single_view_checkpoint(config.checkpoint),
                                                             self.mapper.volume.device)
@@ -655,7 +671,14 @@ class MappingNode(Node):
         T_world_cam = self._camera_pose(frame)
         if T_world_cam is None:
             return
-        map_frame = MapFrame(frame.camera, T_world_cam, frame.color, frame.depth, frame.labels, stamp_ns=frame.stamp_ns)
+        depth = frame.depth
+        if self.stereo is not None:
+            depth = self.stereo.estimate(frame.color, frame.camera, T_world_cam)
+            if depth is None:
+                self._drop("no_stereo_source", "no earlier frame is a stereo source yet (the camera must move "
+                                               f"{self.stereo.config.min_baseline:g} m)")
+                return
+        map_frame = MapFrame(frame.camera, T_world_cam, frame.color, depth, frame.labels, stamp_ns=frame.stamp_ns)
         try:
             stats = self.mapper.integrate(map_frame, generation=frame.generation)
         except ValueError as error:
@@ -663,9 +686,10 @@ class MappingNode(Node):
             return
         if stats is None:
             self._drop("reset", "received before the last map reset or load")
-        elif stats.valid_pixels == 0 and not self.config.rgb_only:
-            self._drop("no_valid_depth", f"depth image at {frame.stamp_ns / 1e9:.3f} s has no valid "
-                                         "pixel in [volume.min_depth, volume.max_depth]")
+        elif stats.valid_pixels == 0 and not self.config.atlas:
+            self._drop("no_valid_depth", f"{'stereo depth' if self.stereo else 'depth image'} at "
+                                         f"{frame.stamp_ns / 1e9:.3f} s has no valid pixel in "
+                                         "[volume.min_depth, volume.max_depth]")
         else:
             if self.segmentation is not None:
                 self.segmentation.offer(map_frame, frame.generation)

@@ -2,15 +2,15 @@
 
 The node declares one parameter per field of every section in :data:`SECTIONS`: its own settings
 (:class:`MappingNodeConfig`) and the :class:`~semantic_recon_ros.core.config.MapperConfig` at the top
-level (``world_frame``, ``checkpoint``...), ``volume.*``, ``completion.*`` and ``single_view.*``. This module
-imports no ROS package: the parameter table (README, ``semantic-recon params``) is built without ROS.
+level (``world_frame``, ``checkpoint``...), ``volume.*``, ``completion.*``, ``single_view.*`` and ``stereo.*``.
+This module imports no ROS package: the parameter table (README, ``semantic-recon params``) is built without ROS.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.config import CompletionConfig, LiveSingleViewConfig, MapperConfig, VolumeConfig
+from ..core.config import CompletionConfig, LiveSingleViewConfig, MapperConfig, StereoConfig, VolumeConfig
 from ..core.config.fields import check_ranges, parameter
 
 INPUT_QOS_CHOICES = ("sensor_data", "reliable", "system_default")
@@ -27,17 +27,23 @@ class MappingNodeConfig:
     use_labels: bool = parameter(
         False, "Also subscribe to semantic/image_raw (class ids, mono8 or 16UC1) and fuse the labels.")
     rgb_only: bool = parameter(
-        False, "Map without depth (no depth subscription): the image features of the Atlas checkpoint (checkpoint; "
-               "\"default\" = the installed models/atlas_default.pt) are back-projected along the camera rays, and its "
-               "network reconstructs the map from them every completion_period like the completion network (mesh and "
-               "voxel map: its prediction; volume.feature_dim 0 takes the checkpoint's feature channels). A checkpoint "
-               "that cannot be used stops the node.")
+        False, "Map without depth (no depth subscription), with the geometry of rgb_only_geometry. A checkpoint that "
+               "cannot be used stops the node.")
+    rgb_only_geometry: str = parameter(
+        "stereo", "RGB-only mode: stereo = each frame's depth is estimated from earlier frames of the camera "
+                  "(plane-sweep stereo, stereo.*), then mapped like an RGB-D frame (labels, completion network "
+                  "and checkpoint as in RGB-D mode); atlas = the image features of the Atlas checkpoint "
+                  "(checkpoint; \"default\" = the installed models/atlas_default.pt) are back-projected along the "
+                  "camera rays and its network reconstructs the map from them every completion_period (mesh and "
+                  "voxel map: its prediction; volume.feature_dim 0 takes the checkpoint's feature channels).",
+        choices=("stereo", "atlas"))
     rgb_only_max_range: float = parameter(
-        3.0, "RGB-only mode: features fill each ray up to this distance (metres, at most volume.max_depth).",
-        0.1, 100.0)
+        3.0, "RGB-only mode with atlas geometry: features fill each ray up to this distance (metres, at most "
+             "volume.max_depth).", 0.1, 100.0)
     rgb_only_feature_rate: float = parameter(
-        10.0, "RGB-only mode: most frames per second (of their stamps) whose features are back-projected; the frames "
-              "in between are skipped on arrival (status skipped_frames). 0 takes every frame.", 0.0, 1000.0)
+        10.0, "RGB-only mode: most frames per second (of their stamps) mapped (features back-projected, or depth "
+              "estimated by stereo); the frames in between are skipped on arrival (status skipped_frames). 0 takes "
+              "every frame.", 0.0, 1000.0)
     input_qos: str = parameter(
         "sensor_data", "QoS of the image and camera_info subscriptions: sensor_data (best effort), reliable "
                        "or system_default.", choices=INPUT_QOS_CHOICES)
@@ -88,8 +94,9 @@ class MappingNodeConfig:
         "default", "2D segmenter whose class probabilities label the map, run on keyframes in the background: "
                    "\"default\" = the installed DeepLabV3-MobileNetV2 ADE20K model, a model file or folder "
                    "(.tflite, .onnx, .pt/.ts, .pt2 with its segmenter.yaml), or empty = none. One that cannot be "
-                   "loaded is logged as an error and the node maps without it. With rgb_only: the segmenter of an "
-                   "Atlas checkpoint with 'deeplab' features, run on every back-projected frame (else unused).")
+                   "loaded is logged as an error and the node maps without it. With rgb_only_geometry atlas: the "
+                   "segmenter of an Atlas checkpoint with 'deeplab' features, run on every back-projected frame "
+                   "(else unused).")
     segmentation_rate: float = parameter(
         1.0, "Most keyframe segmentations per second (a keyframe: the newest integrated frame once the camera "
              "moved 5 cm or turned 5 degrees since the last one); a slow segmenter lowers this rate, never the "
@@ -105,6 +112,16 @@ class MappingNodeConfig:
         if not self.world_frame:
             raise ValueError("MappingNodeConfig.world_frame must not be empty")
 
+    @property
+    def atlas(self) -> bool:
+        """RGB-only mapping by the Atlas network (the map holds image features, not depth)."""
+        return self.rgb_only and self.rgb_only_geometry == "atlas"
+
+    @property
+    def stereo(self) -> bool:
+        """RGB-only mapping of depth estimated by stereo (the map is built like an RGB-D map)."""
+        return self.rgb_only and self.rgb_only_geometry == "stereo"
+
 
 # (ROS parameter prefix, config dataclass): "" = top-level parameters. The one parameter table of the node.
 SECTIONS: tuple[tuple[str, type], ...] = (
@@ -113,6 +130,7 @@ SECTIONS: tuple[tuple[str, type], ...] = (
     ("volume", VolumeConfig),
     ("completion", CompletionConfig),
     ("single_view", LiveSingleViewConfig),
+    ("stereo", StereoConfig),
 )
 
 

@@ -10,10 +10,11 @@ seeded part of the frames is the input (the training protocol of :mod:`..data.ch
   :mod:`.evaluation_scoring`): completion IoU / recall / precision and TSDF L1, semantic mIoU / mAcc
   partial-to-partial and partial-to-full (synthetic), Atlas' 2D depth metrics in held-out views, semantic
   consistency in held-out views, Atlas' 3D mesh metrics.
-* Atlas checkpoints (:mod:`.rgb_only_evaluation`): the input's color and poses are mapped by the RGB-only Mapper,
-  next to the RGB-D map of the same frames and a constant-depth baseline, scored with Atlas' 3D and 2D depth
-  metrics against the fusion of all frames' depth, and semantically where there is ground truth. On 7-Scenes only
-  the frames of ``--held-out-frames`` are used (the network trains on none of them).
+* Atlas checkpoints, and ``--rgb-only-stereo`` (:mod:`.rgb_only_evaluation`): the input's color and poses are
+  mapped by the RGB-only Mapper, or by plane-sweep stereo then fusion, next to the RGB-D map of the same frames and
+  a constant-depth baseline, scored with Atlas' 3D and 2D depth metrics against the fusion of all frames' depth,
+  and semantically where there is ground truth. On 7-Scenes only the frames of ``--held-out-frames`` are used (the
+  network trains on none of them).
 * single-view checkpoints (:mod:`.frustum_evaluation`): ``--views`` views along each synthetic room's camera path
   (rendered at the checkpoint's camera), each image's predicted frustum against the room's exact semantic TSDF, next
   to the view's depth image with 2D labels and the RGB-D map of that frame; on 7-Scenes, the depth the prediction
@@ -28,6 +29,8 @@ Examples: python -m semantic_recon_training evaluate --checkpoint models/default
               --seven-scenes ../shared/data/7scenes-redkitchen --out train_runs/eval
           python -m semantic_recon_training evaluate --checkpoint models/atlas_default.pt --synthetic-seeds 900-904 \\
               --seven-scenes ../shared/data/7scenes-redkitchen --seven-scenes-stride 2 --out train_runs/eval_rgb_only
+          python -m semantic_recon_training evaluate --rgb-only-stereo --synthetic-seeds 900-904 \\
+              --seven-scenes ../shared/data/7scenes-redkitchen --seven-scenes-stride 2 --out train_runs/eval_stereo
           python -m semantic_recon_training evaluate --checkpoint models/single_view_default.pt --synthetic-seeds \\
               900-904 --seven-scenes ../shared/data/7scenes-redkitchen --seven-scenes-stride 1 \\
               --out train_runs/eval_single_view
@@ -36,6 +39,7 @@ Examples: python -m semantic_recon_training evaluate --checkpoint models/default
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 import time
@@ -49,6 +53,7 @@ from tqdm import tqdm
 from semantic_recon_ros.core.classes import ClassSet, load_class_set
 from semantic_recon_ros.core.completion_confidence import ConfidenceCalibration
 from semantic_recon_ros.core.config.completion import CompletionConfig
+from semantic_recon_ros.core.config.stereo import StereoConfig
 from semantic_recon_ros.core.models import load_checkpoint
 from semantic_recon_ros.core.models.checkpoint import CheckpointInfo
 from semantic_recon_ros.core.config.files import load_section
@@ -64,13 +69,14 @@ from .evaluation_report import DatasetResult, metrics_table, write_results
 from .frustum_evaluation import run_single_view_evaluation
 from .held_out import check_synthetic_rooms, record_warning, sequence_note, synthetic_title
 from .reconstructions import ABLATION_PREFIX, LABEL_FUSION
-from .rgb_only_evaluation import DEFAULT_MAX_RANGE, evaluate_rgb_only_scene
+from .rgb_only_evaluation import AtlasMethod, RgbOnlyMethod, StereoMethod, evaluate_rgb_only_scene
 from .rgb_only_report import HEADINGS as RGB_ONLY_HEADINGS, write_rgb_only_results
 from .scene_evaluation import SceneResult, evaluate_scene
 
 DEFAULT_SEGMENTER = Path(repo_path(DEFAULT_SEGMENTER_DIR))
 LABEL_DESCRIPTIONS = {"segmenter": "the DeepLab ADE20K segmenter", "ground-truth": "the synthetic frames' ground truth"}
 SEVEN_SCENES_TITLE = "7-Scenes"
+SEVEN_SCENES_COLOR_FOCAL = 525.0  # pixels at 640x480 (chosen on frames 0-99 by bench/bench_stereo.py)
 
 
 def _range_pair(text: str) -> tuple[int, int]:
@@ -92,9 +98,17 @@ def _image_size(text: str) -> tuple[int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = EvaluationProtocol()
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="inference checkpoint to evaluate: S4R (completion), Atlas (RGB-only reconstruction) or "
-                             "single_view (one image's frustum)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--checkpoint", type=Path,
+                      help="inference checkpoint to evaluate: S4R (completion), Atlas (RGB-only reconstruction) or "
+                           "single_view (one image's frustum)")
+    what.add_argument("--rgb-only-stereo", action="store_true",
+                      help="evaluate RGB-only mapping by plane-sweep stereo (no checkpoint; the 'stereo' section of "
+                           "--params-file) like an Atlas checkpoint")
+    parser.add_argument("--seven-scenes-color-focal", type=float, default=SEVEN_SCENES_COLOR_FOCAL,
+                        help="--rgb-only-stereo: focal length (pixels) of 7-Scenes' color camera, whose intrinsics "
+                             "the sequence does not carry (it has the depth camera's 585; default %(default)s, the "
+                             "value the 7-Scenes literature uses)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (results.md, results.json, plots)")
     parser.add_argument("--synthetic-seeds", default="900-904",
                         help="held-out synthetic rooms, e.g. 900-904 or 900,903 (default %(default)s; 900-909 are "
@@ -131,8 +145,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voxel-size", type=float, default=defaults.voxel_size,
                         help="voxel size in metres; must be the checkpoint's (default %(default)s)")
     parser.add_argument("--params-file", type=Path, default=None,
-                        help="parameter YAML whose 'completion' section chunks the network run (default: the "
-                             "node's config/mapping.yaml)")
+                        help="parameter YAML whose 'completion' section chunks the network run and whose 'stereo' "
+                             "section sets --rgb-only-stereo (default: the node's config/mapping.yaml)")
     parser.add_argument("--ablation", action="store_true",
                         help="also score rows that change one lever of the map each: the label rule, the "
                              "confidence threshold of the network's additions")
@@ -235,13 +249,21 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--labels ground-truth needs 2D ground truth, which 7-Scenes does not have")
     torch.set_num_threads(args.threads)
     classes = load_class_set()
-    network, info = load_evaluated_checkpoint(args.checkpoint, args.device, classes.names, protocol)
-    record = None if info.training is None else TrainingRecord.from_dict(info.training)
+    params_files = args.params_file or share_file("config/mapping.yaml")
+    if args.rgb_only_stereo:
+        network, info = None, None
+    else:
+        network, info = load_evaluated_checkpoint(args.checkpoint, args.device, classes.names, protocol)
+    record = None if info is None or info.training is None else TrainingRecord.from_dict(info.training)
     check_synthetic_rooms(seeds, record)  # refuses rooms the checkpoint has seen
-    seven_scenes_note = (None if args.seven_scenes is None
-                         else sequence_note(args.seven_scenes, protocol.held_out_range, record))
-    if record_warning(record):
-        print(record_warning(record), file=sys.stderr)
+    if args.rgb_only_stereo:  # nothing trained: its settings were chosen on 7-Scenes frames 0-99 (bench_stereo.py)
+        first, last = protocol.held_out_range
+        seven_scenes_note = f"held-out views from frames {first}-{last - 1}; stereo is not trained"
+    else:
+        seven_scenes_note = (None if args.seven_scenes is None
+                             else sequence_note(args.seven_scenes, protocol.held_out_range, record))
+        if record_warning(record):
+            print(record_warning(record), file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.cache_dir or args.out / "cache"
     if args.labels == "segmenter":
@@ -249,8 +271,8 @@ def run(args: argparse.Namespace) -> int:
                                 min_probability=protocol.min_label_probability, num_threads=args.threads)
     else:
         labels = GroundTruthLabels(classes.num_classes)
-    completion = load_section(args.params_file or share_file("config/mapping.yaml"), "completion", CompletionConfig)
-    if info.model == "single_view":
+    completion = load_section(params_files, "completion", CompletionConfig)
+    if info is not None and info.model == "single_view":
         first, last = protocol.held_out_range
         return run_single_view_evaluation(
             args, network, info, protocol, seeds, synthetic_title(args.synthetic_seeds, seeds, record),
@@ -259,17 +281,25 @@ def run(args: argparse.Namespace) -> int:
                                                     f"; {seven_scenes_note})"),
             classes, labels, LABEL_DESCRIPTIONS[args.labels], command_line(), started)
     progress = not args.no_progress
-    rgb_only = info.model == "atlas"
+    rgb_only = args.rgb_only_stereo or info.model == "atlas"
     if rgb_only:
         del network  # the RGB-only Mapper loads the checkpoint itself
-        segmenter = None
-        if info.config.feature_source == "deeplab":
-            segmenter = (labels if isinstance(labels, SegmenterLabels)
-                         else deeplab_labels(args.segmenter, classes.names, None, num_threads=args.threads)).segmenter
+        if args.rgb_only_stereo:
+            method: RgbOnlyMethod = StereoMethod(load_section(params_files, "stereo", StereoConfig),
+                                                 args.seven_scenes_color_focal)
+            settings = {"stereo": dataclasses.asdict(method.config), "real_color_focal": method.real_color_focal}
+        else:
+            segmenter = None
+            if info.config.feature_source == "deeplab":
+                segmenter = (labels if isinstance(labels, SegmenterLabels) else
+                             deeplab_labels(args.segmenter, classes.names, None, num_threads=args.threads)).segmenter
+            method = AtlasMethod(args.checkpoint, completion, segmenter, info.config.feature_source)
+            settings = {"checkpoint": str(args.checkpoint), "network": dataclasses.asdict(info.config),
+                        "rgb_only_max_range": method.max_range}
 
         def evaluate(scene: EvaluationScene) -> SceneResult:
-            return evaluate_rgb_only_scene(scene, args.checkpoint, protocol, classes.names, labels, completion,
-                                           segmenter, device=args.device, progress=progress)
+            return evaluate_rgb_only_scene(scene, method, protocol, classes.names, labels, device=args.device,
+                                           progress=progress)
     else:
         calibration = (ConfidenceCalibration.uncalibrated() if info.calibration is None
                        else ConfidenceCalibration.from_dict(info.calibration))
@@ -284,9 +314,8 @@ def run(args: argparse.Namespace) -> int:
     command = command_line()
     seconds = time.perf_counter() - started
     if rgb_only:
-        markdown, _ = write_rgb_only_results(args.out, datasets, classes.names, protocol, info.config,
-                                             DEFAULT_MAX_RANGE, args.labels == "ground-truth", args.checkpoint,
-                                             command, seconds)
+        markdown, _ = write_rgb_only_results(args.out, datasets, classes.names, protocol, method.description,
+                                             settings, args.labels == "ground-truth", command, seconds)
     else:
         markdown, _ = write_results(args.out, datasets, classes.names, protocol, completion, args.checkpoint, command,
                                     seconds, calibration)

@@ -1,11 +1,16 @@
-"""Evaluating RGB-only reconstruction (an Atlas checkpoint) on one held-out scene, next to the RGB-D map.
+"""Evaluating RGB-only reconstruction (an Atlas checkpoint, or plane-sweep stereo) on one held-out scene, next to
+the RGB-D map.
 
 Every method maps the scene's input frames (the protocol's seeded subset, :mod:`.evaluation_protocol`):
 
 * ``RGB-D map``: TSDF fusion of their depth, color and 2D labels, what RGB-D mapping gives: the upper reference.
-* ``RGB-only``: the core :class:`Mapper` in RGB-only mode with the checkpoint: color and poses only (plus the 2D
-  segmenter's class probabilities for a ``deeplab`` feature source), back-projected up to ``max_range`` and
-  reconstructed by the network (``Mapper.complete``), then meshed.
+* ``RGB-only``, one of two :class:`RgbOnlyMethod`:
+
+  * :class:`AtlasMethod`: the core :class:`Mapper` in RGB-only mode with the checkpoint: color and poses only (plus
+    the 2D segmenter's class probabilities for a ``deeplab`` feature source), back-projected up to ``max_range`` and
+    reconstructed by the network (``Mapper.complete``), then meshed.
+  * :class:`StereoMethod`: each input frame's depth estimated from the earlier input frames by the core's
+    :class:`PlaneSweepStereo` (color and poses only), then fused with its color and 2D labels like the RGB-D map.
 * ``constant depth``: the trivial baseline that needs no training: every pixel of every input frame at one depth,
   the median of the input frames' captured depth (an oracle scale, the only thing it knows), TSDF-fused.
 
@@ -18,20 +23,23 @@ ground truth; real: the segmenter's, i.e. semantic consistency).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from semantic_recon_ros.core.config.completion import CompletionConfig
+from semantic_recon_ros.core.config.stereo import StereoConfig
 from semantic_recon_ros.core.mapper import MapFrame, Mapper
 from semantic_recon_ros.core.mesh import SemanticMesh
+from semantic_recon_ros.core.multi_view_stereo import PlaneSweepStereo
 from semantic_recon_ros.core.segmentation import Segmenter
 from semantic_recon_ros.core.synthetic import SyntheticGroundTruth, union_sdf
 
-from ..data.pseudo_labels import LabelSource
+from ..data.pseudo_labels import LabelSource, sequence_key
 from .evaluation_protocol import EvaluationProtocol, EvaluationScene, fuse_frames
 from .evaluation_scoring import MeshTarget, mesh_points, score_mesh
 from .scene_evaluation import TARGET_FUSION, SceneResult, scene_preview, view_target
@@ -113,16 +121,87 @@ def reference_labels(truth: SyntheticGroundTruth, points: np.ndarray, class_name
     return truth.scene.class_ids[nearest]
 
 
-def evaluate_rgb_only_scene(scene: EvaluationScene, checkpoint: Path, protocol: EvaluationProtocol,
-                            class_names: Sequence[str], labels: LabelSource, completion: CompletionConfig,
-                            segmenter: Segmenter | None, max_range: float = DEFAULT_MAX_RANGE, device: str = "cpu",
+class RgbOnlyMethod(Protocol):
+    """How the RGB-only row maps a scene's input frames from their color and poses."""
+
+    description: str  # one line for the report
+
+    def mesh(self, scene: EvaluationScene, positions: Sequence[int], protocol: EvaluationProtocol,
+             class_names: Sequence[str], labels: LabelSource, device: str, progress: bool) -> tuple[SemanticMesh, dict]:
+        """The RGB-only map of the frames at ``positions`` and JSON facts about the run."""
+        ...
+
+
+@dataclasses.dataclass
+class AtlasMethod:
+    """The Atlas network of ``checkpoint`` (see :func:`rgb_only_mesh`)."""
+
+    checkpoint: Path
+    completion: CompletionConfig
+    segmenter: Segmenter | None
+    feature_source: str
+    max_range: float = DEFAULT_MAX_RANGE
+
+    @property
+    def description(self) -> str:
+        return (f"the Atlas network of `{self.checkpoint}`, features '{self.feature_source}' back-projected up to "
+                f"{self.max_range:g} m from each camera")
+
+    def mesh(self, scene, positions, protocol, class_names, labels, device, progress):
+        mesh, chunks = rgb_only_mesh(scene, positions, self.checkpoint, protocol, class_names, self.completion,
+                                     self.segmenter, self.max_range, device, progress)
+        return mesh, {"chunks_reconstructed": chunks}
+
+
+@dataclasses.dataclass
+class StereoMethod:
+    """Depth from plane-sweep stereo over the earlier input frames, fused with color and 2D labels.
+
+    ``real_color_focal``: the focal length (pixels) of a real sequence's color camera when its intrinsics are another
+    camera's (7-Scenes: 525 px; its files carry the depth camera's 585), or None to use them."""
+
+    config: StereoConfig
+    real_color_focal: float | None = None
+
+    @property
+    def description(self) -> str:
+        focal = ("" if self.real_color_focal is None
+                 else f"; real sequences' color focal length {self.real_color_focal:g} px")
+        return (f"plane-sweep stereo ({self.config.planes} depths, {self.config.max_sources} earlier input frames "
+                f"{self.config.min_baseline:g}-{self.config.max_baseline:g} m away, {self.config.width} pixels "
+                f"wide{focal}), fused with the 2D labels of the RGB-D map")
+
+    def mesh(self, scene, positions, protocol, class_names, labels, device, progress):
+        stereo, mapper = PlaneSweepStereo(self.config, device), Mapper(protocol.volume_config(), class_names, device)
+        key, without_source, seconds = sequence_key(scene.source), 0, 0.0
+        for position in tqdm(positions, desc=f"stereo mapping {scene.name}", unit="frame", disable=not progress,
+                             leave=False):
+            frame = scene.frames[position]
+            camera = frame.camera
+            if scene.ground_truth is None and self.real_color_focal is not None:
+                camera = dataclasses.replace(camera, fx=self.real_color_focal, fy=self.real_color_focal)
+            start = time.perf_counter()
+            depth = stereo.estimate(frame.color, camera, frame.T_world_cam)
+            seconds += time.perf_counter() - start
+            if depth is None:
+                without_source += 1
+                continue
+            mapper.integrate(MapFrame(camera, frame.T_world_cam, frame.color, depth,
+                                      labels.labels(key, scene.frame_index(position), frame),
+                                      stamp_ns=_stamp_ns(frame.timestamp)))
+        return mapper.mesh()[0], {"frames_without_stereo_source": without_source,
+                                  "stereo_seconds_per_frame": round(seconds / max(1, len(positions)), 3)}
+
+
+def evaluate_rgb_only_scene(scene: EvaluationScene, method: RgbOnlyMethod, protocol: EvaluationProtocol,
+                            class_names: Sequence[str], labels: LabelSource, device: str = "cpu",
                             progress: bool = True) -> SceneResult:
     """Map the scene's input frames with every method (see the module docstring) and score the meshes.
 
     Args:
-        labels: 2D labels of the input frames fused into the RGB-D map, and of real held-out views.
-        completion: chunking of the RGB-only network run.
-        segmenter: the 2D segmenter for an Atlas network with the ``deeplab`` feature source, else None.
+        method: how the RGB-only row maps.
+        labels: 2D labels of the input frames fused into the RGB-D map (and the stereo map), and of real held-out
+            views.
     """
     seconds = {}
     start = time.perf_counter()
@@ -142,8 +221,7 @@ def evaluate_rgb_only_scene(scene: EvaluationScene, checkpoint: Path, protocol: 
     rgbd = fuse_frames(scene, inputs, protocol, class_names, device, labels, progress, "fusing input").mesh()[0]
     seconds["rgbd_map"] = time.perf_counter() - start
     start = time.perf_counter()
-    rgb_only, chunks = rgb_only_mesh(scene, inputs, checkpoint, protocol, class_names, completion, segmenter,
-                                     max_range, device, progress)
+    rgb_only, method_info = method.mesh(scene, inputs, protocol, class_names, labels, device, progress)
     seconds["rgb_only_map"] = time.perf_counter() - start
     start = time.perf_counter()
     depth = median_depth(scene, inputs, protocol)
@@ -158,7 +236,7 @@ def evaluate_rgb_only_scene(scene: EvaluationScene, checkpoint: Path, protocol: 
     seconds["score"] = time.perf_counter() - start
     meshes = {TARGET_FUSION: reference_mesh, RGBD_MAP: rgbd, RGB_ONLY: rgb_only, CONSTANT_DEPTH: constant}
     info = {"frames": len(scene.frames), "input_frames": len(inputs),
-            "held_out_views": [scene.frame_index(p) for p in scene.views], "chunks_reconstructed": chunks,
+            "held_out_views": [scene.frame_index(p) for p in scene.views], **method_info,
             "constant_depth_m": round(depth, 3), "target_points": len(points),
             "triangles": {name: mesh.num_triangles for name, mesh in meshes.items()},
             "seconds": {k: round(v, 2) for k, v in seconds.items()}}

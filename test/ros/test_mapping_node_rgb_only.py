@@ -1,14 +1,14 @@
 """The mapping node in RGB-only mode as a separate process over real DDS, fed a bag of a synthetic room without depth.
 
-A synthetic room (seed ``ROOM_SEED``, one of the held-out test rooms) is rendered along its camera loop and written as
-a bag of color, camera_info and /tf only (30 Hz stamps; no depth topic at all), with a writer independent of the
-package's (``support.mcap_bags``). Another process plays it with /clock to a node started with the shipped
-config/mapping.yaml plus rgb_only and an Atlas checkpoint (an untrained one: no trained RGB-only model is shipped
-yet, so the reconstruction's accuracy is not tested here): the node subscribes to color and camera_info alone,
-back-projects the features of every third frame (rgb_only_feature_rate 10 Hz of 30 Hz), its Atlas network runs over
-every chunk the views saw, mesh and voxel map show that prediction, and the map saved on Ctrl-C holds exactly the
-features the core back-projects from the same frames. Nodes given a checkpoint that cannot serve RGB-only mapping
-(the default one is not installed) stop at once with the reason.
+A synthetic room (seed ``ROOM_SEED``, one of the held-out test rooms) is rendered along its camera loop and written as a
+bag of color, camera_info and /tf only (30 Hz stamps; no depth topic at all), with a writer independent of the package's
+(``support.mcap_bags``). Another process plays it with /clock to a node started with the shipped config/mapping.yaml
+plus rgb_only (atlas geometry) and an Atlas checkpoint (an untrained one: no trained Atlas model is shipped, so the
+reconstruction's accuracy is not tested here; test_mapping_node_stereo.py tests the stereo geometry's): the node
+subscribes to color and camera_info alone, back-projects the features of every third frame (rgb_only_feature_rate 10 Hz
+of 30 Hz), its Atlas network runs over every chunk the views saw, mesh and voxel map show that prediction, and the map
+saved on Ctrl-C holds exactly the features the core back-projects from the same frames. Nodes given a checkpoint that
+cannot serve RGB-only mapping (the default one is not installed) stop at once with the reason.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from support.semantic_colors import vertex_labels  # noqa: E402
 from support.atlas_checkpoints import untrained_atlas_checkpoint  # noqa: E402
 from support.dds_processes import discovered_or_restarted, play_to_subscribers  # noqa: E402
 from support.mapping_node_process import CAMERA_TOPICS, MapListener, node_log, start_node  # noqa: E402
-from support.mcap_bags import OPTICAL, SEC, START, McapBag, camera_info, header, tf_message  # noqa: E402
+from support.mcap_bags import write_color_only_bag  # noqa: E402
 from semantic_recon_ros.core.classes import load_class_set  # noqa: E402
 from semantic_recon_ros.core.completion import DEFAULT_CHECKPOINT_FILE, DEFAULT_RGB_ONLY_CHECKPOINT_FILE  # noqa: E402
 from semantic_recon_ros.core.config.volume import VolumeConfig  # noqa: E402
@@ -47,28 +47,11 @@ ROOM_SEED = 900
 NUM_FRAMES = 45  # 1.5 s at 30 Hz
 FEATURE_RATE = 10.0  # the default rgb_only_feature_rate: every third frame
 MAX_RANGE = 3.0
-OVERRIDES = {"use_sim_time": "true", "rgb_only": "true", "input_qos": "reliable", "status_period": "0.5",
+OVERRIDES = {"use_sim_time": "true", "rgb_only": "true", "rgb_only_geometry": "atlas", "input_qos": "reliable",
+             "status_period": "0.5",
              "mesh_rate": "2.0", "voxel_map_rate": "2.0", "mesh_color_mode": "semantic", "completion_period": "1.0",
              "queue_size": "40",  # every admitted frame of the bag fits: nothing is lost to a stalled machine
              "save_on_shutdown": "true"}
-
-
-def write_rgb_only_bag(path: Path, frames) -> list[int]:
-    """The frames' rgb8 color, camera_info and /tf (world -> optical frame), stamped at 30 Hz from START, and
-    nothing else; returns the stamps."""
-    bag = McapBag(path)
-    stamps = []
-    for index, frame in enumerate(frames):
-        stamp = START + round(index * SEC / 30)
-        height, width = frame.color.shape[:2]
-        bag.write("/tf", "tf2_msgs/msg/TFMessage", tf_message(frame.T_world_cam, stamp, "world", OPTICAL), stamp)
-        bag.write(CAMERA_TOPICS["info"], "sensor_msgs/msg/CameraInfo", camera_info(frame, stamp), stamp)
-        bag.write(CAMERA_TOPICS["color"], "sensor_msgs/msg/Image",
-                  {"header": header(stamp), "height": height, "width": width, "encoding": "rgb8", "is_bigendian": 0,
-                   "step": 3 * width, "data": frame.color.tobytes()}, stamp)
-        stamps.append(stamp)
-    bag.close()
-    return stamps
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +61,7 @@ def room(tmp_path_factory):
     scene = write_synthetic_scene(root / "room", seed=ROOM_SEED, num_frames=NUM_FRAMES,
                                   camera=DEFAULT_CAMERA.scaled(160, 120))
     frames = list(open_sequence(scene))
-    write_rgb_only_bag(root / "room.mcap", frames)
+    write_color_only_bag(root / "room.mcap", frames)
     return frames, root / "room.mcap"
 
 
@@ -205,6 +188,6 @@ def test_ctrl_c_saves_the_features_the_core_back_projects(node, listener, output
 ])
 def test_a_checkpoint_that_cannot_serve_stops_the_rgb_only_node(dds, tmp_path, checkpoint, reason):
     env, _ = dds
-    process = start_node(env, tmp_path, {"rgb_only": "true", "checkpoint": checkpoint})
+    process = start_node(env, tmp_path, {"rgb_only": "true", "rgb_only_geometry": "atlas", "checkpoint": checkpoint})
     assert process.wait(timeout=60) == 2
     assert reason in node_log(process)

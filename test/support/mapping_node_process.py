@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +43,13 @@ NODE_TOPICS = {"color": "color/image_raw", "depth": "depth/image_raw", "info": "
                "labels": "semantic/image_raw"}  # the node's relative input names
 
 
-def start_node(env: dict, logs: Path, overrides: dict[str, str]) -> subprocess.Popen:
-    """The mapping node, started like `mapping_node --ros-args --params-file config/mapping.yaml -p ... -r ...`."""
+def start_node(env: dict, logs: Path, overrides: dict[str, str],
+               extra_params_files: Sequence[Path] = ()) -> subprocess.Popen:
+    """The mapping node, started like `mapping_node --ros-args --params-file config/mapping.yaml [--params-file
+    EXTRA ...] -p ... -r ...`."""
     args = [sys.executable, "-m", "semantic_recon_ros.ros.mapping_node", "--ros-args", "--params-file", str(CONFIG)]
+    for path in extra_params_files:
+        args += ["--params-file", str(path)]
     for name, value in overrides.items():
         args += ["-p", f"{name}:={value}"]
     for key, topic in CAMERA_TOPICS.items():

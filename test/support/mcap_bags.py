@@ -95,3 +95,21 @@ def write_camera_bag(path: Path, frames, color: str = "png", color_topic: str = 
         stamps.append(stamp)
     bag.close()
     return stamps
+
+
+def write_color_only_bag(path: Path, frames) -> list[int]:
+    """The frames' rgb8 color, camera_info and /tf (world -> optical frame), stamped at 30 Hz from START, and
+    nothing else; returns the stamps."""
+    bag = McapBag(path)
+    stamps = []
+    for index, frame in enumerate(frames):
+        stamp = START + round(index * SEC / 30)
+        height, width = frame.color.shape[:2]
+        bag.write("/tf", "tf2_msgs/msg/TFMessage", tf_message(frame.T_world_cam, stamp, "world", OPTICAL), stamp)
+        bag.write("/camera/color/camera_info", "sensor_msgs/msg/CameraInfo", camera_info(frame, stamp), stamp)
+        bag.write("/camera/color/image_raw", "sensor_msgs/msg/Image",
+                  {"header": header(stamp), "height": height, "width": width, "encoding": "rgb8", "is_bigendian": 0,
+                   "step": 3 * width, "data": frame.color.tobytes()}, stamp)
+        stamps.append(stamp)
+    bag.close()
+    return stamps

@@ -20,7 +20,8 @@ class MapperConfig:
         "default", "Completion network (S4R checkpoint file; ~ expanded); \"default\" = the installed "
             "share/semantic_recon_ros/models/default.pt; empty = map by fusion only. A checkpoint that is missing or "
             "does not fit the map (classes, volume.voxel_size, truncation) is logged as an error and the node maps by "
-            "fusion only. With rgb_only: the Atlas network, required; \"default\" = models/atlas_default.pt.")
+            "fusion only. With rgb_only_geometry atlas: the Atlas network, required; \"default\" = "
+            "models/atlas_default.pt.")
     completion_period: float = parameter(
         2.0, "Seconds between completion runs; each reruns the chunks whose observations changed, for at most "
              "completion.time_budget seconds, the network on a low-priority thread (integration never waits for it).",

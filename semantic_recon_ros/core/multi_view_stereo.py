@@ -1,0 +1,209 @@
+"""Depth of a moving color camera from its own earlier frames: plane-sweep multi-view stereo.
+
+RGB-only mapping (the node's ``rgb_only`` with ``rgb_only_geometry: stereo``, ``semantic-recon map --rgb-only``)
+gives each color frame a depth image estimated here and then maps it exactly like an RGB-D frame: TSDF fusion, 2D
+labels, the completion network.
+
+Each frame (the reference) is matched against up to ``max_sources`` earlier frames kept as keyframes whose camera
+centre lies ``min_baseline``..``max_baseline`` away and which look the same way (viewing directions within
+``max_view_angle``), chosen spread over that range of baselines. For ``planes`` depths spaced evenly in inverse depth
+between ``min_depth`` and ``max_depth``, every source image is warped into the reference view through the plane and
+compared with the reference by zero-mean normalized cross-correlation (ZNCC) over ``window`` x ``window`` pixels;
+a depth's score is the mean correlation of its ``best_sources`` best sources (a surface occluded in the others
+still scores). Each pixel takes its best-scoring depth, refined between planes by a parabola, and keeps it only
+where the match is unambiguous enough to trust (``min_score``, ``min_support`` sources agreeing, a textured window,
+not at either end of the sweep) and where it agrees with the depth matched before for ``min_consistent`` of the
+sources that have some (multi-view geometric consistency: a wrong match rarely lands on the same point twice); the
+other pixels get no depth. TSDF fusion over many frames averages the error that remains.
+
+Frames: ``T_world_cam`` maps camera-frame points (x right, y down, z forward) to the world frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .camera import PinholeCamera
+from .config.stereo import StereoConfig
+
+KEYFRAME_TURN_DEGREES = 3.0  # a frame turned this far from the last keyframe becomes one (with keyframe_spacing)
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass
+class StereoKeyframe:
+    """A frame kept for matching: (h, w) float32 intensity in [0, 1] and (h, w) float32 depth of its trusted
+    matches before the consistency check (metres, 0 = none; None when it has none) at the matching resolution, on
+    the device."""
+
+    intensity: torch.Tensor
+    T_world_cam: np.ndarray
+    depth: torch.Tensor | None = None
+
+    @property
+    def centre(self) -> np.ndarray:
+        return self.T_world_cam[:3, 3]
+
+    @property
+    def axis(self) -> np.ndarray:
+        """Unit viewing direction (the camera's z axis) in the world frame."""
+        return self.T_world_cam[:3, 2]
+
+
+class PlaneSweepStereo:
+    """Estimates the depth of each frame of one color camera from its earlier frames (see the module docstring).
+
+    Not thread-safe: call :meth:`estimate` from one thread. A frame of another camera (intrinsics or image size)
+    forgets the keyframes of the previous one.
+
+    Args:
+        config: the matching settings.
+        device: where the images are matched.
+    """
+
+    def __init__(self, config: StereoConfig, device: torch.device | str = "cpu") -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.keyframes: list[StereoKeyframe] = []
+        self._camera: PinholeCamera | None = None  # the input camera the keyframes belong to
+        self._matching_camera: PinholeCamera | None = None
+        inverse = torch.linspace(1.0 / config.min_depth, 1.0 / config.max_depth, config.planes, device=self.device)
+        self._inverse_depths = inverse  # (D,) 1/metres, nearest first
+
+    def reset(self) -> None:
+        """Forget every keyframe."""
+        self.keyframes.clear()
+
+    def estimate(self, color: np.ndarray, camera: PinholeCamera, T_world_cam: np.ndarray) -> np.ndarray | None:
+        """The frame's depth, then the frame is remembered as a keyframe if it moved far enough.
+
+        Args:
+            color: (H, W, 3) uint8 RGB image of ``camera``.
+            T_world_cam: (4, 4) camera-to-world pose of the frame.
+        Returns:
+            (H, W) float32 z-depth in metres, 0 where no depth is trusted; None while fewer than ``min_support``
+            keyframes are usable sources (the first frames, or after the camera only turned in place).
+        """
+        if color.ndim != 3 or color.shape[2] != 3 or color.shape[:2] != camera.shape:
+            raise ValueError(f"stereo needs an (H, W, 3) color image of the camera's {camera.width}x{camera.height}, "
+                             f"got {color.shape}")
+        if camera != self._camera:
+            self.reset()
+            self._camera = camera
+            width = min(self.config.width, camera.width)
+            self._matching_camera = camera.scaled(width, max(1, round(camera.height * width / camera.width)))
+        reference = StereoKeyframe(self._intensity(color), np.asarray(T_world_cam, dtype=np.float64))
+        sources = self.sources(reference)
+        depth = None
+        if len(sources) >= self.config.min_support:
+            matched = self.match(reference, sources)
+            trusted = torch.where(self._consistent(reference, matched, sources), matched, torch.zeros_like(matched))
+            reference.depth = matched if bool((matched > 0).any()) else None
+            depth = F.interpolate(trusted[None, None], size=camera.shape, mode="nearest")[0, 0].cpu().numpy()
+        self._remember(reference)
+        return depth
+
+    def sources(self, reference: StereoKeyframe) -> list[StereoKeyframe]:
+        """Up to ``max_sources`` keyframes usable with ``reference``, spread over the allowed baselines."""
+        cfg = self.config
+        cos_limit = np.cos(np.radians(cfg.max_view_angle))
+        usable = []
+        for keyframe in self.keyframes:
+            baseline = float(np.linalg.norm(keyframe.centre - reference.centre))
+            if cfg.min_baseline <= baseline <= cfg.max_baseline and keyframe.axis @ reference.axis >= cos_limit:
+                usable.append((baseline, keyframe))
+        usable.sort(key=lambda pair: pair[0])
+        if len(usable) <= cfg.max_sources:
+            return [keyframe for _, keyframe in usable]
+        picks = np.linspace(0, len(usable) - 1, cfg.max_sources).round().astype(int)
+        return [usable[index][1] for index in picks]
+
+    def match(self, reference: StereoKeyframe, sources: list[StereoKeyframe]) -> torch.Tensor:
+        """(h, w) float32 depth of ``reference`` at the matching resolution from ``sources`` where the match is
+        trusted (0 elsewhere), before the check of geometric consistency."""
+        cfg = self.config
+        camera = self._matching_camera
+        planes = self._inverse_depths.numel()
+        window_mean = self._window_mean
+        ref = reference.intensity[None]  # (1, h, w)
+        ref_mean = window_mean(ref)
+        ref_var = (window_mean(ref * ref) - ref_mean * ref_mean).clamp_min(1e-8)
+        rays = camera.pixel_rays(self.device)  # (h, w, 3) in the reference camera frame, z = 1
+        plane_depths = (1.0 / self._inverse_depths)[:, None, None, None]  # (D, 1, 1, 1)
+        scores = []
+        for source in sources:
+            T_source_ref = torch.from_numpy(np.linalg.solve(source.T_world_cam, reference.T_world_cam)).float()
+            T_source_ref = T_source_ref.to(self.device)
+            # (D, h, w, 3) the reference pixels' points on every plane, in the source camera frame
+            uv, z = camera.project(plane_depths * (rays @ T_source_ref[:3, :3].T) + T_source_ref[:3, 3])
+            grid = torch.stack((2 * (uv[..., 0] + 0.5) / camera.width - 1,
+                                2 * (uv[..., 1] + 0.5) / camera.height - 1), dim=-1)  # (D, h, w, 2)
+            image = source.intensity[None, None].expand(planes, 1, camera.height, camera.width)
+            warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
+            seen = (grid.abs() <= 1).all(dim=-1) & (z > 0)
+            warped_mean = window_mean(warped)
+            warped_var = (window_mean(warped * warped) - warped_mean * warped_mean).clamp_min(1e-8)
+            zncc = (window_mean(warped * ref) - warped_mean * ref_mean) / torch.sqrt(warped_var * ref_var)
+            scores.append(torch.where(seen, zncc, torch.full_like(zncc, -1.0)))
+        per_source = torch.stack(scores)  # (S, D, h, w)
+        score = per_source.topk(min(cfg.best_sources, len(sources)), dim=0).values.mean(dim=0)  # (D, h, w)
+        best, index = score.max(dim=0)
+        inner = index.clamp(1, planes - 2)
+        before, at, after = (score.gather(0, (inner + step)[None])[0] for step in (-1, 0, 1))
+        curvature = before - 2 * at + after
+        offset = torch.where(curvature < -1e-6, 0.5 * (before - after) / curvature.clamp_max(-1e-6),
+                             torch.zeros_like(at)).clamp(-0.5, 0.5)
+        step = self._inverse_depths[1] - self._inverse_depths[0]
+        depth = 1.0 / (self._inverse_depths[0] + (inner.float() + offset) * step)
+        support = (per_source.gather(1, index[None, None].expand(len(sources), 1, -1, -1))[:, 0]
+                   >= cfg.support_score).sum(dim=0)
+        trusted = ((best >= cfg.min_score) & (support >= cfg.min_support) & (ref_var[0] >= cfg.min_texture ** 2)
+                   & (index > 0) & (index < planes - 1))
+        return torch.where(trusted, depth, torch.zeros_like(depth))
+
+    def _consistent(self, reference: StereoKeyframe, depth: torch.Tensor,
+                    sources: list[StereoKeyframe]) -> torch.Tensor:
+        """(h, w) bool: ``depth`` (h, w) of ``reference`` agrees with the earlier matches of ``min_consistent`` of
+        the ``sources`` that have some (everywhere True when none has or the check is off)."""
+        cfg = self.config
+        with_depth = [source for source in sources if source.depth is not None]
+        if cfg.min_consistent == 0 or not with_depth:
+            return torch.ones_like(depth, dtype=torch.bool)
+        camera = self._matching_camera
+        points = camera.backproject(depth)  # (h, w, 3) in the reference camera frame
+        agreeing = torch.zeros_like(depth, dtype=torch.int64)
+        for source in with_depth:
+            T = torch.from_numpy(np.linalg.solve(source.T_world_cam, reference.T_world_cam)).float().to(self.device)
+            uv, z = camera.project(points @ T[:3, :3].T + T[:3, 3])
+            column, row = uv[..., 0].round().long(), uv[..., 1].round().long()
+            inside = (z > 0) & (column >= 0) & (column < camera.width) & (row >= 0) & (row < camera.height)
+            seen = source.depth[row.clamp(0, camera.height - 1), column.clamp(0, camera.width - 1)]
+            agreeing += (inside & (seen > 0) & ((seen - z).abs() <= cfg.consistency * z)).long()
+        return agreeing >= min(cfg.min_consistent, len(with_depth))
+
+    def _window_mean(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, h, w) -> (N, h, w) mean over each pixel's window (the image border counts only pixels inside), as a
+        mean along rows then along columns."""
+        size, half = self.config.window, self.config.window // 2
+        rows = F.avg_pool2d(images[:, None], (1, size), stride=1, padding=(0, half), count_include_pad=False)
+        return F.avg_pool2d(rows, (size, 1), stride=1, padding=(half, 0), count_include_pad=False)[:, 0]
+
+    def _intensity(self, color: np.ndarray) -> torch.Tensor:
+        """(h, w) float32 luma in [0, 1] of an (H, W, 3) uint8 image at the matching resolution."""
+        rgb = torch.from_numpy(np.ascontiguousarray(color)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+        rgb = F.interpolate(rgb, size=self._matching_camera.shape, mode="area")[0]
+        return sum(weight * channel for weight, channel in zip(_LUMA, rgb))
+
+    def _remember(self, frame: StereoKeyframe) -> None:
+        if self.keyframes:
+            last = self.keyframes[-1]
+            moved = float(np.linalg.norm(frame.centre - last.centre))
+            turned = np.degrees(np.arccos(np.clip(frame.axis @ last.axis, -1.0, 1.0)))
+            if moved < self.config.keyframe_spacing and turned < KEYFRAME_TURN_DEGREES:
+                return
+        self.keyframes.append(frame)
+        del self.keyframes[:-self.config.max_keyframes]
