@@ -25,12 +25,15 @@ from the first room to the whole floor.
 
     nice -n 5 .venv/bin/python bench/bench_node.py --dataset building [--max-blocks 8000] [--clearing-radius 12]
 
-``--rgb-only`` (issue 15) runs the node in RGB-only mode with atlas geometry on the same 7-Scenes frames written
-without depth (bench/results/node_bag_<frames>_rgb_only): the Atlas checkpoint (``--checkpoint default``: the installed
-models/atlas_default.pt; DeepLab features from ``--segmenter``) back-projects at most ``--feature-rate`` frames per
-second and reconstructs the map on the completion thread. Goal: features of >= 10 frames/s, no backlog.
+``--rgb-only`` (issue 15) runs the node in RGB-only mode (config/modes/rgb_only.yaml layered over the base) on the
+same 7-Scenes frames written without depth: with ``--rgb-only-geometry stereo`` (the default; camera_info carries
+the color camera's focal length, bench/results/node_bag_<frames>_rgb_only_fx525) each admitted frame's depth comes
+from plane-sweep stereo; with ``atlas`` (bench/results/node_bag_<frames>_rgb_only) the Atlas checkpoint
+(``--checkpoint default``: the installed models/atlas_default.pt; DeepLab features from ``--segmenter``)
+back-projects at most ``--feature-rate`` frames per second and reconstructs the map on the completion thread. Goal:
+>= 10 frames/s, no backlog.
 
-    nice -n 5 .venv/bin/python bench/bench_node.py --rgb-only [--feature-rate 10]
+    nice -n 5 .venv/bin/python bench/bench_node.py --rgb-only [--rgb-only-geometry stereo|atlas] [--feature-rate 10]
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from semantic_recon_ros.core.datasets.seven_scenes import COLOR_FOCAL_LENGTH
+
 REPO = Path(__file__).resolve().parents[1]
 SEVEN_SCENES = REPO.parent / "shared" / "data" / "7scenes-redkitchen"
 RESULTS = REPO / "bench" / "results"
@@ -60,21 +65,26 @@ CAMERA_REMAPS = {"color/image_raw": "/camera/color/image_raw", "depth/image_raw"
 PLAYER = [sys.executable, "-m", "semantic_recon_ros.cli", "play-bag"]
 
 
-def ensure_bag(frames: int, rgb_only: bool = False) -> Path:
+def ensure_bag(frames: int, rgb_only: bool = False, color_focal: float | None = None) -> Path:
     """A bag of the first ``frames`` 7-Scenes frames stamped at 30 Hz (written once, then reused); ``rgb_only``:
-    without depth images."""
+    without depth images; ``color_focal``: camera_info with the color camera's focal length (pixels) instead of the
+    sequence's (the depth camera's)."""
     import dataclasses
 
     from semantic_recon_ros.core.datasets import open_sequence
     from semantic_recon_ros.core.datasets.rosbag_writer import RosbagWriter, RosbagWriterConfig
 
-    bag = RESULTS / f"node_bag_{frames}" if not rgb_only else RESULTS / f"node_bag_{frames}_rgb_only"
+    bag = RESULTS / (f"node_bag_{frames}" + ("_rgb_only" if rgb_only else "")
+                     + ("" if color_focal is None else f"_fx{color_focal:g}"))
     if (bag / "metadata.yaml").is_file():
         return bag
     shutil.rmtree(bag, ignore_errors=True)
     sequence = open_sequence(SEVEN_SCENES).subset(max_frames=frames)
     with RosbagWriter(bag, RosbagWriterConfig(depth_encoding="16UC1")) as writer:
         for frame in sequence:
+            if color_focal is not None:
+                frame = dataclasses.replace(frame, camera=dataclasses.replace(frame.camera, fx=color_focal,
+                                                                              fy=color_focal))
             writer.write(dataclasses.replace(frame, depth=None) if rgb_only else frame)
     return bag
 
@@ -190,7 +200,8 @@ def run(args: argparse.Namespace) -> dict:
         bag, args.floor_info = ensure_building_bag(args.floor_seed, args.frames)
         args.frames = args.floor_info["frames"]
     else:
-        bag = ensure_bag(args.frames, args.rgb_only)
+        stereo = args.rgb_only and args.rgb_only_geometry == "stereo"
+        bag = ensure_bag(args.frames, args.rgb_only, COLOR_FOCAL_LENGTH if stereo else None)
     env = {k: v for k, v in os.environ.items() if k not in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")}
     env.update(ROS_DOMAIN_ID=str(args.domain_id), FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA", PYTHONUNBUFFERED="1")
     os.environ.update(ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"], FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA")
@@ -199,7 +210,9 @@ def run(args: argparse.Namespace) -> dict:
                  "checkpoint": args.checkpoint or "''",  # '' (quoted) is the empty string on the command line
                  "segmenter": args.segmenter or "''", "segmentation_rate": str(args.segmentation_rate)}
     if args.rgb_only:
-        overrides.update(rgb_only="true", rgb_only_geometry="atlas", rgb_only_feature_rate=str(args.feature_rate))
+        overrides.update(rgb_only="true", rgb_only_geometry=args.rgb_only_geometry)
+        if args.feature_rate is not None:
+            overrides["rgb_only_feature_rate"] = str(args.feature_rate)
     if args.max_blocks is not None:
         overrides["volume.max_blocks"] = str(args.max_blocks)
     if args.clearing_radius is not None:
@@ -209,6 +222,8 @@ def run(args: argparse.Namespace) -> dict:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(args.node_source), env.get("PYTHONPATH"))))
         config = args.node_source / "config" / "mapping.yaml"
     command = [sys.executable, "-m", "semantic_recon_ros.ros.mapping_node", "--ros-args", "--params-file", str(config)]
+    if args.rgb_only:  # as a user runs it: the mode's parameter file over the base
+        command += ["--params-file", str(config.parent / "modes" / "rgb_only.yaml")]
     for name, value in overrides.items():
         command += ["-p", f"{name}:={value}"]
     for topic, remapped in CAMERA_REMAPS.items():
@@ -470,11 +485,15 @@ def main() -> int:
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--checkpoint", default="default",
                         help="completion network: 'default' (the node's default), a file, or '' (fusion only); with "
-                             "--rgb-only the Atlas network ('default': models/atlas_default.pt)")
+                             "--rgb-only-geometry atlas the Atlas network ('default': models/atlas_default.pt)")
     parser.add_argument("--rgb-only", action="store_true",
-                        help="7scenes: the node's RGB-only mode on the frames without depth")
-    parser.add_argument("--feature-rate", type=float, default=10.0,
-                        help="--rgb-only: the node's rgb_only_feature_rate (frames back-projected per second at most)")
+                        help="7scenes: the node's RGB-only mode (config/modes/rgb_only.yaml) on the frames without depth")
+    parser.add_argument("--rgb-only-geometry", default="stereo", choices=["stereo", "atlas"],
+                        help="--rgb-only: the node's rgb_only_geometry (stereo: camera_info carries the color "
+                             f"camera's focal length, {COLOR_FOCAL_LENGTH:g} px)")
+    parser.add_argument("--feature-rate", type=float, default=None,
+                        help="--rgb-only: the node's rgb_only_feature_rate (frames mapped per second at most; default: "
+                             "the mode file's)")
     parser.add_argument("--segmenter", default="default",
                         help="live keyframe segmenter: 'default' (the node's default), a model, or '' (none)")
     parser.add_argument("--segmentation-rate", type=float, default=1.0)
@@ -522,8 +541,9 @@ def main() -> int:
             print("| " + " | ".join(str(v) for v in row.values()) + " |")
         print(f"\nplot: {args.plot}, time series: {RESULTS / (args.plot.stem + '.json')}")
         return 0
-    mode = (f"RGB-only (checkpoint {args.checkpoint}, rgb_only_feature_rate {args.feature_rate:g}, segmenter "
-            f"{args.segmenter or 'none'}), " if args.rgb_only else "")
+    rate = "the mode file's" if args.feature_rate is None else f"{args.feature_rate:g}"
+    mode = (f"RGB-only ({args.rgb_only_geometry}, checkpoint {args.checkpoint}, rgb_only_feature_rate {rate}, "
+            f"segmenter {args.segmenter or 'none'}), " if args.rgb_only else "")
     print(f"\nmapping node, 7-Scenes 640x480 at {args.rate * 30:g} Hz, {mode}{args.voxel_size * 100:g} cm, "
           f"input QoS {args.qos}, mesh_rate {args.mesh_rate}, torch_threads {args.torch_threads}\n")
     print("| measure | value |\n|---|---|")

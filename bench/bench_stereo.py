@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from semantic_recon_ros.core.config import StereoConfig
-from semantic_recon_ros.core.datasets.seven_scenes import SevenScenesSequence
+from semantic_recon_ros.core.datasets.seven_scenes import COLOR_FOCAL_LENGTH, SevenScenesSequence
 from semantic_recon_ros.core.mapper import MapFrame, Mapper
 from semantic_recon_ros.core.multi_view_stereo import PlaneSweepStereo
 
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--sequence", type=Path, default=SEVEN_SCENES)
     parser.add_argument("--frames", type=frame_range, default=range(500, 600), help="first:last (last excluded)")
     parser.add_argument("--stride", type=int, default=3)
-    parser.add_argument("--color-focal", type=float, nargs="+", default=[525.0])
+    parser.add_argument("--color-focal", type=float, nargs="+", default=[COLOR_FOCAL_LENGTH])
     parser.add_argument("--variants", nargs="+", default=["default"])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

@@ -376,7 +376,8 @@ class MappingNode(Node):
             mode = (f"rgb-only ({self.engine.network.config.feature_source} features of at most "
                     f"{self.config.rgb_only_feature_rate:g} frames/s)")
         elif self.config.stereo:
-            mode = f"rgb-only (stereo depth of at most {self.config.rgb_only_feature_rate:g} frames/s)"
+            rate = self.config.rgb_only_feature_rate
+            mode = f"rgb-only (stereo depth of {f'at most {rate:g} frames/s' if rate > 0 else 'every frame'})"
         else:
             mode = "rgb-d" + (" + labels" if self.config.use_labels else "")
         completion = (f"completion by {self.checkpoint} every {mapper_config.completion_period:g} s, mesh source "

@@ -54,6 +54,7 @@ from semantic_recon_ros.core.classes import ClassSet, load_class_set
 from semantic_recon_ros.core.completion_confidence import ConfidenceCalibration
 from semantic_recon_ros.core.config.completion import CompletionConfig
 from semantic_recon_ros.core.config.stereo import StereoConfig
+from semantic_recon_ros.core.datasets.seven_scenes import COLOR_FOCAL_LENGTH
 from semantic_recon_ros.core.models import load_checkpoint
 from semantic_recon_ros.core.models.checkpoint import CheckpointInfo
 from semantic_recon_ros.core.config.files import load_section
@@ -76,7 +77,6 @@ from .scene_evaluation import SceneResult, evaluate_scene
 DEFAULT_SEGMENTER = Path(repo_path(DEFAULT_SEGMENTER_DIR))
 LABEL_DESCRIPTIONS = {"segmenter": "the DeepLab ADE20K segmenter", "ground-truth": "the synthetic frames' ground truth"}
 SEVEN_SCENES_TITLE = "7-Scenes"
-SEVEN_SCENES_COLOR_FOCAL = 525.0  # pixels at 640x480 (chosen on frames 0-99 by bench/bench_stereo.py)
 
 
 def _range_pair(text: str) -> tuple[int, int]:
@@ -105,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--rgb-only-stereo", action="store_true",
                       help="evaluate RGB-only mapping by plane-sweep stereo (no checkpoint; the 'stereo' section of "
                            "--params-file) like an Atlas checkpoint")
-    parser.add_argument("--seven-scenes-color-focal", type=float, default=SEVEN_SCENES_COLOR_FOCAL,
+    parser.add_argument("--seven-scenes-color-focal", type=float, default=COLOR_FOCAL_LENGTH,
                         help="--rgb-only-stereo: focal length (pixels) of 7-Scenes' color camera, whose intrinsics "
                              "the sequence does not carry (it has the depth camera's 585; default %(default)s, the "
                              "value the 7-Scenes literature uses)")

@@ -4,19 +4,18 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from semantic_recon_ros.core.config import StereoConfig
 from semantic_recon_ros.core.datasets import open_sequence
-from semantic_recon_ros.core.datasets.seven_scenes import SevenScenesSequence
+from semantic_recon_ros.core.datasets.seven_scenes import COLOR_FOCAL_LENGTH, SevenScenesSequence
 from semantic_recon_ros.core.multi_view_stereo import PlaneSweepStereo
 from semantic_recon_ros.core.synthetic import DEFAULT_CAMERA, write_synthetic_scene
 
-SEVEN_SCENES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "7scenes-redkitchen"
-SEVEN_SCENES_COLOR_FOCAL = 525.0  # its color camera's (the sequence's intrinsics are the depth camera's 585)
+from support.paths import SEVEN_SCENES
+
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +72,7 @@ def test_another_camera_forgets_the_keyframes(room_frames):
 
 def test_real_frames_get_depth_close_to_the_captured_depth():
     sequence = SevenScenesSequence(SEVEN_SCENES)
-    camera = dataclasses.replace(sequence.camera, fx=SEVEN_SCENES_COLOR_FOCAL, fy=SEVEN_SCENES_COLOR_FOCAL)
+    camera = dataclasses.replace(sequence.camera, fx=COLOR_FOCAL_LENGTH, fy=COLOR_FOCAL_LENGTH)
     frames = [sequence[index] for index in range(0, 60, 3)]
     without, coverage, errors = depth_errors(PlaneSweepStereo(StereoConfig(width=160)), frames, camera)
     assert without < len(frames) - 5  # the camera starts slowly: 14 of the 20 frames wait for sources

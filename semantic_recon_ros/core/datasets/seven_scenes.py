@@ -9,7 +9,9 @@ Layout::
 
 Without ``camera-intrinsics.txt`` the nominal Kinect intrinsics of the 7-Scenes paper are used:
 fx = fy = 585, cx = 320, cy = 240 (:data:`NOMINAL_SEVEN_SCENES_K`). Color and depth are taken as
-registered (they are only approximately: edges are off by a few pixels in the real data).
+registered (they are only approximately: edges are off by a few pixels in the real data). Mapping from color alone
+(stereo) needs the color camera's own focal length, about :data:`COLOR_FOCAL_LENGTH` pixels (the value the
+7-Scenes literature uses; the intrinsics above are the depth camera's).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .image_files import image_size, read_color, read_depth, read_intrinsic_matr
 from .sequence import FrameSequence
 
 NOMINAL_SEVEN_SCENES_K = np.array([[585.0, 0.0, 320.0], [0.0, 585.0, 240.0], [0.0, 0.0, 1.0]])
+COLOR_FOCAL_LENGTH = 525.0  # pixels at 640x480: the color camera's (bench/bench_stereo.py --frames 0:100 compares)
 DEPTH_UNITS_PER_METRE = 1000.0
 INVALID_RAW_DEPTH = (0, 65535)
 NOMINAL_FRAME_RATE = 30.0
