@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from .camera import PinholeCamera
 from .config.stereo import StereoConfig
 
+PLANE_CHUNK = 16  # planes swept at once: 4 sources' correlations take 20 MB at 320x240 instead of 118 MB for 96
 KEYFRAME_TURN_DEGREES = 3.0  # a frame turned this far from the last keyframe becomes one (with keyframe_spacing)
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -124,34 +125,41 @@ class PlaneSweepStereo:
 
     def match(self, reference: StereoKeyframe, sources: list[StereoKeyframe]) -> torch.Tensor:
         """(h, w) float32 depth of ``reference`` at the matching resolution from ``sources`` where the match is
-        trusted (0 elsewhere), before the check of geometric consistency."""
+        trusted (0 elsewhere), before the check of geometric consistency.
+
+        The planes are swept ``PLANE_CHUNK`` at a time (less memory; 1.15x faster than all at once at 320x240 on
+        this CPU, the same depth); each pixel's best plane so far and the sources supporting it are carried from
+        chunk to chunk."""
         cfg = self.config
         camera = self._matching_camera
-        planes = self._inverse_depths.numel()
-        window_mean = self._window_mean
+        planes, shape = self._inverse_depths.numel(), camera.shape
         ref = reference.intensity[None]  # (1, h, w)
-        ref_mean = window_mean(ref)
-        ref_var = (window_mean(ref * ref) - ref_mean * ref_mean).clamp_min(1e-8)
+        ref_mean = self._window_mean(ref)
+        ref_var = (self._window_mean(ref * ref) - ref_mean * ref_mean).clamp_min(1e-8)
         rays = camera.pixel_rays(self.device)  # (h, w, 3) in the reference camera frame, z = 1
-        plane_depths = (1.0 / self._inverse_depths)[:, None, None, None]  # (D, 1, 1, 1)
-        scores = []
+        moves = []  # per source: the rays rotated into its frame (h, w, 3) and the reference's centre there (3,)
         for source in sources:
             T_source_ref = torch.from_numpy(np.linalg.solve(source.T_world_cam, reference.T_world_cam)).float()
             T_source_ref = T_source_ref.to(self.device)
-            # (D, h, w, 3) the reference pixels' points on every plane, in the source camera frame
-            uv, z = camera.project(plane_depths * (rays @ T_source_ref[:3, :3].T) + T_source_ref[:3, 3])
-            grid = torch.stack((2 * (uv[..., 0] + 0.5) / camera.width - 1,
-                                2 * (uv[..., 1] + 0.5) / camera.height - 1), dim=-1)  # (D, h, w, 2)
-            image = source.intensity[None, None].expand(planes, 1, camera.height, camera.width)
-            warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
-            seen = (grid.abs() <= 1).all(dim=-1) & (z > 0)
-            warped_mean = window_mean(warped)
-            warped_var = (window_mean(warped * warped) - warped_mean * warped_mean).clamp_min(1e-8)
-            zncc = (window_mean(warped * ref) - warped_mean * ref_mean) / torch.sqrt(warped_var * ref_var)
-            scores.append(torch.where(seen, zncc, torch.full_like(zncc, -1.0)))
-        per_source = torch.stack(scores)  # (S, D, h, w)
-        score = per_source.topk(min(cfg.best_sources, len(sources)), dim=0).values.mean(dim=0)  # (D, h, w)
-        best, index = score.max(dim=0)
+            moves.append((rays @ T_source_ref[:3, :3].T, T_source_ref[:3, 3]))
+        score = torch.empty((planes, *shape), device=self.device)  # (D, h, w) mean of the best sources
+        best = torch.full(shape, -2.0, device=self.device)
+        index = torch.zeros(shape, dtype=torch.long, device=self.device)
+        support = torch.zeros_like(index)
+        for first in range(0, planes, PLANE_CHUNK):
+            plane_depths = 1.0 / self._inverse_depths[first:first + PLANE_CHUNK, None, None, None]  # (P, 1, 1, 1)
+            per_source = torch.stack([self._correlation(source, rotated, centre, plane_depths, ref,
+                                                        ref_mean, ref_var)
+                                      for source, (rotated, centre) in zip(sources, moves)])  # (S, P, h, w)
+            chunk = per_source.topk(min(cfg.best_sources, len(sources)), dim=0).values.mean(dim=0)  # (P, h, w)
+            score[first:first + len(chunk)] = chunk
+            chunk_best, chunk_index = chunk.max(dim=0)
+            chunk_support = (per_source.gather(1, chunk_index[None, None].expand(len(sources), 1, -1, -1))[:, 0]
+                             >= cfg.support_score).sum(dim=0)
+            better = chunk_best > best  # ties keep the nearer plane, as one max over all planes would
+            best = torch.where(better, chunk_best, best)
+            index = torch.where(better, chunk_index + first, index)
+            support = torch.where(better, chunk_support, support)
         inner = index.clamp(1, planes - 2)
         before, at, after = (score.gather(0, (inner + step)[None])[0] for step in (-1, 0, 1))
         curvature = before - 2 * at + after
@@ -159,11 +167,32 @@ class PlaneSweepStereo:
                              torch.zeros_like(at)).clamp(-0.5, 0.5)
         step = self._inverse_depths[1] - self._inverse_depths[0]
         depth = 1.0 / (self._inverse_depths[0] + (inner.float() + offset) * step)
-        support = (per_source.gather(1, index[None, None].expand(len(sources), 1, -1, -1))[:, 0]
-                   >= cfg.support_score).sum(dim=0)
         trusted = ((best >= cfg.min_score) & (support >= cfg.min_support) & (ref_var[0] >= cfg.min_texture ** 2)
                    & (index > 0) & (index < planes - 1))
         return torch.where(trusted, depth, torch.zeros_like(depth))
+
+    def _correlation(self, source: StereoKeyframe, rotated_rays: torch.Tensor, centre: torch.Tensor,
+                     plane_depths: torch.Tensor, ref: torch.Tensor, ref_mean: torch.Tensor,
+                     ref_var: torch.Tensor) -> torch.Tensor:
+        """(P, h, w) ZNCC of the reference window (``ref``, its window mean and variance, (1, h, w) each) with
+        ``source`` warped through each of the planes at ``plane_depths`` (P, 1, 1, 1); -1 where the plane's point
+        falls outside the source image or behind it.
+
+        Args:
+            rotated_rays: (h, w, 3) the reference pixels' rays (z = 1) rotated into the source camera frame.
+            centre: (3,) the reference camera's centre in the source camera frame.
+        """
+        camera = self._matching_camera
+        uv, z = camera.project(plane_depths * rotated_rays + centre)  # (P, h, w, 2), (P, h, w)
+        grid = torch.stack((2 * (uv[..., 0] + 0.5) / camera.width - 1,
+                            2 * (uv[..., 1] + 0.5) / camera.height - 1), dim=-1)
+        image = source.intensity[None, None].expand(len(plane_depths), 1, camera.height, camera.width)
+        warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
+        seen = (grid.abs() <= 1).all(dim=-1) & (z > 0)
+        warped_mean = self._window_mean(warped)
+        warped_var = (self._window_mean(warped * warped) - warped_mean * warped_mean).clamp_min(1e-8)
+        zncc = (self._window_mean(warped * ref) - warped_mean * ref_mean) / torch.sqrt(warped_var * ref_var)
+        return torch.where(seen, zncc, torch.full_like(zncc, -1.0))
 
     def _consistent(self, reference: StereoKeyframe, depth: torch.Tensor,
                     sources: list[StereoKeyframe]) -> torch.Tensor:
