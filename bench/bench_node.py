@@ -83,8 +83,7 @@ def ensure_bag(frames: int, rgb_only: bool = False, color_focal: float | None = 
     with RosbagWriter(bag, RosbagWriterConfig(depth_encoding="16UC1")) as writer:
         for frame in sequence:
             if color_focal is not None:
-                frame = dataclasses.replace(frame, camera=dataclasses.replace(frame.camera, fx=color_focal,
-                                                                              fy=color_focal))
+                frame = dataclasses.replace(frame, camera=frame.camera.with_focal_length(color_focal))
             writer.write(dataclasses.replace(frame, depth=None) if rgb_only else frame)
     return bag
 

@@ -15,7 +15,6 @@ none). Frames 500-599 are the held-out range of the evaluation; choose settings 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -78,7 +77,7 @@ def main() -> None:
                  mesh_metrics(mesh_points(rgbd.mesh()[0], protocol.mesh_sample_spacing, protocol.max_mesh_samples),
                               target_points, protocol.fscore_threshold)))
     for focal, variant in ((focal, variant) for focal in args.color_focal for variant in args.variants):
-        camera = dataclasses.replace(sequence.camera, fx=focal, fy=focal)
+        camera = sequence.camera.with_focal_length(focal)
         stereo, mapper = PlaneSweepStereo(stereo_config(variant)), Mapper(protocol.volume_config(), ["surface"])
         seconds, mapped = 0.0, 0
         for frame in tqdm(strided, desc=f"stereo {variant}, focal {focal:g}", unit="frame"):

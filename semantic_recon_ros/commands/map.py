@@ -174,8 +174,7 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"skipping frame {i}: {err}")
             continue
         if stereo is not None:
-            camera = (frame.camera if args.color_focal is None
-                      else dataclasses.replace(frame.camera, fx=args.color_focal, fy=args.color_focal))
+            camera = frame.camera if args.color_focal is None else frame.camera.with_focal_length(args.color_focal)
             depth = stereo.estimate(frame.color, camera, frame.T_world_cam)
             if depth is None:
                 without_source += 1

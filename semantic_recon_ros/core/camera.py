@@ -13,6 +13,7 @@ Frame conventions (used everywhere in the package):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,11 @@ class PinholeCamera:
     def shape(self) -> tuple[int, int]:
         """Image shape ``(height, width)``."""
         return (self.height, self.width)
+
+    def with_focal_length(self, focal: float) -> "PinholeCamera":
+        """The same camera with ``fx = fy = focal`` pixels (e.g. a color camera whose files carry the depth camera's
+        intrinsics, as 7-Scenes' do)."""
+        return dataclasses.replace(self, fx=float(focal), fy=float(focal))
 
     def scaled(self, width: int, height: int) -> "PinholeCamera":
         """The same camera for images resized to ``width x height`` (pixel-centre convention kept)."""

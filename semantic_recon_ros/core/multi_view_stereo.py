@@ -72,6 +72,7 @@ class PlaneSweepStereo:
         self.keyframes: list[StereoKeyframe] = []
         self._camera: PinholeCamera | None = None  # the input camera the keyframes belong to
         self._matching_camera: PinholeCamera | None = None
+        self._rays: torch.Tensor | None = None  # (h, w, 3) the matching camera's pixel rays, z = 1
         inverse = torch.linspace(1.0 / config.min_depth, 1.0 / config.max_depth, config.planes, device=self.device)
         self._inverse_depths = inverse  # (D,) 1/metres, nearest first
 
@@ -97,6 +98,7 @@ class PlaneSweepStereo:
             self._camera = camera
             width = min(self.config.width, camera.width)
             self._matching_camera = camera.scaled(width, max(1, round(camera.height * width / camera.width)))
+            self._rays = self._matching_camera.pixel_rays(self.device)
         reference = StereoKeyframe(self._intensity(color), np.asarray(T_world_cam, dtype=np.float64))
         sources = self.sources(reference)
         depth = None
@@ -136,12 +138,10 @@ class PlaneSweepStereo:
         ref = reference.intensity[None]  # (1, h, w)
         ref_mean = self._window_mean(ref)
         ref_var = (self._window_mean(ref * ref) - ref_mean * ref_mean).clamp_min(1e-8)
-        rays = camera.pixel_rays(self.device)  # (h, w, 3) in the reference camera frame, z = 1
         moves = []  # per source: the rays rotated into its frame (h, w, 3) and the reference's centre there (3,)
         for source in sources:
-            T_source_ref = torch.from_numpy(np.linalg.solve(source.T_world_cam, reference.T_world_cam)).float()
-            T_source_ref = T_source_ref.to(self.device)
-            moves.append((rays @ T_source_ref[:3, :3].T, T_source_ref[:3, 3]))
+            T_source_ref = self._T_source_ref(source, reference)
+            moves.append((self._rays @ T_source_ref[:3, :3].T, T_source_ref[:3, 3]))
         score = torch.empty((planes, *shape), device=self.device)  # (D, h, w) mean of the best sources
         best = torch.full(shape, -2.0, device=self.device)
         index = torch.zeros(shape, dtype=torch.long, device=self.device)
@@ -206,13 +206,17 @@ class PlaneSweepStereo:
         points = camera.backproject(depth)  # (h, w, 3) in the reference camera frame
         agreeing = torch.zeros_like(depth, dtype=torch.int64)
         for source in with_depth:
-            T = torch.from_numpy(np.linalg.solve(source.T_world_cam, reference.T_world_cam)).float().to(self.device)
-            uv, z = camera.project(points @ T[:3, :3].T + T[:3, 3])
+            T_source_ref = self._T_source_ref(source, reference)
+            uv, z = camera.project(points @ T_source_ref[:3, :3].T + T_source_ref[:3, 3])
             column, row = uv[..., 0].round().long(), uv[..., 1].round().long()
             inside = (z > 0) & (column >= 0) & (column < camera.width) & (row >= 0) & (row < camera.height)
             seen = source.depth[row.clamp(0, camera.height - 1), column.clamp(0, camera.width - 1)]
             agreeing += (inside & (seen > 0) & ((seen - z).abs() <= cfg.consistency * z)).long()
         return agreeing >= min(cfg.min_consistent, len(with_depth))
+
+    def _T_source_ref(self, source: StereoKeyframe, reference: StereoKeyframe) -> torch.Tensor:
+        """(4, 4) float32 on the device: the reference camera frame -> the source camera frame."""
+        return torch.from_numpy(np.linalg.solve(source.T_world_cam, reference.T_world_cam)).float().to(self.device)
 
     def _window_mean(self, images: torch.Tensor) -> torch.Tensor:
         """(N, h, w) -> (N, h, w) mean over each pixel's window (the image border counts only pixels inside), as a

@@ -179,7 +179,7 @@ class StereoMethod:
             frame = scene.frames[position]
             camera = frame.camera
             if scene.ground_truth is None and self.real_color_focal is not None:
-                camera = dataclasses.replace(camera, fx=self.real_color_focal, fy=self.real_color_focal)
+                camera = camera.with_focal_length(self.real_color_focal)
             start = time.perf_counter()
             depth = stereo.estimate(frame.color, camera, frame.T_world_cam)
             seconds += time.perf_counter() - start

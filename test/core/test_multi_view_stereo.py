@@ -72,7 +72,7 @@ def test_another_camera_forgets_the_keyframes(room_frames):
 
 def test_real_frames_get_depth_close_to_the_captured_depth():
     sequence = SevenScenesSequence(SEVEN_SCENES)
-    camera = dataclasses.replace(sequence.camera, fx=COLOR_FOCAL_LENGTH, fy=COLOR_FOCAL_LENGTH)
+    camera = sequence.camera.with_focal_length(COLOR_FOCAL_LENGTH)
     frames = [sequence[index] for index in range(0, 60, 3)]
     without, coverage, errors = depth_errors(PlaneSweepStereo(StereoConfig(width=160)), frames, camera)
     assert without < len(frames) - 5  # the camera starts slowly: 14 of the 20 frames wait for sources
