@@ -75,7 +75,6 @@ class SurfaceFields:
         self.min_weight = float(min_weight)
         self.completion = completion or CompletionConfig()
         self._layers = {name: grid.layer(name) for name in grid.layer_names}
-        self._num_classes = volume.num_classes
 
     def blocks(self, slots: torch.Tensor | None = None) -> BlockFields:
         """The source's distance and validity on the blocks ``slots`` ((n,) int64; default: the whole pool)."""
@@ -99,25 +98,31 @@ class SurfaceFields:
         """(slots, V) bool, voxels the source defines, over the whole pool."""
         return self.blocks().valid
 
+    def _at(self, name: str, voxels: torch.Tensor) -> torch.Tensor:
+        """Layer ``name`` at the (N,) flat voxel indices: (N,) or (N, C) (index_select: 3x faster than indexing
+        for rows of C values)."""
+        layer = self._layers[name]
+        return torch.index_select(layer.view(-1, *layer.shape[2:]), 0, voxels)
+
     def _observed_at(self, voxels: torch.Tensor) -> torch.Tensor:
-        return self._layers["weight"].view(-1)[voxels] > self.min_weight
+        return self._at("weight", voxels) > self.min_weight
 
     def tsdf_at(self, voxels: torch.Tensor) -> torch.Tensor:
         """(N,) flat voxel indices -> (N,) the source's normalized signed distance."""
-        fused = self._layers["tsdf"].view(-1)[voxels]
+        fused = self._at("tsdf", voxels)
         if self.source == "observed":
             return fused
-        predicted = self._layers["pred_tsdf"].view(-1)[voxels]
+        predicted = self._at("pred_tsdf", voxels)
         if self.source == "completed":
             return predicted
         return torch.where(self._observed_at(voxels), fused, predicted)
 
     def color_at(self, voxels: torch.Tensor) -> torch.Tensor:
         """(N,) flat voxel indices -> (N, 3) float RGB 0..255: fused where observed (predicted for "completed")."""
-        fused = self._layers["color"].view(-1, 3)[voxels]
+        fused = self._at("color", voxels)
         if not self.has_predictions:
             return fused
-        predicted = self._layers["pred_color"].view(-1, 3)[voxels] * 255.0
+        predicted = self._at("pred_color", voxels) * 255.0
         if self.source == "completed":
             return predicted
         return torch.where(self._observed_at(voxels)[:, None], fused, predicted)
@@ -125,12 +130,11 @@ class SurfaceFields:
     def scores_at(self, voxels: torch.Tensor) -> torch.Tensor:
         """(N,) flat voxel indices -> (N, K) class scores (see the module docstring; all 0 where the voxel has
         neither votes nor a prediction)."""
-        K = self._num_classes
-        votes = self._layers["semantic"].view(-1, K)[voxels]
+        votes = self._at("semantic", voxels)
         if not self.has_predictions:
             return votes
-        probabilities = self._layers["pred_semantic"].view(-1, K)[voxels]
-        use_prediction = self._layers["pred_weight"].view(-1)[voxels] > 0
+        probabilities = self._at("pred_semantic", voxels)
+        use_prediction = self._at("pred_weight", voxels) > 0
         if self.source == "completed":
             return torch.where(use_prediction[:, None], probabilities, torch.zeros_like(votes))
         unvoted = votes.sum(dim=1) <= 0
@@ -143,7 +147,7 @@ class SurfaceFields:
         observed = self._observed_at(voxels)
         if not self.has_predictions:
             return observed.float()
-        confidence = self._layers["pred_confidence"].view(-1)[voxels]
+        confidence = self._at("pred_confidence", voxels)
         if self.source == "completed":
             return confidence
         return torch.where(observed, torch.ones_like(confidence), confidence)

@@ -1,5 +1,5 @@
-"""The fused C++ CPU kernel (``integrate.cpp``: integration, and the cube-to-triangle step of meshing), compiled on
-first use.
+"""The fused C++ CPU kernel (``integrate.cpp``: integration, and the marching cubes of meshing), compiled on first
+use.
 
 :func:`load` builds the kernel with torch's JIT extension builder (g++ and ninja) into
 ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``), in a folder of its own for this source
@@ -118,7 +118,7 @@ def _remove_stale_lock(folder: Path) -> None:
 
 def load() -> Any | None:
     """The kernel's operators (``torch.ops.semantic_recon_ros``: ``band_block_keys``, ``lookup_slots``,
-    ``fuse_voxels``, ``march_cubes``), or None if the kernel cannot be built (warned once). Cheap after the first call."""
+    ``fuse_voxels``, ``mesh_cubes``), or None if the kernel cannot be built (warned once). Cheap after the first call."""
     with _BUILD_LOCK:
         return _build()
 

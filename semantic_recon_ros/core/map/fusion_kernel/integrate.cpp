@@ -1,5 +1,4 @@
-// Fused CPU integration of one RGB-D frame into the block-sparse semantic TSDF volume, and the cube-to-triangle step of
-// meshing it.
+// Fused CPU integration of one RGB-D frame into the block-sparse semantic TSDF volume, and marching cubes over it.
 //
 // The torch implementations (TorchFusion in fusion_backends.py, the torch path of meshing.py) are the reference; these
 // functions do the same arithmetic in one pass each instead of ~100 small tensor operations:
@@ -9,7 +8,7 @@
 //   lookup_slots:    block keys -> storage slots (BlockIndex.lookup).
 //   fuse_voxels:     projective TSDF / weight / color / semantic / feature update of every voxel of the
 //                    given blocks (TorchFusion.fuse_voxels).
-//   march_cubes:     marching cubes' triangles of the cubes of some blocks, as edge keys (meshing._march).
+//   mesh_cubes:      marching cubes' triangles and shared vertices of the cubes of some blocks (meshing._march).
 //
 // Work is split over torch.get_num_threads() threads by parallel_chunks (below), not by OpenMP: waiting
 // OpenMP threads spin, which on a busy machine takes the CPU from the thread doing the work.
@@ -39,6 +38,7 @@
 #include <mutex>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -471,22 +471,43 @@ std::tuple<int64_t, int64_t> fuse_voxels(
   return {geometry_total, feature_total};
 }
 
-// Marching cubes over the cubes of n blocks, each given with the first voxel layer of its +x/+y/+z neighbours:
-// tsdf (n, B+1, B+1, B+1) float32, valid (same shape) bool, optional exclude (same shape) bool: cubes whose 8 corners
-// are all valid are meshed, except where all 8 are excluded; corner bit c of a cube's case is set where its corner at
-// corner_offsets[c] has a negative distance. block_coords (n, 3) int64; tables: triangle_edges (256, 5, 3) and
-// triangle_count (256,) int64, edge_lower (12, 3) int64 (offset of an edge's lower corner), edge_axis (12,) int64.
-// Returns ((T, 3) int64 edge keys of the triangles' vertices, as meshing.edge_keys; (T,) int64 block of each triangle),
-// triangles in block order, cube order (x, y, z) within a block, table order within a cube: the torch path's order.
-// The caller checks that every voxel lies within the keys' range.
-std::tuple<at::Tensor, at::Tensor> march_cubes(const at::Tensor& tsdf, const at::Tensor& valid,
-                                               const std::optional<at::Tensor>& exclude, const at::Tensor& block_coords,
-                                               const at::Tensor& triangle_edges, const at::Tensor& triangle_count,
-                                               const at::Tensor& corner_offsets, const at::Tensor& edge_lower,
-                                               const at::Tensor& edge_axis, int64_t coord_bits, int64_t coord_offset) {
-  TORCH_CHECK(tsdf.device().is_cpu() && tsdf.scalar_type() == at::kFloat && tsdf.is_contiguous() && tsdf.dim() == 4,
-              "tsdf must be a contiguous (n, E, E, E) float32 CPU tensor");
-  const int64_t n = tsdf.size(0), E = tsdf.size(1), B = E - 1;
+// mesh_cubes: marching cubes over the cubes of n blocks, with every vertex made once.
+//
+// tsdf (m, V) float32 and valid (m, V) bool are a surface's distance and validity on m blocks ("rows"), V = B^3
+// voxels each in storage order ((i * B + j) * B + k); exclude (m, V) bool or None. neighbour_rows (n, 8) int64: for
+// each block to mesh, the row of the block offset by (code & 1, code >> 1 & 1, code >> 2 & 1) from it, -1 where
+// absent (code 0, the block itself, is always present). A block's cubes are those whose lowest corner is one of its
+// voxels; a cube is meshed where its 8 corners are all valid, except where all 8 are excluded; corner bit c of its
+// case is set where the corner at corner_offsets[c] has a negative distance. block_coords (n, 3) int64; tables:
+// triangle_edges (256, 5, 3), triangle_count (256,), corner_offsets (8, 3), edge_lower (12, 3) (offset of an
+// edge's lower corner) and edge_axis (12,), all int64.
+//
+// block_piece (n,) int64, non-decreasing: the mesh piece each block's triangles go to (all 0 for one mesh).
+//
+// A vertex lies on a cube edge; the edge belongs to the row holding its lower voxel, so an edge shared by the cubes
+// of several blocks of a piece gets one vertex in that piece, numbered when a triangle first uses it (a piece has
+// its own copy of the vertices it shares with another). Returns
+//   triangles (T, 3) int64 vertex numbers, in block order, cube order (x, y, z) within a block, table order within
+//     a cube (the torch path's order);
+//   triangle_block (T,) int64 block (0..n) of each triangle;
+//   vertex_keys (N,) int64 edge key of each vertex (meshing.edge_keys; the caller checks the range);
+//   vertex_ends (N, 2) int64 row * V + voxel of the edge's lower and upper voxel;
+//   vertex_t (N,) float32 where the distance crosses zero between them, s0 / (s0 - s1) clamped to [0, 1];
+//   vertex_positions (N, 3) float32 (lower voxel + t along the edge) * voxel_size, in the world frame;
+//   vertex_piece (N,) int64 piece of each vertex (non-decreasing).
+constexpr uint8_t kValid = 1, kInside = 2, kExcluded = 4;  // mesh_cubes' per-voxel flags
+constexpr int64_t kMaxEdge = 65;  // block edge + 1
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mesh_cubes(
+    const at::Tensor& tsdf, const at::Tensor& valid, const std::optional<at::Tensor>& exclude,
+    const at::Tensor& neighbour_rows, const at::Tensor& block_coords, const at::Tensor& block_piece,
+    const at::Tensor& triangle_edges,
+    const at::Tensor& triangle_count, const at::Tensor& corner_offsets, const at::Tensor& edge_lower,
+    const at::Tensor& edge_axis, int64_t block_size, double voxel_size, int64_t coord_bits, int64_t coord_offset) {
+  const int64_t B = block_size, E = B + 1, V = B * B * B;
+  TORCH_CHECK(B >= 1 && E <= kMaxEdge, "block size must be 1 to ", kMaxEdge - 1, ", got ", B);
+  check_float_matrix(tsdf, "tsdf", 2, V);
+  const int64_t m = tsdf.size(0);
   TORCH_CHECK(valid.scalar_type() == at::kBool && valid.is_contiguous() && valid.sizes() == tsdf.sizes(),
               "valid must be a contiguous bool tensor shaped like tsdf");
   const bool* excluded = nullptr;
@@ -495,52 +516,153 @@ std::tuple<at::Tensor, at::Tensor> march_cubes(const at::Tensor& tsdf, const at:
                 "exclude must be a contiguous bool tensor shaped like tsdf");
     excluded = exclude->data_ptr<bool>();
   }
-  for (const at::Tensor* t : {&block_coords, &triangle_edges, &triangle_count, &corner_offsets, &edge_lower, &edge_axis})
-    TORCH_CHECK(t->scalar_type() == at::kLong && t->is_contiguous(), "coordinates and tables must be contiguous int64");
-  TORCH_CHECK(block_coords.size(0) == n, "one block coordinate per block");
+  for (const at::Tensor* t :
+       {&neighbour_rows, &block_coords, &block_piece, &triangle_edges, &triangle_count, &corner_offsets, &edge_lower, &edge_axis})
+    TORCH_CHECK(t->scalar_type() == at::kLong && t->is_contiguous(),
+                "rows, coordinates and tables must be contiguous int64");
+  const int64_t n = neighbour_rows.size(0);
+  TORCH_CHECK(neighbour_rows.dim() == 2 && neighbour_rows.size(1) == 8 && block_coords.size(0) == n &&
+                  block_piece.numel() == n,
+              "neighbour_rows must be (n, 8), block_coords (n, 3) and block_piece (n,)");
+  const int64_t* pieces = block_piece.data_ptr<int64_t>();
+  for (int64_t b = 1; b < n; ++b) TORCH_CHECK(pieces[b] >= pieces[b - 1], "block_piece must be non-decreasing");
   const float* distance = tsdf.data_ptr<float>();
   const bool* defined = valid.data_ptr<bool>();
+  const int64_t* rows = neighbour_rows.data_ptr<int64_t>();
   const int64_t* coords = block_coords.data_ptr<int64_t>();
   const int64_t* edges = triangle_edges.data_ptr<int64_t>();
   const int64_t* counts = triangle_count.data_ptr<int64_t>();
   const int64_t* corners = corner_offsets.data_ptr<int64_t>();
   const int64_t* lower = edge_lower.data_ptr<int64_t>();
   const int64_t* axes = edge_axis.data_ptr<int64_t>();
-  int64_t corner_step[8];  // element offset of each corner from the cube's lowest corner
-  for (int c = 0; c < 8; ++c) corner_step[c] = (corners[3 * c] * E + corners[3 * c + 1]) * E + corners[3 * c + 2];
-  std::vector<int64_t> keys, blocks;
+  for (int64_t i = 0; i < n * 8; ++i)
+    TORCH_CHECK(rows[i] < m && (rows[i] >= 0 || (i % 8 != 0 && rows[i] == -1)), "neighbour row out of range");
+
+  // the block plus the first voxel layer of its +x/+y/+z neighbours: which neighbour (code) and voxel of it each of
+  // its E^3 points is (for the vertices; the corner flags below are read row by row)
+  std::vector<uint8_t> point_code(E * E * E);
+  std::vector<int64_t> point_voxel(E * E * E);
+  for (int64_t x = 0; x < E; ++x)
+    for (int64_t y = 0; y < E; ++y)
+      for (int64_t z = 0; z < E; ++z) {
+        const int64_t p = (x * E + y) * E + z;
+        point_code[p] = (x == B) | (y == B) << 1 | (z == B) << 2;
+        point_voxel[p] = ((x % B) * B + y % B) * B + z % B;
+      }
+  for (int c = 0; c < 8; ++c)  // corner bit c of a case is the corner at (dx, dy, dz) = (c & 1, c >> 1 & 1, c >> 2 & 1)
+    TORCH_CHECK(corners[3 * c] == (c & 1) && corners[3 * c + 1] == (c >> 1 & 1) && corners[3 * c + 2] == (c >> 2 & 1),
+                "corner c of the tables must lie at (c & 1, c >> 1 & 1, c >> 2 & 1)");
+  int64_t edge_step[12];  // offset of each edge's lower corner from the cube's lowest corner, in points
+  for (int e = 0; e < 12; ++e) edge_step[e] = (lower[3 * e] * E + lower[3 * e + 1]) * E + lower[3 * e + 2];
+  const int64_t axis_step[3] = {E * E, E, 1};
+
+  std::vector<uint8_t> flags(E * E * E);
+  std::vector<int64_t> row_first(m, -1);  // where a row's vertex numbers (V * 3, -1 = none yet) start in `numbers`
+  std::vector<int32_t> numbers;
+  numbers.reserve(m * V * 3);  // grows without moving (pages are touched only when a row is allocated)
+  std::vector<int64_t> triangles, triangle_blocks, vertex_keys, vertex_ends, vertex_piece;
+  std::vector<float> vertex_t, vertex_positions;
+  const float voxel = static_cast<float>(voxel_size);
+
+  std::vector<uint8_t> voxel_flags(m * V);  // every voxel's flags, in one vectorized pass
+  for (int64_t i = 0; i < m * V; ++i) {
+    const int is_valid = defined[i];
+    voxel_flags[i] = static_cast<uint8_t>(is_valid | (is_valid & (distance[i] < 0.0f)) << 1);
+  }
+  if (excluded != nullptr)
+    for (int64_t i = 0; i < m * V; ++i) voxel_flags[i] |= static_cast<uint8_t>(excluded[i]) << 2;
+
   for (int64_t b = 0; b < n; ++b) {
-    const int64_t base = b * E * E * E;
+    const int64_t* block_rows = rows + 8 * b;
+    for (int64_t x = 0; x < E; ++x)
+      for (int64_t y = 0; y < E; ++y) {
+        const int code = (x == B) | (y == B) << 1;
+        uint8_t* out = flags.data() + (x * E + y) * E;
+        const int64_t row = block_rows[code], above = block_rows[code | 4], at = ((x % B) * B + y % B) * B;
+        if (row >= 0)
+          std::copy_n(voxel_flags.data() + row * V + at, B, out);
+        else
+          std::fill_n(out, B, uint8_t{0});
+        out[B] = above >= 0 ? voxel_flags[above * V + at] : uint8_t{0};  // z = B: the +z neighbour's first layer
+      }
+    int any_inside = 0, any_outside = 0;
+    for (int64_t p = 0; p < E * E * E; ++p) {
+      any_inside |= flags[p] & kInside;
+      any_outside |= (flags[p] & (kValid | kInside)) == kValid;
+    }
+    if (!(any_inside && any_outside)) continue;  // no valid corner pair of opposite signs: no surface
+
+    // vertex numbers of the edges owned by the block and its 7 neighbours (allocated now, so pointers stay valid)
+    int32_t* owned[8];
+    for (int c = 0; c < 8; ++c) {
+      const int64_t row = block_rows[c];
+      if (row >= 0 && row_first[row] < 0) {
+        row_first[row] = static_cast<int64_t>(numbers.size());
+        numbers.resize(numbers.size() + V * 3, -1);
+      }
+    }
+    for (int c = 0; c < 8; ++c) owned[c] = block_rows[c] >= 0 ? numbers.data() + row_first[block_rows[c]] : nullptr;
+    const int64_t piece = pieces[b];
+    const int64_t origin[3] = {coords[3 * b] * B + coord_offset, coords[3 * b + 1] * B + coord_offset,
+                               coords[3 * b + 2] * B + coord_offset};
+    auto vertex = [&](int64_t p, int64_t axis) -> int64_t {
+      int32_t& number = owned[point_code[p]][point_voxel[p] * 3 + axis];
+      if (number < 0 || vertex_piece[number] != piece) {  // pieces come one after the other
+        number = static_cast<int32_t>(vertex_keys.size());
+        vertex_piece.push_back(piece);
+        const int64_t lower_voxel[3] = {origin[0] + p / (E * E), origin[1] + p / E % E, origin[2] + p % E};
+        vertex_keys.push_back(((lower_voxel[0] << (2 * coord_bits)) | (lower_voxel[1] << coord_bits) | lower_voxel[2]) *
+                                  3 + axis);
+        const int64_t upper = p + axis_step[axis];
+        const int64_t ends[2] = {block_rows[point_code[p]] * V + point_voxel[p],
+                                 block_rows[point_code[upper]] * V + point_voxel[upper]};
+        vertex_ends.insert(vertex_ends.end(), ends, ends + 2);
+        const float s0 = distance[ends[0]], s1 = distance[ends[1]];
+        const float t = std::min(std::max(s0 / (s0 - s1), 0.0f), 1.0f);
+        vertex_t.push_back(t);
+        for (int a = 0; a < 3; ++a) {
+          const float start = static_cast<float>(lower_voxel[a] - coord_offset);
+          vertex_positions.push_back((a == axis ? start + t : start) * voxel);
+        }
+      }
+      return number;
+    };
     for (int64_t i = 0; i < B; ++i)
-      for (int64_t j = 0; j < B; ++j)
+      for (int64_t j = 0; j < B; ++j) {
+        // the 4 corners of each z layer of this column of cubes: inside bits (bit dx + 2 dy) and flags all share
+        const uint8_t* c0 = flags.data() + (i * E + j) * E;
+        const uint8_t *c1 = c0 + E * E, *c2 = c0 + E, *c3 = c0 + E * E + E;
+        uint8_t inside[kMaxEdge], shared[kMaxEdge];
+        for (int64_t z = 0; z < E; ++z) {
+          inside[z] = static_cast<uint8_t>((c0[z] >> 1 & 1) | (c1[z] >> 1 & 1) << 1 | (c2[z] >> 1 & 1) << 2 |
+                                           (c3[z] >> 1 & 1) << 3);
+          shared[z] = c0[z] & c1[z] & c2[z] & c3[z];
+        }
         for (int64_t k = 0; k < B; ++k) {
-          const int64_t first = base + (i * E + j) * E + k;
-          int code = 0;
-          bool all_valid = true, all_excluded = excluded != nullptr;
-          for (int c = 0; c < 8; ++c) {
-            const int64_t at = first + corner_step[c];
-            all_valid = all_valid && defined[at];
-            if (excluded != nullptr) all_excluded = all_excluded && excluded[at];
-            if (distance[at] < 0.0f) code |= 1 << c;
-          }
-          if (!all_valid || all_excluded || code == 0 || code == 255) continue;
-          const int64_t voxel[3] = {coords[3 * b] * B + i, coords[3 * b + 1] * B + j, coords[3 * b + 2] * B + k};
+          const int code = inside[k] | inside[k + 1] << 4;
+          const uint8_t all = shared[k] & shared[k + 1];
+          if (!(all & kValid) || (all & kExcluded) || code == 0 || code == 255) continue;
+          const int64_t first = (i * E + j) * E + k;
           for (int64_t t = 0; t < counts[code]; ++t) {
             for (int v = 0; v < 3; ++v) {
               const int64_t e = edges[(code * 5 + t) * 3 + v];
-              const int64_t x = voxel[0] + lower[3 * e] + coord_offset, y = voxel[1] + lower[3 * e + 1] + coord_offset,
-                            z = voxel[2] + lower[3 * e + 2] + coord_offset;
-              keys.push_back(((x << (2 * coord_bits)) | (y << coord_bits) | z) * 3 + axes[e]);
+              triangles.push_back(vertex(first + edge_step[e], axes[e]));
             }
-            blocks.push_back(b);
+            triangle_blocks.push_back(b);
           }
         }
+      }
   }
-  const int64_t T = static_cast<int64_t>(blocks.size());
-  at::Tensor key_tensor = at::empty({T, 3}, at::kLong), block_tensor = at::empty({T}, at::kLong);
-  std::copy(keys.begin(), keys.end(), key_tensor.data_ptr<int64_t>());
-  std::copy(blocks.begin(), blocks.end(), block_tensor.data_ptr<int64_t>());
-  return {key_tensor, block_tensor};
+  auto to_tensor = [](const auto& values, std::vector<int64_t> shape) {
+    using Value = typename std::decay_t<decltype(values)>::value_type;
+    at::Tensor out = at::empty(shape, std::is_same_v<Value, float> ? at::kFloat : at::kLong);
+    std::copy(values.begin(), values.end(), out.data_ptr<Value>());
+    return out;
+  };
+  const int64_t T = static_cast<int64_t>(triangle_blocks.size()), N = static_cast<int64_t>(vertex_keys.size());
+  return {to_tensor(triangles, {T, 3}), to_tensor(triangle_blocks, {T}), to_tensor(vertex_keys, {N}),
+          to_tensor(vertex_ends, {N, 2}), to_tensor(vertex_t, {N}), to_tensor(vertex_positions, {N, 3}),
+          to_tensor(vertex_piece, {N})};
 }
 
 // Python: torch.ops.semantic_recon_ros.<name>. Calls release the GIL; layers are modified in place (a!).
@@ -555,8 +677,10 @@ TORCH_LIBRARY(semantic_recon_ros, m) {
         "Tensor(e!) feature_layer, Tensor(f!) feature_weight_layer, bool geometry, float truncation, "
         "float max_weight, float min_depth, float max_depth, float feature_far) -> (int, int)",
         &fuse_voxels);
-  m.def("march_cubes(Tensor tsdf, Tensor valid, Tensor? exclude, Tensor block_coords, Tensor triangle_edges, "
-        "Tensor triangle_count, Tensor corner_offsets, Tensor edge_lower, Tensor edge_axis, int coord_bits, "
-        "int coord_offset) -> (Tensor, Tensor)",
-        &march_cubes);
+  m.def("mesh_cubes(Tensor tsdf, Tensor valid, Tensor? exclude, Tensor neighbour_rows, Tensor block_coords, "
+        "Tensor block_piece, Tensor triangle_edges, Tensor triangle_count, Tensor corner_offsets, Tensor edge_lower, "
+        "Tensor edge_axis, "
+        "int block_size, float voxel_size, int coord_bits, int coord_offset) "
+        "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
+        &mesh_cubes);
 }
