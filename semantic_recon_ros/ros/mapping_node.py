@@ -161,6 +161,7 @@ from ..core.voxel_map import VOXEL_POINT_DTYPE
 from .camera_info_conversions import InvalidCameraInfoError, camera_from_camera_info
 from .diagnostics_conversions import status_diagnostics
 from .header_conversions import stamp_to_ns
+from .exit_deadline import exit_after
 from .image_conversions import (
     MalformedImageError,
     UnsupportedEncodingError,
@@ -203,6 +204,7 @@ SPIN_TIMEOUT_S = 0.2  # bounds the reaction time to SIGINT / SIGTERM (seen when 
 SPIN_EXIT_TIMEOUT_S = 5.0  # after a signal, longest wait for the executor to return before shutting down without it
 WARNING_PERIOD_S = 5.0  # per drop reason
 RELEASE_TIMEOUT_S = 10.0  # longest wait for rclpy to release the node at exit (the map is saved before)
+RELEASE_GRACE_S = 2.0  # past RELEASE_TIMEOUT_S, when a hang in rclpy holds the GIL, the C-level deadline ends it
 MAX_MESH_TIME_SHARE = 1 / 3  # meshing (which holds the volume) may take at most this share of the time
 LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -1042,7 +1044,13 @@ class NodeShutdown:
 
 def release_ros(node: Node, timeout: float = RELEASE_TIMEOUT_S) -> None:
     """``destroy_node`` and rclpy's shutdown, bounded: after the map is saved nothing may keep the process alive
-    (rclpy's destroy_node hung 1 of 8 shutdowns under 30 Hz input once); past ``timeout`` the process exits 0."""
+    (rclpy's destroy_node hung under 30 Hz input, now and then); past ``timeout`` the process exits 0. When the hang
+    holds the GIL (it did: the join below never returned), the C-level deadline of :func:`exit_after` ends the
+    process ``RELEASE_GRACE_S`` later, without a message."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    cancel_deadline = exit_after(timeout + RELEASE_GRACE_S, 0)
+
     def release() -> None:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -1055,6 +1063,7 @@ def release_ros(node: Node, timeout: float = RELEASE_TIMEOUT_S) -> None:
               file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(0)
+    cancel_deadline()
 
 
 if __name__ == "__main__":
