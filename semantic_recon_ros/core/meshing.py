@@ -29,7 +29,7 @@ from .map.block_index import pack_coords, unpack_keys
 from .map.tsdf_volume import SemanticTSDFVolume
 from .marching_cubes_table import CORNER_OFFSETS, EDGE_AXIS, EDGE_CORNERS, TRIANGLE_COUNT, TRIANGLE_EDGES
 from .mesh import SemanticMesh
-from .surface_fields import SurfaceFields, labels_from_scores
+from .surface_fields import SurfaceFields
 
 EDGE_COORD_BITS = 20  # bits per voxel coordinate in an edge key: voxels within +-2^19 of the origin
 EDGE_COORD_OFFSET = 1 << (EDGE_COORD_BITS - 1)
@@ -233,16 +233,11 @@ def _march_torch(tsdf: torch.Tensor, valid: torch.Tensor, exclude: torch.Tensor 
 
 def _vertices(fields: SurfaceFields, triangles: _Triangles) -> dict[str, np.ndarray]:
     """Vertex attributes of the triangles' vertices: each vertex interpolates between the two voxels of its edge."""
-    voxel, t = triangles.vertex_voxels.reshape(-1), triangles.vertex_t  # (2N,), (N,)
-    color = fields.color_at(voxel).view(-1, 2, 3)
-    rgb = torch.lerp(color[:, 0], color[:, 1], t[:, None]).round_().clamp_(0, 255).to(torch.uint8)
-    scores = fields.scores_at(voxel).view(t.numel(), 2, -1)
-    label, confidence = labels_from_scores(torch.lerp(scores[:, 0], scores[:, 1], t[:, None]))
-    out = {"vertices": triangles.vertex_positions.cpu().numpy(), "colors": rgb.cpu().numpy(),
-           "labels": label.cpu().numpy(), "confidence": confidence.float().cpu().numpy()}
-    if fields.source != "observed":
-        ends = fields.surface_confidence_at(voxel).view(-1, 2)
-        out["surface_confidence"] = torch.lerp(ends[:, 0], ends[:, 1], t).float().cpu().numpy()
+    attributes = fields.interpolated(triangles.vertex_voxels, triangles.vertex_t)
+    out = {"vertices": triangles.vertex_positions.cpu().numpy(), "colors": attributes.rgb.cpu().numpy(),
+           "labels": attributes.label.cpu().numpy(), "confidence": attributes.confidence.float().cpu().numpy()}
+    if attributes.surface_confidence is not None:
+        out["surface_confidence"] = attributes.surface_confidence.float().cpu().numpy()
     return out
 
 

@@ -31,6 +31,7 @@ import torch
 
 from .config.completion import CompletionConfig
 from .config.mapper import SURFACE_SOURCES
+from .map import fusion_kernel
 from .map.tsdf_volume import SemanticTSDFVolume
 
 PREDICTION_LAYERS = ("pred_tsdf", "pred_color", "pred_semantic", "pred_confidence", "pred_weight")
@@ -48,6 +49,21 @@ class BlockFields(NamedTuple):
     tsdf: torch.Tensor
     valid: torch.Tensor
     observed: torch.Tensor
+
+
+class InterpolatedAttributes(NamedTuple):
+    """What :meth:`SurfaceFields.interpolated` gives each of N points: rgb (N, 3) uint8; label (N,) int64 (-1 where
+    all class scores are 0); confidence (N,) float32, the label's share of the scores; surface_confidence (N,)
+    float32 (None for the "observed" source)."""
+
+    rgb: torch.Tensor
+    label: torch.Tensor
+    confidence: torch.Tensor
+    surface_confidence: torch.Tensor | None
+
+
+# kernel codes of the sources (vertex_attributes in integrate.cpp): "both" and "additions" read voxels alike
+KERNEL_SOURCE_CODES = {"observed": 0, "completed": 1, "both": 2, "additions": 2}
 
 
 class SurfaceFields:
@@ -74,6 +90,7 @@ class SurfaceFields:
         self.source = source
         self.min_weight = float(min_weight)
         self.completion = completion or CompletionConfig()
+        self._volume = volume
         self._layers = {name: grid.layer(name) for name in grid.layer_names}
 
     def blocks(self, slots: torch.Tensor | None = None) -> BlockFields:
@@ -118,9 +135,10 @@ class SurfaceFields:
         return torch.where(self._observed_at(voxels), fused, predicted)
 
     def color_at(self, voxels: torch.Tensor) -> torch.Tensor:
-        """(N,) flat voxel indices -> (N, 3) float RGB 0..255: fused where observed (predicted for "completed")."""
+        """(N,) flat voxel indices -> (N, 3) float RGB 0..255: fused where observed (predicted for "completed"; the
+        "observed" source is asked for observed voxels only)."""
         fused = self._at("color", voxels)
-        if not self.has_predictions:
+        if not self.has_predictions or self.source == "observed":
             return fused
         predicted = self._at("pred_color", voxels) * 255.0
         if self.source == "completed":
@@ -151,6 +169,35 @@ class SurfaceFields:
         if self.source == "completed":
             return confidence
         return torch.where(observed, torch.ones_like(confidence), confidence)
+
+
+    def interpolated(self, voxels: torch.Tensor, t: torch.Tensor) -> InterpolatedAttributes:
+        """Attributes of N points each between two voxels (a mesh vertex on its edge): ``voxels`` (N, 2) flat voxel
+        indices, ``t`` (N,) float32 position between them (0: at the first). Color, class scores and surface
+        confidence are interpolated linearly from the two voxels' values (``*_at``); then the color is rounded to
+        uint8 and the scores give a label and its share (:func:`labels_from_scores`). On the CPU the compiled kernel
+        computes the same in one pass (without the (N, K) intermediates; floats may differ in the last bit)."""
+        ops = fusion_kernel.load() if voxels.device.type == "cpu" and self._volume.use_fusion_kernel else None
+        if ops is not None:
+            layers = self._layers
+            predicted = [layers[name] if self.has_predictions else None
+                         for name in ("pred_color", "pred_semantic", "pred_weight", "pred_confidence")]
+            rgb, label, confidence, surface_confidence = ops.vertex_attributes(
+                voxels.contiguous(), t.contiguous(), layers["color"], layers["semantic"], layers["weight"],
+                *predicted, KERNEL_SOURCE_CODES[self.source], self.min_weight,
+                self.completion.label_override_probability)
+            return InterpolatedAttributes(rgb, label, confidence,
+                                          None if self.source == "observed" else surface_confidence)
+        flat = voxels.reshape(-1)
+        color = self.color_at(flat).view(-1, 2, 3)
+        rgb = torch.lerp(color[:, 0], color[:, 1], t[:, None]).round_().clamp_(0, 255).to(torch.uint8)
+        scores = self.scores_at(flat).view(t.numel(), 2, -1)
+        label, confidence = labels_from_scores(torch.lerp(scores[:, 0], scores[:, 1], t[:, None]))
+        surface_confidence = None
+        if self.source != "observed":
+            ends = self.surface_confidence_at(flat).view(-1, 2)
+            surface_confidence = torch.lerp(ends[:, 0], ends[:, 1], t)
+        return InterpolatedAttributes(rgb, label, confidence, surface_confidence)
 
 
 def labels_from_scores(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

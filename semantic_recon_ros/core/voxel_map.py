@@ -11,7 +11,7 @@ import torch
 
 from .config.completion import CompletionConfig
 from .map.tsdf_volume import SemanticTSDFVolume
-from .surface_fields import SurfaceFields, labels_from_scores
+from .surface_fields import SurfaceFields
 
 VOXEL_POINT_DTYPE = np.dtype({
     "names": ["x", "y", "z", "rgb", "label", "confidence", "observed", "surface_confidence"],
@@ -56,8 +56,8 @@ def surface_voxel_blocks(volume: SemanticTSDFVolume, max_distance_voxels: float,
     block, local = keep.nonzero(as_tuple=True)
     flat = slots[block] * cfg.voxels_per_block + local
     centers = (grid.voxel_coords(flat).double() * cfg.voxel_size).float()
-    rgb = fields.color_at(flat).round_().clamp_(0, 255).to(torch.int64)
-    label, confidence = labels_from_scores(fields.scores_at(flat))
+    attributes = fields.interpolated(torch.stack((flat, flat), dim=1), torch.zeros(len(flat), device=flat.device))
+    rgb, label, confidence = attributes.rgb.to(torch.int64), attributes.label, attributes.confidence
 
     points = np.zeros(len(flat), VOXEL_POINT_DTYPE)
     xyz = centers.cpu().numpy()
@@ -67,5 +67,7 @@ def surface_voxel_blocks(volume: SemanticTSDFVolume, max_distance_voxels: float,
     points["label"] = label.cpu().numpy()
     points["confidence"] = confidence.cpu().numpy()
     points["observed"] = observed[block, local].cpu().numpy()
-    points["surface_confidence"] = fields.surface_confidence_at(flat).cpu().numpy()
+    # the "observed" source shows observed voxels only: their surface confidence is 1
+    points["surface_confidence"] = (1.0 if attributes.surface_confidence is None
+                                    else attributes.surface_confidence.cpu().numpy())
     return points, keep.sum(dim=1).cpu().numpy()

@@ -20,7 +20,9 @@ from semantic_recon_ros.core.map import fusion_kernel
 from semantic_recon_ros.core.synthetic import DEFAULT_CAMERA, SceneRenderer, camera_path, generate_room
 from semantic_recon_ros.core.map import SemanticTSDFVolume
 from semantic_recon_ros.core.map.fusion_backends import voxel_projection
+from semantic_recon_ros.core.config.completion import CompletionConfig
 from semantic_recon_ros.core.config.volume import VolumeConfig
+from semantic_recon_ros.core.surface_fields import SurfaceFields
 
 CLASSES = [f"class{i}" for i in range(6)]
 
@@ -127,6 +129,72 @@ def test_rgb_only_feature_backprojection(synthetic_frames):
     assert float(fast.grid.layer("weight").max()) == 0.0  # geometry untouched
 
 
+def fused_volume(frames) -> SemanticTSDFVolume:
+    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.04), CLASSES, "cpu")
+    for frame in frames:
+        volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color, labels=frame.labels)
+    return volume
+
+
+def predicted_volume(frames, rng) -> SemanticTSDFVolume:
+    """A fused volume with the completion network's layers filled at random: a third of the voxels unpredicted,
+    class probabilities spread or peaked (both sides of the override threshold), votes on some voxels only."""
+    volume = fused_volume(frames)
+    grid, V, K = volume.grid, volume.config.voxels_per_block, len(CLASSES)
+    shape = (grid.layer("weight").shape[0], V)
+    layers = {"pred_tsdf": rng.uniform(-1, 1, shape), "pred_color": rng.uniform(0, 1, (*shape, 3)),
+              "pred_semantic": rng.dirichlet(np.full(K, 0.3), shape), "pred_confidence": rng.uniform(0, 1, shape),
+              "pred_weight": rng.uniform(0, 1, shape) * (rng.uniform(0, 1, shape) > 0.33)}
+    for name, values in layers.items():
+        grid.add_layer(name, values.shape[1:], 0.0)
+        grid.layer(name)[:] = torch.as_tensor(values, dtype=torch.float32)
+    return volume
+
+
+@pytest.mark.parametrize("source", ["observed", "completed", "both", "additions"])
+def test_vertex_attributes_follow_the_torch_rules(synthetic_frames, source):
+    """Colors, labels, label shares and surface confidence of points between voxel pairs, as the torch path
+    computes them (SurfaceFields.interpolated), with and without prediction layers."""
+    rng = np.random.default_rng(11)
+    volume = predicted_volume(synthetic_frames[:4], rng)
+    completion = CompletionConfig(min_confidence=0.5, label_override_probability=0.4)
+    observed = (volume.grid.layer("weight")[volume.grid.slots] > 0).nonzero()
+    flat = volume.grid.slots[observed[:, 0]] * volume.config.voxels_per_block + observed[:, 1]
+    everywhere = torch.arange(volume.grid.layer("weight").numel())
+    pool = flat if source == "observed" else everywhere  # the observed source is asked for observed voxels only
+    voxels = pool[torch.as_tensor(rng.integers(0, len(pool), (20000, 2)))]
+    t = torch.as_tensor(np.concatenate(([0.0, 0.5, 1.0], rng.uniform(0, 1, 19997))), dtype=torch.float32)
+    cases = [volume] + ([fused_volume(synthetic_frames[:4])] if source == "observed" else [])  # without predictions
+    for case in cases:
+        fields = SurfaceFields(case, source, completion=completion)
+        fast = fields.interpolated(voxels, t)
+        case.use_fusion_kernel = False
+        reference = fields.interpolated(voxels, t)
+        case.use_fusion_kernel = True
+        assert torch.equal(fast.rgb, reference.rgb)
+        ends = fields.scores_at(voxels.reshape(-1)).view(-1, 2, len(CLASSES))
+        top = torch.sort(torch.lerp(ends[:, 0], ends[:, 1], t[:, None]), dim=1).values
+        clear = (top[:, -1] - top[:, -2] > 1e-5) | (top.sum(dim=1) <= 0)  # no near tie between the top two classes
+        assert clear.float().mean() > 0.8
+        assert torch.equal(fast.label[clear], reference.label[clear])
+        torch.testing.assert_close(fast.confidence, reference.confidence, rtol=1e-5, atol=1e-6)
+        if source == "observed":
+            assert fast.surface_confidence is None and reference.surface_confidence is None
+        else:
+            torch.testing.assert_close(fast.surface_confidence, reference.surface_confidence, rtol=1e-5, atol=1e-6)
+        assert len(set(fast.label.tolist())) > 3
+
+
+def test_vertex_attributes_refuse_voxels_outside_the_pool(synthetic_frames):
+    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.04), CLASSES, "cpu")
+    frame = synthetic_frames[0]
+    volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color)
+    fields = SurfaceFields(volume, "observed")
+    outside = torch.tensor([[0, volume.grid.layer("weight").numel()]])
+    with pytest.raises(RuntimeError, match="outside the pool"):
+        fields.interpolated(outside, torch.zeros(1))
+
+
 def test_invalid_depth_and_out_of_range_blocks(seven_scenes):
     """0, NaN, inf, negative and out-of-range depth are ignored alike, also with min_depth = 0; a map too far
     from the origin raises ValueError from both and leaves both volumes untouched."""
@@ -162,7 +230,9 @@ import warnings
 import numpy as np
 from semantic_recon_ros.core.camera import PinholeCamera
 from semantic_recon_ros.core.map import SemanticTSDFVolume, fusion_kernel
+from semantic_recon_ros.core.config.completion import CompletionConfig
 from semantic_recon_ros.core.config.volume import VolumeConfig
+from semantic_recon_ros.core.surface_fields import SurfaceFields
 
 camera = PinholeCamera(40.0, 40.0, 31.5, 23.5, 64, 48)
 with warnings.catch_warnings(record=True) as caught:

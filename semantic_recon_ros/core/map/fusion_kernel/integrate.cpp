@@ -665,6 +665,117 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
           to_tensor(vertex_piece, {N})};
 }
 
+// vertex_attributes: each mesh vertex's color, label and label share, and (sources other than "observed") surface
+// confidence, interpolated between the two voxels of its edge by t (surface_fields.SurfaceFields.interpolated, the
+// torch path, states the rules). voxels (N, 2) int64 flat voxel indices (slot * V + voxel) of the pool; t (N,)
+// float32. Layers over the pool: color (P, V, 3), semantic (P, V, K), weight (P, V), and the network's pred_color
+// (P, V, 3), pred_semantic (P, V, K), pred_weight (P, V), pred_confidence (P, V), all float32, the four None without
+// predictions. source: 0 observed, 1 completed, 2 both or additions. Returns rgb (N, 3) uint8, label (N,) int64
+// (-1 where all scores are 0), share (N,) float32 (the label's share of the scores), surface_confidence (N,)
+// float32 (empty for source 0).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> vertex_attributes(
+    const at::Tensor& voxels, const at::Tensor& t, const at::Tensor& color, const at::Tensor& semantic,
+    const at::Tensor& weight, const std::optional<at::Tensor>& pred_color,
+    const std::optional<at::Tensor>& pred_semantic, const std::optional<at::Tensor>& pred_weight,
+    const std::optional<at::Tensor>& pred_confidence, int64_t source, double min_weight,
+    double override_probability) {
+  TORCH_CHECK(voxels.device().is_cpu() && voxels.scalar_type() == at::kLong && voxels.is_contiguous() &&
+                  voxels.dim() == 2 && voxels.size(1) == 2,
+              "voxels must be a contiguous (N, 2) int64 CPU tensor");
+  const int64_t N = voxels.size(0);
+  check_float_matrix(t, "t", 1, -1);
+  TORCH_CHECK(t.size(0) == N, "t must hold one value per vertex");
+  TORCH_CHECK(source >= 0 && source <= 2, "source must be 0, 1 or 2");
+  const bool predictions = pred_color.has_value();
+  TORCH_CHECK(predictions == pred_semantic.has_value() && predictions == pred_weight.has_value() &&
+                  predictions == pred_confidence.has_value() && (predictions || source == 0),
+              "the prediction layers come all together, and sources other than observed need them");
+  const int64_t K = semantic.size(-1), P = weight.size(0), V = P ? weight.numel() / P : 0, voxels_in_pool = P * V;
+  auto pool_layer = [P](const at::Tensor& layer, const char* name, int64_t per_slot) {
+    TORCH_CHECK(layer.dim() >= 1 && layer.size(0) == P, "layer ", name, " must have one row per slot of weight");
+    return layer_data(layer, name, per_slot);
+  };
+  const float* color_p = pool_layer(color, "color", 3 * V);
+  const float* semantic_p = pool_layer(semantic, "semantic", K * V);
+  const float* weight_p = pool_layer(weight, "weight", V);
+  const float *pred_color_p = nullptr, *pred_semantic_p = nullptr, *pred_weight_p = nullptr,
+              *pred_confidence_p = nullptr;
+  if (predictions) {
+    pred_color_p = pool_layer(*pred_color, "pred_color", 3 * V);
+    pred_semantic_p = pool_layer(*pred_semantic, "pred_semantic", K * V);
+    pred_weight_p = pool_layer(*pred_weight, "pred_weight", V);
+    pred_confidence_p = pool_layer(*pred_confidence, "pred_confidence", V);
+  }
+  const int64_t* voxels_p = voxels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < 2 * N; ++i) {
+    TORCH_CHECK(voxels_p[i] >= 0 && voxels_p[i] < voxels_in_pool, "voxel index ", voxels_p[i], " outside the pool");
+  }
+  const float* t_p = t.data_ptr<float>();
+  at::Tensor rgb = at::empty({N, 3}, at::kByte), label = at::empty({N}, at::kLong), share = at::empty({N}, at::kFloat);
+  at::Tensor surface_confidence = at::empty({source == 0 ? 0 : N}, at::kFloat);
+  uint8_t* rgb_p = rgb.data_ptr<uint8_t>();
+  int64_t* label_p = label.data_ptr<int64_t>();
+  float* share_p = share.data_ptr<float>();
+  float* surface_p = surface_confidence.data_ptr<float>();
+  const float threshold = static_cast<float>(min_weight), override_p = static_cast<float>(override_probability);
+  const std::vector<float> zeros(K, 0.0f);
+  auto lerp = [](float a, float b, float w) { return w < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w); };
+  parallel_chunks(N, 4096, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(K);
+    for (int64_t i = begin; i < end; ++i) {
+      const float w = t_p[i];
+      const float* end_colors[2];
+      float predicted_colors[2][3];
+      const float* end_scores[2];
+      float end_surface[2];
+      for (int e = 0; e < 2; ++e) {
+        const int64_t v = voxels_p[2 * i + e];
+        const bool observed = weight_p[v] > threshold;
+        end_colors[e] = color_p + 3 * v;
+        end_scores[e] = semantic_p + K * v;
+        end_surface[e] = observed ? 1.0f : 0.0f;
+        if (!predictions) continue;
+        const bool use_prediction = pred_weight_p[v] > 0.0f;
+        const float* probabilities = pred_semantic_p + K * v;
+        if (source == 1 || (source == 2 && !observed)) {
+          for (int c = 0; c < 3; ++c) predicted_colors[e][c] = pred_color_p[3 * v + c] * 255.0f;
+          end_colors[e] = predicted_colors[e];
+        }
+        if (source == 1) {
+          end_scores[e] = use_prediction ? probabilities : zeros.data();
+          end_surface[e] = pred_confidence_p[v];
+        } else {
+          if (source == 2 && !observed) end_surface[e] = pred_confidence_p[v];
+          if (use_prediction) {
+            float votes = 0.0f, top = probabilities[0];
+            for (int64_t k = 0; k < K; ++k) votes += end_scores[e][k];
+            for (int64_t k = 1; k < K; ++k) top = std::max(top, probabilities[k]);
+            if (votes <= 0.0f || top > override_p) end_scores[e] = probabilities;
+          }
+        }
+      }
+      for (int c = 0; c < 3; ++c) {
+        const float value = std::nearbyint(lerp(end_colors[0][c], end_colors[1][c], w));
+        rgb_p[3 * i + c] = static_cast<uint8_t>(std::min(std::max(value, 0.0f), 255.0f));
+      }
+      float total = 0.0f, best = 0.0f;
+      int64_t best_class = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        scores[k] = lerp(end_scores[0][k], end_scores[1][k], w);
+        total += scores[k];
+        if (k == 0 || scores[k] > best) {
+          best = scores[k];
+          best_class = k;
+        }
+      }
+      label_p[i] = total > 0.0f ? best_class : -1;
+      share_p[i] = total > 0.0f ? best / std::max(total, 1e-12f) : 0.0f;
+      if (source != 0) surface_p[i] = lerp(end_surface[0], end_surface[1], w);
+    }
+  });
+  return {rgb, label, share, surface_confidence};
+}
+
 // Python: torch.ops.semantic_recon_ros.<name>. Calls release the GIL; layers are modified in place (a!).
 TORCH_LIBRARY(semantic_recon_ros, m) {
   m.def("band_block_keys(Tensor depth, Tensor rays, Tensor rotation, Tensor origin, Tensor offsets, int stride, "
@@ -683,4 +794,8 @@ TORCH_LIBRARY(semantic_recon_ros, m) {
         "int block_size, float voxel_size, int coord_bits, int coord_offset) "
         "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
         &mesh_cubes);
+  m.def("vertex_attributes(Tensor voxels, Tensor t, Tensor color, Tensor semantic, Tensor weight, "
+        "Tensor? pred_color, Tensor? pred_semantic, Tensor? pred_weight, Tensor? pred_confidence, int source, "
+        "float min_weight, float override_probability) -> (Tensor, Tensor, Tensor, Tensor)",
+        &vertex_attributes);
 }
