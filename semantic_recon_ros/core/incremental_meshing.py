@@ -4,8 +4,10 @@ A live map changes in a few blocks per frame, but meshing it whole costs time pr
 caches keep one piece per region of ``region_blocks^3`` blocks (the regions of :mod:`.meshing`) and, at every
 update, redo only the regions that hold a block whose content changed, appeared or vanished since the previous
 update (:class:`BlockChanges`, from the grid's content versions), plus, for meshes, the regions of the blocks
-whose cubes read such a block (its -x/-y/-z neighbours). The assembled result is identical to meshing or
-sampling the whole map at once (tested), so consumers never see the difference except in the time it takes.
+whose cubes read such a block (its -x/-y/-z neighbours). Blocks only rewritten (the network's predictions) leave
+the "observed" mesh's triangles as they are; its regions reading them only get their labels read again. The
+assembled result is identical to meshing or sampling the whole map at once (tested), so consumers never see the
+difference except in the time it takes.
 
 Every update that changes regions counts one *revision*; each region remembers the revision of its last change
 (vanished regions too), so several consumers (the mesh topic, a save) each ask for what changed since the
@@ -16,6 +18,7 @@ guards the volume; reading the pieces afterwards needs no lock (they are never m
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,32 +28,42 @@ from .map.block_grid import BlockGrid
 from .map.block_index import pack_coords, unpack_keys
 from .map.tsdf_volume import SemanticTSDFVolume
 from .mesh import SemanticMesh
-from .meshing import DEFAULT_REGION_BLOCKS, assemble, mesh_regions
+from .meshing import DEFAULT_REGION_BLOCKS, assemble, mesh_regions, relabel_regions
 from .surface_fields import SurfaceFields
 from .voxel_map import VOXEL_POINT_DTYPE, surface_voxel_blocks
 
 Region = tuple[int, int, int]
 
 
+class Changes(NamedTuple):
+    """Block keys: ``observed``, blocks with new observations or newly allocated by them; ``rewritten``, blocks
+    changed otherwise only (the network's predictions written); ``removed``, blocks gone."""
+
+    observed: torch.Tensor
+    rewritten: torch.Tensor
+    removed: torch.Tensor
+
+
 class BlockChanges:
-    """The blocks of ``grid`` whose content changed, that were allocated or that were removed since the previous
-    :meth:`take` (the first call reports every block)."""
+    """The blocks of ``grid`` changed, allocated or removed since the previous :meth:`take` (the first call reports
+    every block)."""
 
     def __init__(self, grid: BlockGrid) -> None:
         self._grid = grid
         self._seen_version = -1
         self._keys = torch.zeros(0, dtype=torch.int64, device=grid.device)
 
-    def take(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """((c,) keys of blocks changed or allocated, (r,) keys of blocks removed) since the last call."""
+    def take(self) -> Changes:
+        """The :class:`Changes` since the last call."""
         grid = self._grid
         keys = grid.keys
-        changed = keys[grid.content_versions() > self._seen_version]
+        observed = grid.block_versions() > self._seen_version
+        changed = grid.content_versions() > self._seen_version
         removed = keys.new_zeros(0)
         if grid.removal_version > self._seen_version and self._keys.numel():
             removed = self._keys[~torch.isin(self._keys, keys)]
         self._keys, self._seen_version = keys, grid.version
-        return changed, removed
+        return Changes(keys[observed], keys[changed & ~observed], removed)
 
 
 class _RegionCache:
@@ -70,14 +83,19 @@ class _RegionCache:
     def _region_keys(self, block_coords: torch.Tensor) -> torch.Tensor:
         return pack_coords(torch.div(block_coords, self.region_blocks, rounding_mode="floor"))
 
-    def _plan(self, readers_of: torch.Tensor) -> None:
-        """Add to :attr:`pending` the regions whose pieces read a block changed since the last plan.
-        ``readers_of``: (k, 3) block offsets o such that block b's piece reads block b + o."""
-        changed, removed = self._changes.take()
-        affected = torch.cat((changed, removed))
+    def _readers(self, blocks: torch.Tensor, readers_of: torch.Tensor) -> torch.Tensor:
+        """Region keys of the pieces that read the blocks of the keys ``blocks``; ``readers_of``: (k, 3) block
+        offsets o such that block b's piece reads block b + o."""
+        return self._region_keys((unpack_keys(blocks)[:, None, :] - readers_of.to(blocks.device)).reshape(-1, 3))
+
+    def _plan(self, readers_of: torch.Tensor, relabel: bool = False) -> Changes:
+        """Add to :attr:`pending` the regions whose pieces read a block changed since the last plan (with
+        ``relabel``, not for blocks only rewritten: the caller handles those); returns the changes."""
+        changes = self._changes.take()
+        affected = torch.cat((changes.observed, changes.removed) + (() if relabel else (changes.rewritten,)))
         if affected.numel():
-            readers = (unpack_keys(affected)[:, None, :] - readers_of.to(affected.device)).reshape(-1, 3)
-            self._pending = torch.unique(torch.cat((self._pending, self._region_keys(readers))))
+            self._pending = torch.unique(torch.cat((self._pending, self._readers(affected, readers_of))))
+        return changes
 
     @property
     def pending(self) -> bool:
@@ -144,15 +162,30 @@ class RegionMesher(_RegionCache):
     def update(self, max_blocks: int | None = None) -> list[Region]:
         """Re-mesh the regions whose cubes read a block that changed since the last update, in key order, stopping
         once the next region would take the blocks meshed beyond ``max_blocks`` (:attr:`pending` then says more
-        are waiting); returns the regions redone."""
-        self._plan(NEIGHBOUR_OFFSETS)
-        if not self.pending:
-            return []
-        regions, slots = self._next_regions(max_blocks)
+        are waiting); returns the regions redone.
+
+        The "observed" mesh's geometry and colors depend on observations only: where blocks were only rewritten
+        (the network's predictions, which can override fused labels), its regions keep their triangles and get
+        their labels read again (:func:`~.meshing.relabel_regions`), and count as redone only if a label changed.
+        """
+        relabel = self.source == "observed"
+        changes = self._plan(NEIGHBOUR_OFFSETS, relabel)
         fields = SurfaceFields(self.volume, self.source, self.min_weight, self.completion)
+        redone = []
+        if relabel and changes.rewritten.numel():
+            regions = torch.unique(self._readers(changes.rewritten, NEIGHBOUR_OFFSETS))
+            regions = regions[~torch.isin(regions, self._pending)].tolist()  # those re-meshed anyway are not
+            pieces = [self._pieces[key] for key in regions if key in self._pieces]
+            keys = [key for key in regions if key in self._pieces]
+            relabelled = {key: piece for key, piece in zip(keys, relabel_regions(fields, pieces)) if piece is not None}
+            if relabelled:
+                redone = self._store(torch.tensor(sorted(relabelled), dtype=torch.int64), relabelled)
+        if not self.pending:
+            return redone
+        regions, slots = self._next_regions(max_blocks)
         pieces = mesh_regions(self.volume, fields, slots, self.region_blocks)
         keys = pack_coords(torch.tensor([piece.region for piece in pieces], dtype=torch.int64).view(-1, 3)).tolist()
-        return self._store(regions, dict(zip(keys, pieces)))
+        return redone + self._store(regions, dict(zip(keys, pieces)))
 
     def mesh(self) -> SemanticMesh:
         """The whole mesh as of the last update (equal to :func:`~.meshing.extract_mesh` of that state)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -63,11 +63,15 @@ class RegionMesh:
         region: (x, y, z) region coordinates (block coordinates // ``region_blocks``).
         mesh: its triangles and vertices (vertices shared with neighbouring regions are repeated there).
         vertex_keys: (N,) int64 edge key of every vertex, increasing.
+        vertex_voxels: (N, 2) int64 flat voxel indices (slot * V + voxel) of each vertex's edge ends.
+        vertex_t: (N,) float32 position of each vertex between them (what :func:`relabel_regions` reads again).
     """
 
     region: tuple[int, int, int]
     mesh: SemanticMesh
     vertex_keys: np.ndarray
+    vertex_voxels: np.ndarray
+    vertex_t: np.ndarray
 
 
 def _gather_extended(pool: torch.Tensor, neighbour_rows: torch.Tensor, fill: float) -> torch.Tensor:
@@ -255,6 +259,7 @@ def mesh_regions(volume: SemanticTSDFVolume, fields: SurfaceFields, slots: torch
         return []
     attributes = _vertices(fields, triangles)
     keys, vertex_of = triangles.vertex_keys.cpu().numpy(), triangles.triangles.cpu().numpy()
+    voxels, t = triangles.vertex_voxels.cpu().numpy(), triangles.vertex_t.cpu().numpy()
     triangle_regions, vertex_regions = triangles.region_keys.cpu().numpy(), triangles.vertex_regions.cpu().numpy()
     triangle_starts = np.flatnonzero(np.diff(triangle_regions, prepend=triangle_regions[0] - 1))
     regions = triangle_regions[triangle_starts]
@@ -267,8 +272,32 @@ def mesh_regions(volume: SemanticTSDFVolume, fields: SurfaceFields, slots: torch
         # copies, not views: a piece outlives this update's arrays
         piece = _mesh({name: values[first_vertex:stop_vertex].copy() for name, values in attributes.items()},
                       vertex_of[first:stop] - first_vertex)
-        pieces.append(RegionMesh(tuple(coords), piece, keys[first_vertex:stop_vertex].copy()))
+        vertices = slice(first_vertex, stop_vertex)
+        pieces.append(RegionMesh(tuple(coords), piece, keys[vertices].copy(), voxels[vertices].copy(),
+                                 t[vertices].copy()))
     return pieces
+
+
+def relabel_regions(fields: SurfaceFields, pieces: Sequence[RegionMesh]) -> list[RegionMesh | None]:
+    """``pieces`` with their vertices' labels and label shares read again from ``fields`` (geometry and colors
+    kept: what changes in an "observed" mesh when only the network's predictions changed); None for a piece whose
+    labels and shares stay the same."""
+    if not pieces:
+        return []
+    voxels = torch.from_numpy(np.concatenate([piece.vertex_voxels for piece in pieces])).to(fields.device)
+    t = torch.from_numpy(np.concatenate([piece.vertex_t for piece in pieces])).to(fields.device)
+    attributes = fields.interpolated(voxels, t)
+    labels, shares = attributes.label.cpu().numpy(), attributes.confidence.float().cpu().numpy()
+    relabelled, stops = [], np.cumsum([piece.mesh.num_vertices for piece in pieces])
+    for piece, stop in zip(pieces, stops):
+        vertices = slice(stop - piece.mesh.num_vertices, stop)
+        if np.array_equal(labels[vertices], piece.mesh.labels) and np.array_equal(shares[vertices],
+                                                                                   piece.mesh.confidence):
+            relabelled.append(None)
+            continue
+        mesh = replace(piece.mesh, labels=labels[vertices].copy(), confidence=shares[vertices].copy())
+        relabelled.append(replace(piece, mesh=mesh))
+    return relabelled
 
 
 def assemble(pieces: Sequence[RegionMesh], with_surface_confidence: bool = False) -> SemanticMesh:

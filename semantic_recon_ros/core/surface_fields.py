@@ -91,6 +91,7 @@ class SurfaceFields:
         self.min_weight = float(min_weight)
         self.completion = completion or CompletionConfig()
         self._volume = volume
+        self.device = volume.device
         self._layers = {name: grid.layer(name) for name in grid.layer_names}
 
     def blocks(self, slots: torch.Tensor | None = None) -> BlockFields:

@@ -81,17 +81,22 @@ def predict_floor(volume: SemanticTSDFVolume, first_block: int, count: int) -> t
 def test_block_changes_report_changes_additions_and_removals(frames):
     volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.04), CLASSES, "cpu")
     changes = BlockChanges(volume.grid)
-    assert [t.numel() for t in changes.take()] == [0, 0]
+    assert [t.numel() for t in changes.take()] == [0, 0, 0]
     volume.integrate(frames[0].depth, frames[0].camera, frames[0].T_world_cam)
-    changed, removed = changes.take()
-    assert torch.equal(changed, volume.grid.keys) and removed.numel() == 0
-    assert [t.numel() for t in changes.take()] == [0, 0]  # nothing new
+    observed, rewritten, removed = changes.take()
+    assert torch.equal(observed, volume.grid.keys) and rewritten.numel() == 0 and removed.numel() == 0
+    assert [t.numel() for t in changes.take()] == [0, 0, 0]  # nothing new
     volume.grid.mark_rewritten(volume.grid.slots[:5])
-    assert torch.equal(changes.take()[0], volume.grid.keys[:5])
+    observed, rewritten, removed = changes.take()
+    assert observed.numel() == 0 and torch.equal(rewritten, volume.grid.keys[:5]) and removed.numel() == 0
+    volume.grid.mark_rewritten(volume.grid.slots[:3])
+    volume.grid.mark_changed(volume.grid.slots[1:2])  # observed after the rewrite: an observation change
+    observed, rewritten, _ = changes.take()
+    assert torch.equal(observed, volume.grid.keys[1:2]) and torch.equal(rewritten, volume.grid.keys[[0, 2]])
     before = volume.grid.keys
     volume.grid.remove(torch.arange(volume.num_blocks) % 2 == 0)
-    changed, removed = changes.take()
-    assert changed.numel() == 0 and torch.equal(removed, before[::2])
+    observed, rewritten, removed = changes.take()
+    assert observed.numel() == 0 and rewritten.numel() == 0 and torch.equal(removed, before[::2])
 
 
 @pytest.mark.parametrize("source", ["observed", "both", "additions"])
@@ -126,7 +131,11 @@ def test_region_meshes_equal_a_full_remesh_after_every_change(frames, source):
     coords = volume.grid.block_coords(written)
     readers = {tuple(c) for b in coords.tolist() for c in (np.array(b)[None] - np.indices((2, 2, 2)).reshape(3, -1).T)}
     expected = {tuple(np.floor_divide(c, 3)) for c in readers}
-    assert set(mesher.update()) == expected and len(expected) < len(mesher.changes_since(0))
+    redone = set(mesher.update())
+    if source == "observed":  # predictions only: the regions whose labels changed are relabelled, not re-meshed
+        assert redone and redone <= expected
+    else:
+        assert redone == expected and len(expected) < len(mesher.changes_since(0))
     assert_same_mesh(mesher.mesh(), extract_mesh(volume, source=source, completion=completion, region_blocks=3))
 
     assert volume.use_fusion_kernel  # the meshes above come from the kernel; the torch path meshes the same
@@ -141,6 +150,34 @@ def test_region_meshes_equal_a_full_remesh_after_every_change(frames, source):
     restore_volume(volume, state)
     mesher.update(), voxels.update()
     assert_same_mesh(mesher.mesh(), extract_mesh(volume, source=source, completion=completion, region_blocks=3))
+
+
+def test_predictions_relabel_the_observed_mesh_without_remeshing_it(frames):
+    volume = SemanticTSDFVolume(VolumeConfig(voxel_size=0.04), CLASSES, "cpu")
+    with_predictions(volume)
+    labels = (frames[0].depth * 10).astype(np.int64) % 3
+    volume.integrate(frames[0].depth, frames[0].camera, frames[0].T_world_cam, color=frames[0].color, labels=labels)
+    for frame in frames[1:4]:  # no labels: voxels seen only here have no votes
+        volume.integrate(frame.depth, frame.camera, frame.T_world_cam, color=frame.color)
+    # the network's class (probability 0.8) replaces no votes (override above 0.9), only missing ones
+    completion = CompletionConfig(min_confidence=0.5, label_override_probability=0.9)
+    mesher = RegionMesher(volume, "observed", completion, region_blocks=3)
+    update_in_steps(mesher)
+    before = mesher.changes_since(0)
+    predict_floor(volume, 0, volume.num_blocks)
+    redone = set(mesher.update())
+    after = mesher.changes_since(0)
+    assert after.keys() == before.keys() and redone and len(redone) < len(before)
+    for region, piece in after.items():
+        if region not in redone:
+            assert piece is before[region]
+            continue
+        assert piece.mesh.triangles is before[region].mesh.triangles  # the same triangles, not re-marched
+        assert piece.mesh.vertices is before[region].mesh.vertices and piece.mesh.colors is before[region].mesh.colors
+        assert (piece.mesh.labels != before[region].mesh.labels).any()
+        assert (piece.mesh.labels[piece.mesh.labels != before[region].mesh.labels] == 1).all()  # the network's
+    assert_same_mesh(mesher.mesh(), extract_mesh(volume, source="observed", completion=completion, region_blocks=3))
+    assert mesher.update() == []
 
 
 def test_changes_since_give_each_consumer_what_it_has_not_seen(frames):
