@@ -11,13 +11,17 @@ numbers are medians over the frames after warm-up. Torch runs with ``--torch-thr
 as the node: on a 2-core machine with any other busy thread, two OpenMP threads spin against each other and meshing
 ran 20-40x slower, which is what an earlier run's 577 ms meshing of the 7-Scenes 4 cm case was).
 
-    .venv/bin/python bench/bench_fusion.py [--frames 150] [--device cpu] [--torch-threads 1]
+    .venv/bin/python bench/bench_fusion.py [--frames 150] [--device cpu] [--torch-threads 1] [--open3d-threads N]
+
+Open3D runs with as many OpenMP threads as ours has torch threads unless ``--open3d-threads`` says otherwise (0: its
+default, every core): on this 2-core machine its meshing is about 2x faster on both cores than on one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -165,6 +169,9 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (default: 1, as the node)")
+    parser.add_argument("--open3d-threads", type=int, default=None,
+                        help="Open3D's OpenMP threads (default: --torch-threads, the same cores for both; 0: Open3D's "
+                             "own default, every core)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--case", nargs=3, metavar=("DATASET", "VOXEL", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -177,6 +184,10 @@ def main() -> int:
             ensure_synthetic(dataset, args.frames)
     # the torch path is a separate method only where the kernel is used (on the CPU)
     methods = ("ours", "torch", "open3d") if args.device == "cpu" else ("ours", "open3d")
+    open3d_threads = args.torch_threads if args.open3d_threads is None else args.open3d_threads
+    open3d_env = dict(os.environ, **({"OMP_NUM_THREADS": str(open3d_threads)} if open3d_threads > 0 else {}))
+    if open3d_threads <= 0:
+        open3d_env.pop("OMP_NUM_THREADS", None)
     rows = []
     for dataset in args.datasets:
         for voxel in DATASETS[dataset][0]:
@@ -184,12 +195,14 @@ def main() -> int:
             for method in methods:
                 out = subprocess.run([sys.executable, __file__, "--frames", str(args.frames), "--device", args.device,
                                       "--torch-threads", str(args.torch_threads), "--case", dataset, str(voxel), method],
-                                     check=True, capture_output=True, text=True)
+                                     check=True, capture_output=True, text=True,
+                                     env=open3d_env if method == "open3d" else None)
                 result[method] = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append((dataset, voxel, result))
             print(f"done {dataset} {voxel}", file=sys.stderr)
-    print(f"\nIntegration and meshing, {args.device}, {args.torch_threads} torch thread(s), 640x480, median ms "
-          "(ratio = ours / Open3D; below 1 = faster)\n")
+    open3d_cores = f"{open3d_threads} OpenMP thread(s)" if open3d_threads > 0 else "its default threads (every core)"
+    print(f"\nIntegration and meshing, {args.device}, {args.torch_threads} torch thread(s), Open3D with {open3d_cores}, "
+          "640x480, median ms (ratio = ours / Open3D; below 1 = faster)\n")
     print("| data | voxel | frames | ours ms/frame | torch path ms/frame | Open3D ms/frame | ratio | ours mesh ms "
           "| Open3D mesh ms | ratio | ours update ms/frame | ours peak MB | Open3D peak MB | triangles ours / Open3D |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
