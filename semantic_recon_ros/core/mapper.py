@@ -195,7 +195,7 @@ class Mapper:
     def __init__(self, volume_config: VolumeConfig, classes: ClassSet | Sequence[str], device: torch.device | str = "cpu",
                  completion_config: CompletionConfig | None = None, checkpoint: str | Path | None = None,
                  mesh_source: str = "observed", rgb_only_max_range: float | None = None,
-                 strict_checkpoint: bool = True, mesh_region_size: float = 2.0, segmenter: Segmenter | None = None,
+                 strict_checkpoint: bool = True, mesh_region_size: float = 1.0, segmenter: Segmenter | None = None,
                  segmenter_factory: Callable[[], Segmenter] | None = None):
         self.classes = classes if isinstance(classes, ClassSet) else ClassSet.from_names(classes)
         self.rgb_only_max_range = rgb_only_max_range

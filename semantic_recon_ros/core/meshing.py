@@ -33,7 +33,7 @@ from .surface_fields import SurfaceFields
 
 EDGE_COORD_BITS = 20  # bits per voxel coordinate in an edge key: voxels within +-2^19 of the origin
 EDGE_COORD_OFFSET = 1 << (EDGE_COORD_BITS - 1)
-DEFAULT_REGION_BLOCKS = 6  # 6 blocks of 8 voxels of 4 cm: regions of 1.92 m
+DEFAULT_REGION_BLOCKS = 3  # 3 blocks of 8 voxels of 4 cm: regions of 0.96 m (the mapper's default mesh_region_size)
 
 
 def edge_keys(lower_voxels: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ class MapperConfig:
                     "combine the fused votes and the network's classes in every case. Without a completion "
                     "network: observed; with rgb_only: completed.", choices=MESH_SOURCES)
     mesh_region_size: float = parameter(
-        2.0, "Edge (metres, rounded to whole blocks) of the cubic regions meshes and voxel maps are kept by: a change "
+        1.0, "Edge (metres, rounded to whole blocks) of the cubic regions meshes and voxel maps are kept by: a change "
              "re-meshes only its regions, and each region is one Marker on the mesh topics.", 0.1, 1000.0)
     device: str = parameter(
         "auto", "Torch device of the volume: auto (cuda when available), cpu, cuda or cuda:N.")
