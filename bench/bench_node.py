@@ -218,6 +218,8 @@ def run(args: argparse.Namespace) -> dict:
         overrides["volume.clearing_radius"] = str(args.clearing_radius)
     if args.mesh_region_size is not None:
         overrides["mesh_region_size"] = str(args.mesh_region_size)
+    if args.queue_size is not None:
+        overrides["queue_size"] = str(args.queue_size)
     config = CONFIG
     if args.node_source is not None:  # the node (only) runs this source tree's package, e.g. a `git archive` of HEAD
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(args.node_source), env.get("PYTHONPATH"))))
@@ -485,6 +487,8 @@ def main() -> int:
     parser.add_argument("--mesh-rate", type=float, default=1.0)
     parser.add_argument("--mesh-region-size", type=float, default=None,
                         help="mesh_region_size in metres (default: config/mapping.yaml's)")
+    parser.add_argument("--queue-size", type=int, default=None,
+                        help="queue_size, frames waiting for integration (default: config/mapping.yaml's)")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--checkpoint", default="default",
                         help="completion network: 'default' (the node's default), a file, or '' (fusion only); with "
@@ -535,7 +539,7 @@ def main() -> int:
               f"{args.rate * 30:g} Hz, {args.voxel_size * 100:g} cm, checkpoint {args.checkpoint or 'none'}, "
               f"segmenter {args.segmenter or 'none'}, volume.max_blocks {args.max_blocks}, volume.clearing_radius "
               f"{args.clearing_radius} m, input QoS {args.qos}, mesh_rate {args.mesh_rate}, mesh_region_size "
-              f"{args.mesh_region_size or 'default'}\n")
+              f"{args.mesh_region_size or 'default'}, queue_size {args.queue_size or 'default'}\n")
         print("| measure | value |\n|---|---|")
         for name, value in result.items():
             print(f"| {name} | {value} |")
