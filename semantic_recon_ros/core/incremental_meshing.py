@@ -175,9 +175,9 @@ class RegionMesher(_RegionCache):
         if relabel and changes.rewritten.numel():
             regions = torch.unique(self._readers(changes.rewritten, NEIGHBOUR_OFFSETS))
             regions = regions[~torch.isin(regions, self._pending)].tolist()  # those re-meshed anyway are not
-            pieces = [self._pieces[key] for key in regions if key in self._pieces]
             keys = [key for key in regions if key in self._pieces]
-            relabelled = {key: piece for key, piece in zip(keys, relabel_regions(fields, pieces)) if piece is not None}
+            pieces = relabel_regions(fields, [self._pieces[key] for key in keys])
+            relabelled = {key: piece for key, piece in zip(keys, pieces) if piece is not None}
             if relabelled:
                 redone = self._store(torch.tensor(sorted(relabelled), dtype=torch.int64), relabelled)
         if not self.pending:

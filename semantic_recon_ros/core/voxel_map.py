@@ -56,6 +56,7 @@ def surface_voxel_blocks(volume: SemanticTSDFVolume, max_distance_voxels: float,
     block, local = keep.nonzero(as_tuple=True)
     flat = slots[block] * cfg.voxels_per_block + local
     centers = (grid.voxel_coords(flat).double() * cfg.voxel_size).float()
+    # each voxel as the point at t = 0 between itself and itself: its own color, label and confidence
     attributes = fields.interpolated(torch.stack((flat, flat), dim=1), torch.zeros(len(flat), device=flat.device))
     rgb, label, confidence = attributes.rgb.to(torch.int64), attributes.label, attributes.confidence
 
