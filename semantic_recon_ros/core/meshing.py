@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from .config.completion import CompletionConfig
-from .map import fusion_kernel
 from .map.block_index import pack_coords, unpack_keys
 from .map.tsdf_volume import SemanticTSDFVolume
 from .marching_cubes_table import CORNER_OFFSETS, EDGE_AXIS, EDGE_CORNERS, TRIANGLE_COUNT, TRIANGLE_EDGES
@@ -162,7 +161,7 @@ def _march(volume: SemanticTSDFVolume, fields: SurfaceFields, slots: torch.Tenso
     rows = torch.where(neighbours >= 0, rows, torch.full_like(rows, -1))
     block_fields = fields.blocks(needed)
     exclude = block_fields.observed if fields.source == "additions" else None  # cubes the observed surface lacks
-    ops = fusion_kernel.load() if device.type == "cpu" and volume.use_fusion_kernel else None
+    ops = volume.kernel_ops
     if ops is not None:
         triangles, triangle_block, keys, ends, t, positions, vertex_piece = ops.mesh_cubes(
             block_fields.tsdf.contiguous(), block_fields.valid.contiguous(),

@@ -31,7 +31,6 @@ import torch
 
 from .config.completion import CompletionConfig
 from .config.mapper import SURFACE_SOURCES
-from .map import fusion_kernel
 from .map.tsdf_volume import SemanticTSDFVolume
 
 PREDICTION_LAYERS = ("pred_tsdf", "pred_color", "pred_semantic", "pred_confidence", "pred_weight")
@@ -178,7 +177,7 @@ class SurfaceFields:
         confidence are interpolated linearly from the two voxels' values (``*_at``); then the color is rounded to
         uint8 and the scores give a label and its share (:func:`labels_from_scores`). On the CPU the compiled kernel
         computes the same in one pass (without the (N, K) intermediates; floats may differ in the last bit)."""
-        ops = fusion_kernel.load() if voxels.device.type == "cpu" and self._volume.use_fusion_kernel else None
+        ops = self._volume.kernel_ops
         if ops is not None:
             layers = self._layers
             predicted = [layers[name] if self.has_predictions else None

@@ -98,6 +98,11 @@ class SemanticTSDFVolume:
         self.fusion = choose_fusion_backend(self.device, use)
 
     @property
+    def kernel_ops(self):
+        """The compiled kernel's operators while the volume uses the kernel (CPU only), else None (torch path)."""
+        return fusion_kernel.load() if self.use_fusion_kernel else None
+
+    @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
