@@ -14,7 +14,8 @@ trained one. ``--checkpoint default`` (or a file) adds rows for a trained model 
 node runs), with its confidence calibration.
 
     .venv/bin/python bench/bench_completion.py [--widths 8 12] [--checkpoint default] [--paths fast default]
-        [--align on off] [--chunk-sizes 64] [--batch-sizes 1 2] [--threads 1] [--frames 120] [--seed 1] [--repeats 2]
+        [--align on off] [--chunk-sizes 64] [--chunk-margins 8] [--batch-sizes 1 2] [--threads 1] [--frames 120]
+        [--seed 1] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ def main() -> int:
     parser.add_argument("--paths", nargs="+", default=["fast"], choices=["fast", "default"])
     parser.add_argument("--align", nargs="+", default=["on"], choices=["on", "off"], help="chunk grid alignment")
     parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[CompletionConfig.chunk_size])
+    parser.add_argument("--chunk-margins", type=int, nargs="+", default=[CompletionConfig.chunk_margin],
+                        help="context voxels on each side of a chunk (completion.chunk_margin)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[CompletionConfig.batch_size])
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"],
                         help="what the fast path's convolutions compute in (completion.precision)")
@@ -130,17 +133,17 @@ def main() -> int:
           f"{extent[0]:.1f} x {extent[1]:.1f} x {extent[2]:.1f} m = {cubic_metres:.0f} m^3 "
           f"({room_voxels / 1e6:.2f} M voxels), {fused.num_blocks} blocks, "
           f"fused map RSS {resident_bytes() / 1e6:.0f} MB\n")
-    print("| width | params | conv path | precision | grid | chunk | batch | chunks run | voxels fed (M) "
+    print("| width | params | conv path | precision | grid | chunk | margin | batch | chunks run | voxels fed (M) "
           "| s per room (best / worst) | CPU s per room | s per m^3 | network share | peak RSS MB (increase) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     models = [str(width) for width in args.widths] + ([args.checkpoint] if args.checkpoint else [])
-    for model, path, align, chunk_size, batch_size, precision in itertools.product(
-            models, args.paths, args.align, args.chunk_sizes, args.batch_sizes, args.precisions):
+    for model, path, align, chunk_size, margin, batch_size, precision in itertools.product(
+            models, args.paths, args.align, args.chunk_sizes, args.chunk_margins, args.batch_sizes, args.precisions):
         if path == "default" and precision != "float32":
             continue  # only the fast path computes in bfloat16
         network, calibration = network_of(model, fused, path == "fast")
-        config = replace(CompletionConfig(), chunk_size=chunk_size, batch_size=batch_size, align_grid=align == "on",
-                         precision=precision)
+        config = replace(CompletionConfig(), chunk_size=chunk_size, chunk_margin=margin,
+                         batch_size=batch_size, align_grid=align == "on", precision=precision)
         runs = [complete_once(fused, network, config, calibration) for _ in range(args.repeats)]
         stats, best, _, _ = min(runs, key=lambda run: run[1])
         worst = max(run[1] for run in runs)
@@ -150,7 +153,7 @@ def main() -> int:
         parameters = sum(p.numel() for p in network.parameters()) / 1e6
         name = f"{network.config.base_width}" + ("" if model.isdigit() else f" ({model}, trained)")
         grid = "aligned" if align == "on" else "fixed"
-        print(f"| {name} | {parameters:.2f} M | {path} | {precision} | {grid} | {chunk_size}^3 "
+        print(f"| {name} | {parameters:.2f} M | {path} | {precision} | {grid} | {chunk_size}^3 | {margin} "
               f"| {batch_size} | {stats.chunks_run} | {stats.chunks_run * chunk_size ** 3 / 1e6:.1f} "
               f"| {best:.2f} / {worst:.2f} | {cpu:.2f} | {best / cubic_metres:.3f} "
               f"| {stats.network_seconds / stats.seconds:.0%} | {peak / 1e6:.0f} (+{increase / 1e6:.0f}) |", flush=True)

@@ -316,9 +316,12 @@ class CompletionEngine:
         """The fused 2D labels over the input boxes of chunks with :meth:`chunk_slots` ``slots``: (n, S, S, S) int64
         most voted class of each voxel (-1 where it has no votes). Hold the map lock around this."""
         grid = self.volume.grid
-        best, label = grid.layer("semantic")[slots.clamp(min=0)].max(dim=-1)  # (n, b, V) over the K classes' votes
-        label = torch.where((best > 0) & (slots >= 0)[..., None], label, -1)
-        return grid.to_boxes(label[..., None], (self.input_blocks,) * 3)[:, 0]
+        votes = grid.layer("semantic")
+        present = slots >= 0
+        best, label = votes[slots[present]].max(dim=-1)  # (m, V) over the K classes' votes of the blocks present
+        labels = torch.full((*slots.shape, votes.shape[1]), -1, dtype=torch.int64, device=votes.device)
+        labels[present] = torch.where(best > 0, label, -1)
+        return grid.to_boxes(labels[..., None], (self.input_blocks,) * 3)[:, 0]
 
     def crop_cores(self, values: torch.Tensor) -> torch.Tensor:
         """(n, C, S, S, S) values over the chunks' input boxes -> (n, C, c, c, c) over their cores (c = core size)."""

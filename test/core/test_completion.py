@@ -27,7 +27,6 @@ from semantic_recon_ros.core.meshing import extract_mesh
 from semantic_recon_ros.core.models import (S4RNet, S4RNetConfig, save_calibration, save_checkpoint,
                                             set_fast_cpu_convolutions)
 from semantic_recon_ros.core.models.fast_conv import bfloat16_supported, native_bfloat16_available
-from semantic_recon_ros.core.models.s4r_unet import label_channels
 from semantic_recon_ros.core.resources import share_file
 from semantic_recon_ros.core.voxel_map import surface_voxel_points
 from semantic_recon_ros.core.map import SemanticTSDFVolume, load_volume, save_volume
@@ -277,7 +276,8 @@ class LabelEcho(nn.Module):
 
     def forward(self, tsdf, observed, color, labels):
         self.seen = labels
-        return {"tsdf": tsdf, "color": color, "semantic_logits": 10 * label_channels(labels, 3, tsdf)}
+        one_hot = torch.nn.functional.one_hot(labels.clamp(min=0), 3).movedim(-1, 1) * (labels >= 0)[:, None]
+        return {"tsdf": tsdf, "color": color, "semantic_logits": 10.0 * one_hot}
 
 
 def test_label_input_networks_get_the_fused_labels():

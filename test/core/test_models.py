@@ -464,6 +464,38 @@ def test_fast_path_gradients_match_the_default_path():
         assert (a - b).abs().max() <= 1e-4 * a.abs().max()
 
 
+def test_fast_inference_follows_weights_changed_by_training_and_loading():
+    """The fused inference path keeps its BatchNorm-folded weights between calls; an optimizer step, new running
+    statistics and ``load_state_dict`` must all reach the next inference call."""
+    model, other = tiny_s4r(seed=0), tiny_s4r(seed=3)
+    inputs = s4r_inputs((16, 16, 32))
+    run = lambda: model(*inputs)  # noqa: E731
+    settle_batch_norm(model, run)
+    set_fast_cpu_convolutions(model, True)
+
+    def fused_equals_unfused() -> torch.Tensor:
+        with torch.inference_mode():
+            fused = run()["tsdf"]
+        set_fast_cpu_convolutions(model, False)
+        with torch.inference_mode():
+            reference = run()["tsdf"]
+        set_fast_cpu_convolutions(model, True)
+        assert torch.allclose(fused, reference, rtol=1e-4, atol=1e-5), (fused - reference).abs().max()
+        return fused
+
+    first = fused_equals_unfused()
+    assert torch.equal(first, fused_equals_unfused())  # kept weights: the same result again
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    run()["tsdf"].square().mean().backward()  # a training step: new weights and running statistics
+    optimizer.step()
+    model.eval()
+    stepped = fused_equals_unfused()
+    assert not torch.equal(first, stepped)
+    model.load_state_dict(other.state_dict())
+    assert not torch.equal(stepped, fused_equals_unfused())
+
+
 def test_fast_path_dtypes_are_float32_and_bfloat16():
     with pytest.raises(ValueError, match="computes in"):
         with inference_dtype(torch.float16):

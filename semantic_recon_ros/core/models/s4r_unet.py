@@ -82,10 +82,10 @@ class S4RNet(nn.Module):
             (sigmoid; absent when color-blind), "semantic_logits": (B, K, X, Y, Z)}``.
         """
         observed = self._check_inputs(tsdf, observed, color, labels)
-        inputs = [tsdf * observed, observed]
-        if self.label_gain is not None:
-            inputs.append(label_channels(labels, self.config.num_classes, tsdf))
-        geometry = self.geometry_encoder(torch.cat(inputs, dim=1))
+        K = self.config.num_classes
+        label_ids = label_index(labels, K) if labels is not None else None
+        geometry = self.geometry_encoder(geometry_channels(tsdf, observed, K if self.label_gain is not None else 0,
+                                                          label_ids))
         skips = geometry[:NUM_LEVELS]
         codes = [geometry[NUM_LEVELS]]
         if self.color_encoder is not None:
@@ -97,10 +97,12 @@ class S4RNet(nn.Module):
         if self.color_decoder is not None:
             out["color"] = torch.sigmoid(self.color_head(self.color_decoder(bottleneck, skips)[-1]))
         out["semantic_logits"] = self.semantic_head(self.semantic_decoder(bottleneck, skips)[-1])
-        if self.label_gain is not None and labels is not None:  # + label_gain * one-hot labels: on the label's channel
-            index, valid = label_index(labels, self.config.num_classes)
+        if self.label_gain is not None and label_ids is not None:
+            # + label_gain * one-hot labels: on each voxel's label channel of the head's fresh output, indexed with
+            # the classes last (contiguous on the fast path, whose outputs are channels_last_3d)
+            index, valid = label_ids
             gain = torch.where(valid, self.label_gain[index], 0.0).to(out["semantic_logits"].dtype)
-            out["semantic_logits"].scatter_add_(1, index[:, None], gain[:, None])  # (the head's fresh output)
+            out["semantic_logits"].movedim(1, -1).scatter_add_(-1, index[..., None], gain[..., None])
         return out
 
     def _check_inputs(self, tsdf: torch.Tensor, observed: torch.Tensor, color: torch.Tensor | None,
@@ -127,14 +129,22 @@ class S4RNet(nn.Module):
         return observed.to(tsdf.dtype)
 
 
-def label_channels(labels: torch.Tensor | None, num_classes: int, like: torch.Tensor) -> torch.Tensor:
-    """(B, X, Y, Z) class ids (outside [0, K) = none) or None -> (B, K, X, Y, Z) one-hot of ``like``'s dtype and
-    device, zero where a voxel has no label."""
-    if labels is None:
-        return torch.zeros_like(like).expand(-1, num_classes, -1, -1, -1)
-    index, valid = label_index(labels, num_classes)
-    channels = torch.zeros((labels.shape[0], num_classes, *labels.shape[1:]), dtype=like.dtype, device=like.device)
-    return channels.scatter_(1, index[:, None], valid[:, None].to(like.dtype))
+def geometry_channels(tsdf: torch.Tensor, observed: torch.Tensor, num_classes: int,
+                      label_ids: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """The geometry encoder's input: (B, 2 + K, X, Y, Z) of ``tsdf``'s dtype, channels_last_3d in memory (the
+    layout the fast convolutions read, built in place rather than converted).
+
+    Channels: the TSDF of observed voxels, the observed mask ((B, 1, X, Y, Z) each) and, for ``num_classes`` K > 0,
+    the one-hot fused labels from :func:`label_index`'s ``label_ids`` (zero where a voxel has none, or everywhere
+    for None)."""
+    B, _, X, Y, Z = tsdf.shape
+    channels = tsdf.new_zeros((B, X, Y, Z, 2 + num_classes))
+    channels[..., 0] = (tsdf * observed)[:, 0]
+    channels[..., 1] = observed[:, 0]
+    if num_classes and label_ids is not None:
+        index, valid = label_ids
+        channels[..., 2:].scatter_(-1, index[..., None], valid[..., None].to(tsdf.dtype))
+    return channels.permute(0, 4, 1, 2, 3)
 
 
 def label_index(labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
