@@ -43,7 +43,7 @@ FUSION_AND_NETWORK_LABELS = "fusion + network labels"
 FUSION_AND_NETWORK = "fusion + network"
 ABLATION_PREFIX = "ablation: "
 ABLATION_CONFIDENCES = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8)  # min_confidence of the ablation rows
-ABLATION_LABEL_OVERRIDES = (0.3, 0.4, 0.5, 1.0)  # label_override_probability of the ablation rows (1: votes win)
+ABLATION_LABEL_OVERRIDES = (0.0, 0.2, 0.3, 0.4, 0.5, 1.0)  # label_override_probability of the ablation rows (1: votes win)
 UNLABELED = -1
 
 
