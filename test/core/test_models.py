@@ -496,6 +496,19 @@ def test_fast_inference_follows_weights_changed_by_training_and_loading():
     assert not torch.equal(stepped, fused_equals_unfused())
 
 
+def test_fast_inference_of_a_network_made_in_inference_mode():
+    """Tensors made under ``torch.inference_mode`` have no version counters; such a network still runs fused."""
+    inputs = s4r_inputs((16, 16, 32))
+    reference = tiny_s4r().eval()
+    with torch.inference_mode():
+        expected = reference(*inputs)["tsdf"]
+        model = tiny_s4r().eval()
+        set_fast_cpu_convolutions(model, True)
+        assert model.geometry_encoder.stem.conv.weight.is_inference()
+        fused = model(*inputs)["tsdf"]
+    assert torch.allclose(fused, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_fast_path_dtypes_are_float32_and_bfloat16():
     with pytest.raises(ValueError, match="computes in"):
         with inference_dtype(torch.float16):

@@ -135,20 +135,27 @@ def folded_weights(conv: Conv3d, norm: nn.BatchNorm3d, dtype: torch.dtype) -> tu
 
     Computed once and kept on ``conv`` until a tensor it reads is changed or replaced (in place, as an optimizer
     step or ``load_state_dict`` does: their version counters; or moved: their storage), or ``dtype`` changes, so
-    repeated inference calls do not fold again."""
+    repeated inference calls do not fold again. Weights made under ``torch.inference_mode`` have no version
+    counters: they are folded at every call."""
     sources = [conv.weight, norm.weight, norm.bias, norm.running_mean, norm.running_var]
     if conv.bias is not None:
         sources.append(conv.bias)
+    if any(t.is_inference() for t in sources):
+        return _fold(conv, norm, dtype)
     key = (dtype, norm.eps, *((t.data_ptr(), t._version) for t in sources))
     if conv.folded is None or conv.folded.key != key:
-        with torch.no_grad():
-            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-            weight = (conv.weight * scale.view(-1, 1, 1, 1, 1)).to(dtype, memory_format=FAST_MEMORY_FORMAT)
-            bias = norm.bias - norm.running_mean * scale
-            if conv.bias is not None:
-                bias = bias + conv.bias * scale
-        conv.folded = FoldedWeights(key, weight, bias.to(dtype))
+        conv.folded = FoldedWeights(key, *_fold(conv, norm, dtype))
     return conv.folded.weight, conv.folded.bias
+
+
+def _fold(conv: Conv3d, norm: nn.BatchNorm3d, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+        weight = (conv.weight * scale.view(-1, 1, 1, 1, 1)).to(dtype, memory_format=FAST_MEMORY_FORMAT)
+        bias = norm.bias - norm.running_mean * scale
+        if conv.bias is not None:
+            bias = bias + conv.bias * scale
+    return weight, bias.to(dtype)
 
 
 def fast_cpu_path_available() -> bool:
