@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextvars
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -80,7 +79,6 @@ class Conv3d(nn.Conv3d):
             raise ValueError(f"Conv3d supports integer zero padding only, got padding={self.padding!r}, "
                              f"padding_mode={self.padding_mode!r}")
         self.fast_cpu = False
-        self.folded: FoldedWeights | None = None  # conv_norm_act's BatchNorm-folded weights, kept between calls
 
     def uses_fast_path(self, x: torch.Tensor) -> bool:
         return self.fast_cpu and x.device.type == "cpu" and x.dtype in FAST_DTYPES
@@ -108,8 +106,13 @@ def conv_norm_act(x: torch.Tensor, conv: Conv3d, norm: nn.BatchNorm3d, relu: boo
         if residual is not None:
             y = y + residual
         return F.relu(y) if relu else y
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
     dtype = fast_dtype()
-    weight, bias = folded_weights(conv, norm, dtype)
+    weight = (conv.weight * scale.view(-1, 1, 1, 1, 1)).to(dtype, memory_format=FAST_MEMORY_FORMAT)
+    bias = norm.bias - norm.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    bias = bias.to(dtype)
     x = x.to(dtype, memory_format=FAST_MEMORY_FORMAT)
     unary = "relu" if relu else "none"
     if residual is None:
@@ -118,44 +121,6 @@ def conv_norm_act(x: torch.Tensor, conv: Conv3d, norm: nn.BatchNorm3d, relu: boo
     return torch.ops.mkldnn._convolution_pointwise.binary(
         x, residual.to(dtype, memory_format=FAST_MEMORY_FORMAT), weight, bias, conv.padding, conv.stride,
         conv.dilation, conv.groups, "add", None, unary, [], "")
-
-
-@dataclass(frozen=True)
-class FoldedWeights:
-    """A convolution's weights with its BatchNorm folded in, and what they were computed from."""
-
-    key: tuple
-    weight: torch.Tensor  # (C_out, C_in, k, k, k) in the fast layout
-    bias: torch.Tensor  # (C_out,)
-
-
-def folded_weights(conv: Conv3d, norm: nn.BatchNorm3d, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``conv`` followed by ``norm`` (eval mode) as one convolution: (weight (C_out, C_in, k, k, k) in ``dtype`` and
-    the fast layout, bias (C_out,) in ``dtype``).
-
-    Computed once and kept on ``conv`` until a tensor it reads is changed or replaced (in place, as an optimizer
-    step or ``load_state_dict`` does: their version counters; or moved: their storage), or ``dtype`` changes, so
-    repeated inference calls do not fold again. Weights made under ``torch.inference_mode`` have no version
-    counters: they are folded at every call."""
-    sources = [conv.weight, norm.weight, norm.bias, norm.running_mean, norm.running_var]
-    if conv.bias is not None:
-        sources.append(conv.bias)
-    if any(t.is_inference() for t in sources):
-        return _fold(conv, norm, dtype)
-    key = (dtype, norm.eps, *((t.data_ptr(), t._version) for t in sources))
-    if conv.folded is None or conv.folded.key != key:
-        conv.folded = FoldedWeights(key, *_fold(conv, norm, dtype))
-    return conv.folded.weight, conv.folded.bias
-
-
-def _fold(conv: Conv3d, norm: nn.BatchNorm3d, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.no_grad():
-        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-        weight = (conv.weight * scale.view(-1, 1, 1, 1, 1)).to(dtype, memory_format=FAST_MEMORY_FORMAT)
-        bias = norm.bias - norm.running_mean * scale
-        if conv.bias is not None:
-            bias = bias + conv.bias * scale
-    return weight, bias.to(dtype)
 
 
 def fast_cpu_path_available() -> bool:
