@@ -17,6 +17,7 @@ from semantic_recon_ros.core.models import (
     voxel_centers)
 from semantic_recon_ros.core.models.checkpoint import CHECKPOINT_KEYS, CHECKPOINT_VERSION
 from semantic_recon_ros.core.models.fast_conv import bfloat16_supported, inference_dtype
+from semantic_recon_ros.core.models.s4r_unet import geometry_channels, label_index
 
 from support.frames import downscale
 
@@ -100,6 +101,22 @@ def one_hot(labels: torch.Tensor) -> torch.Tensor:
     """(B, X, Y, Z) class ids, -1 = none -> (B, K, X, Y, Z) one-hot, zero where none."""
     return torch.nn.functional.one_hot(labels.clamp(min=0), K).permute(0, 4, 1, 2, 3).float() \
         * (labels >= 0)[:, None].float()
+
+
+def test_geometry_input_is_built_in_the_fast_layout_with_one_hot_labels():
+    tsdf, observed, _ = s4r_inputs((16, 16, 32))
+    observed = observed.float()
+    labels = torch.randint(-1, K + 2, (1, 16, 16, 32), generator=torch.Generator().manual_seed(4))  # some out of range
+    channels = geometry_channels(tsdf, observed, K, label_index(labels, K))
+    assert channels.shape == (1, 2 + K, 16, 16, 32)
+    assert channels.is_contiguous(memory_format=torch.channels_last_3d)  # what the oneDNN convolutions read
+    assert torch.equal(channels[:, :1], tsdf * observed) and torch.equal(channels[:, 1:2], observed)
+    one_hot = channels[:, 2:]
+    labeled = (labels >= 0) & (labels < K)
+    assert torch.equal(one_hot.sum(dim=1), labeled.float())  # one channel per labeled voxel, none elsewhere
+    assert torch.equal(one_hot.argmax(dim=1)[labeled], labels[labeled])
+    assert not geometry_channels(tsdf, observed, K, None)[:, 2:].any()  # no labels: zero label channels
+    assert geometry_channels(tsdf, observed, 0, None).shape[1] == 2  # a network without label input
 
 
 def test_label_input_network_starts_as_the_network_it_widens_and_learns_a_per_class_prior():
