@@ -14,6 +14,7 @@ import torch
 from support.paths import SEVEN_SCENES
 
 from semantic_recon_ros.core.classes import load_class_set
+from semantic_recon_ros.core.config import StereoConfig
 from semantic_recon_ros.core.models import AtlasNet, AtlasNetConfig, save_checkpoint
 from semantic_recon_training.data.pseudo_labels import GroundTruthLabels
 from semantic_recon_training.evaluation import evaluate
@@ -151,7 +152,8 @@ def test_stereo_is_evaluated_rgb_only_like_a_checkpoint(tmp_path):
                    "--views", "3", "--view-downscale", "1", "--threads", "1", "--no-progress")
     assert evaluate.run(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["settings"]["stereo"]["planes"] == 96 and results["rgb_only"].startswith("plane-sweep stereo")
+    assert results["settings"]["stereo"]["planes"] == StereoConfig().planes  # the node's settings by default
+    assert results["rgb_only"].startswith("plane-sweep stereo")
     (dataset,) = results["datasets"].values()
     rgbd, stereo, constant = (dataset["methods"][name] for name in (RGBD_MAP, RGB_ONLY, CONSTANT_DEPTH))
     (scene,) = dataset["scenes"]
