@@ -13,9 +13,9 @@ class StereoConfig:
     """How each color frame's depth is estimated from earlier frames of the same camera."""
 
     width: int = parameter(
-        320, "Matching resolution: images are scaled to this width (aspect kept); depth comes back at the input "
+        240, "Matching resolution: images are scaled to this width (aspect kept); depth comes back at the input "
              "size.", 32, 4096)
-    planes: int = parameter(64, "Depth hypotheses, evenly spaced in inverse depth.", 8, 1024)
+    planes: int = parameter(48, "Depth hypotheses, evenly spaced in inverse depth.", 8, 1024)
     min_depth: float = parameter(0.4, "Nearest depth hypothesis (metres).", 0.05, 100.0)
     max_depth: float = parameter(4.5, "Farthest depth hypothesis (metres).", 0.1, 100.0)
     window: int = parameter(7, "Side of the square matching window (pixels at the matching resolution; odd).", 3, 31)
