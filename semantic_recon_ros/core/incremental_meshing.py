@@ -159,20 +159,21 @@ class RegionMesher(_RegionCache):
         SurfaceFields(volume, source, min_weight, completion)  # validates the source now
         self.source, self.completion, self.min_weight = source, completion, min_weight
 
-    def update(self, max_blocks: int | None = None) -> list[Region]:
+    def update(self, max_blocks: int | None = None, take_changes: bool = True) -> list[Region]:
         """Re-mesh the regions whose cubes read a block that changed since the last update, in key order, stopping
         once the next region would take the blocks meshed beyond ``max_blocks`` (:attr:`pending` then says more
-        are waiting); returns the regions redone.
+        are waiting); returns the regions redone. ``take_changes`` False: only go on with the pending regions (the
+        blocks changed since the last update wait for the next one that takes them).
 
         The "observed" mesh's geometry and colors depend on observations only: where blocks were only rewritten
         (the network's predictions, which can override fused labels), its regions keep their triangles and get
         their labels read again (:func:`~.meshing.relabel_regions`), and count as redone only if a label changed.
         """
         relabel = self.source == "observed"
-        changes = self._plan(NEIGHBOUR_OFFSETS, relabel)
+        changes = self._plan(NEIGHBOUR_OFFSETS, relabel) if take_changes else None
         fields = SurfaceFields(self.volume, self.source, self.min_weight, self.completion)
         redone = []
-        if relabel and changes.rewritten.numel():
+        if relabel and changes is not None and changes.rewritten.numel():
             regions = torch.unique(self._readers(changes.rewritten, NEIGHBOUR_OFFSETS))
             regions = regions[~torch.isin(regions, self._pending)].tolist()  # those re-meshed anyway are not
             keys = [key for key in regions if key in self._pieces]
@@ -201,10 +202,11 @@ class RegionVoxelMap(_RegionCache):
         SurfaceFields(volume, source, completion=completion)  # validates the source now
         self.max_distance_voxels, self.source, self.completion = float(max_distance_voxels), source, completion
 
-    def update(self, max_blocks: int | None = None) -> list[Region]:
-        """Resample the regions holding a block that changed since the last update (``max_blocks`` and
-        :attr:`pending` as for :meth:`RegionMesher.update`); returns them."""
-        self._plan(NO_OFFSET)
+    def update(self, max_blocks: int | None = None, take_changes: bool = True) -> list[Region]:
+        """Resample the regions holding a block that changed since the last update (``max_blocks``,
+        ``take_changes`` and :attr:`pending` as for :meth:`RegionMesher.update`); returns them."""
+        if take_changes:
+            self._plan(NO_OFFSET)
         if not self.pending:
             return []
         regions, slots = self._next_regions(max_blocks)

@@ -77,6 +77,7 @@ MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_ADDITIONS_FILE, VOLUME_FILE = (
 MAP_FILES = (VOLUME_FILE, MESH_RGB_FILE, MESH_SEMANTIC_FILE, MESH_ADDITIONS_FILE)
 COMPLETION_NICENESS = 10  # nice value of the background network thread above the process's
 MESH_STEP_BLOCKS = 2048  # blocks meshed (or sampled for the voxel map) per hold of the map lock
+LIVE_STEP_BLOCKS = 512  # the same for the live outputs, which never chase changes made during their update
 
 
 class Log(Protocol):
@@ -224,6 +225,7 @@ class Mapper:
         self._network_computing = threading.Event()
         self._stop = threading.Event()
         self._completion_thread: threading.Thread | None = None
+        self._growth_thread: threading.Thread | None = None  # prepares the volume's next growth
         self._network_thread: ThreadPoolExecutor | None = None
         self._log: Log = PrintLog()
 
@@ -336,9 +338,19 @@ class Mapper:
             self._stamp_ns = max(self._stamp_ns, frame.stamp_ns)
             self._changed()
         self.stats.count_integration(seconds)
+        self._prepare_growth()
         if self._network_computing.is_set():
             self.completion_stats.count_integration_while_computing()
         return stats
+
+    def _prepare_growth(self) -> None:
+        """When the volume's pools fill up, prepare their next growth on a background thread, outside the lock
+        (:meth:`~.map.block_grid.BlockGrid.prepare_growth`): the frame that needs it then does not hold the map
+        while fresh memory is mapped in."""
+        grid = self.volume.grid
+        if grid.growth_due() and (self._growth_thread is None or not self._growth_thread.is_alive()):
+            self._growth_thread = threading.Thread(target=grid.prepare_growth, name="map-growth", daemon=True)
+            self._growth_thread.start()
 
     def _image_features(self, frame: MapFrame) -> tuple[torch.Tensor, PinholeCamera]:
         """The (h, w, feature_dim) features of an RGB-only frame's color and the camera of that feature map."""
@@ -454,16 +466,26 @@ class Mapper:
             self._meshers[source] = RegionMesher(self.volume, source, self.completion_config, self.region_blocks)
         return self._meshers[source]
 
-    def _up_to_date(self, caches: Sequence[RegionMesher | RegionVoxelMap], then: Callable[[], object]):
-        """Bring ``caches`` up to date in steps of at most :data:`MESH_STEP_BLOCKS` blocks, each under the lock
-        (frames are fused in between), and return ``then()`` called under the lock of the step that left them all
-        current."""
+    def _up_to_date(self, caches: Sequence[RegionMesher | RegionVoxelMap], then: Callable[[MapState], object],
+                    live: bool = False):
+        """Bring ``caches`` up to date in steps of a bounded number of blocks, each under the lock (frames are fused
+        in between), and return ``then(state)`` called under the lock of the step that left them all current.
+
+        Not ``live``: steps of :data:`MESH_STEP_BLOCKS` until no change is left, also those made during the update;
+        ``state`` is the map's at the end, which the caches show exactly (saving, whole meshes). ``live``: steps of
+        :data:`LIVE_STEP_BLOCKS` over the changes made before the update began, ``state`` the map's then; what
+        frames change meanwhile waits for the next update, so an update ends even while the camera keeps changing
+        more blocks than one step redoes (live views: short holds of the map, every region at least as new as
+        ``state``)."""
+        planned = None
         while True:
             with self.lock:
                 for cache in caches:
-                    cache.update(MESH_STEP_BLOCKS)
+                    cache.update(LIVE_STEP_BLOCKS if live else MESH_STEP_BLOCKS, take_changes=planned is None)
+                if live and planned is None:
+                    planned = self.state
                 if not any(cache.pending for cache in caches):
-                    return then()
+                    return then(self.state if planned is None else planned)
 
     def mesh(self, source: str | None = None) -> tuple[SemanticMesh, MapState]:
         """The mesh of ``source`` (default :attr:`mesh_source`; "additions": the network's additions) and the state
@@ -475,18 +497,20 @@ class Mapper:
         """The meshes of ``sources`` (see :mod:`.surface_fields`), all of one state of the map, and that state.
         Only regions changed since the last call are re-meshed; the whole meshes are assembled outside the lock."""
         meshers = [self._mesher(source) for source in sources]
-        pieces, state = self._up_to_date(meshers, lambda: ([mesher.pieces() for mesher in meshers], self.state))
+        pieces, state = self._up_to_date(meshers, lambda state: ([mesher.pieces() for mesher in meshers], state))
         return [assemble(p, with_surface_confidence=source != "observed") for p, source in zip(pieces, sources)], state
 
     def mesh_changes(self, since: dict[str, int]) -> tuple[dict[str, tuple[dict[Region, RegionMesh | None], int]],
                                                             MapState]:
         """The regions of each source's mesh changed after the revision given for it (0: every region), all of one
         state of the map: ``{source: ({region: mesh, or None where it vanished}, current revision)}``, and that
-        state. What a live view needs: work and data in proportion to the change (:mod:`.incremental_meshing`)."""
+        state. What a live view needs: work and data in proportion to the change (:mod:`.incremental_meshing`), in
+        short holds of the map: the changes made while the regions are redone wait for the next call (every region
+        shows at least the returned state)."""
         meshers = {source: self._mesher(source) for source in since}
-        return self._up_to_date(list(meshers.values()), lambda: (
+        return self._up_to_date(list(meshers.values()), lambda state: (
             {source: (mesher.changes_since(since[source]), mesher.revision) for source, mesher in meshers.items()},
-            self.state))
+            state), live=True)
 
     @property
     def rgb_only(self) -> bool:
@@ -518,7 +542,7 @@ class Mapper:
             self._voxel_maps[key] = RegionVoxelMap(self.volume, key[1], key[0], self.completion_config,
                                                    self.region_blocks)
         cache = self._voxel_maps[key]
-        return self._up_to_date([cache], lambda: (cache.points(), self.state))
+        return self._up_to_date([cache], lambda state: (cache.points(), state), live=True)
 
     def save(self, directory: str | Path) -> SavedMap:
         """Write volume.pt, mesh_rgb.ply, mesh_semantic.ply (and with :attr:`has_additions`, mesh_additions.ply) of one
@@ -528,8 +552,8 @@ class Mapper:
         sources = [self.mesh_source] + (["additions"] if self.has_additions else [])
         meshers = [self._mesher(source) for source in sources]
         # a copy of the volume: written after the map is released
-        pieces, volume, state = self._up_to_date(meshers, lambda: (
-            [mesher.pieces() for mesher in meshers], volume_state(self.volume), self.state))
+        pieces, volume, state = self._up_to_date(meshers, lambda state: (
+            [mesher.pieces() for mesher in meshers], volume_state(self.volume), state))
         mesh, *rest = [assemble(p, with_surface_confidence=source != "observed") for p, source in zip(pieces, sources)]
         additions = rest[0] if rest else None
         names = self.classes.names

@@ -65,3 +65,28 @@ def test_allocation_bound_versions_and_removal():
     reused = grid.allocate(torch.tensor([[7, 7, 7]]))
     assert (grid.layer("value")[reused] == -1.0).all() and int(grid.block_versions(reused)[0]) == 0  # refilled
     assert int(grid.content_versions(reused)[0]) == 5
+
+
+@pytest.mark.parametrize("layer_added_meanwhile", [False, True])
+def test_a_prepared_growth_keeps_every_block_and_fills_new_slots(layer_added_meanwhile):
+    grid = BlockGrid(block_size=4, max_blocks=100, device="cpu")
+    grid.add_layer("value", (64,), -1.0)
+    grid.add_layer("rgb", (64, 3), 0.5)
+    blocks = torch.stack([torch.arange(54), torch.zeros(54, dtype=torch.int64), torch.zeros(54, dtype=torch.int64)], 1)
+    slots = grid.allocate(blocks)  # 54 of 64 slots: not yet due
+    grid.layer("value")[slots] = slots[:, None].float()
+    assert not grid.growth_due()
+    grid.allocate(blocks[:1] + torch.tensor([[0, 1, 0]]))  # 55 of 64 (86 %)
+    assert grid.growth_due()
+    grid.prepare_growth()
+    assert not grid.growth_due() and grid.capacity == 64  # prepared, not grown yet
+    if layer_added_meanwhile:  # the prepared pools no longer fit: the growth makes its own
+        grid.add_layer("extra", (64,), 7.0)
+    more = grid.allocate(torch.stack([torch.arange(30), torch.full((30,), 2), torch.zeros(30, dtype=torch.int64)], 1))
+    assert grid.capacity == 100 and grid.num_blocks == 85  # 64 doubled, bounded by max_blocks
+    assert torch.equal(grid.layer("value")[slots], slots[:, None].float().expand(-1, 64))
+    assert (grid.layer("value")[more] == -1.0).all() and (grid.layer("rgb")[more] == 0.5).all()
+    assert torch.equal(grid.lookup(blocks), slots)
+    if layer_added_meanwhile:
+        assert (grid.layer("extra")[more] == 7.0).all()
+    assert not grid.growth_due()  # at max_blocks: nothing to prepare

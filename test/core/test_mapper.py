@@ -3,6 +3,7 @@ resets, and reports a checkpoint it cannot use instead of failing when asked to.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -14,7 +15,9 @@ from semantic_recon_ros.core.classes import load_class_set
 from semantic_recon_ros.core.config import CompletionConfig, VolumeConfig
 from semantic_recon_ros.core.map import SemanticTSDFVolume
 from semantic_recon_ros.core.keyframe_segmentation import KeyframePolicy, KeyframeSegmentation
+from semantic_recon_ros.core import mapper as mapper_module
 from semantic_recon_ros.core.mapper import VOLUME_FILE, MapFrame, Mapper
+from semantic_recon_ros.core.meshing import extract_mesh
 from semantic_recon_ros.core.ply import read_semantic_ply
 
 from support.frames import downscale
@@ -96,6 +99,41 @@ def test_save_and_load_restore_every_layer_and_discard_older_frames(frames, tmp_
     assert fresh.integrate(as_map_frame(frames[0]), generation=fresh.generation).valid_pixels > 0
     fresh.load(tmp_path / "map" / VOLUME_FILE)  # the file itself works too
     assert_same_layers(fresh.volume, mapper.volume)
+
+
+def test_a_live_mesh_update_ends_while_frames_keep_changing_the_map(frames, monkeypatch):
+    """The live outputs redo the regions changed before the update began, in steps between which frames are fused,
+    and leave what those frames change to the next update; a whole mesh after the frames stop equals a full
+    re-mesh. (Chasing every change, an update of one region per step would not end while frames keep coming.)"""
+    for steps in ("LIVE_STEP_BLOCKS", "MESH_STEP_BLOCKS"):
+        monkeypatch.setattr(mapper_module, steps, 1)  # about one region per hold of the map
+    mapper = Mapper(VolumeConfig(), CLASSES)
+    geometry = [MapFrame(f.camera, f.T_world_cam, f.color, f.depth) for f in frames]
+    for frame in geometry[:3]:
+        mapper.integrate(frame)
+    stop, fused = threading.Event(), []
+
+    def keep_fusing() -> None:
+        while not stop.is_set() and len(fused) < 2000:
+            mapper.integrate(geometry[len(fused) % len(geometry)])
+            fused.append(mapper.state.version)
+
+    fusing = threading.Thread(target=keep_fusing)
+    begun = mapper.state.version
+    fusing.start()
+    try:
+        changes, state = mapper.mesh_changes({"observed": 0})
+        fused_meanwhile = len(fused)
+    finally:
+        stop.set()
+        fusing.join()
+    assert len(fused) < 2000 and fused_meanwhile > 0  # frames were fused between the steps, the update ended
+    assert begun <= state.version < mapper.state.version  # the state the update began from
+    assert len(changes["observed"][0]) > 10
+    mesh, _ = mapper.mesh()
+    full = extract_mesh(mapper.volume)
+    assert mesh.num_triangles == full.num_triangles
+    np.testing.assert_array_equal(np.sort(mesh.vertices, axis=0), np.sort(full.vertices, axis=0))
 
 
 def test_a_map_that_does_not_fit_is_refused_and_the_map_kept(frames, tmp_path):
