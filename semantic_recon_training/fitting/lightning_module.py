@@ -15,9 +15,11 @@ and the voxel semantic mIoU of the prediction on the ground-truth surface (``val
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 
 from semantic_recon_ros.core.models import S4RNet, S4RNetConfig, load_checkpoint, set_fast_cpu_convolutions
 from semantic_recon_ros.core.models.fast_conv import fast_cpu_path_available
@@ -65,6 +67,24 @@ def adamw_warmup_cosine(parameters, run_config) -> dict:
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
+def freeze_all_but(model: nn.Module, trainable: Sequence[str]) -> list[nn.Module]:
+    """Stop the gradients of every top-level part of ``model`` (submodule or parameter) not named in ``trainable``;
+    returns the frozen submodules, whose BatchNorm statistics the caller keeps by holding them in eval mode
+    (:meth:`CompletionModule.train`).
+    ValueError for a name that is no part of the model."""
+    parts = {**dict(model.named_children()), **dict(model.named_parameters(recurse=False))}
+    unknown = sorted(set(trainable) - set(parts))
+    if unknown:
+        raise ValueError(f"trainer.trainable names no part of the network: {unknown}; its parts are {sorted(parts)}")
+    frozen = []
+    for name, part in parts.items():
+        if name not in trainable:
+            part.requires_grad_(False)
+            if isinstance(part, nn.Module):
+                frozen.append(part)
+    return frozen
+
+
 class CompletionModule(pl.LightningModule):
     """S4RNet trained through the renderer with the run's named losses.
 
@@ -86,6 +106,9 @@ class CompletionModule(pl.LightningModule):
         if self.run_config.trainer.init_checkpoint:
             self.model.load_state_dict(initial_weights(self.run_config.trainer.init_checkpoint, self.run_config.model,
                                                        class_names, voxel_size, truncation))
+        self._frozen = freeze_all_but(self.model, self.run_config.trainer.trainable) \
+            if self.run_config.trainer.trainable else []
+        self.train()  # the frozen parts in eval mode from the start (Lightning restores the modes it finds)
         if self.run_config.trainer.fast_cpu_convolutions and fast_cpu_path_available():
             set_fast_cpu_convolutions(self.model, True)  # acts on CPU tensors only
         weights = self.run_config.losses
@@ -173,5 +196,12 @@ class CompletionModule(pl.LightningModule):
         if not math.isnan(merged.miou):
             self.log("val/miou_prediction", merged.miou, rank_zero_only=True)
 
+    def train(self, mode: bool = True) -> "CompletionModule":
+        """Training mode, except for the parts ``trainer.trainable`` leaves frozen (their BatchNorm statistics stay)."""
+        super().train(mode)
+        for part in self._frozen:
+            part.eval()
+        return self
+
     def configure_optimizers(self):
-        return adamw_warmup_cosine(self.model.parameters(), self.run_config)
+        return adamw_warmup_cosine([p for p in self.model.parameters() if p.requires_grad], self.run_config)

@@ -207,8 +207,14 @@ class TrainerConfig:
     label_input_dropout: float = parameter(
         0.3, "With model.label_input: fraction of training chunks whose fused-label input is withheld, so that "
              "the network also works where no 2D labels were fused.", 0.0, 1.0)
+    trainable: tuple = parameter(
+        (), "Top-level parts of the network to train, a list (e.g. [semantic_decoder, semantic_head, label_gain]); "
+            "empty = all. The others keep their weights and BatchNorm statistics: a fine-tune of the semantic branch "
+            "alone leaves the network's TSDF and color exactly as init_checkpoint's.")
 
     def __post_init__(self) -> None:
+        if isinstance(self.trainable, list):  # as YAML gives it
+            self.trainable = tuple(self.trainable)
         check_ranges(self)
         self.max_time_seconds()  # a ValueError for a malformed budget
         self.output_dir, self.init_checkpoint = repo_path(self.output_dir), repo_path(self.init_checkpoint)

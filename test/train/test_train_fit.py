@@ -202,6 +202,28 @@ def test_a_label_input_run_starts_from_an_exported_checkpoint_and_trains(config,
         CompletionModule(wrong.to_dict(), names, voxel, truncation)
 
 
+def test_a_run_of_the_semantic_branch_alone_keeps_every_other_weight(config, resumed_run, tmp_path):
+    exported = tmp_path / "model.pt"
+    assert train_main(["export", "--config", str(REPO / "semantic_recon_training" / "configs" / "tiny.yaml"),
+                       "--checkpoint", str(last_checkpoint(config)), "--out", str(exported)]) == 0
+    branch = ("semantic_decoder", "semantic_head")
+    semantic_only = dataclasses.replace(config, trainer=dataclasses.replace(
+        config.trainer, init_checkpoint=str(exported), output_dir=str(tmp_path / "run"), max_steps=3,
+        val_every_n_steps=100, trainable=branch))
+    trained = torch.load(fit(semantic_only), map_location="cpu", weights_only=False)["state_dict"]
+    network, _ = load_checkpoint(exported, "cpu", fast_cpu=False)
+    changed = set()
+    for name, start in network.state_dict().items():  # weights and BatchNorm statistics
+        if not torch.equal(trained[f"model.{name}"], start):
+            changed.add(name.split(".")[0])
+    assert changed == set(branch)
+    names = list(ChunkDataset(config.data.cache_dir(config.data.train_scenes()[0])).class_names)
+    wrong = dataclasses.replace(semantic_only, trainer=dataclasses.replace(semantic_only.trainer,
+                                                                           trainable=("semantic_branch",)))
+    with pytest.raises(ValueError, match=r"names no part of the network: \['semantic_branch'\]"):
+        CompletionModule(wrong.to_dict(), names, config.extraction.voxel_size, config.extraction.truncation)
+
+
 def test_reserved_evaluation_rooms_cannot_be_training_data():
     with pytest.raises(ValueError, match="reserved evaluation scenes"):
         DataConfig(synthetic_seeds=[3, 904])
