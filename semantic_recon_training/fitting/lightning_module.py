@@ -70,8 +70,7 @@ def adamw_warmup_cosine(parameters, run_config) -> dict:
 def freeze_all_but(model: nn.Module, trainable: Sequence[str]) -> list[nn.Module]:
     """Stop the gradients of every top-level part of ``model`` (submodule or parameter) not named in ``trainable``;
     returns the frozen submodules, whose BatchNorm statistics the caller keeps by holding them in eval mode
-    (:meth:`CompletionModule.train`).
-    ValueError for a name that is no part of the model."""
+    (:meth:`CompletionModule.train`). ValueError for a name that is no part of the model."""
     parts = {**dict(model.named_children()), **dict(model.named_parameters(recurse=False))}
     unknown = sorted(set(trainable) - set(parts))
     if unknown:
